@@ -1,0 +1,1 @@
+"""The sans-IO core: consensus, membership, registry state and placement — pure, no IO."""

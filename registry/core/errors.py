@@ -1,0 +1,35 @@
+"""One error hierarchy for the whole project (house rule 9).
+
+The core raises these; the node layer translates them to gRPC status codes in one place.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class of every error quorum-registry raises on purpose."""
+
+
+class ConfigError(RegistryError, ValueError):
+    """A configuration contradicts itself; the message names the contradiction."""
+
+
+class ProposalRejected(RegistryError):
+    """Raft refused a proposal; nothing was appended."""
+
+
+class NotLeader(ProposalRejected):
+    """This node is not the leader. ``leader`` is the known leader, or ``""``."""
+
+    def __init__(self, leader: str) -> None:
+        self.leader = leader
+        where = f"the leader is {leader}" if leader else "no leader is known"
+        super().__init__(f"not the leader: {where}")
+
+
+class TransferInProgress(ProposalRejected):
+    """The leader is handing leadership over and accepts no proposals meanwhile."""
+
+
+class ConfChangeInProgress(ProposalRejected):
+    """A membership change is still uncommitted; only one may be pending at a time."""
