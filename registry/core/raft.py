@@ -62,8 +62,8 @@ from registry.core.messages import (
     MessageType,
     NodeId,
     PersistedState,
-    Ready,
     ReadState,
+    Ready,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -118,15 +118,14 @@ class RawNode:
         self._rng = rng
         persisted = persisted or PersistedState()
         snapshot = persisted.snapshot or Snapshot(
-            meta=SnapshotMeta(
-                index=0, term=0, conf=ConfState(voters=config.voters, learners=config.learners)
-            ),
-            data=b"",
+            meta=SnapshotMeta(index=0, term=0, conf=ConfState()), data=b""
         )
         hard = persisted.hard_state
         self._log = RaftLog(snapshot, persisted.entries, hard.commit)
         self._term = hard.term
         self._vote = hard.vote
+        if persisted == PersistedState():
+            self._bootstrap()
         self._lead: NodeId = NONE
         self._role = Role.FOLLOWER
         self._conf = ConfState()
@@ -154,9 +153,30 @@ class RawNode:
         self._msgs: list[Message] = []
         self._read_states: list[ReadState] = []
         self._incoming_snapshot: tuple[SnapshotMeta, bytearray] | None = None
-        self._prev_hard = HardState(term=self._term, vote=self._vote, commit=self._log.committed)
+        self._prev_hard = hard  # what storage holds; bootstrap state differs and gets persisted
         self._prev_soft = SoftState(leader=NONE, role=Role.FOLLOWER)
         self._outstanding: Ready | None = None
+
+    def _bootstrap(self) -> None:
+        """A first start writes the initial membership as committed entries of term 1, as
+        etcd-io/raft does: every bootstrap node writes the same entries, so logs agree, and
+        a node that joins later learns the membership by replication like anything else."""
+        changes = [
+            ConfChange(type=ConfChangeType.ADD_VOTER, node=n) for n in sorted(self.cfg.voters)
+        ]
+        changes += [
+            ConfChange(type=ConfChangeType.ADD_LEARNER, node=n) for n in sorted(self.cfg.learners)
+        ]
+        if not changes:
+            return  # a joining node: it waits for a leader to replicate the membership
+        self._log.append(
+            [
+                Entry(term=1, index=k, type=EntryType.CONF_CHANGE, data=change.encode())
+                for k, change in enumerate(changes, start=1)
+            ]
+        )
+        self._log.commit_to(len(changes))
+        self._term = 1
 
     # -- read-only view ----------------------------------------------------------------
 
@@ -218,9 +238,7 @@ class RawNode:
         if self.id not in self._conf.voters:
             return 0
         acked = self._quorum_value(
-            lambda node: (
-                self._heartbeat_seq if node == self.id else self._prs[node].acked_heartbeat
-            )
+            lambda node: self._heartbeat_seq if node == self.id else self._prs[node].acked_heartbeat
         )
         sent = self._heartbeat_sent_tick.get(acked)
         if sent is None:
@@ -556,9 +574,7 @@ class RawNode:
             self._step_follower(msg)
             return
         expected = (
-            MessageType.PRE_VOTE_RESP
-            if self._role is Role.PRE_CANDIDATE
-            else MessageType.VOTE_RESP
+            MessageType.PRE_VOTE_RESP if self._role is Role.PRE_CANDIDATE else MessageType.VOTE_RESP
         )
         if msg.type is not expected:
             return
@@ -586,9 +602,8 @@ class RawNode:
         elif kind is MessageType.TIMEOUT_NOW:
             if msg.src == self._lead:
                 self._hup(force=True)
-        elif kind is MessageType.READ_INDEX_RESP:
-            if not msg.reject:
-                self._read_states.append(ReadState(index=msg.index, context=msg.context))
+        elif kind is MessageType.READ_INDEX_RESP and not msg.reject:
+            self._read_states.append(ReadState(index=msg.index, context=msg.context))
 
     def _handle_append(self, msg: Message) -> None:
         log = self._log
@@ -781,7 +796,9 @@ class RawNode:
             pr.become_snapshot(log.snapshot, self._ticks)
             self._send_snapshot_chunk(node, pr)
             return False
-        entries = log.slice(pr.next, min(log.last_index + 1, pr.next + self.cfg.max_entries_per_msg))
+        entries = log.slice(
+            pr.next, min(log.last_index + 1, pr.next + self.cfg.max_entries_per_msg)
+        )
         if not entries and not allow_empty:
             return False
         self._send(
@@ -836,9 +853,7 @@ class RawNode:
         if not self._reads:
             return
         acked = self._quorum_value(
-            lambda node: (
-                self._heartbeat_seq if node == self.id else self._prs[node].acked_heartbeat
-            )
+            lambda node: self._heartbeat_seq if node == self.id else self._prs[node].acked_heartbeat
         )
         while self._reads and self._reads[0].heartbeat <= acked:
             self._deliver_read(self._reads.pop(0))
@@ -907,7 +922,9 @@ class RawNode:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _send(self, kind: MessageType, to: NodeId, *, term: int | None = None, **fields: object) -> None:
+    def _send(
+        self, kind: MessageType, to: NodeId, *, term: int | None = None, **fields: object
+    ) -> None:
         self._msgs.append(
             Message(
                 type=kind,
