@@ -1,0 +1,183 @@
+"""Member heartbeats, leases, self-fencing, and the leader's failure detector.
+
+Rules (DESIGN §3, with the drift arithmetic in ``timing``):
+
+1. Every member (voters included) heartbeats the Raft leader every ``heartbeat_tick``.
+   Each heartbeat carries a sequence number; the member remembers its *send* tick.
+2. The leader acknowledges a heartbeat only while its own Raft leader lease holds, so an
+   acknowledgement always comes from the one leader that can commit.
+3. An acknowledgement of heartbeat *s* extends the member's lease to
+   ``sent_tick(s) + lease_tick`` on the member's clock. A member runs workers only while
+   its lease holds.
+4. When a held lease runs out, the member **fences**: it stops every worker and takes a
+   new incarnation, so that anything it runs afterwards gets new fencing tokens.
+5. The leader declares a member down (proposes ``MemberDown``) once it has not heard from
+   it for ``down_after_tick`` of its own ticks — counted from when it became leader at
+   the earliest, since a new leader cannot know what its predecessor acknowledged.
+6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
+   makes the leader propose ``MemberUp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.core.commands import Command, MemberDown, MemberUp
+from registry.core.messages import NodeId
+from registry.core.state import RegistryState
+from registry.core.timing import MembershipConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberHeartbeat:
+    src: NodeId
+    dst: NodeId
+    seq: int
+    incarnation: int
+    address: str = ""
+    roles: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberAck:
+    src: NodeId
+    dst: NodeId
+    seq: int
+    incarnation: int
+
+
+class MemberAgent:
+    """The member side: heartbeats out, acknowledgements in, lease and fencing."""
+
+    def __init__(
+        self,
+        cfg: MembershipConfig,
+        node: NodeId,
+        incarnation: int,
+        *,
+        address: str = "",
+        roles: tuple[str, ...] = (),
+        kinds: tuple[str, ...] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.incarnation = incarnation
+        self.address = address
+        self.roles = roles
+        self.kinds = kinds
+        self.ticks = 0
+        self._seq = 0
+        self._sent: dict[int, int] = {}
+        self._lease_until = 0
+        self._since_heartbeat = cfg.heartbeat_tick  # heartbeat at the first chance
+        self._held = False
+
+    def tick(self) -> None:
+        self.ticks += 1
+        self._since_heartbeat += 1
+
+    def heartbeat(self, leader: NodeId) -> MemberHeartbeat | None:
+        """The heartbeat due now, if any (none while no leader is known)."""
+        if not leader or self._since_heartbeat < self.cfg.heartbeat_tick:
+            return None
+        self._since_heartbeat = 0
+        self._seq += 1
+        self._sent[self._seq] = self.ticks
+        horizon = self.ticks - self.cfg.lease_tick
+        for seq in [s for s, t in self._sent.items() if t < horizon]:
+            del self._sent[seq]  # too old to extend the lease anyway
+        return MemberHeartbeat(
+            src=self.node,
+            dst=leader,
+            seq=self._seq,
+            incarnation=self.incarnation,
+            address=self.address,
+            roles=self.roles,
+            kinds=self.kinds,
+        )
+
+    def on_ack(self, ack: MemberAck) -> None:
+        if ack.dst != self.node or ack.incarnation != self.incarnation:
+            return
+        sent = self._sent.get(ack.seq)
+        if sent is not None:
+            self._lease_until = max(self._lease_until, sent + self.cfg.lease_tick)
+
+    def has_lease(self) -> bool:
+        return self.ticks < self._lease_until
+
+    def lease_remaining(self) -> int:
+        return max(0, self._lease_until - self.ticks)
+
+    def check_fence(self) -> bool:
+        """True exactly once each time a held lease runs out (rule 4); the incarnation
+        has then been bumped and must be persisted before the next heartbeat goes out."""
+        if self.has_lease():
+            self._held = True
+            return False
+        if not self._held:
+            return False
+        self._held = False
+        self.incarnation += 1
+        self._sent.clear()
+        return True
+
+
+class LeaderMonitor:
+    """The leader side: acknowledge heartbeats, and propose MemberUp/MemberDown."""
+
+    def __init__(self, cfg: MembershipConfig) -> None:
+        self.cfg = cfg
+        self._since = 0
+        self._last_heard: dict[NodeId, int] = {}
+        self._latest: dict[NodeId, MemberHeartbeat] = {}
+        self._proposed: dict[Command, int] = {}
+
+    def became_leader(self, now: int) -> None:
+        self._since = now
+        self._last_heard.clear()
+        self._latest.clear()
+        self._proposed.clear()
+
+    def on_heartbeat(self, hb: MemberHeartbeat, now: int, *, lease_holds: bool) -> MemberAck | None:
+        if not lease_holds:
+            return None  # rule 2: only a leader that surely leads may grant leases
+        self._last_heard[hb.src] = now
+        self._latest[hb.src] = hb
+        return MemberAck(src=hb.dst, dst=hb.src, seq=hb.seq, incarnation=hb.incarnation)
+
+    def last_heard(self, node: NodeId) -> int:
+        return self._last_heard.get(node, self._since)
+
+    def changes(self, state: RegistryState, now: int) -> list[Command]:
+        """Membership commands to propose now (each at most once per ``retry_tick``)."""
+        due: list[Command] = []
+        for member in state.up_members():
+            if now - self.last_heard(member.node) >= self.cfg.down_after_tick:
+                due.append(MemberDown(node=member.node, incarnation=member.incarnation))
+        for node, hb in sorted(self._latest.items()):
+            if now - self._last_heard[node] >= self.cfg.down_after_tick:
+                continue
+            record = state.members.get(node)
+            current = record is not None and (
+                record.up
+                and record.incarnation == hb.incarnation
+                and record.address == hb.address
+                and record.roles == frozenset(hb.roles)
+                and record.kinds == frozenset(hb.kinds)
+            )
+            if not current and (record is None or record.incarnation <= hb.incarnation):
+                due.append(
+                    MemberUp(
+                        node=node,
+                        incarnation=hb.incarnation,
+                        address=hb.address,
+                        roles=hb.roles,
+                        kinds=hb.kinds,
+                    )
+                )
+        fresh = [c for c in due if now - self._proposed.get(c, -(10**9)) >= self.cfg.retry_tick]
+        for command in fresh:
+            self._proposed[command] = now
+        return fresh

@@ -1,0 +1,117 @@
+"""Placement: which member should host a name. A pure function of committed state.
+
+Rules (Swarm's ring strategy plus dist_ac priority lists):
+
+- *Eligible* members are up in the view, carry every role the name asks for, and can run
+  its kind (a member that lists no kinds runs any kind).
+- Without a priority list, the owner is the node a consistent-hash ring (uhashring,
+  ketama) over the eligible members returns for the name.
+- With a priority list ``(("a",), ("b", "c"))``, the owner is the first tier that has an
+  eligible member; inside a tier, the ring over that tier's eligible members decides.
+  When a higher tier's member comes back, the owner changes to it (takeover).
+- No eligible member: no owner; the name waits.
+
+Rings are cached per (view epoch, eligibility key): placing 100k names reuses a handful
+of rings, and a new epoch drops the old cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from uhashring import HashRing
+
+from registry.core.commands import NameSpec, Priority
+from registry.core.messages import NodeId
+
+DEFAULT_VNODES = 40
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """What placement needs to know about a member."""
+
+    node: NodeId
+    roles: frozenset[str]
+    kinds: frozenset[str]
+    up: bool
+
+    def can_host(self, kind: str, roles: Iterable[str]) -> bool:
+        return (not self.kinds or kind in self.kinds) and self.roles.issuperset(roles)
+
+
+class _Ring:
+    """A ring over a fixed, sorted set of nodes; one node needs no hashing."""
+
+    __slots__ = ("_nodes", "_ring")
+
+    def __init__(self, nodes: tuple[NodeId, ...], vnodes: int) -> None:
+        self._nodes = nodes
+        self._ring = (
+            HashRing(nodes=list(nodes), hash_fn="ketama", vnodes=vnodes) if len(nodes) > 1 else None
+        )
+
+    def get(self, key: str) -> NodeId | None:
+        if self._ring is None:
+            return self._nodes[0] if self._nodes else None
+        node: NodeId = self._ring.get_node(key)
+        return node
+
+
+class Placement:
+    def __init__(self, vnodes: int = DEFAULT_VNODES) -> None:
+        self._vnodes = vnodes
+        self._epoch = -1
+        self._rings: dict[tuple[NodeId, ...], _Ring] = {}
+        self._eligible: dict[tuple[str, tuple[str, ...]], tuple[NodeId, ...]] = {}
+
+    def owner(
+        self, spec: NameSpec, members: Mapping[NodeId, Candidate], epoch: int
+    ) -> NodeId | None:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._rings.clear()
+            self._eligible.clear()
+        eligible = self._eligible_nodes(spec, members)
+        if spec.priority is not None:
+            return self._by_priority(spec.name, spec.priority, set(eligible))
+        return self._ring(eligible).get(spec.name)
+
+    def _eligible_nodes(
+        self, spec: NameSpec, members: Mapping[NodeId, Candidate]
+    ) -> tuple[NodeId, ...]:
+        key = (spec.kind, tuple(sorted(spec.roles)))
+        found = self._eligible.get(key)
+        if found is None:
+            found = tuple(
+                sorted(
+                    node
+                    for node, member in members.items()
+                    if member.up and member.can_host(spec.kind, spec.roles)
+                )
+            )
+            self._eligible[key] = found
+        return found
+
+    def _by_priority(self, name: str, priority: Priority, eligible: set[NodeId]) -> NodeId | None:
+        for tier in priority:
+            present = tuple(sorted(n for n in tier if n in eligible))
+            if present:
+                return self._ring(present).get(name)
+        return None
+
+    def _ring(self, nodes: tuple[NodeId, ...]) -> _Ring:
+        ring = self._rings.get(nodes)
+        if ring is None:
+            ring = self._rings[nodes] = _Ring(nodes, self._vnodes)
+        return ring
+
+
+def could_ever_host(spec: NameSpec, members: Mapping[NodeId, Candidate]) -> bool:
+    """Is any known member (up or down) able to run this name at all?"""
+    allowed = None if spec.priority is None else {n for tier in spec.priority for n in tier}
+    return any(
+        member.can_host(spec.kind, spec.roles) and (allowed is None or node in allowed)
+        for node, member in members.items()
+    )

@@ -1,0 +1,352 @@
+"""One registry node, sans-IO: Raft + the registry state machine + leases + activations.
+
+The shell (``registry.node`` for real, ``registry.sim`` in simulation) drives it exactly
+like a ``RawNode``: ``tick()``, ``step(message)``, ``propose(command)``, and the worker
+runtime's reports (``handoff_done``, ``handoff_ignored``); then ``ready()`` → persist
+(incarnation first, then the Raft Ready, then any compaction) → send → run the effects →
+``advance()``.
+
+Effects are *level-triggered*: after every change the replica compares what the log says
+this member (in its current incarnation) may run, while it holds a lease, against what it
+told the runtime to run, and emits the difference. Replaying the log after a restart
+therefore never resurrects an old activation: a restart is a new incarnation, and the log
+gives the names of the old one new tokens (``state`` explains when).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from dataclasses import dataclass
+
+from registry.core.commands import Command, InvalidCommand, Released, decode, encode
+from registry.core.config import RaftConfig
+from registry.core.errors import ProposalRejected
+from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
+from registry.core.messages import (
+    EntryType,
+    Message,
+    NodeId,
+    PersistedState,
+    Ready,
+    Role,
+    Snapshot,
+)
+from registry.core.raft import RawNode, Rng
+from registry.core.state import Activation, Code, RegistryState, Result
+from registry.core.timing import MembershipConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward:
+    """A command a non-leader asks the leader to propose (used for releases)."""
+
+    src: NodeId
+    dst: NodeId
+    data: bytes
+
+
+PeerMessage = Message | MemberHeartbeat | MemberAck | Forward
+
+
+class StopReason(enum.Enum):
+    QUORUM_LOST = "quorum_lost"
+    UNREGISTERED = "unregistered"
+    SUPERSEDED = "superseded"
+    """The log moved the name away without a handoff (e.g. a failover raced a heal)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Start:
+    activation: Activation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop:
+    name: str
+    token: int
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeginHandoff:
+    """Call ``begin_handoff`` on the worker, stop it, then report ``handoff_done``
+    (or ``handoff_ignored``). Past ``deadline_tick`` (this node's ticks) the runtime
+    stops it and reports ``handoff_done`` without state."""
+
+    name: str
+    token: int
+    deadline_tick: int
+
+
+Effect = Start | Stop | BeginHandoff
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    """A committed command and its result, for whoever waits on that index."""
+
+    index: int
+    command: Command | None
+    result: Result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaReady:
+    incarnation: int | None
+    """A new incarnation (after fencing): persist it before sending anything."""
+    raft: Ready
+    compaction: Snapshot | None
+    """Persist as the new snapshot and drop stored entries up to its index."""
+    messages: tuple[PeerMessage, ...]
+    """Membership and forwarding messages (Raft's are in ``raft.messages``)."""
+    effects: tuple[Effect, ...]
+    applied: tuple[Applied, ...]
+
+
+@dataclass(slots=True)
+class _Release:
+    token: int
+    state: bytes | None
+    sent_tick: int
+
+
+class Replica:
+    def __init__(
+        self,
+        raft_cfg: RaftConfig,
+        member_cfg: MembershipConfig,
+        rng: Rng,
+        *,
+        incarnation: int,
+        persisted: PersistedState | None = None,
+        address: str = "",
+        roles: tuple[str, ...] = (),
+        kinds: tuple[str, ...] = (),
+    ) -> None:
+        self.raft = RawNode(raft_cfg, rng, persisted)
+        snapshot = persisted.snapshot if persisted else None
+        self.state = RegistryState.restore(snapshot.data) if snapshot else RegistryState()
+        self.agent = MemberAgent(
+            member_cfg, raft_cfg.node_id, incarnation, address=address, roles=roles, kinds=kinds
+        )
+        self.monitor = LeaderMonitor(member_cfg)
+        self.cfg = member_cfg
+        self._running: dict[str, int] = {}
+        self._handoff_asked: dict[str, tuple[int, int]] = {}
+        self._releases: dict[str, _Release] = {}
+        self._outbox: list[PeerMessage] = []
+        self._new_incarnation: int | None = None
+        self._compaction: Snapshot | None = None
+        self._was_leader = False
+        self._had_lease = False
+        self._dirty = True
+
+    @property
+    def id(self) -> NodeId:
+        return self.raft.id
+
+    @property
+    def incarnation(self) -> int:
+        return self.agent.incarnation
+
+    def running(self) -> dict[str, int]:
+        """Names the runtime was told to run, with their tokens."""
+        return dict(self._running)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.raft.tick()
+        self.agent.tick()
+        self._drive()
+
+    def step(self, msg: PeerMessage) -> None:
+        if isinstance(msg, Message):
+            self.raft.step(msg)
+        elif isinstance(msg, MemberHeartbeat):
+            self._on_heartbeat(msg)
+        elif isinstance(msg, MemberAck):
+            self.agent.on_ack(msg)
+        elif msg.dst == self.id and self.raft.role is Role.LEADER:
+            self._try_propose(msg.data)  # on failure the sender retries after retry_tick
+        self._drive()
+
+    def propose(self, command: Command) -> int:
+        """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
+        return self.raft.propose(encode(command))
+
+    def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
+        """The runtime stopped ``name`` after ``begin_handoff``; ``state`` goes to the
+        next owner (``None``: it restarts fresh)."""
+        if self._running.get(name) == token:
+            del self._running[name]
+        self._releases[name] = _Release(token=token, state=state, sent_tick=-(10**9))
+        self._drive()
+
+    def handoff_ignored(self, name: str, token: int) -> None:
+        """The worker answered ``Ignore()``: it stays here until the view changes again."""
+        del name, token  # _handoff_asked already remembers the epoch it was asked in
+
+    # -- Ready -------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self.raft.has_ready()
+            or self._outbox
+            or self._dirty
+            or self._compaction
+            or self._new_incarnation is not None
+            or self.agent.has_lease() != self._had_lease
+        )
+
+    def ready(self) -> ReplicaReady:
+        rd = self.raft.ready()
+        if rd.snapshot is not None:
+            self.state = RegistryState.restore(rd.snapshot.data)
+            self._dirty = True
+        applied = self._apply(rd)
+        effects = self._reconcile() if self._dirty or self._lease_flipped() else []
+        out = ReplicaReady(
+            incarnation=self._new_incarnation,
+            raft=rd,
+            compaction=self._compaction,
+            messages=tuple(self._outbox),
+            effects=tuple(effects),
+            applied=tuple(applied),
+        )
+        self._outbox.clear()
+        self._new_incarnation = None
+        self._compaction = None
+        return out
+
+    def advance(self, ready: ReplicaReady) -> None:
+        self.raft.advance(ready.raft)
+        if self.raft.should_compact():
+            index = self.raft.applied_index
+            self._compaction = self.raft.compact(index, self.state.snapshot())
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _apply(self, rd: Ready) -> list[Applied]:
+        applied: list[Applied] = []
+        for entry in rd.committed:
+            if entry.type is not EntryType.NORMAL or not entry.data:
+                continue
+            try:
+                command: Command | None = decode(entry.data)
+            except InvalidCommand as exc:
+                applied.append(
+                    Applied(
+                        index=entry.index,
+                        command=None,
+                        result=Result(code=Code.INVALID_ARGUMENT, message=str(exc)),
+                    )
+                )
+                continue
+            assert command is not None
+            result = self.state.apply(entry.index, command)
+            applied.append(Applied(index=entry.index, command=command, result=result))
+            self._dirty = True
+        return applied
+
+    def _lease_flipped(self) -> bool:
+        return self.agent.has_lease() != self._had_lease
+
+    def _drive(self) -> None:
+        """Everything that reacts to time or input and may propose: heartbeats, the
+        leader's failure detector, retried releases."""
+        raft, now = self.raft, self.agent.ticks
+        leader = raft.leader
+        is_leader = raft.role is Role.LEADER
+        if is_leader and not self._was_leader:
+            self.monitor.became_leader(now)
+        self._was_leader = is_leader
+        heartbeat = self.agent.heartbeat(leader)
+        if heartbeat is not None:
+            if leader == self.id:
+                self._on_heartbeat(heartbeat)
+            else:
+                self._outbox.append(heartbeat)
+        if is_leader:
+            for command in self.monitor.changes(self.state, now):
+                self._try_propose(encode(command))
+        for name, release in sorted(self._releases.items()):
+            record = self.state.names.get(name)
+            if record is None or record.token != release.token:
+                del self._releases[name]
+                self._dirty = True
+                continue
+            if now - release.sent_tick < self.cfg.retry_tick or not leader:
+                continue
+            release.sent_tick = now
+            data = encode(Released(name=name, token=release.token, state=release.state))
+            if is_leader:
+                self._try_propose(data)
+            else:
+                self._outbox.append(Forward(src=self.id, dst=leader, data=data))
+
+    def _try_propose(self, data: bytes) -> None:
+        # A refusal (e.g. during a leadership transfer) is retried after retry_tick.
+        with contextlib.suppress(ProposalRejected):
+            self.raft.propose(data)
+
+    def _on_heartbeat(self, hb: MemberHeartbeat) -> None:
+        if self.raft.role is not Role.LEADER or hb.dst != self.id:
+            return
+        ack = self.monitor.on_heartbeat(
+            hb, self.agent.ticks, lease_holds=self.raft.lease_remaining() > 0
+        )
+        if ack is None:
+            return
+        if ack.dst == self.id:
+            self.agent.on_ack(ack)
+        else:
+            self._outbox.append(ack)
+
+    def _reconcile(self) -> list[Effect]:
+        self._dirty = False
+        effects: list[Effect] = []
+        if self.agent.check_fence():
+            self._new_incarnation = self.agent.incarnation
+            for name, token in sorted(self._running.items()):
+                effects.append(Stop(name=name, token=token, reason=StopReason.QUORUM_LOST))
+            self._running.clear()
+            self._handoff_asked.clear()
+        lease = self.agent.has_lease()
+        self._had_lease = lease
+        desired = self.state.activations_for(self.id, self.incarnation) if lease else {}
+        for name, token in sorted(self._running.items()):
+            want = desired.get(name)
+            if want is None or want.token != token:
+                if not lease:
+                    reason = StopReason.QUORUM_LOST
+                elif name not in self.state.names:
+                    reason = StopReason.UNREGISTERED
+                else:
+                    reason = StopReason.SUPERSEDED
+                effects.append(Stop(name=name, token=token, reason=reason))
+                del self._running[name]
+        for name, activation in desired.items():
+            released = self._releases.get(name)
+            if name in self._running or (released and released.token == activation.token):
+                continue
+            effects.append(Start(activation=activation))
+            self._running[name] = activation.token
+        if lease:
+            epoch = self.state.epoch
+            for record in self.state.moving_from(self.id, self.incarnation):
+                name = record.spec.name
+                if self._running.get(name) != record.token:
+                    continue
+                if self._handoff_asked.get(name) == (record.token, epoch):
+                    continue
+                self._handoff_asked[name] = (record.token, epoch)
+                effects.append(
+                    BeginHandoff(
+                        name=name,
+                        token=record.token,
+                        deadline_tick=self.agent.ticks + self.cfg.handoff_deadline_tick,
+                    )
+                )
+        return effects

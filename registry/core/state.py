@@ -1,0 +1,466 @@
+"""The replicated registry: names, groups, members, the view, and who holds each name.
+
+Theory of operation
+-------------------
+Every replica applies the same committed commands in the same order, so every replica
+computes the same state — including *who may run each name*. Running is decided here, in
+the log, never by a node on its own:
+
+- A name has a **holder** ``(node, incarnation)`` and a **token**: the log index of the
+  entry that made it the holder (its fencing token, G2). No holder means the name waits.
+- **Register** at index *i* assigns the placement owner (see ``placement``) with token *i*.
+- **MemberDown** at *i* (committed by the leader only after the member's lease surely
+  expired, see ``membership``) takes its names away: they are reassigned with token *i*
+  and reason FAILOVER, without state.
+- **MemberUp** at *i* changes the view. Names whose owner changed are *not* reassigned
+  here: their holder is still running them. It sees the move when it applies the entry,
+  runs ``begin_handoff``, stops the worker, and proposes **Released(name, token, state)**.
+  When that commits at *j*, the name goes to the current owner with token *j*, reason
+  HANDOFF and the state. A MemberUp with a new incarnation means the old process is gone:
+  its names are reassigned with reason FAILOVER.
+- **Released** with a token other than the current one is stale and changes nothing.
+
+Because a holder only ever changes at an entry that the old holder either proposed after
+stopping (handoff) or that is committed after its lease expired (failover), two holders
+never run at once (G1), and tokens only grow (G2).
+
+Results are typed (``Result``) so the node can map them to gRPC codes in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from registry.core.commands import (
+    Command,
+    Join,
+    Leave,
+    MemberDown,
+    MemberUp,
+    NameSpec,
+    Register,
+    Released,
+    Unregister,
+)
+from registry.core.messages import NodeId
+from registry.core.placement import Candidate, Placement, could_ever_host
+
+MAX_NAME_BYTES = 255
+MAX_REGISTER_BATCH = 10_000
+
+
+class StartReason(enum.Enum):
+    NEW = "new"
+    FAILOVER = "failover"
+    HANDOFF = "handoff"
+    RESTART = "restart"
+
+
+class Code(enum.Enum):
+    """Outcome of applying a command; the node maps these to gRPC status codes."""
+
+    OK = "ok"
+    INVALID_ARGUMENT = "invalid_argument"
+    ALREADY_EXISTS = "already_exists"
+    NOT_FOUND = "not_found"
+    FAILED_PRECONDITION = "failed_precondition"
+    STALE = "stale"
+    """A membership or release command that an earlier one overtook; harmless."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    code: Code = Code.OK
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.OK
+
+
+OK = Result()
+
+
+@dataclass(slots=True, kw_only=True)
+class MemberRecord:
+    node: NodeId
+    incarnation: int
+    address: str = ""
+    roles: frozenset[str] = frozenset()
+    kinds: frozenset[str] = frozenset()
+    up: bool = True
+
+    def candidate(self) -> Candidate:
+        return Candidate(node=self.node, roles=self.roles, kinds=self.kinds, up=self.up)
+
+
+@dataclass(slots=True, kw_only=True)
+class NameRecord:
+    spec: NameSpec
+    holder: NodeId = ""
+    holder_incarnation: int = 0
+    token: int = 0
+    reason: StartReason = StartReason.NEW
+    state: bytes | None = None
+    """State handed over by the last handoff, for the activation that holds ``token``."""
+    groups: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Activation:
+    """One name a given member should be running right now."""
+
+    name: str
+    kind: str
+    args: bytes
+    token: int
+    reason: StartReason
+    state: bytes | None
+
+
+def validate_identifier(what: str, value: str) -> str | None:
+    """Why ``value`` is not a usable name/group/kind, or ``None`` if it is."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"{what} is longer than {MAX_NAME_BYTES} bytes"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} is not valid UTF-8"
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        return f"{what} contains control characters"
+    return None
+
+
+class RegistryState:
+    def __init__(self, placement: Placement | None = None) -> None:
+        self.names: dict[str, NameRecord] = {}
+        self.members: dict[NodeId, MemberRecord] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.epoch = 0
+        """Log index of the last change to the view (members, their roles, up/down)."""
+        self.applied_index = 0
+        self._placement = placement or Placement()
+        self._held: dict[NodeId, set[str]] = {}
+        self._waiting: set[str] = set()
+        self._waiting_reason: dict[str, StartReason] = {}
+        self._candidates: dict[NodeId, Candidate] = {}
+
+    # -- queries -----------------------------------------------------------------------
+
+    def owner(self, name: str) -> NodeId | None:
+        """Where placement wants ``name`` now (may differ from its holder mid-handoff)."""
+        record = self.names.get(name)
+        if record is None:
+            return None
+        return self._placement.owner(record.spec, self._candidates, self.epoch)
+
+    def held_by(self, node: NodeId) -> Iterator[NameRecord]:
+        for name in sorted(self._held.get(node, ())):
+            yield self.names[name]
+
+    def activations_for(self, node: NodeId, incarnation: int) -> dict[str, Activation]:
+        """What ``node`` (in that incarnation) is entitled to run, by the log."""
+        return {
+            r.spec.name: Activation(
+                name=r.spec.name,
+                kind=r.spec.kind,
+                args=r.spec.args,
+                token=r.token,
+                reason=r.reason,
+                state=r.state,
+            )
+            for r in self.held_by(node)
+            if r.holder_incarnation == incarnation
+        }
+
+    def moving_from(self, node: NodeId, incarnation: int) -> list[NameRecord]:
+        """Names ``node`` holds whose owner is now someone else: it must hand them off."""
+        return [
+            r
+            for r in self.held_by(node)
+            if r.holder_incarnation == incarnation and self.owner(r.spec.name) != node
+        ]
+
+    def up_members(self) -> list[MemberRecord]:
+        return [m for _, m in sorted(self.members.items()) if m.up]
+
+    def waiting(self) -> list[str]:
+        return sorted(self._waiting)
+
+    # -- apply -------------------------------------------------------------------------
+
+    def apply(self, index: int, command: Command) -> Result:
+        """Apply one committed command. Deterministic; never raises for bad input."""
+        self.applied_index = index
+        if isinstance(command, Register):
+            return self._register(index, command)
+        if isinstance(command, Unregister):
+            return self._unregister(command)
+        if isinstance(command, Join):
+            return self._join(command)
+        if isinstance(command, Leave):
+            return self._leave(command)
+        if isinstance(command, MemberUp):
+            return self._member_up(index, command)
+        if isinstance(command, MemberDown):
+            return self._member_down(index, command)
+        return self._released(index, command)
+
+    def _register(self, index: int, command: Register) -> Result:
+        specs = command.specs
+        if not specs:
+            return Result(code=Code.INVALID_ARGUMENT, message="no names to register")
+        if len(specs) > MAX_REGISTER_BATCH:
+            return Result(
+                code=Code.INVALID_ARGUMENT,
+                message=f"{len(specs)} names in one batch; the limit is {MAX_REGISTER_BATCH}",
+            )
+        seen: set[str] = set()
+        for spec in specs:
+            problem = validate_identifier("name", spec.name) or validate_identifier(
+                "kind", spec.kind
+            )
+            if problem:
+                return Result(code=Code.INVALID_ARGUMENT, message=f"{spec.name!r}: {problem}")
+            if spec.name in seen:
+                return Result(
+                    code=Code.INVALID_ARGUMENT, message=f"{spec.name!r} appears twice in the batch"
+                )
+            seen.add(spec.name)
+            if spec.name in self.names:
+                return Result(
+                    code=Code.ALREADY_EXISTS, message=f"{spec.name!r} is already registered"
+                )
+            if spec.priority is not None and not any(spec.priority):
+                return Result(
+                    code=Code.INVALID_ARGUMENT, message=f"{spec.name!r}: empty priority list"
+                )
+            if not could_ever_host(spec, self._candidates):
+                roles = f" with roles {sorted(spec.roles)}" if spec.roles else ""
+                return Result(
+                    code=Code.FAILED_PRECONDITION,
+                    message=f"no member can host {spec.name!r}: none runs kind "
+                    f"{spec.kind!r}{roles}",
+                )
+        for spec in specs:
+            self.names[spec.name] = NameRecord(spec=spec)
+            self._wait(spec.name, StartReason.NEW)
+        self._assign_waiting(index)
+        return OK
+
+    def _unregister(self, command: Unregister) -> Result:
+        record = self.names.pop(command.name, None)
+        if record is None:
+            return Result(code=Code.NOT_FOUND, message=f"{command.name!r} is not registered")
+        self._release_holder(record)
+        self._waiting.discard(command.name)
+        self._waiting_reason.pop(command.name, None)
+        for group in record.groups:
+            members = self.groups[group]
+            members.discard(command.name)
+            if not members:
+                del self.groups[group]
+        return OK
+
+    def _join(self, command: Join) -> Result:
+        problem = validate_identifier("group", command.group)
+        if problem:
+            return Result(code=Code.INVALID_ARGUMENT, message=problem)
+        record = self.names.get(command.name)
+        if record is None:
+            return Result(code=Code.NOT_FOUND, message=f"{command.name!r} is not registered")
+        if command.group in record.groups:
+            return Result(
+                code=Code.ALREADY_EXISTS,
+                message=f"{command.name!r} is already in group {command.group!r}",
+            )
+        record.groups.add(command.group)
+        self.groups.setdefault(command.group, set()).add(command.name)
+        return OK
+
+    def _leave(self, command: Leave) -> Result:
+        members = self.groups.get(command.group)
+        if members is None:
+            return Result(code=Code.NOT_FOUND, message=f"no group {command.group!r}")
+        if command.name not in members:
+            return Result(
+                code=Code.NOT_FOUND,
+                message=f"{command.name!r} is not in group {command.group!r}",
+            )
+        members.discard(command.name)
+        self.names[command.name].groups.discard(command.group)
+        if not members:
+            del self.groups[command.group]
+        return OK
+
+    def _member_up(self, index: int, command: MemberUp) -> Result:
+        existing = self.members.get(command.node)
+        if existing is not None and command.incarnation < existing.incarnation:
+            return Result(code=Code.STALE, message="an older incarnation")
+        record = MemberRecord(
+            node=command.node,
+            incarnation=command.incarnation,
+            address=command.address,
+            roles=frozenset(command.roles),
+            kinds=frozenset(command.kinds),
+        )
+        if existing is not None and existing == record:
+            return OK
+        if existing is not None and existing.incarnation != command.incarnation:
+            # The old process is gone (a node restarts or re-fences with a new incarnation).
+            self._fail_over_holder(command.node)
+        self.members[command.node] = record
+        self._view_changed(index)
+        return OK
+
+    def _member_down(self, index: int, command: MemberDown) -> Result:
+        existing = self.members.get(command.node)
+        if existing is None or existing.incarnation != command.incarnation or not existing.up:
+            return Result(code=Code.STALE, message="member already down or restarted")
+        existing.up = False
+        self._fail_over_holder(command.node)
+        self._view_changed(index)
+        return OK
+
+    def _released(self, index: int, command: Released) -> Result:
+        record = self.names.get(command.name)
+        if record is None or record.token != command.token or not record.holder:
+            return Result(code=Code.STALE, message="that activation was already replaced")
+        self._release_holder(record)
+        record.state = command.state
+        self._wait(
+            command.name,
+            StartReason.HANDOFF if command.state is not None else StartReason.RESTART,
+        )
+        self._assign_waiting(index)
+        return OK
+
+    # -- holder bookkeeping ------------------------------------------------------------
+
+    def _view_changed(self, index: int) -> None:
+        self.epoch = index
+        self._candidates = {n: m.candidate() for n, m in sorted(self.members.items())}
+        self._assign_waiting(index)
+
+    def _fail_over_holder(self, node: NodeId) -> None:
+        for name in sorted(self._held.get(node, ())):
+            record = self.names[name]
+            self._release_holder(record)
+            record.state = None
+            self._wait(name, StartReason.FAILOVER)
+
+    def _wait(self, name: str, reason: StartReason) -> None:
+        self._waiting.add(name)
+        # FAILOVER sticks: a name that lost its holder never pretends to carry state.
+        if self._waiting_reason.get(name) is not StartReason.FAILOVER:
+            self._waiting_reason[name] = reason
+
+    def _release_holder(self, record: NameRecord) -> None:
+        if record.holder:
+            held = self._held.get(record.holder)
+            if held is not None:
+                held.discard(record.spec.name)
+            record.holder = ""
+            record.holder_incarnation = 0
+
+    def _assign_waiting(self, index: int) -> None:
+        for name in sorted(self._waiting):
+            record = self.names[name]
+            owner = self._placement.owner(record.spec, self._candidates, self.epoch)
+            if owner is None:
+                continue
+            self._waiting.discard(name)
+            reason = self._waiting_reason.pop(name, StartReason.NEW)
+            record.holder = owner
+            record.holder_incarnation = self.members[owner].incarnation
+            record.token = index
+            record.reason = reason
+            if reason is not StartReason.HANDOFF:
+                record.state = None
+            self._held.setdefault(owner, set()).add(name)
+
+    # -- snapshot ----------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        def b64(data: bytes | None) -> str | None:
+            return None if data is None else base64.b64encode(data).decode()
+
+        body: dict[str, Any] = {
+            "epoch": self.epoch,
+            "applied_index": self.applied_index,
+            "members": [
+                [m.node, m.incarnation, m.address, sorted(m.roles), sorted(m.kinds), m.up]
+                for _, m in sorted(self.members.items())
+            ],
+            "names": [
+                [
+                    r.spec.name,
+                    r.spec.kind,
+                    b64(r.spec.args),
+                    list(r.spec.roles),
+                    None if r.spec.priority is None else [list(t) for t in r.spec.priority],
+                    r.holder,
+                    r.holder_incarnation,
+                    r.token,
+                    r.reason.value,
+                    b64(r.state),
+                    sorted(r.groups),
+                ]
+                for _, r in sorted(self.names.items())
+            ],
+            "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def restore(cls, data: bytes, placement: Placement | None = None) -> RegistryState:
+        state = cls(placement)
+        if not data:
+            return state
+        body = json.loads(data)
+        for node, inc, address, roles, kinds, up in body["members"]:
+            state.members[node] = MemberRecord(
+                node=node,
+                incarnation=inc,
+                address=address,
+                roles=frozenset(roles),
+                kinds=frozenset(kinds),
+                up=up,
+            )
+        for row in body["names"]:
+            name, kind, args, roles, priority, holder, inc, token, reason, blob, groups = row
+            spec = NameSpec(
+                name=name,
+                kind=kind,
+                args=base64.b64decode(args) if args else b"",
+                roles=tuple(roles),
+                priority=None if priority is None else tuple(tuple(t) for t in priority),
+            )
+            state.names[name] = NameRecord(
+                spec=spec,
+                holder=holder,
+                holder_incarnation=inc,
+                token=token,
+                reason=StartReason(reason),
+                state=None if blob is None else base64.b64decode(blob),
+                groups=set(groups),
+            )
+            if holder:
+                state._held.setdefault(holder, set()).add(name)
+            for group in groups:
+                state.groups.setdefault(group, set()).add(name)
+        for name, reason in body["waiting"]:
+            state._waiting.add(name)
+            state._waiting_reason[name] = StartReason(reason)
+        state.epoch = body["epoch"]
+        state.applied_index = body["applied_index"]
+        state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}
+        return state

@@ -1,0 +1,169 @@
+"""Timing in seconds, presets, and the one conversion to integer ticks.
+
+Every field has a unit and a default (the ``lan`` preset). ``validate()`` names the
+contradiction it finds; the most important one is the failover safety rule::
+
+    down_after ≥ (lease + fence_grace) · (1 + max_drift) / (1 − max_drift) + margin
+
+A member may keep running workers until its lease ends plus ``fence_grace`` (measured on
+its own clock); the leader declares it down ``down_after`` after last hearing from it (on
+the leader's clock). With each clock within ``max_drift`` of true time, the rule makes sure
+the member has stopped, or exited, before anybody else starts its names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+from registry.core.config import RaftConfig
+from registry.core.errors import ConfigError
+from registry.core.messages import NodeId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipConfig:
+    """Member leases in ticks (converted from ``Timing``)."""
+
+    heartbeat_tick: int
+    """A member heartbeats the leader this often."""
+    lease_tick: int
+    """A lease runs this long from the send of an acknowledged heartbeat."""
+    down_after_tick: int
+    """The leader declares a member down after this long without a heartbeat."""
+    fence_grace_tick: int
+    """How long a fenced worker may take to stop before the node exits."""
+    handoff_deadline_tick: int
+    """``begin_handoff`` must answer within this; then the worker is released stateless."""
+    retry_tick: int
+    """Re-send a membership proposal or a release that has not been applied after this."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    tick: float = 0.05
+    """Seconds per core tick. Default 0.05 (50 ms)."""
+    raft_heartbeat: float = 0.1
+    """Raft leader heartbeat, seconds. Default 0.1."""
+    election_timeout: float = 0.5
+    """Minimum Raft election timeout, seconds (randomized up to twice this). Default 0.5."""
+    member_heartbeat: float = 0.2
+    """Member → leader heartbeat interval, seconds. Default 0.2."""
+    lease: float = 1.0
+    """Member lease, seconds from the send of an acknowledged heartbeat. Default 1.0."""
+    max_drift: float = 0.05
+    """Bound on any clock's rate error against true time (fraction). Default 0.05."""
+    margin: float = 0.2
+    """Extra safety added to ``down_after``, seconds. Default 0.2."""
+    fence_grace: float = 0.5
+    """Time a worker gets to stop after its lease is lost, seconds. Default 0.5."""
+    down_after: float | None = None
+    """Seconds without heartbeats before a member is declared down. Default: derived,
+    ``(lease + fence_grace)·(1+max_drift)/(1−max_drift) + margin`` (1.86 s for lan)."""
+    handoff_deadline: float = 2.0
+    """Deadline for ``begin_handoff``, seconds. Default 2.0."""
+
+    def effective_down_after(self) -> float:
+        return self.down_after if self.down_after is not None else self.min_down_after()
+
+    def min_down_after(self) -> float:
+        d = self.max_drift
+        return (self.lease + self.fence_grace) * (1 + d) / (1 - d) + self.margin
+
+    def validate(self) -> Timing:
+        problems = [
+            f"{f.name} must be > 0 s (got {getattr(self, f.name)})"
+            for f in fields(self)
+            if f.name not in ("max_drift", "margin", "down_after") and not getattr(self, f.name) > 0
+        ]
+        if not 0 <= self.max_drift < 0.5:
+            problems.append(f"max_drift must be in [0, 0.5) (got {self.max_drift})")
+        if self.margin < 0:
+            problems.append(f"margin must be ≥ 0 s (got {self.margin})")
+        if not problems:
+            if self.raft_heartbeat >= self.election_timeout:
+                problems.append(
+                    f"raft_heartbeat ({self.raft_heartbeat} s) must be shorter than "
+                    f"election_timeout ({self.election_timeout} s)"
+                )
+            if self.member_heartbeat >= self.lease:
+                problems.append(
+                    f"member_heartbeat ({self.member_heartbeat} s) must be shorter than "
+                    f"lease ({self.lease} s), or leases lapse between heartbeats"
+                )
+            if self.tick > min(self.raft_heartbeat, self.member_heartbeat):
+                problems.append(
+                    f"tick ({self.tick} s) must not exceed the heartbeats "
+                    f"({self.raft_heartbeat} s, {self.member_heartbeat} s)"
+                )
+            if self.down_after is not None and self.down_after < self.min_down_after():
+                problems.append(
+                    f"down_after ({self.down_after} s) must be ≥ (lease + fence_grace)·"
+                    f"(1+max_drift)/(1−max_drift) + margin = {self.min_down_after():.3f} s, "
+                    "or a member could still run workers when it is declared down"
+                )
+        if problems:
+            raise ConfigError("invalid timing: " + "; ".join(problems))
+        return self
+
+    # -- ticks -------------------------------------------------------------------------
+
+    def _ticks(self, seconds: float, *, up: bool) -> int:
+        exact = seconds / self.tick
+        return max(1, math.ceil(exact - 1e-9) if up else math.floor(exact + 1e-9))
+
+    def raft(self, node_id: NodeId, **extra: object) -> RaftConfig:
+        return RaftConfig(
+            node_id=node_id,
+            heartbeat_tick=self._ticks(self.raft_heartbeat, up=False),
+            election_tick=self._ticks(self.election_timeout, up=True),
+            max_drift=self.max_drift,
+            **extra,  # type: ignore[arg-type]
+        ).validate()
+
+    def membership(self) -> MembershipConfig:
+        # Rounding is chosen for safety: the lease rounds down, down_after rounds up and
+        # gets one more tick because a tick count only bounds time to within a tick.
+        return MembershipConfig(
+            heartbeat_tick=self._ticks(self.member_heartbeat, up=False),
+            lease_tick=self._ticks(self.lease, up=False),
+            down_after_tick=self._ticks(self.effective_down_after(), up=True) + 1,
+            fence_grace_tick=self._ticks(self.fence_grace, up=True),
+            handoff_deadline_tick=self._ticks(self.handoff_deadline, up=True),
+            retry_tick=self._ticks(self.election_timeout, up=True),
+        )
+
+
+PRESETS: dict[str, Timing] = {
+    "local": Timing(
+        tick=0.02,
+        raft_heartbeat=0.04,
+        election_timeout=0.2,
+        member_heartbeat=0.08,
+        lease=0.4,
+        margin=0.1,
+        fence_grace=0.2,
+        handoff_deadline=1.0,
+    ),
+    "lan": Timing(),
+    "wan": Timing(
+        tick=0.1,
+        raft_heartbeat=0.5,
+        election_timeout=2.5,
+        member_heartbeat=1.0,
+        lease=5.0,
+        margin=1.0,
+        fence_grace=2.0,
+        handoff_deadline=10.0,
+    ),
+}
+
+
+def preset(name: str, **overrides: float | None) -> Timing:
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown timing preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None
+    return replace(base, **overrides).validate()  # type: ignore[arg-type]
