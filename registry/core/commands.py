@@ -102,10 +102,49 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _unb64(text: object) -> bytes:
+def _unb64(text: object, where: str) -> bytes:
     if not isinstance(text, str):
-        raise InvalidCommand("expected base64 text")
-    return base64.b64decode(text.encode(), validate=True)
+        raise InvalidCommand(f"{where} must be base64 text, got {type(text).__name__}")
+    try:
+        return base64.b64decode(text.encode(), validate=True)
+    except ValueError:
+        raise InvalidCommand(f"{where} is not valid base64") from None
+
+
+# Decoding is strict about types: a command reaches the log from peers (``Forward``) and,
+# once committed, is applied by every replica, so anything that decodes must be safe to
+# apply. A string where an int belongs, or a list where a name belongs, would otherwise
+# crash every replica when applied — and again at every restart.
+
+
+def _fields(raw: object, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidCommand(f"{where} must be a JSON object, got {type(raw).__name__}")
+    missing = sorted(required - raw.keys())
+    if missing:
+        raise InvalidCommand(f"{where} is missing {', '.join(missing)}")
+    unknown = sorted(raw.keys() - required - optional)
+    if unknown:
+        raise InvalidCommand(f"{where} has unknown fields {', '.join(unknown)}")
+    return raw
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{where} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidCommand(f"{where} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _strs(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidCommand(f"{where} must be a list of strings, got {type(value).__name__}")
+    return tuple(_str(item, f"{where}[{i}]") for i, item in enumerate(value))
 
 
 def _spec_to_json(spec: NameSpec) -> dict[str, Any]:
@@ -119,16 +158,19 @@ def _spec_to_json(spec: NameSpec) -> dict[str, Any]:
     return out
 
 
-def _spec_from_json(raw: dict[str, Any]) -> NameSpec:
+def _spec_from_json(value: object, where: str) -> NameSpec:
+    raw = _fields(value, where, {"name", "kind"}, {"args", "roles", "priority"})
     priority = raw.get("priority")
+    if priority is not None and not isinstance(priority, list):
+        raise InvalidCommand(f"{where}.priority must be a list of lists")
     return NameSpec(
-        name=str(raw["name"]),
-        kind=str(raw["kind"]),
-        args=_unb64(raw["args"]) if "args" in raw else b"",
-        roles=tuple(str(r) for r in raw.get("roles", ())),
+        name=_str(raw["name"], f"{where}.name"),
+        kind=_str(raw["kind"], f"{where}.kind"),
+        args=_unb64(raw["args"], f"{where}.args") if "args" in raw else b"",
+        roles=_strs(raw.get("roles", []), f"{where}.roles"),
         priority=None
         if priority is None
-        else tuple(tuple(str(n) for n in tier) for tier in priority),
+        else tuple(_strs(tier, f"{where}.priority[{i}]") for i, tier in enumerate(priority)),
     )
 
 
@@ -157,27 +199,54 @@ def encode(command: Command) -> bytes:
 def decode(data: bytes) -> Command:
     try:
         raw = json.loads(data)
-        cls = _KINDS[raw.pop("kind")]
-        if cls is Register:
-            return Register(specs=tuple(_spec_from_json(s) for s in raw["specs"]))
-        if cls is Released:
-            state = raw.get("state")
-            return Released(
-                name=str(raw["name"]),
-                token=int(raw["token"]),
-                state=None if state is None else _unb64(state),
-            )
-        if cls is MemberUp:
-            return MemberUp(
-                node=str(raw["node"]),
-                incarnation=int(raw["incarnation"]),
-                address=str(raw["address"]),
-                roles=tuple(str(r) for r in raw["roles"]),
-                kinds=tuple(str(k) for k in raw["kinds"]),
-            )
-        command: Command = cls(**raw)
-        return command
-    except InvalidCommand:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidCommand(f"not a registry command: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8 and bad JSON; RecursionError, absurdly deep nesting.
+        raise InvalidCommand(f"not a registry command: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InvalidCommand(f"not a registry command: a JSON {type(raw).__name__}")
+    tag = raw.get("kind")
+    cls = _KINDS.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise InvalidCommand(
+            f"unknown command kind {tag!r}; expected one of {', '.join(sorted(_KINDS))}"
+        )
+    where = f"{tag} command"
+    if cls is Register:
+        raw = _fields(raw, where, {"kind", "specs"}, set())
+        specs = raw["specs"]
+        if not isinstance(specs, list):
+            raise InvalidCommand(f"{where}: specs must be a list")
+        return Register(
+            specs=tuple(_spec_from_json(s, f"{where}: specs[{i}]") for i, s in enumerate(specs))
+        )
+    if cls is Released:
+        raw = _fields(raw, where, {"kind", "name", "token"}, {"state"})
+        state = raw.get("state")
+        return Released(
+            name=_str(raw["name"], f"{where}: name"),
+            token=_int(raw["token"], f"{where}: token"),
+            state=None if state is None else _unb64(state, f"{where}: state"),
+        )
+    if cls is MemberUp:
+        raw = _fields(
+            raw, where, {"kind", "node", "incarnation", "address", "roles", "kinds"}, set()
+        )
+        return MemberUp(
+            node=_str(raw["node"], f"{where}: node"),
+            incarnation=_int(raw["incarnation"], f"{where}: incarnation"),
+            address=_str(raw["address"], f"{where}: address"),
+            roles=_strs(raw["roles"], f"{where}: roles"),
+            kinds=_strs(raw["kinds"], f"{where}: kinds"),
+        )
+    if cls is MemberDown:
+        raw = _fields(raw, where, {"kind", "node", "incarnation"}, set())
+        return MemberDown(
+            node=_str(raw["node"], f"{where}: node"),
+            incarnation=_int(raw["incarnation"], f"{where}: incarnation"),
+        )
+    if cls is Unregister:
+        raw = _fields(raw, where, {"kind", "name"}, set())
+        return Unregister(name=_str(raw["name"], f"{where}: name"))
+    raw = _fields(raw, where, {"kind", "group", "name"}, set())
+    group, name = _str(raw["group"], f"{where}: group"), _str(raw["name"], f"{where}: name")
+    return Join(group=group, name=name) if cls is Join else Leave(group=group, name=name)

@@ -4,11 +4,17 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
 
 1. Every member (voters included) heartbeats the Raft leader every ``heartbeat_tick``.
    Each heartbeat carries a sequence number; the member remembers its *send* tick.
-2. The leader acknowledges a heartbeat only while its own Raft leader lease holds, so an
-   acknowledgement always comes from the one leader that can commit.
+2. The leader acknowledges a heartbeat only while its own Raft leader lease holds and an
+   entry of its term is committed, so an acknowledgement always comes from the one leader
+   that can commit, and no entry missing from its log (a predecessor's ``MemberDown``)
+   can commit later.
 3. An acknowledgement of heartbeat *s* extends the member's lease to
-   ``sent_tick(s) + lease_tick`` on the member's clock. A member runs workers only while
-   its lease holds.
+   ``sent_tick(s) + lease_tick`` on the member's clock — but only once the member has
+   applied the log up to the leader's last index at the time of the acknowledgement
+   (``MemberAck.index``). A member runs workers only while its lease holds.
+   Without that condition a member whose log lags (say, just back from a partition)
+   could use a fresh lease with a stale view, and start names that a ``MemberDown`` it
+   has not applied yet already moved elsewhere.
 4. When a held lease runs out, the member **fences**: it stops every worker and takes a
    new incarnation, so that anything it runs afterwards gets new fencing tokens.
 5. The leader declares a member down (proposes ``MemberDown``) once it has not heard from
@@ -45,6 +51,9 @@ class MemberAck:
     dst: NodeId
     seq: int
     incarnation: int
+    index: int = 0
+    """The leader's last log index when it acknowledged: the lease counts only once the
+    member has applied this far (rule 3)."""
 
 
 class MemberAgent:
@@ -70,6 +79,9 @@ class MemberAgent:
         self._seq = 0
         self._sent: dict[int, int] = {}
         self._lease_until = 0
+        self._applied = 0
+        self._pending: list[tuple[int, int]] = []
+        """Acknowledged leases ``(index, until)`` waiting for the log to be applied."""
         self._since_heartbeat = cfg.heartbeat_tick  # heartbeat at the first chance
         self._held = False
 
@@ -101,8 +113,23 @@ class MemberAgent:
         if ack.dst != self.node or ack.incarnation != self.incarnation:
             return
         sent = self._sent.get(ack.seq)
-        if sent is not None:
+        if sent is None:
+            return
+        if ack.index <= self._applied:
             self._lease_until = max(self._lease_until, sent + self.cfg.lease_tick)
+        else:
+            self._pending.append((ack.index, sent + self.cfg.lease_tick))
+
+    def applied_to(self, index: int) -> None:
+        """The member's state machine has applied the log up to ``index``."""
+        self._applied = max(self._applied, index)
+        waiting = []
+        for needed, until in self._pending:
+            if needed <= self._applied:
+                self._lease_until = max(self._lease_until, until)
+            elif until > self.ticks:
+                waiting.append((needed, until))
+        self._pending = waiting
 
     def has_lease(self) -> bool:
         return self.ticks < self._lease_until
@@ -121,6 +148,7 @@ class MemberAgent:
         self._held = False
         self.incarnation += 1
         self._sent.clear()
+        self._pending.clear()
         return True
 
 
@@ -140,12 +168,17 @@ class LeaderMonitor:
         self._latest.clear()
         self._proposed.clear()
 
-    def on_heartbeat(self, hb: MemberHeartbeat, now: int, *, lease_holds: bool) -> MemberAck | None:
+    def on_heartbeat(
+        self, hb: MemberHeartbeat, now: int, *, lease_holds: bool, last_index: int = 0
+    ) -> MemberAck | None:
+        """Acknowledge ``hb``; ``last_index`` is the leader's last log index (rule 3)."""
         if not lease_holds:
             return None  # rule 2: only a leader that surely leads may grant leases
         self._last_heard[hb.src] = now
         self._latest[hb.src] = hb
-        return MemberAck(src=hb.dst, dst=hb.src, seq=hb.seq, incarnation=hb.incarnation)
+        return MemberAck(
+            src=hb.dst, dst=hb.src, seq=hb.seq, incarnation=hb.incarnation, index=last_index
+        )
 
     def last_heard(self, node: NodeId) -> int:
         return self._last_heard.get(node, self._since)

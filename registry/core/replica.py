@@ -206,6 +206,9 @@ class Replica:
             self.state = RegistryState.restore(rd.snapshot.data)
             self._dirty = True
         applied = self._apply(rd)
+        last = rd.committed[-1].index if rd.committed else 0
+        snap = rd.snapshot.meta.index if rd.snapshot else 0
+        self.agent.applied_to(max(self.raft.applied_index, last, snap))
         effects = self._reconcile() if self._dirty or self._lease_flipped() else []
         out = ReplicaReady(
             incarnation=self._new_incarnation,
@@ -294,8 +297,15 @@ class Replica:
     def _on_heartbeat(self, hb: MemberHeartbeat) -> None:
         if self.raft.role is not Role.LEADER or hb.dst != self.id:
             return
+        raft = self.raft
+        # Grant leases only once an entry of this term is committed: then no entry that
+        # is not in this leader's log (say, a predecessor's MemberDown) can ever commit,
+        # and ``last_index`` covers every MemberDown that may still commit (rule 3).
         ack = self.monitor.on_heartbeat(
-            hb, self.agent.ticks, lease_holds=self.raft.lease_remaining() > 0
+            hb,
+            self.agent.ticks,
+            lease_holds=raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term,
+            last_index=raft.last_index,
         )
         if ack is None:
             return

@@ -122,13 +122,14 @@ class Timing:
         ).validate()
 
     def membership(self) -> MembershipConfig:
-        # Rounding is chosen for safety: the lease rounds down, down_after rounds up and
-        # gets one more tick because a tick count only bounds time to within a tick.
+        # Rounding is chosen for safety: the lease and the fence grace (how long a member
+        # may still run workers) round down, down_after rounds up and gets one more tick
+        # because a tick count only bounds time to within a tick.
         return MembershipConfig(
             heartbeat_tick=self._ticks(self.member_heartbeat, up=False),
             lease_tick=self._ticks(self.lease, up=False),
             down_after_tick=self._ticks(self.effective_down_after(), up=True) + 1,
-            fence_grace_tick=self._ticks(self.fence_grace, up=True),
+            fence_grace_tick=self._ticks(self.fence_grace, up=False),
             handoff_deadline_tick=self._ticks(self.handoff_deadline, up=True),
             retry_tick=self._ticks(self.election_timeout, up=True),
         )
@@ -166,4 +167,7 @@ def preset(name: str, **overrides: float | None) -> Timing:
         raise ConfigError(
             f"unknown timing preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
         ) from None
+    unknown = sorted(set(overrides) - {f.name for f in fields(Timing)})
+    if unknown:
+        raise ConfigError(f"unknown timing field(s) {', '.join(unknown)}")
     return replace(base, **overrides).validate()  # type: ignore[arg-type]

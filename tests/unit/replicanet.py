@@ -1,0 +1,214 @@
+"""A tiny synchronous network of ``Replica``s for unit tests (the sibling of raftnet.py).
+
+No real time: ``tick()`` ticks every live node once and then delivers messages (FIFO)
+until the network is quiet; every clock advances in lockstep, so lease arithmetic is exact.
+After each ``ready()`` the harness "persists" (keeps the latest incarnation), queues the
+messages, runs the effects against a cluster-wide ledger and calls ``advance()``.
+
+The ledger is the point: it records every Start/Stop/BeginHandoff and checks, at every
+Start, that no other node is running that name (G1) and that its token is greater than
+every earlier token of that name (G2). A violation is recorded (not raised, so a test can
+assert on it precisely) in ``violations``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from registry.core.commands import Command
+from registry.core.messages import Role
+from registry.core.replica import (
+    Applied,
+    BeginHandoff,
+    Effect,
+    PeerMessage,
+    Replica,
+    Start,
+    Stop,
+)
+from registry.core.timing import Timing
+
+Filter = Callable[[PeerMessage], bool]
+"""Return False to drop a message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    step: int
+    """Harness step counter (ticks and deliveries), to order events across nodes."""
+    node: str
+    effect: Effect
+
+
+class Cluster:
+    def __init__(
+        self,
+        ids: Iterable[str] = ("n1", "n2", "n3"),
+        *,
+        seed: int = 7,
+        timing: Timing | None = None,
+        roles: dict[str, tuple[str, ...]] | None = None,
+        kinds: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.ids = list(ids)
+        self.timing = (timing or Timing()).validate()
+        self.rng = random.Random(seed)
+        self.roles = roles or {}
+        self.kinds = kinds or {}
+        self.nodes: dict[str, Replica] = {}
+        self.incarnations: dict[str, int] = {}
+        """The persisted incarnation of each node."""
+        self.queue: list[PeerMessage] = []
+        self.cut: set[tuple[str, str]] = set()
+        self.filters: list[Filter] = []
+        self.step_no = 0
+        self.events: list[Event] = []
+        self.applied: dict[str, list[Applied]] = {i: [] for i in self.ids}
+        self.running: dict[str, dict[str, int]] = {i: {} for i in self.ids}
+        """What the runtime of each node runs: name → token."""
+        self.highest_token: dict[str, int] = {}
+        self.handoffs: dict[str, dict[str, BeginHandoff]] = {i: {} for i in self.ids}
+        """BeginHandoff requests each node's runtime has not answered yet."""
+        self.violations: list[str] = []
+        self.fences: list[tuple[int, str, int]] = []
+        """(position in ``events``, node, new incarnation) for each incarnation persisted."""
+        voters = frozenset(self.ids)
+        for node in self.ids:
+            raft_cfg = self.timing.raft(node, voters=voters)
+            self.incarnations[node] = 1
+            self.nodes[node] = Replica(
+                raft_cfg,
+                self.timing.membership(),
+                random.Random(self.rng.random()),
+                incarnation=1,
+                address=f"{node}:7000",
+                roles=self.roles.get(node, ()),
+                kinds=self.kinds.get(node, ()),
+            )
+            self._drain(node)
+
+    # -- network -----------------------------------------------------------------------
+
+    def isolate(self, node: str) -> None:
+        for other in self.ids:
+            if other != node:
+                self.cut |= {(node, other), (other, node)}
+
+    def heal(self) -> None:
+        self.cut.clear()
+
+    def tick(self, times: int = 1) -> None:
+        for _ in range(times):
+            for node in self.ids:
+                self.step_no += 1
+                self.nodes[node].tick()
+                self._drain(node)
+            self.pump()
+
+    def tick_until(self, done: Callable[[], bool], limit: int = 400) -> int:
+        """Tick until ``done()``; return how many ticks it took."""
+        for n in range(limit):
+            if done():
+                return n
+            self.tick()
+        raise AssertionError(f"condition not reached after {limit} ticks")
+
+    def pump(self, limit: int = 100_000) -> None:
+        for node in self.ids:
+            self._drain(node)
+        for _ in range(limit):
+            if not self.queue:
+                return
+            msg = self.queue.pop(0)
+            if (msg.src, msg.dst) in self.cut or msg.dst not in self.nodes:
+                continue
+            if not all(f(msg) for f in self.filters):
+                continue
+            self.step_no += 1
+            self.nodes[msg.dst].step(msg)
+            self._drain(msg.dst)
+        raise AssertionError("network did not go quiet")
+
+    # -- driving a node ----------------------------------------------------------------
+
+    def propose(self, command: Command) -> int:
+        index = self.leader().propose(command)
+        self.pump()
+        return index
+
+    def handoff_done(self, node: str, name: str, state: bytes | None) -> None:
+        """The runtime of ``node`` finished ``begin_handoff`` for ``name``."""
+        request = self.handoffs[node].pop(name)
+        self.running[node].pop(name, None)
+        self.nodes[node].handoff_done(name, request.token, state)
+        self._drain(node)
+        self.pump()
+
+    def _drain(self, node: str) -> None:
+        replica = self.nodes[node]
+        while replica.has_ready():
+            rd = replica.ready()
+            if rd.incarnation is not None:
+                assert rd.incarnation > self.incarnations[node], "incarnations only grow"
+                self.incarnations[node] = rd.incarnation
+                self.fences.append((len(self.events), node, rd.incarnation))
+            self.queue.extend(rd.raft.messages)
+            self.queue.extend(rd.messages)
+            self.applied[node].extend(rd.applied)
+            for effect in rd.effects:
+                self._run(node, effect)
+            replica.advance(rd)
+
+    def _run(self, node: str, effect: Effect) -> None:
+        self.events.append(Event(self.step_no, node, effect))
+        if isinstance(effect, Start):
+            act = effect.activation
+            for other, names in self.running.items():
+                if other != node and act.name in names:
+                    self.violations.append(
+                        f"step {self.step_no}: {node} starts {act.name}@{act.token} "
+                        f"while {other} runs it @{names[act.name]}"
+                    )
+            if act.token <= self.highest_token.get(act.name, 0):
+                self.violations.append(
+                    f"step {self.step_no}: {node} starts {act.name} with token {act.token}, "
+                    f"not above {self.highest_token[act.name]}"
+                )
+            self.highest_token[act.name] = max(act.token, self.highest_token.get(act.name, 0))
+            self.running[node][act.name] = act.token
+        elif isinstance(effect, Stop):
+            if self.running[node].get(effect.name) == effect.token:
+                del self.running[node][effect.name]
+            self.handoffs[node].pop(effect.name, None)
+        else:
+            self.handoffs[node][effect.name] = effect
+
+    # -- queries -----------------------------------------------------------------------
+
+    def leaders(self) -> list[str]:
+        return [n for n, r in self.nodes.items() if r.raft.role is Role.LEADER]
+
+    def leader(self) -> Replica:
+        found = self.leaders()
+        assert len(found) == 1, f"expected one leader, found {found}"
+        return self.nodes[found[0]]
+
+    def starts(self, node: str | None = None, since: int = 0) -> list[Start]:
+        return [
+            e.effect
+            for e in self.events[since:]
+            if isinstance(e.effect, Start) and (node is None or e.node == node)
+        ]
+
+    def stops(self, node: str | None = None, since: int = 0) -> list[Stop]:
+        return [
+            e.effect
+            for e in self.events[since:]
+            if isinstance(e.effect, Stop) and (node is None or e.node == node)
+        ]
+
+    def where(self, name: str) -> list[str]:
+        """The nodes whose runtime runs ``name`` now."""
+        return [n for n, names in self.running.items() if name in names]
