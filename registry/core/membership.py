@@ -21,7 +21,13 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    it for ``down_after_tick`` of its own ticks — counted from when it became leader at
    the earliest, since a new leader cannot know what its predecessor acknowledged.
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
-   makes the leader propose ``MemberUp``.
+   makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
+   names are only given to a member that can run them.
+7. Acknowledgements can be lost one way only. A member that keeps reporting "no lease"
+   for ``down_after_tick`` while it is up in the view is not getting them: the leader
+   stops acknowledging it, so ``down_after_tick`` after the last acknowledgement it is
+   declared down like any silent member, and its names run elsewhere (G4). Once it is
+   down, acknowledgements resume, and if they get through, rule 6 brings it back.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class MemberHeartbeat:
     address: str = ""
     roles: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    has_lease: bool = False
+    """Whether the member holds a lease as it sends this (rule 7)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +115,7 @@ class MemberAgent:
             address=self.address,
             roles=self.roles,
             kinds=self.kinds,
+            has_lease=self.has_lease(),
         )
 
     def on_ack(self, ack: MemberAck) -> None:
@@ -161,21 +170,36 @@ class LeaderMonitor:
         self._last_heard: dict[NodeId, int] = {}
         self._latest: dict[NodeId, MemberHeartbeat] = {}
         self._proposed: dict[Command, int] = {}
+        self._no_lease_since: dict[NodeId, int] = {}
 
     def became_leader(self, now: int) -> None:
         self._since = now
         self._last_heard.clear()
         self._latest.clear()
         self._proposed.clear()
+        self._no_lease_since.clear()
 
     def on_heartbeat(
-        self, hb: MemberHeartbeat, now: int, *, lease_holds: bool, last_index: int = 0
+        self,
+        hb: MemberHeartbeat,
+        now: int,
+        *,
+        lease_holds: bool,
+        last_index: int = 0,
+        member_up: bool = False,
     ) -> MemberAck | None:
-        """Acknowledge ``hb``; ``last_index`` is the leader's last log index (rule 3)."""
+        """Acknowledge ``hb``; ``last_index`` is the leader's last log index (rule 3),
+        ``member_up`` whether the view has the sender up (in any incarnation; rule 7)."""
         if not lease_holds:
             return None  # rule 2: only a leader that surely leads may grant leases
-        self._last_heard[hb.src] = now
         self._latest[hb.src] = hb
+        if hb.has_lease:
+            self._no_lease_since.pop(hb.src, None)
+        else:
+            since = self._no_lease_since.setdefault(hb.src, now)
+            if member_up and now - since >= self.cfg.down_after_tick:
+                return None  # rule 7: our acks do not reach it
+        self._last_heard[hb.src] = now
         return MemberAck(
             src=hb.dst, dst=hb.src, seq=hb.seq, incarnation=hb.incarnation, index=last_index
         )
@@ -190,7 +214,7 @@ class LeaderMonitor:
             if now - self.last_heard(member.node) >= self.cfg.down_after_tick:
                 due.append(MemberDown(node=member.node, incarnation=member.incarnation))
         for node, hb in sorted(self._latest.items()):
-            if now - self._last_heard[node] >= self.cfg.down_after_tick:
+            if not hb.has_lease or now - self.last_heard(node) >= self.cfg.down_after_tick:
                 continue
             record = state.members.get(node)
             current = record is not None and (
@@ -210,7 +234,9 @@ class LeaderMonitor:
                         kinds=hb.kinds,
                     )
                 )
-        fresh = [c for c in due if now - self._proposed.get(c, -(10**9)) >= self.cfg.retry_tick]
+        horizon = now - self.cfg.retry_tick
+        self._proposed = {c: t for c, t in self._proposed.items() if t > horizon}
+        fresh = [c for c in due if c not in self._proposed]
         for command in fresh:
             self._proposed[command] = now
         return fresh

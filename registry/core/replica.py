@@ -306,6 +306,7 @@ class Replica:
             self.agent.ticks,
             lease_holds=raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term,
             last_index=raft.last_index,
+            member_up=bool((member := self.state.members.get(hb.src)) and member.up),
         )
         if ack is None:
             return
@@ -331,12 +332,16 @@ class Replica:
             if want is None or want.token != token:
                 if not lease:
                     reason = StopReason.QUORUM_LOST
-                elif name not in self.state.names:
+                elif self.state.registered(name) is None:
                     reason = StopReason.UNREGISTERED
                 else:
                     reason = StopReason.SUPERSEDED
                 effects.append(Stop(name=name, token=token, reason=reason))
                 del self._running[name]
+                record = self.state.names.get(name)
+                if lease and record is not None and record.unregistering and record.token == token:
+                    # Confirm the stop so the name can be registered again.
+                    self._releases[name] = _Release(token=token, state=None, sent_tick=-(10**9))
         for name, activation in desired.items():
             released = self._releases.get(name)
             if name in self._running or (released and released.token == activation.token):

@@ -110,6 +110,10 @@ class NameRecord:
     state: bytes | None = None
     """State handed over by the last handoff, for the activation that holds ``token``."""
     groups: set[str] = field(default_factory=set)
+    unregistering: bool = False
+    """Unregistered, but its holder has not confirmed the stop yet: the name is gone for
+    clients, yet it cannot be registered again until the holder releases it or is
+    declared down (otherwise a lagging holder could still run it beside the new one)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,7 +182,7 @@ class RegistryState:
                 state=r.state,
             )
             for r in self.held_by(node)
-            if r.holder_incarnation == incarnation
+            if r.holder_incarnation == incarnation and not r.unregistering
         }
 
     def moving_from(self, node: NodeId, incarnation: int) -> list[NameRecord]:
@@ -186,8 +190,15 @@ class RegistryState:
         return [
             r
             for r in self.held_by(node)
-            if r.holder_incarnation == incarnation and self.owner(r.spec.name) != node
+            if r.holder_incarnation == incarnation
+            and not r.unregistering
+            and self.owner(r.spec.name) != node
         ]
+
+    def registered(self, name: str) -> NameRecord | None:
+        """The record of a live registration (``None`` while it is being unregistered)."""
+        record = self.names.get(name)
+        return None if record is None or record.unregistering else record
 
     def up_members(self) -> list[MemberRecord]:
         return [m for _, m in sorted(self.members.items()) if m.up]
@@ -235,7 +246,14 @@ class RegistryState:
                     code=Code.INVALID_ARGUMENT, message=f"{spec.name!r} appears twice in the batch"
                 )
             seen.add(spec.name)
-            if spec.name in self.names:
+            existing = self.names.get(spec.name)
+            if existing is not None and existing.unregistering:
+                return Result(
+                    code=Code.FAILED_PRECONDITION,
+                    message=f"{spec.name!r} was unregistered and is still stopping on "
+                    f"{existing.holder}; retry shortly",
+                )
+            if existing is not None:
                 return Result(
                     code=Code.ALREADY_EXISTS, message=f"{spec.name!r} is already registered"
                 )
@@ -257,24 +275,37 @@ class RegistryState:
         return OK
 
     def _unregister(self, command: Unregister) -> Result:
-        record = self.names.pop(command.name, None)
+        record = self.registered(command.name)
         if record is None:
             return Result(code=Code.NOT_FOUND, message=f"{command.name!r} is not registered")
+        self._leave_all_groups(record)
+        if record.holder:
+            record.unregistering = True  # deleted when the holder releases or goes down
+        else:
+            self._delete(record)
+        return OK
+
+    def _delete(self, record: NameRecord) -> None:
+        name = record.spec.name
+        self._leave_all_groups(record)
         self._release_holder(record)
-        self._waiting.discard(command.name)
-        self._waiting_reason.pop(command.name, None)
-        for group in record.groups:
+        self._waiting.discard(name)
+        self._waiting_reason.pop(name, None)
+        del self.names[name]
+
+    def _leave_all_groups(self, record: NameRecord) -> None:
+        for group in sorted(record.groups):
             members = self.groups[group]
-            members.discard(command.name)
+            members.discard(record.spec.name)
             if not members:
                 del self.groups[group]
-        return OK
+        record.groups.clear()
 
     def _join(self, command: Join) -> Result:
         problem = validate_identifier("group", command.group)
         if problem:
             return Result(code=Code.INVALID_ARGUMENT, message=problem)
-        record = self.names.get(command.name)
+        record = self.registered(command.name)
         if record is None:
             return Result(code=Code.NOT_FOUND, message=f"{command.name!r} is not registered")
         if command.group in record.groups:
@@ -334,6 +365,9 @@ class RegistryState:
         record = self.names.get(command.name)
         if record is None or record.token != command.token or not record.holder:
             return Result(code=Code.STALE, message="that activation was already replaced")
+        if record.unregistering:
+            self._delete(record)
+            return OK
         self._release_holder(record)
         record.state = command.state
         self._wait(
@@ -353,6 +387,9 @@ class RegistryState:
     def _fail_over_holder(self, node: NodeId) -> None:
         for name in sorted(self._held.get(node, ())):
             record = self.names[name]
+            if record.unregistering:
+                self._delete(record)  # its holder is gone, so the stop is certain
+                continue
             self._release_holder(record)
             record.state = None
             self._wait(name, StartReason.FAILOVER)
@@ -413,6 +450,7 @@ class RegistryState:
                     r.reason.value,
                     b64(r.state),
                     sorted(r.groups),
+                    r.unregistering,
                 ]
                 for _, r in sorted(self.names.items())
             ],
@@ -436,7 +474,7 @@ class RegistryState:
                 up=up,
             )
         for row in body["names"]:
-            name, kind, args, roles, priority, holder, inc, token, reason, blob, groups = row
+            name, kind, args, roles, priority, holder, inc, token, reason, blob, groups, gone = row
             spec = NameSpec(
                 name=name,
                 kind=kind,
@@ -452,6 +490,7 @@ class RegistryState:
                 reason=StartReason(reason),
                 state=None if blob is None else base64.b64decode(blob),
                 groups=set(groups),
+                unregistering=gone,
             )
             if holder:
                 state._held.setdefault(holder, set()).add(name)

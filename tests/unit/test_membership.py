@@ -232,8 +232,47 @@ def state_with(*members: tuple[str, int]) -> RegistryState:
 
 
 def hb(node: str, incarnation: int = 1, **kw: object) -> MemberHeartbeat:
-    beat = MemberHeartbeat(src=node, dst="L", seq=1, incarnation=incarnation, address=f"{node}:1")
+    beat = MemberHeartbeat(
+        src=node, dst="L", seq=1, incarnation=incarnation, address=f"{node}:1", has_lease=True
+    )
     return replace(beat, **kw)  # type: ignore[arg-type]
+
+
+def test_no_member_up_until_the_member_reports_a_lease() -> None:
+    monitor = LeaderMonitor(CFG)
+    monitor.became_leader(0)
+    assert monitor.on_heartbeat(hb("new", has_lease=False), 1, lease_holds=True) is not None
+    assert monitor.changes(RegistryState(), 2) == [], "it could not run what it is given"
+    monitor.on_heartbeat(hb("new"), 3, lease_holds=True)
+    assert [type(c) for c in monitor.changes(RegistryState(), 4)] == [MemberUp]
+
+
+def test_acks_stop_for_an_up_member_that_never_gets_them() -> None:
+    """Rule 7: one-way loss of acknowledgements ends in MemberDown, not stuck names."""
+    state = state_with(("a", 1))
+    monitor = LeaderMonitor(replace(CFG, retry_tick=1000))
+    monitor.became_leader(0)
+    down_after = CFG.down_after_tick
+    acked = [
+        now
+        for now in range(0, 4 * down_after)
+        if monitor.on_heartbeat(hb("a", has_lease=False), now, lease_holds=True, member_up=True)
+    ]
+    assert acked == list(range(down_after)), "acks stop after down_after without a lease"
+    assert monitor.changes(state, 2 * down_after - 2) == []
+    assert monitor.changes(state, 2 * down_after - 1) == [MemberDown(node="a", incarnation=1)]
+    # Once it is down, acknowledgements resume: if they get through, it can come back.
+    assert monitor.on_heartbeat(hb("a", has_lease=False), 200, lease_holds=True) is not None
+
+
+def test_a_member_that_regains_its_lease_is_acked_again() -> None:
+    monitor = LeaderMonitor(CFG)
+    monitor.became_leader(0)
+    for now in range(CFG.down_after_tick + 1):
+        monitor.on_heartbeat(hb("a", has_lease=False), now, lease_holds=True, member_up=True)
+    now = CFG.down_after_tick + 2
+    assert monitor.on_heartbeat(hb("a"), now, lease_holds=True, member_up=True) is not None
+    assert monitor.on_heartbeat(hb("a", has_lease=False), now + 1, lease_holds=True, member_up=True)
 
 
 def test_no_ack_and_no_record_while_the_leader_lease_does_not_hold() -> None:

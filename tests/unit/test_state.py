@@ -241,11 +241,29 @@ def test_unregister_removes_the_name_its_activation_and_its_groups() -> None:
     assert log.apply(Join(group="h", name="a")).ok
     assert log.apply(Join(group="g", name="b")).ok
     assert log.apply(Unregister(name="a")).ok
-    assert "a" not in log.state.names
-    assert "a" not in log.state.activations_for("n1", 1)
+    assert log.state.registered("a") is None, "gone for clients at once"
+    assert "a" not in log.state.activations_for("n1", 1), "its holder must stop it"
     assert log.state.groups == {"g": {"b"}}, "h emptied and went away"
-    assert log.state.owner("a") is None
     assert_unchanged(log, Unregister(name="a"), Code.NOT_FOUND)
+    assert_unchanged(log, Join(group="g", name="a"), Code.NOT_FOUND)
+    # Until the holder confirms the stop, the name cannot be taken again...
+    retry = log.apply(Register(specs=(NameSpec(name="a", kind="k"),)))
+    assert retry.code is Code.FAILED_PRECONDITION and "still stopping on n1" in retry.message
+    token = log.state.names["a"].token
+    assert log.apply(Released(name="a", token=token, state=None)).ok
+    assert "a" not in log.state.names
+    # ...and once it has, it can.
+    assert log.apply(Register(specs=(NameSpec(name="a", kind="k"),))).ok
+
+
+def test_unregistered_name_is_freed_when_its_holder_goes_down() -> None:
+    log = Log("n1", "n2")
+    log.register("a")
+    holder = log.state.names["a"].holder
+    assert log.apply(Unregister(name="a")).ok
+    assert "a" in log.state.names
+    log.down(holder)
+    assert "a" not in log.state.names, "a down holder surely stopped it"
 
 
 def test_unregister_of_a_waiting_name_forgets_it() -> None:
@@ -680,10 +698,12 @@ def check_invariants(state: RegistryState, index: int, tokens: dict[str, int]) -
             assert up.get(record.holder) == record.holder_incarnation, (
                 f"{name} held by {record.holder}/{record.holder_incarnation}, up: {up}"
             )
-            assert name in state.activations_for(record.holder, record.holder_incarnation)
+            entitled = name in state.activations_for(record.holder, record.holder_incarnation)
+            assert entitled != record.unregistering, "an unregistered name must be stopped"
             if record.reason is not StartReason.HANDOFF:
                 assert record.state is None, name
         else:
+            assert not record.unregistering, f"{name}: nobody left to confirm its stop"
             assert name in waiting, f"{name} has no holder and is not waiting"
             assert state.owner(name) is None, f"{name} waits although {state.owner(name)} could"
         if record.holder:
@@ -720,7 +740,9 @@ def test_random_commands_keep_every_invariant(seed: int) -> None:
         codes[result.code] = codes.get(result.code, 0) + 1
         assert state.applied_index == index
         if isinstance(command, Unregister) and result.ok:
-            assert command.name not in state.names
+            assert state.registered(command.name) is None
+            record = state.names.get(command.name)
+            assert record is None or (record.unregistering and record.holder)
         check_invariants(state, index, tokens)
         reasons |= {r.reason for r in state.names.values() if r.holder}
         if index % 100 == 0:
