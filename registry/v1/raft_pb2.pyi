@@ -120,7 +120,3 @@ class HardState(_message.Message):
     vote: str
     commit: int
     def __init__(self, term: _Optional[int] = ..., vote: _Optional[str] = ..., commit: _Optional[int] = ...) -> None: ...
-
-class SendAck(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...

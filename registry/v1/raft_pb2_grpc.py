@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from registry.v1 import raft_pb2 as registry_dot_v1_dot_raft__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -23,81 +22,3 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
-
-
-class RaftTransportStub:
-    """Peer transport between nodes: each node opens one client stream per peer and sends its
-    outgoing Raft messages on it. Skeleton only; the transport is not implemented yet.
-    """
-
-    def __init__(self, channel):
-        """Constructor.
-
-        Args:
-            channel: A grpc.Channel.
-        """
-        self.Send = channel.stream_unary(
-                '/registry.v1.RaftTransport/Send',
-                request_serializer=registry_dot_v1_dot_raft__pb2.Message.SerializeToString,
-                response_deserializer=registry_dot_v1_dot_raft__pb2.SendAck.FromString,
-                _registered_method=True)
-
-
-class RaftTransportServicer:
-    """Peer transport between nodes: each node opens one client stream per peer and sends its
-    outgoing Raft messages on it. Skeleton only; the transport is not implemented yet.
-    """
-
-    def Send(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_RaftTransportServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Send': grpc.stream_unary_rpc_method_handler(
-                    servicer.Send,
-                    request_deserializer=registry_dot_v1_dot_raft__pb2.Message.FromString,
-                    response_serializer=registry_dot_v1_dot_raft__pb2.SendAck.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'registry.v1.RaftTransport', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('registry.v1.RaftTransport', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
-class RaftTransport:
-    """Peer transport between nodes: each node opens one client stream per peer and sends its
-    outgoing Raft messages on it. Skeleton only; the transport is not implemented yet.
-    """
-
-    @staticmethod
-    def Send(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/registry.v1.RaftTransport/Send',
-            registry_dot_v1_dot_raft__pb2.Message.SerializeToString,
-            registry_dot_v1_dot_raft__pb2.SendAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
