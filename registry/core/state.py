@@ -156,6 +156,19 @@ class RegistryState:
         self._waiting: set[str] = set()
         self._waiting_reason: dict[str, StartReason] = {}
         self._candidates: dict[NodeId, Candidate] = {}
+        self.track_changes = False
+        """Keep a journal of names whose placement changed (for watchers; off by
+        default so replicas that nobody watches do not grow it)."""
+        self._changed: set[str] = set()
+
+    def drain_changes(self) -> list[str]:
+        """Names registered, unregistered, or moved since the last call (sorted)."""
+        changed, self._changed = sorted(self._changed), set()
+        return changed
+
+    def _touch(self, name: str) -> None:
+        if self.track_changes:
+            self._changed.add(name)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -279,6 +292,7 @@ class RegistryState:
         if record is None:
             return Result(code=Code.NOT_FOUND, message=f"{command.name!r} is not registered")
         self._leave_all_groups(record)
+        self._touch(record.spec.name)
         if record.holder:
             record.unregistering = True  # deleted when the holder releases or goes down
         else:
@@ -401,6 +415,7 @@ class RegistryState:
             self._waiting_reason[name] = reason
 
     def _release_holder(self, record: NameRecord) -> None:
+        self._touch(record.spec.name)
         if record.holder:
             held = self._held.get(record.holder)
             if held is not None:
@@ -416,6 +431,7 @@ class RegistryState:
                 continue
             self._waiting.discard(name)
             reason = self._waiting_reason.pop(name, StartReason.NEW)
+            self._touch(name)
             record.holder = owner
             record.holder_incarnation = self.members[owner].incarnation
             record.token = index

@@ -1,0 +1,215 @@
+"""``registry sim raft``: run deterministic simulation seeds and report violations.
+
+Output contract (scripts and CI rely on it):
+
+- progress lines go to stderr, one every few seeds;
+- a summary table goes to stdout; with ``--json`` the *last* stdout line is one JSON
+  object (``seeds``, ``nodes``, ``violations``, ``elections``, ``commits``, ``acked``,
+  ``sim_seconds``, ``wall_seconds``, ``speed``, ``failing_seeds``, ``replay``);
+- every failing seed is printed with its violations and the exact replay command;
+- exit status 1 when any seed violated a guarantee, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from registry.sim.runner import SeedResult, Summary
+
+DEFAULT_SEEDS = 20
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser(
+        "sim", help="deterministic cluster simulation", description="Deterministic simulation."
+    )
+    kinds = sim.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
+    raft = kinds.add_parser(
+        "raft",
+        help="Raft core under a nemesis, judged by safety and liveness checkers",
+        description="Run Raft simulation seeds: 3 or 5 nodes under partitions, crashes, "
+        "pauses, loss and clock drift; then a calm phase that must show liveness.",
+    )
+    raft.add_argument(
+        "--seeds", type=_positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
+    )
+    raft.add_argument(
+        "--seed", type=_non_negative_int, help="first seed; alone, run exactly this seed"
+    )
+    raft.add_argument("--nodes", type=_node_count, default=3, help="cluster size (default 3)")
+    raft.add_argument(
+        "--duration", type=_positive_float, default=30.0, help="nemesis phase, simulated s"
+    )
+    raft.add_argument(
+        "--calm-bound", type=_positive_float, default=10.0, help="liveness bound, simulated s"
+    )
+    raft.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    raft.add_argument("--json", action="store_true", help="end stdout with one JSON line")
+    raft.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the nemesis timeline of failing seeds (and stats of a single seed)",
+    )
+    raft.set_defaults(handler=run_raft)
+
+
+def run_raft(args: argparse.Namespace) -> int:
+    from registry.sim.runner import run_raft_seeds, summarize
+
+    seeds = _seed_range(args.seed, args.seeds)
+    progress = _Progress(len(seeds))
+    results = run_raft_seeds(
+        seeds,
+        nodes=args.nodes,
+        duration_s=args.duration,
+        calm_bound_s=args.calm_bound,
+        jobs=args.jobs,
+        progress=progress,
+        keep_timeline=args.verbose and len(seeds) == 1,
+    )
+    elapsed = time.perf_counter() - progress.start
+    summary = summarize(results)
+    out = sys.stdout
+    _print_table(summary, elapsed)
+    if len(results) == 1:
+        only = results[0]
+        print(f"trace digest {only.trace_digest}; liveness {_seconds(only.liveness_s)}", file=out)
+        if args.verbose:
+            print("stats: " + ", ".join(f"{k} {v}" for k, v in sorted(only.stats.items())))
+            if not only.violations:
+                print("nemesis timeline:", *(f"  {line}" for line in only.timeline), sep="\n")
+    failing = [r for r in results if r.violations]
+    for result in failing:
+        _print_failure(result, verbose=args.verbose or len(results) == 1)
+    if args.json:
+        print(json.dumps(_json_summary(summary, elapsed, failing), sort_keys=True), file=out)
+    return 1 if failing else 0
+
+
+def _seed_range(first: int | None, count: int | None) -> list[int]:
+    if first is not None and count is None:
+        return [first]
+    start = first or 0
+    return list(range(start, start + (count or DEFAULT_SEEDS)))
+
+
+class _Progress:
+    """One stderr line every few seeds: done, violations so far, throughput."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.every = max(1, min(10, total // 10))
+        self.start = time.perf_counter()
+        self.done = 0
+        self.violations = 0
+        self.failing = 0
+        self.sim_seconds = 0.0
+
+    def __call__(self, result: SeedResult) -> None:
+        self.done += 1
+        self.violations += len(result.violations)
+        self.failing += bool(result.violations)
+        self.sim_seconds += result.sim_seconds
+        if self.done % self.every and self.done != self.total:
+            return
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        print(
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] "
+            f"violations {self.violations} in {self.failing} seeds, "
+            f"{self.sim_seconds / elapsed:,.0f} cluster-s/wall-s, {elapsed:.1f}s elapsed",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _print_table(summary: Summary, elapsed: float) -> None:
+    headers = (
+        "seeds",
+        "nodes",
+        "violations",
+        "elections",
+        "commits",
+        "simulated s",
+        "wall s",
+        "cluster-s/wall-s",
+    )
+    speed = summary.sim_seconds / elapsed if elapsed > 0 else 0.0
+    row = (
+        str(summary.seeds),
+        str(summary.nodes),
+        str(summary.violations),
+        str(summary.elections),
+        str(summary.commits),
+        f"{summary.sim_seconds:,.1f}",
+        f"{elapsed:,.1f}",
+        f"{speed:,.1f}",
+    )
+    widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"slowest liveness in the calm phase: {_seconds(summary.liveness_max_s)}")
+
+
+def _print_failure(result: SeedResult, *, verbose: bool) -> None:
+    print(f"\nseed {result.seed}: {len(result.violations)} violation(s)")
+    for line in result.violations:
+        print(f"  {line}")
+    if verbose and result.timeline:
+        print("  nemesis timeline:")
+        for line in result.timeline:
+            print(f"    {line}")
+    print(f"  replay: {result.replay_command()}")
+
+
+def _json_summary(summary: Summary, elapsed: float, failing: list[SeedResult]) -> dict[str, object]:
+    return {
+        "seeds": summary.seeds,
+        "nodes": summary.nodes,
+        "violations": summary.violations,
+        "elections": summary.elections,
+        "commits": summary.commits,
+        "acked": summary.acked,
+        "sim_seconds": round(summary.sim_seconds, 6),
+        "wall_seconds": round(elapsed, 3),
+        "speed": round(summary.sim_seconds / elapsed, 1) if elapsed > 0 else 0.0,
+        "liveness_max_s": summary.liveness_max_s,
+        "failing_seeds": list(summary.failing_seeds),
+        "replay": [r.replay_command() for r in failing],
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}s"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 (got {value})")
+    return value
+
+
+def _node_count(text: str) -> int:
+    value = int(text)
+    if not 3 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"nodes must be between 3 and 9 (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {value})")
+    return value

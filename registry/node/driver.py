@@ -1,0 +1,313 @@
+"""The IO shell around one ``Replica``: real time, disk, network, workers.
+
+Theory of operation
+-------------------
+One task, ``_run``, owns the replica; everything else talks to it through ``_inputs``.
+Each turn it feeds queued inputs, ticks the replica once per ``timing.tick`` of *monotonic*
+time that has passed (catching up after a stall, so a paused process never believes its
+lease lasted longer than it did), then drains Ready values in etcd-io/raft's order:
+persist (fsync, off the event loop) → send → apply (resolve waiting proposals, notify
+watchers, run worker effects) → ``advance``. Nothing reaches the replica between
+``ready()`` and ``advance()`` because nothing but this task touches it.
+
+The worker runtime checks ``lease_holds()`` before every message it dispatches; that check
+uses the monotonic deadline derived from the last Ready, so it is right even when the
+core loop has not caught up yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from registry.core.commands import Command
+from registry.core.errors import NotLeader, RegistryError
+from registry.core.messages import Ready, Role
+from registry.core.replica import PeerMessage, Replica, ReplicaReady
+from registry.core.state import Result
+from registry.node.config import NodeConfig
+from registry.node.storage import FileStorage, Loaded
+
+log = logging.getLogger("registry.node")
+
+
+class ProposalLost(RegistryError):
+    """Leadership changed before the proposal committed; it was not applied. Retry."""
+
+
+class NoQuorum(RegistryError):
+    """This node cannot reach enough voters to make progress."""
+
+
+@dataclass(slots=True)
+class _Waiter:
+    command: Command
+    future: asyncio.Future[Result]
+
+
+@dataclass(slots=True)
+class _Propose:
+    command: Command
+    future: asyncio.Future[tuple[int, Result]]
+
+
+@dataclass(slots=True)
+class _Read:
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Handoff:
+    name: str
+    token: int
+    state: bytes | None
+    ignored: bool = False
+
+
+_Input = PeerMessage | _Propose | _Read | _Handoff
+
+
+@dataclass(slots=True)
+class Listeners:
+    """Callbacks the servicers hang on the driver."""
+
+    on_applied: list[Callable[[ReplicaReady], None]] = field(default_factory=list)
+
+
+class Driver:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        storage: FileStorage,
+        loaded: Loaded,
+        *,
+        kinds: tuple[str, ...],
+        send: Callable[[list[PeerMessage]], None],
+        effects: Callable[[ReplicaReady], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.storage = storage
+        self.incarnation = loaded.incarnation + 1
+        # A restart is a new incarnation (the log gives the old one's names new tokens):
+        # it must be on disk before anything is sent with it.
+        storage.persist(incarnation=self.incarnation, ready=Ready(), compaction=None)
+        timing = cfg.timing
+        voters = frozenset() if cfg.learner else frozenset(cfg.peers or {cfg.id: cfg.address})
+        self.replica = Replica(
+            timing.raft(cfg.id, voters=voters),
+            timing.membership(),
+            rng or random.Random(),
+            incarnation=self.incarnation,
+            persisted=loaded.persisted,
+            address=cfg.address,
+            roles=cfg.roles,
+            kinds=kinds,
+        )
+        self._send = send
+        self._effects = effects
+        self.listeners = Listeners()
+        self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
+        self._waiters: dict[int, _Waiter] = {}
+        self._reads: dict[int, _Read] = {}
+        self._read_seq = 0
+        self._t0 = time.monotonic()
+        self._ticks = 0
+        self._lease_deadline = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="registry-core")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for waiter in self._waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(ProposalLost("the node is shutting down"))
+        self._waiters.clear()
+
+    # -- inputs (any task) -------------------------------------------------------------
+
+    def deliver(self, msg: PeerMessage) -> None:
+        self._inputs.put_nowait(msg)
+
+    async def propose(self, command: Command) -> tuple[int, Result]:
+        """Propose on this node (must be the leader); wait until it is applied."""
+        future: asyncio.Future[tuple[int, Result]] = asyncio.get_running_loop().create_future()
+        self._inputs.put_nowait(_Propose(command=command, future=future))
+        return await future
+
+    async def read_index(self) -> int:
+        """A linearizable read point: once applied locally, local reads are current."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._inputs.put_nowait(_Read(future=future))
+        return await future
+
+    def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
+        self._inputs.put_nowait(_Handoff(name=name, token=token, state=state))
+
+    def handoff_ignored(self, name: str, token: int) -> None:
+        self._inputs.put_nowait(_Handoff(name=name, token=token, state=None, ignored=True))
+
+    def lease_holds(self) -> bool:
+        return time.monotonic() < self._lease_deadline
+
+    def lease_remaining_s(self) -> float:
+        return max(0.0, self._lease_deadline - time.monotonic())
+
+    # -- the core loop -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        tick = self.cfg.timing.tick
+        try:
+            await self._process()  # the first Ready persists the new incarnation
+            while not self._stopping:
+                next_tick = self._t0 + (self._ticks + 1) * tick
+                delay = next_tick - time.monotonic()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        item = await asyncio.wait_for(self._inputs.get(), delay)
+                        self._feed(item)
+                while not self._inputs.empty():
+                    self._feed(self._inputs.get_nowait())
+                due = int((time.monotonic() - self._t0) / tick) - self._ticks
+                for _ in range(max(0, due)):
+                    self._ticks += 1
+                    self.replica.tick()
+                await self._process()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the core loop failed; the node cannot continue")
+            raise
+
+    def _feed(self, item: _Input) -> None:
+        replica = self.replica
+        if isinstance(item, _Propose):
+            try:
+                index = replica.propose(item.command)
+            except RegistryError as exc:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+                return
+            inner: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            self._waiters[index] = _Waiter(command=item.command, future=inner)
+            outer = item.future
+
+            def done(f: asyncio.Future[Result], index: int = index) -> None:
+                if outer.done():
+                    return
+                if f.exception() is not None:
+                    outer.set_exception(f.exception())  # type: ignore[arg-type]
+                else:
+                    outer.set_result((index, f.result()))
+
+            inner.add_done_callback(done)
+        elif isinstance(item, _Read):
+            self._read_seq += 1
+            try:
+                replica.raft.read_index(self._read_seq)
+            except NotLeader as exc:
+                item.future.set_exception(exc)
+                return
+            self._reads[self._read_seq] = item
+        elif isinstance(item, _Handoff):
+            if item.ignored:
+                replica.handoff_ignored(item.name, item.token)
+            else:
+                replica.handoff_done(item.name, item.token, item.state)
+        else:
+            replica.step(item)
+
+    async def _process(self) -> None:
+        replica = self.replica
+        while replica.has_ready():
+            ready = replica.ready()
+            if ready.incarnation is not None:
+                self.incarnation = ready.incarnation
+            await asyncio.to_thread(
+                self.storage.persist,
+                incarnation=ready.incarnation,
+                ready=ready.raft,
+                compaction=ready.compaction,
+            )
+            self._send([*ready.raft.messages, *ready.messages])
+            self._resolve(ready)
+            self._update_lease()
+            self._effects(ready)
+            for listener in self.listeners.on_applied:
+                listener(ready)
+            replica.advance(ready)
+            self._wake_applied()
+
+    def _wake_applied(self) -> None:
+        applied = self.replica.raft.applied_index
+        still = []
+        for index, future in self._applied_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((index, future))
+        self._applied_waiters = still
+
+    def _resolve(self, ready: ReplicaReady) -> None:
+        for applied in ready.applied:
+            waiter = self._waiters.pop(applied.index, None)
+            if waiter is None or waiter.future.done():
+                continue
+            if applied.command == waiter.command:
+                waiter.future.set_result(applied.result)
+            else:
+                waiter.future.set_exception(
+                    ProposalLost("leadership changed before the write committed; retry")
+                )
+        applied_to = self.replica.raft.applied_index
+        if ready.raft.committed:
+            applied_to = ready.raft.committed[-1].index
+        # Proposals whose index was overwritten by a snapshot or a new leader.
+        for index in [i for i in self._waiters if i <= applied_to]:
+            waiter = self._waiters.pop(index)
+            if not waiter.future.done():
+                waiter.future.set_exception(
+                    ProposalLost("leadership changed before the write committed; retry")
+                )
+        for state in ready.raft.read_states:
+            read = self._reads.pop(state.context, None)
+            if read is not None and not read.future.done():
+                read.future.set_result(state.index)
+        if self.replica.raft.role is not Role.LEADER and not self.replica.raft.leader:
+            for read in self._reads.values():
+                if not read.future.done():
+                    read.future.set_exception(NotLeader(""))
+            self._reads.clear()
+
+    def _update_lease(self) -> None:
+        # Tick i stands for monotonic time t0 + i·tick, however late it was processed.
+        agent = self.replica.agent
+        tick = self.cfg.timing.tick
+        self._lease_deadline = self._t0 + (self._ticks + agent.lease_remaining()) * tick
+
+    # -- queries for servicers ---------------------------------------------------------
+
+    async def wait_applied(self, index: int, timeout: float) -> None:
+        """Wait until the local replica has applied ``index`` (for consistent reads)."""
+        if self.replica.raft.applied_index >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, future))
+        await asyncio.wait_for(future, timeout)

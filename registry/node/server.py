@@ -1,0 +1,245 @@
+"""One registry node: storage, core driver, peer transport, client API, workers, HTTP.
+
+Exit codes (documented for supervisors such as systemd or Kubernetes):
+
+- 0: stopped on request (SIGTERM/SIGINT).
+- 2: bad configuration, or the data directory is in use by another node.
+- 75 (``EXIT_FENCE_TIMEOUT``): a worker did not stop within ``fence_grace`` after this
+  node lost its lease. The process exits so the supervisor restarts it; that is what
+  keeps G1 when a worker ignores cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+import grpc.aio
+
+from registry.core.messages import Role
+from registry.core.replica import ReplicaReady
+from registry.node.config import NodeConfig
+from registry.node.driver import Driver
+from registry.node.http import HttpServer, Routes
+from registry.node.metrics import NodeMetrics
+from registry.node.service import RegistryService
+from registry.node.storage import FileStorage
+from registry.node.transport import SERVER_OPTIONS, PeerTransport
+from registry.node.watch import WatchHub
+from registry.node.workers import load_kinds
+from registry.v1 import peer_pb2_grpc, registry_pb2, registry_pb2_grpc
+from registry.worker import WorkerRuntime
+
+log = logging.getLogger("registry.node")
+EXIT_FENCE_TIMEOUT = 75
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self._server: grpc.aio.Server | None = None
+        self._http: HttpServer | None = None
+        self._stopped = asyncio.Event()
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        kinds = load_kinds(cfg.worker_modules)
+        self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync)
+        loaded = self.storage.load()
+        if loaded.repaired:
+            log.warning("%s: %s", cfg.data_dir, loaded.repaired)
+        self.transport = PeerTransport(cfg.id, self.address_of, self._deliver)
+        timing = cfg.timing
+        self.runtime = WorkerRuntime(
+            node=cfg.id,
+            kinds=kinds,
+            reports=self,
+            lease_holds=self._lease_holds,
+            fence_grace=timing.fence_grace,
+            handoff_deadline=timing.handoff_deadline,
+            max_state_bytes=cfg.max_state_bytes,
+        )
+        self.driver = Driver(
+            cfg,
+            self.storage,
+            loaded,
+            kinds=tuple(sorted(kinds)),
+            send=self.transport.send,
+            effects=self._on_ready,
+        )
+        self.driver.replica.state.track_changes = True
+        self.metrics = NodeMetrics(self)
+        self.watches = WatchHub(self)
+        self.driver.listeners.on_applied.append(self.watches.on_ready)
+        self.service = RegistryService(self)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(self.transport, server)
+        registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
+        if server.add_insecure_port(cfg.listen) == 0:
+            raise OSError(f"cannot listen on {cfg.listen}")
+        await server.start()
+        self._server = server
+        self.driver.start()
+        if cfg.http:
+            self._http = HttpServer(
+                Routes(
+                    registry=self.metrics.registry,
+                    healthy=lambda: True,
+                    ready=self._ready,
+                    status=self.status,
+                )
+            )
+            await self._http.start(cfg.http)
+        log.info(
+            "node %s up: grpc %s, http %s, data %s, incarnation %d",
+            cfg.id,
+            cfg.listen,
+            cfg.http or "-",
+            cfg.data_dir,
+            self.driver.incarnation,
+        )
+
+    async def stop(self) -> None:
+        """Stop everything; safe to call twice."""
+        if self._closing:
+            await self._stopped.wait()
+            return
+        self._closing = True
+        try:
+            await self.runtime.shutdown()
+            await self.driver.stop()
+            if self._http is not None:
+                await self._http.close()
+            if self._server is not None:
+                await self._server.stop(grace=0.5)
+            await self.service.close()
+            await self.transport.close()
+            self.storage.close()
+        finally:
+            self._stopped.set()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("node %s stopping", self.cfg.id)
+        await self.stop()
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def address_of(self, node: str) -> str | None:
+        if node in self.cfg.peers:
+            return self.cfg.peers[node]
+        member = self.driver.replica.state.members.get(node)
+        return member.address if member and member.address else None
+
+    def _deliver(self, msg: Any) -> None:
+        self.driver.deliver(msg)
+
+    def _lease_holds(self) -> bool:
+        return self.driver.lease_holds()
+
+    def _on_ready(self, ready: ReplicaReady) -> None:
+        self.metrics.on_ready(ready)
+        if ready.effects:
+            self.runtime.apply(ready.effects)
+
+    # RuntimeReports
+    def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
+        self.driver.handoff_done(name, token, state)
+
+    def handoff_ignored(self, name: str, token: int) -> None:
+        self.driver.handoff_ignored(name, token)
+
+    def fatal(self, reason: str) -> None:
+        log.critical("exiting with code %d: %s", EXIT_FENCE_TIMEOUT, reason)
+        logging.shutdown()
+        os._exit(EXIT_FENCE_TIMEOUT)
+
+    # -- status ------------------------------------------------------------------------
+
+    def _ready(self) -> tuple[bool, str]:
+        if self.driver.lease_holds():
+            return True, "ready: holding a member lease"
+        return False, "not ready: " + self.service.no_quorum_message()
+
+    def cluster_status(self) -> registry_pb2.ClusterStatus:
+        replica = self.driver.replica
+        raft, state = replica.raft, replica.state
+        counts: dict[str, int] = {}
+        for record in state.names.values():
+            if record.holder:
+                counts[record.holder] = counts.get(record.holder, 0) + 1
+        members = [
+            registry_pb2.MemberStatus(
+                id=m.node,
+                address=m.address,
+                roles=sorted(m.roles),
+                up=m.up,
+                voter=m.node in raft.conf.voters,
+                incarnation=m.incarnation,
+                activations=counts.get(m.node, 0),
+            )
+            for _, m in sorted(state.members.items())
+        ]
+        leader = raft.leader
+        return registry_pb2.ClusterStatus(
+            node=self.cfg.id,
+            leader=leader,
+            leader_address=(self.address_of(leader) or "") if leader else "",
+            term=raft.term,
+            quorum=self.driver.lease_holds(),
+            commit_index=raft.commit_index,
+            applied_index=raft.applied_index,
+            members=members,
+            names=sum(1 for r in state.names.values() if not r.unregistering),
+            lease_remaining_s=self.driver.lease_remaining_s(),
+        )
+
+    def status(self) -> dict[str, object]:
+        status = self.cluster_status()
+        raft = self.driver.replica.raft
+        return {
+            "node": status.node,
+            "role": raft.role.value,
+            "leader": status.leader,
+            "term": status.term,
+            "quorum": status.quorum,
+            "commit_index": status.commit_index,
+            "applied_index": status.applied_index,
+            "lease_remaining_s": round(status.lease_remaining_s, 3),
+            "names": status.names,
+            "activations": sorted(self.runtime.running()),
+            "is_leader": raft.role is Role.LEADER,
+            "members": [
+                {
+                    "id": m.id,
+                    "address": m.address,
+                    "roles": list(m.roles),
+                    "up": m.up,
+                    "voter": m.voter,
+                    "incarnation": m.incarnation,
+                    "activations": m.activations,
+                }
+                for m in status.members
+            ],
+        }
+
+
+async def serve(cfg: NodeConfig) -> None:
+    node = Node(cfg)
+    await node.start()
+    try:
+        await node.run_until_signalled()
+    finally:
+        with contextlib.suppress(Exception):
+            await node.stop()

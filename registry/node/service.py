@@ -1,0 +1,408 @@
+"""The client API (``registry.v1.Registry``) served by every node.
+
+- Writes go through the leader: a follower forwards them once; with no leader known it
+  answers UNAVAILABLE with what it can see ("no quorum: 1 of 3 voters reachable").
+- Lookups come from the local replica; a node without a lease marks them ``stale``.
+  ``consistent=True`` does a ReadIndex round first.
+- Calls go to the holder: run here, or forwarded one hop; a forwarded call that finds the
+  name elsewhere again answers UNAVAILABLE with the owner in ``registry-owner`` metadata.
+- Bad input is refused before anything is proposed, with the precise status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from registry.core.commands import (
+    Command,
+    Join,
+    Leave,
+    NameSpec,
+    Register,
+    Unregister,
+)
+from registry.core.messages import Role
+from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
+from registry.node.status import LEADER_KEY, OWNER_KEY, Abort, status_for
+from registry.v1 import registry_pb2 as pb
+from registry.v1 import registry_pb2_grpc
+
+if TYPE_CHECKING:  # avoids an import cycle with node.server
+    from registry.core.replica import Replica
+    from registry.node.server import Node
+
+log = logging.getLogger("registry.service")
+T = TypeVar("T")
+WRITE_TIMEOUT_S = 10.0
+DEFAULT_CALL_TIMEOUT_S = 30.0
+
+
+def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn errors into statuses; unexpected ones are logged and become INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: RegistryService, request: Any, context: Any) -> T:
+        try:
+            return await method(self, request, context)
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, Abort) and status_for(exc)[0] is grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", method.__name__)
+            code, message = status_for(exc)
+            if isinstance(exc, Abort) and exc.metadata:
+                context.set_trailing_metadata(exc.metadata)
+            await context.abort(code, message)
+            raise AssertionError("unreachable") from exc
+
+    return wrapper
+
+
+def _check(what: str, value: str) -> None:
+    problem = validate_identifier(what, value)
+    if problem:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
+def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
+    _check("name", spec.name)
+    _check("kind", spec.kind)
+    for role in spec.roles:
+        _check("role", role)
+    priority = tuple(tuple(tier.nodes) for tier in spec.priority) or None
+    if priority is not None and not all(priority):
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "priority tiers must not be empty")
+    return NameSpec(
+        name=spec.name, kind=spec.kind, args=spec.args, roles=tuple(spec.roles), priority=priority
+    )
+
+
+class RegistryService(registry_pb2_grpc.RegistryServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @property
+    def _replica(self) -> Replica:
+        return self.node.driver.replica
+
+    def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        return registry_pb2_grpc.RegistryStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    def no_quorum_message(self) -> str:
+        voters = sorted(self._replica.raft.conf.voters)
+        within = 2 * self.node.cfg.timing.election_timeout
+        seen = self.node.transport.reachable(voters, within)
+        return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
+
+    async def _write(
+        self,
+        command: Command,
+        context: Any,
+        forward: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
+        respond: Callable[[int], T],
+    ) -> T:
+        raft = self._replica.raft
+        if raft.role is Role.LEADER:
+            index, result = await asyncio.wait_for(
+                self.node.driver.propose(command), WRITE_TIMEOUT_S
+            )
+            if not result.ok:
+                from registry.node.status import CODE_TO_STATUS
+
+                raise Abort(CODE_TO_STATUS[result.code], result.message)
+            return respond(index)
+        leader = raft.leader
+        address = self.node.address_of(leader) if leader else None
+        if address is None:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message())
+        try:
+            return await forward(self._stub(address))
+        except grpc.aio.AioRpcError as exc:
+            raise Abort(
+                exc.code(),
+                exc.details() or "",
+                ((LEADER_KEY, f"{leader}@{address}"),),
+            ) from None
+
+    def _location(self, record: NameRecord) -> pb.Location:
+        member = self._replica.state.members.get(record.holder)
+        return pb.Location(
+            name=record.spec.name,
+            node=record.holder,
+            address=member.address if member else "",
+            token=record.token,
+            stale=not self.node.driver.lease_holds(),
+            kind=record.spec.kind,
+        )
+
+    def _registered(self, name: str) -> NameRecord:
+        _check("name", name)
+        record = self._replica.state.registered(name)
+        if record is None:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"{name!r} is not registered")
+        return record
+
+    def _check_payload(self, payload: bytes) -> None:
+        limit = self.node.cfg.max_payload_bytes
+        if len(payload) > limit:
+            raise Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"payload of {len(payload)} bytes is over the {limit}-byte limit",
+            )
+
+    # -- writes ------------------------------------------------------------------------
+
+    @_rpc
+    async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:  # noqa: N802
+        spec = spec_from_pb(request.spec)
+        self._check_payload(spec.args)
+        return await self._write(
+            Register(specs=(spec,)),
+            context,
+            lambda stub: stub.Register(request, timeout=WRITE_TIMEOUT_S),
+            lambda index: pb.RegisterResponse(index=index),
+        )
+
+    @_rpc
+    async def RegisterMany(  # noqa: N802
+        self, request: pb.RegisterManyRequest, context: Any
+    ) -> pb.RegisterManyResponse:
+        if not request.specs:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "no names to register")
+        if len(request.specs) > MAX_REGISTER_BATCH:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(request.specs)} names in one batch; the limit is {MAX_REGISTER_BATCH}",
+            )
+        specs = tuple(spec_from_pb(s) for s in request.specs)
+        return await self._write(
+            Register(specs=specs),
+            context,
+            lambda stub: stub.RegisterMany(request, timeout=WRITE_TIMEOUT_S),
+            lambda index: pb.RegisterManyResponse(index=index),
+        )
+
+    @_rpc
+    async def Unregister(  # noqa: N802
+        self, request: pb.UnregisterRequest, context: Any
+    ) -> pb.UnregisterResponse:
+        _check("name", request.name)
+        return await self._write(
+            Unregister(name=request.name),
+            context,
+            lambda stub: stub.Unregister(request, timeout=WRITE_TIMEOUT_S),
+            lambda index: pb.UnregisterResponse(index=index),
+        )
+
+    @_rpc
+    async def Join(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:  # noqa: N802
+        _check("group", request.group)
+        _check("name", request.name)
+        return await self._write(
+            Join(group=request.group, name=request.name),
+            context,
+            lambda stub: stub.Join(request, timeout=WRITE_TIMEOUT_S),
+            lambda index: pb.GroupResponse(index=index),
+        )
+
+    @_rpc
+    async def Leave(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:  # noqa: N802
+        _check("group", request.group)
+        _check("name", request.name)
+        return await self._write(
+            Leave(group=request.group, name=request.name),
+            context,
+            lambda stub: stub.Leave(request, timeout=WRITE_TIMEOUT_S),
+            lambda index: pb.GroupResponse(index=index),
+        )
+
+    # -- reads -------------------------------------------------------------------------
+
+    @_rpc
+    async def WhereIs(self, request: pb.WhereIsRequest, context: Any) -> pb.WhereIsResponse:  # noqa: N802
+        _check("name", request.name)
+        if request.consistent:
+            try:
+                index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
+                await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+            except TimeoutError:
+                raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message()) from None
+        record = self._registered(request.name)
+        if not record.holder:
+            return pb.WhereIsResponse(waiting=True)
+        return pb.WhereIsResponse(location=self._location(record))
+
+    @_rpc
+    async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:  # noqa: N802
+        limit = request.limit or 1000
+        out: list[pb.Location] = []
+        state = self._replica.state
+        for name in sorted(state.names):
+            if not name.startswith(request.prefix):
+                continue
+            record = state.registered(name)
+            if record is None:
+                continue
+            if len(out) == limit:
+                return pb.ListResponse(locations=out, truncated=True)
+            out.append(self._location(record))
+        return pb.ListResponse(locations=out)
+
+    @_rpc
+    async def Members(self, request: pb.MembersRequest, context: Any) -> pb.MembersResponse:  # noqa: N802
+        _check("group", request.group)
+        names = self._replica.state.groups.get(request.group)
+        if names is None:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {request.group!r}")
+        return pb.MembersResponse(names=sorted(names))
+
+    @_rpc
+    async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:  # noqa: N802
+        return self.node.cluster_status()
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def _route(
+        self,
+        name: str,
+        forwarded: bool,
+        here: Callable[[], Awaitable[T]],
+        there: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
+    ) -> T:
+        record = self._registered(name)
+        if not record.holder:
+            raise Abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{name!r} is waiting for an eligible member to run it",
+            )
+        if record.holder == self.node.cfg.id:
+            return await here()
+        address = self.node.address_of(record.holder)
+        owner = ((OWNER_KEY, f"{record.holder}@{address}"),)
+        if forwarded or address is None:
+            raise Abort(
+                grpc.StatusCode.UNAVAILABLE, f"{name!r} runs on {record.holder}, not here", owner
+            )
+        try:
+            return await there(self._stub(address))
+        except grpc.aio.AioRpcError as exc:
+            raise Abort(exc.code(), exc.details() or "", owner) from None
+
+    @_rpc
+    async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:  # noqa: N802
+        self._check_payload(request.payload)
+        timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
+        node = self.node
+
+        async def here() -> pb.CallResponse:
+            reply = await node.runtime.call(request.name, request.payload, timeout)
+            token = node.runtime.running().get(request.name, 0)
+            return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
+
+        async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
+            forwarded = pb.CallRequest(name=request.name, payload=request.payload, forwarded=True)
+            response: pb.CallResponse = await stub.Call(forwarded, timeout=timeout)
+            return response
+
+        return await self._route(request.name, request.forwarded, here, there)
+
+    @_rpc
+    async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:  # noqa: N802
+        self._check_payload(request.payload)
+        node = self.node
+
+        async def here() -> pb.CastResponse:
+            await node.runtime.cast(request.name, request.payload)
+            return pb.CastResponse()
+
+        async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CastResponse:
+            forwarded = pb.CastRequest(name=request.name, payload=request.payload, forwarded=True)
+            response: pb.CastResponse = await stub.Cast(forwarded, timeout=WRITE_TIMEOUT_S)
+            return response
+
+        return await self._route(request.name, request.forwarded, here, there)
+
+    @_rpc
+    async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:  # noqa: N802
+        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._check_payload(request.payload)
+        results = await asyncio.gather(
+            *(
+                self.Cast(pb.CastRequest(name=n, payload=request.payload), _Quiet())
+                for n in members
+            ),
+            return_exceptions=True,
+        )
+        delivered = sum(1 for r in results if not isinstance(r, BaseException))
+        return pb.PublishResponse(delivered=delivered)
+
+    @_rpc
+    async def MultiCall(  # noqa: N802
+        self, request: pb.MultiCallRequest, context: Any
+    ) -> pb.MultiCallResponse:
+        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._check_payload(request.payload)
+        timeout = request.timeout_s or context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
+
+        async def one(name: str) -> pb.CallResult:
+            quiet = _Quiet(timeout)
+            try:
+                reply = await self.Call(pb.CallRequest(name=name, payload=request.payload), quiet)
+                return pb.CallResult(name=name, payload=reply.payload)
+            except _Aborted as exc:
+                return pb.CallResult(name=name, error_code=exc.code.name, error=exc.message)
+
+        results = await asyncio.gather(*(one(n) for n in members))
+        return pb.MultiCallResponse(results=results)
+
+    # -- watch -------------------------------------------------------------------------
+
+    async def Watch(  # noqa: N802
+        self, request: pb.WatchRequest, context: Any
+    ) -> AsyncIterator[pb.WatchEvent]:
+        async for event in self.node.watches.subscribe(request.prefix):
+            yield event
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Quiet:
+    """A stand-in context for fan-out calls made from inside a servicer: aborts become
+    exceptions the fan-out collects instead of ending the outer RPC."""
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self._timeout = timeout
+
+    def time_remaining(self) -> float | None:
+        return self._timeout
+
+    def set_trailing_metadata(self, metadata: object) -> None:
+        del metadata
+
+    async def abort(self, code: grpc.StatusCode, message: str) -> None:
+        raise _Aborted(code, message)
