@@ -715,6 +715,10 @@ class RawNode:
     def _handle_heartbeat_response(self, msg: Message, pr: Progress) -> None:
         pr.probe_sent = False
         pr.acked_heartbeat = max(pr.acked_heartbeat, msg.context)
+        if pr.state is ProgressState.REPLICATE and pr.is_paused(self.cfg.max_inflight):
+            # APPENDs were lost and their acks will never come: free one slot so the next
+            # APPEND goes out; the follower rejects the gap and we fall back to probing.
+            pr.inflight.popleft()
         if pr.state is ProgressState.SNAPSHOT:
             self._maybe_resend_snapshot_chunk(msg.src, pr)
         elif pr.match < self._log.last_index:

@@ -51,6 +51,11 @@ class HarnessConfig:
     """Applied entries before compaction. Default 40 (small on purpose)."""
     snapshot_chunk_bytes: int = 256
     """Default 256 bytes, so every ≥ 1 KiB snapshot takes several chunks."""
+    max_entries_per_msg: int = 3
+    """Default 3 (small on purpose): followers often acknowledge only part of what a new
+    leader holds, which is when the Figure-8 commit rule matters."""
+    max_inflight: int = 4
+    """Default 4 (small on purpose): flow control and probing are exercised."""
     clock: ClockConfig = field(default_factory=ClockConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -216,6 +221,8 @@ class RaftSim:
                 max_drift=config.clock.max_drift,
                 snapshot_threshold=config.snapshot_threshold,
                 snapshot_chunk_bytes=config.snapshot_chunk_bytes,
+                max_entries_per_msg=config.max_entries_per_msg,
+                max_inflight=config.max_inflight,
             ).validate()
             self.hosts[node_id] = RaftHost(self, node_id, raft)
         self._lease_cache: dict[str, tuple[int, bool] | None] = {}

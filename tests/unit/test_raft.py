@@ -406,3 +406,26 @@ def test_lease_is_shorter_than_the_stickiness_window_under_drift() -> None:
     # A leader clock 5 % slow and a follower clock 5 % fast, one tick of granularity.
     assert lease / (1 - 0.05) <= (cfg.election_tick - 1) / (1 + 0.05)
     assert lease >= 1
+
+
+def test_lost_appends_with_a_full_inflight_window_do_not_stall_replication() -> None:
+    """Found by the simulator (seed 19, 5 nodes, small batches): APPENDs lost while a
+    follower's in-flight window is full left it stalled forever. A heartbeat response now
+    frees a slot; the follower rejects the gap and the leader probes back."""
+    net = Net(IDS3, max_inflight=2, max_entries_per_msg=1)
+    leader = net.elect("n1")
+    net.tick(2)
+    dropping = {"on": True}
+
+    def lose_appends_to_n3(msg: Message) -> Message | None:
+        lost = dropping["on"] and msg.type is MessageType.APPEND and msg.dst == "n3"
+        return None if lost else msg
+
+    net.filters.append(lose_appends_to_n3)
+    for k in range(6):
+        leader.propose(f"v{k}".encode())
+    net.pump()
+    dropping["on"] = False
+    net.tick(10)
+    assert net.nodes["n3"].commit_index == leader.commit_index
+    assert net.data_applied("n3") == [f"v{k}".encode() for k in range(6)]
