@@ -1,0 +1,403 @@
+"""One activation: a worker instance, its mailbox, and the task that serves it.
+
+Rules
+-----
+1. One task per activation; it takes one mailbox message at a time (GenServer). Calls,
+   casts and handoff requests share the mailbox, so a handoff sees every earlier message.
+2. The lease is checked before each call or cast is dispatched; without it the worker
+   never sees the message: a call fails with ``NoLease``, a cast is dropped and logged.
+3. A hook that raises ends the instance: the caller of that call gets ``WorkerFailed``,
+   the instance gets ``on_stop(CRASHED)``, and a new instance starts (``RESTART``, no
+   state) after an exponential backoff with jitter. Queued messages wait for it. More
+   than ``max_restarts`` crashes within ``restart_window`` → ``FAILED``: no more
+   restarts, queued and later calls fail with ``WorkerFailed("restarted too often …")``.
+4. A stop cancels the running hook, fails every queued message with ``NotHere``, calls
+   ``on_stop(cause)`` and ends the task. If the task has not ended ``fence_grace``
+   seconds after the stop was requested, the owner is told (``on_overrun``): the node
+   must exit, because a worker it cannot stop may break single activation (G1).
+5. A handoff request waits its turn in the mailbox, then asks ``begin_handoff``.
+   ``Ignore`` keeps serving. ``Resume``/``Restart`` (or an exception) stop the instance
+   with ``HANDOFF``; the owner reports ``handoff_done`` only once the task has ended.
+   If ``handoff_deadline`` passes first, the activation is stopped as in rule 4, and
+   moves without state unless ``begin_handoff`` had already answered.
+6. A stop requested for any other cause cancels a pending handoff report: the core
+   already stopped counting on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from registry.core.state import Activation, StartReason
+from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
+from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
+from registry.worker.policy import ActivationState, Policy
+
+log = logging.getLogger("registry.worker")
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    payload: bytes
+    reply: asyncio.Future[bytes]
+
+
+@dataclass(slots=True, eq=False)
+class _Cast:
+    payload: bytes
+
+
+class _Handoff:
+    __slots__ = ()
+
+
+_Message = _Call | _Cast | _Handoff
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _settle(reply: asyncio.Future[bytes], error: BaseException | None, result: bytes = b"") -> None:
+    if reply.done():
+        return  # the caller timed out or went away
+    if error is not None:
+        reply.set_exception(error)
+    else:
+        reply.set_result(result)
+
+
+class ActivationRunner:
+    """Runs one activation (see the module rules). Owned by ``WorkerRuntime``."""
+
+    def __init__(
+        self,
+        spec: Activation,
+        *,
+        node: str,
+        worker_cls: type[Worker] | None,
+        error: str,
+        policy: Policy,
+        lease_holds: Callable[[], bool],
+        rng: random.Random,
+        on_ignored: Callable[[ActivationRunner], None],
+        on_overrun: Callable[[ActivationRunner], None],
+        on_ended: Callable[[ActivationRunner], None],
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.token = spec.token
+        self.node = node
+        self.state = ActivationState.STARTING
+        self.restarts = 0
+        self.last_error = error
+        self.failure = error
+        """Why calls fail with ``WorkerFailed`` once ``FAILED``."""
+        self.stop_cause: StopCause | None = None
+        self.report_handoff = False
+        """Report ``handoff_done`` when the task ends (a handoff stopped it)."""
+        self.handoff_state: bytes | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._cls = worker_cls
+        self._policy = policy
+        self._lease_holds = lease_holds
+        self._rng = rng
+        self._on_ignored = on_ignored
+        self._on_overrun = on_overrun
+        self._on_ended = on_ended
+        self._mailbox: deque[_Message] = deque()
+        self._wakeup = asyncio.Event()
+        self._instance: Worker | None = None
+        self._in_flight: _Call | None = None
+        self._crashes: deque[float] = deque()
+        self._handoff_pending = False
+        self._backing_off = False
+        self._finishing = False
+        self._handoff_timer: asyncio.TimerHandle | None = None
+        self._fence_timer: asyncio.TimerHandle | None = None
+        if worker_cls is None:
+            self.state = ActivationState.FAILED
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """No task runs any code of this activation (never started, ended, or failed)."""
+        return self.task is None or self.task.done()
+
+    def _check_accepting(self) -> None:
+        if self.state is ActivationState.FAILED:
+            raise WorkerFailed(self.name, self.failure)
+        if self.stop_cause is not None:
+            raise NotHere(self.name, f"stopping: {self.stop_cause.value}")
+
+    # -- requests from the runtime -----------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the task (a no-op for an activation that failed before it started)."""
+        if self.state is not ActivationState.FAILED and self.task is None:
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self._main(), name=f"worker {self.name}#{self.token}")
+            self.task.add_done_callback(self._ended)
+
+    async def call(self, payload: bytes, timeout: float) -> bytes:
+        """Queue a call and wait for its reply (see ``WorkerRuntime.call``)."""
+        self._check_accepting()
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._put(_Call(payload, reply))
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        except TimeoutError:
+            raise CallTimeout(self.name, timeout) from None
+
+    def cast(self, payload: bytes) -> None:
+        """Queue a cast (see ``WorkerRuntime.cast``)."""
+        self._check_accepting()
+        self._put(_Cast(payload))
+
+    def begin_handoff(self) -> None:
+        """Queue a handoff request and start its deadline (rule 5)."""
+        if self.stop_cause is not None or self._handoff_pending:
+            log.debug("worker %s#%d: handoff already under way, or stopping", self.name, self.token)
+            return
+        self._handoff_pending = True
+        self.report_handoff = True
+        loop = asyncio.get_running_loop()
+        self._handoff_timer = loop.call_later(self._policy.handoff_deadline, self._handoff_late)
+        if self._backing_off:
+            # No instance to ask: it crashed and waits for its restart. Move it, stateless.
+            self.stop(StopCause.HANDOFF)
+        else:
+            self._put(_Handoff())
+
+    def stop(self, cause: StopCause) -> None:
+        """Stop the activation (rule 4); idempotent. Arms the ``fence_grace`` check."""
+        if cause is not StopCause.HANDOFF:
+            self.report_handoff = False  # rule 6
+        if self.finished:
+            return
+        if self.stop_cause is None:
+            self.stop_cause = cause
+            if self.state is not ActivationState.FAILED:
+                self.state = ActivationState.STOPPING
+            self._fail_pending()
+            if self.task is not None and not self._finishing:
+                self.task.cancel()
+        if self._fence_timer is None:
+            loop = asyncio.get_running_loop()
+            self._fence_timer = loop.call_later(self._policy.fence_grace, self._fence_check)
+
+    # -- the task ----------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # a stop: finish below
+            await self._lifecycle()
+        task = asyncio.current_task()
+        while task is not None and task.cancelling():
+            task.uncancel()  # so that timeouts inside on_stop work normally
+        await self._finish()
+
+    async def _lifecycle(self) -> None:
+        assert self._cls is not None
+        state, reason = self.spec.state, self.spec.reason
+        while True:
+            self.state = ActivationState.STARTING
+            worker: Worker | None = None
+            try:
+                worker = self._instance = self._cls()
+                await worker.on_start(self._context(reason), state)
+                if reason is StartReason.HANDOFF and state is not None:
+                    await worker.end_handoff(state)
+                self.state = ActivationState.RUNNING
+                await self._serve(worker)
+                return  # a handoff (or a stop whose cancel a hook swallowed) ended it
+            except Exception as exc:
+                if not await self._crashed(worker, exc):
+                    return
+            state, reason = None, StartReason.RESTART
+
+    def _context(self, reason: StartReason) -> Context:
+        spec = self.spec
+        return Context(
+            name=spec.name, node=self.node, args=spec.args, token=spec.token, reason=reason
+        )
+
+    async def _serve(self, worker: Worker) -> None:
+        """Serve the mailbox until a handoff or a stop ends it; a hook's error propagates."""
+        while self.stop_cause is None:  # also set when a hook swallowed our cancel
+            while not self._mailbox:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            msg = self._mailbox.popleft()
+            if isinstance(msg, _Handoff):
+                if await self._handoff(worker):
+                    return
+            elif isinstance(msg, _Call):
+                await self._dispatch_call(worker, msg)
+            elif not self._lease_holds():
+                log.warning(
+                    "worker %s: dropped a cast, node %s holds no lease", self.name, self.node
+                )
+            else:
+                await worker.handle_cast(msg.payload)
+
+    async def _dispatch_call(self, worker: Worker, msg: _Call) -> None:
+        if msg.reply.done():
+            return  # the caller gave up while it was queued
+        if not self._lease_holds():
+            _settle(msg.reply, NoLease(self.node))
+            return
+        if type(worker).handle_call is Worker.handle_call:
+            why = f"worker kind {type(worker).kind!r} does not handle calls (no handle_call)"
+            _settle(msg.reply, WorkerFailed(self.name, why))
+            return
+        self._in_flight = msg
+        try:
+            result: object = await worker.handle_call(msg.payload)
+        except Exception as exc:
+            _settle(msg.reply, WorkerFailed(self.name, _describe(exc)))
+            raise
+        finally:
+            self._in_flight = None
+        if isinstance(result, bytes | bytearray | memoryview):
+            _settle(msg.reply, None, bytes(result))
+        else:
+            why = f"handle_call returned {type(result).__name__}, expected bytes"
+            log.error("worker %s: %s", self.name, why)
+            _settle(msg.reply, WorkerFailed(self.name, why))
+
+    async def _handoff(self, worker: Worker) -> bool:
+        """Ask ``begin_handoff``; True when the instance must stop (rule 5)."""
+        self.state = ActivationState.HANDING_OFF
+        try:
+            answer: object = await worker.begin_handoff()
+        except Exception as exc:
+            log.error(
+                "worker %s: begin_handoff raised; it moves without state", self.name, exc_info=exc
+            )
+            answer = Restart()
+        if self.stop_cause is not None:
+            return True  # stopped meanwhile (the hook swallowed the cancel): no answer counts
+        if isinstance(answer, Ignore):
+            self._handoff_pending = False
+            self.report_handoff = False
+            if self._handoff_timer is not None:
+                self._handoff_timer.cancel()
+            self.state = ActivationState.RUNNING
+            self._on_ignored(self)
+            return False
+        if isinstance(answer, Resume):
+            self.handoff_state = self._policy.admit_state(self.name, answer.state)
+        elif not isinstance(answer, Restart):
+            log.error(
+                "worker %s: begin_handoff returned %r, expected Resume, Restart or Ignore; "
+                "it moves without state",
+                self.name,
+                answer,
+            )
+        self.stop_cause = StopCause.HANDOFF
+        return True
+
+    async def _crashed(self, worker: Worker | None, exc: Exception) -> bool:
+        """Handle a hook's exception (rule 3); True when a new instance should start."""
+        self.last_error = _describe(exc)
+        self._instance = None
+        log.error("worker %s#%d crashed: %s", self.name, self.token, self.last_error, exc_info=exc)
+        if worker is not None:
+            try:
+                await worker.on_stop(StopCause.CRASHED)
+            except Exception as stop_exc:
+                log.error("worker %s: on_stop(CRASHED) raised", self.name, exc_info=stop_exc)
+        if self._handoff_pending and self.stop_cause is None:
+            self.stop_cause = StopCause.HANDOFF  # it was moving anyway: move it, stateless
+        if self.stop_cause is not None:
+            return False
+        now = asyncio.get_running_loop().time()
+        self._crashes.append(now)
+        while self._crashes[0] < now - self._policy.restart_window:
+            self._crashes.popleft()
+        crashes, policy = len(self._crashes), self._policy
+        if crashes > policy.max_restarts:
+            self.failure = (
+                f"restarted too often ({crashes} crashes within {policy.restart_window:g} s, "
+                f"limit {policy.max_restarts}); last error: {self.last_error}"
+            )
+            self.last_error = self.failure
+            self.state = ActivationState.FAILED
+            log.error("worker %s#%d: %s; giving up", self.name, self.token, self.failure)
+            return False
+        delay = policy.backoff(crashes, self._rng)
+        log.info("worker %s#%d restarts in %.3f s", self.name, self.token, delay)
+        self.state = ActivationState.STARTING
+        self._backing_off = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._backing_off = False
+        self.restarts += 1
+        return True
+
+    async def _finish(self) -> None:
+        self._finishing = True
+        if self.state is not ActivationState.FAILED:
+            self.state = ActivationState.STOPPING
+        self._fail_pending()
+        worker, self._instance = self._instance, None
+        if worker is not None:
+            cause = self.stop_cause or StopCause.SHUTDOWN
+            try:
+                await worker.on_stop(cause)
+            except Exception as exc:
+                log.error("worker %s: on_stop(%s) raised", self.name, cause.name, exc_info=exc)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _put(self, msg: _Message) -> None:
+        self._mailbox.append(msg)
+        self._wakeup.set()
+
+    def _fail_pending(self) -> None:
+        """Fail the in-flight call and every queued message (rules 3 and 4)."""
+        if self.state is ActivationState.FAILED:
+            error: Exception = WorkerFailed(self.name, self.failure)
+        else:
+            why = self.stop_cause.value if self.stop_cause else "stopped"
+            error = NotHere(self.name, f"stopping: {why}")
+        if self._in_flight is not None:
+            _settle(self._in_flight.reply, error)
+        while self._mailbox:
+            msg = self._mailbox.popleft()
+            if isinstance(msg, _Call):
+                _settle(msg.reply, error)
+
+    def _handoff_late(self) -> None:
+        if self.finished:
+            return
+        log.warning(
+            "worker %s#%d: handoff not done within handoff_deadline %g s; stopping it",
+            self.name,
+            self.token,
+            self._policy.handoff_deadline,
+        )
+        self.stop(StopCause.HANDOFF)
+
+    def _fence_check(self) -> None:
+        if not self.finished:
+            self._on_overrun(self)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        for timer in (self._handoff_timer, self._fence_timer):
+            if timer is not None:
+                timer.cancel()
+        if self.state is not ActivationState.FAILED:
+            self.state = ActivationState.STOPPING
+        self._fail_pending()  # also covers a task cancelled before it ever ran
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("worker %s: runtime error", self.name, exc_info=exc)
+        self._on_ended(self)

@@ -1,0 +1,152 @@
+"""What a worker author writes against: ``Worker``, its ``Context``, and handoff answers.
+
+A worker is a small actor (an Erlang GenServer, an Orleans grain): the runtime makes one
+instance per activation, feeds it one message at a time, and calls its hooks around
+starts, stops and moves between nodes. Swarm users will recognise the handoff vocabulary:
+``begin_handoff`` answers ``Resume(state)``, ``Restart()`` or ``Ignore()``, and the next
+owner receives the state in ``end_handoff``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+from registry.core.state import StartReason
+
+__all__ = [
+    "Context",
+    "HandoffAnswer",
+    "Ignore",
+    "Restart",
+    "Resume",
+    "StartReason",
+    "StopCause",
+    "Worker",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Who this activation is; passed to ``Worker.on_start``."""
+
+    name: str
+    """The registered name this instance serves."""
+    node: str
+    """The node it runs on."""
+    args: bytes
+    """The ``args`` given at registration (opaque to the registry)."""
+    token: int
+    """The fencing token (G2): strictly greater than that of every earlier activation of
+    this name. Pass it to external stores so they can reject writes from a stale
+    activation."""
+    reason: StartReason
+    """Why it starts: ``NEW``, ``FAILOVER`` (its node was lost; no state), ``HANDOFF``
+    (moved here, possibly with state) or ``RESTART`` (it crashed, or moved without
+    state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """``begin_handoff`` answer: stop here and give ``state`` to the next owner.
+
+    States larger than the runtime's ``max_state_bytes`` (default 1 MiB) are refused with
+    a logged error and the worker moves without state.
+    """
+
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """``begin_handoff`` answer: stop here; the next owner starts fresh (no state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """``begin_handoff`` answer: keep running here; the name stays until the view changes
+    again (and this node is asked again)."""
+
+
+HandoffAnswer = Resume | Restart | Ignore
+"""What ``Worker.begin_handoff`` returns."""
+
+
+class StopCause(enum.Enum):
+    """Why a worker instance stops; passed to ``Worker.on_stop``."""
+
+    QUORUM_LOST = "quorum_lost"
+    """This node lost its lease: every worker here stops (another node may take over)."""
+    UNREGISTERED = "unregistered"
+    """The name was unregistered."""
+    SUPERSEDED = "superseded"
+    """A newer activation of the name replaced this one (the log moved it)."""
+    HANDOFF = "handoff"
+    """The name moves to another node (after ``begin_handoff``, or its deadline)."""
+    SHUTDOWN = "shutdown"
+    """The node shuts down."""
+    CRASHED = "crashed"
+    """A hook raised; a new instance is started after a backoff (see the runtime)."""
+
+
+class Worker:
+    """Base class of user workers. Subclass it, set ``kind``, override what you need.
+
+    The runtime creates instances with no arguments (``cls()``); per-activation data comes
+    in ``on_start``'s ``Context``. All hooks of one instance run one at a time, in mailbox
+    order, so they need no locks. A hook that raises ends the instance (``on_stop`` with
+    ``CRASHED``) and the runtime starts a new one after a backoff; too many crashes in a
+    window mark the activation failed instead of restarting it forever.
+
+    Hooks are interrupted (cancelled) when the node must stop the worker — for example
+    when it loses its lease. A worker must let ``asyncio.CancelledError`` through and not
+    block the event loop: a worker that is still running ``fence_grace`` seconds after a
+    stop makes the node exit (G1).
+
+    Example::
+
+        class Counter(Worker):
+            kind = "counter"
+
+            def __init__(self) -> None:
+                self.count = 0
+
+            async def handle_call(self, payload: bytes) -> bytes:
+                self.count += 1
+                return str(self.count).encode()
+    """
+
+    kind: ClassVar[str]
+    """The worker kind names use at registration (``register(name, kind=...)``)."""
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        """Called once before any message. ``state`` is the handed-off state when
+        ``ctx.reason`` is ``HANDOFF`` and the previous owner answered ``Resume``; otherwise
+        ``None``. Default: nothing."""
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        """Answer a request; the returned bytes go back to the caller.
+
+        Default: not supported — callers get ``WorkerFailed`` saying so (the worker is not
+        restarted for it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement handle_call")
+
+    async def handle_cast(self, payload: bytes) -> None:
+        """Handle a fire-and-forget message. Default: nothing."""
+
+    async def begin_handoff(self) -> Resume | Restart | Ignore:
+        """The name is moving to another node: answer ``Resume(state)`` to carry state,
+        ``Restart()`` to let the next owner start fresh, or ``Ignore()`` to stay.
+
+        Runs in mailbox order and must answer within the runtime's ``handoff_deadline``;
+        past it the worker is stopped and moves without state. Default: ``Restart()``."""
+        return Restart()
+
+    async def end_handoff(self, state: bytes) -> None:
+        """On the new owner, right after ``on_start``, with the state the previous owner
+        returned in ``Resume(state)``. Default: nothing."""
+
+    async def on_stop(self, reason: StopCause) -> None:
+        """The instance stops (it gets no more messages). Keep it short: the stop as a
+        whole must finish within the runtime's ``fence_grace``. Default: nothing."""
