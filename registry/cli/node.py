@@ -150,33 +150,34 @@ def run_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        for n in ids:
-            log_file = open(root / f"{n}.log", "ab")  # noqa: SIM115 (closed with the process)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "registry.cli",
-                        "node",
-                        "--id",
-                        n,
-                        "--listen",
-                        grpc_addr[n],
-                        "--http",
-                        http_addr[n],
-                        "--data-dir",
-                        str(root / n),
-                        "--peers",
-                        peers,
-                        "--preset",
-                        args.preset,
-                    ],
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+
+        def spawn(n: str) -> subprocess.Popen[bytes]:
+            log_file = open(root / f"{n}.log", "ab")  # noqa: SIM115 (the child owns it)
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "registry.cli",
+                    "node",
+                    "--id",
+                    n,
+                    "--listen",
+                    grpc_addr[n],
+                    "--http",
+                    http_addr[n],
+                    "--data-dir",
+                    str(root / n),
+                    "--peers",
+                    peers,
+                    "--preset",
+                    args.preset,
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+
+        procs.extend(spawn(n) for n in ids)
         leader = _wait_ready(list(grpc_addr.values()), args.ready_timeout)
         if leader is None:
             print(
@@ -201,10 +202,17 @@ def run_dev(args: argparse.Namespace) -> int:
         print("Ctrl-C stops the cluster.")
         sys.stdout.flush()
         while not stop["now"]:
-            if any(p.poll() is not None for p in procs):
-                dead = [ids[i] for i, p in enumerate(procs) if p.poll() is not None]
-                print(f"node(s) {', '.join(dead)} exited; see {root}", file=sys.stderr)
-                return 1
+            # Like systemd or Kubernetes would: a node that dies is started again; it
+            # rejoins with a new incarnation.
+            for i, p in enumerate(procs):
+                code = p.poll()
+                if code is not None and not stop["now"]:
+                    print(
+                        f"{ids[i]} exited with code {code}; restarting it "
+                        f"(log: {root / (ids[i] + '.log')})",
+                        flush=True,
+                    )
+                    procs[i] = spawn(ids[i])
             time.sleep(0.2)  # the supervisor loop: waiting for a signal, not a condition
         return 0
     finally:
