@@ -66,6 +66,8 @@ class MemberUp:
     roles: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     """Worker kinds this member can run (empty: any)."""
+    draining: bool = False
+    """The member is shutting down: give it nothing new, move its names away by handoff."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +193,8 @@ def encode(command: Command) -> bytes:
             "roles": list(command.roles),
             "kinds": list(command.kinds),
         }
+        if command.draining:
+            body["draining"] = True
     else:
         body = {k: getattr(command, k) for k in command.__dataclass_fields__}
     return json.dumps({"kind": tag, **body}, sort_keys=True, separators=(",", ":")).encode()
@@ -229,14 +233,18 @@ def decode(data: bytes) -> Command:
         )
     if cls is MemberUp:
         raw = _fields(
-            raw, where, {"kind", "node", "incarnation", "address", "roles", "kinds"}, set()
+            raw, where, {"kind", "node", "incarnation", "address", "roles", "kinds"}, {"draining"}
         )
+        draining = raw.get("draining", False)
+        if not isinstance(draining, bool):
+            raise InvalidCommand(f"{where}: draining must be true or false")
         return MemberUp(
             node=_str(raw["node"], f"{where}: node"),
             incarnation=_int(raw["incarnation"], f"{where}: incarnation"),
             address=_str(raw["address"], f"{where}: address"),
             roles=_strs(raw["roles"], f"{where}: roles"),
             kinds=_strs(raw["kinds"], f"{where}: kinds"),
+            draining=draining,
         )
     if cls is MemberDown:
         raw = _fields(raw, where, {"kind", "node", "incarnation"}, set())

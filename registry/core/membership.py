@@ -51,6 +51,8 @@ class MemberHeartbeat:
     kinds: tuple[str, ...] = ()
     has_lease: bool = False
     """Whether the member holds a lease as it sends this (rule 7)."""
+    draining: bool = False
+    """The member is shutting down and wants its names moved away (graceful stop)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +94,7 @@ class MemberAgent:
         """Acknowledged leases ``(index, until)`` waiting for the log to be applied."""
         self._since_heartbeat = cfg.heartbeat_tick  # heartbeat at the first chance
         self._held = False
+        self.draining = False
 
     def tick(self) -> None:
         self.ticks += 1
@@ -116,6 +119,7 @@ class MemberAgent:
             roles=self.roles,
             kinds=self.kinds,
             has_lease=self.has_lease(),
+            draining=self.draining,
         )
 
     def on_ack(self, ack: MemberAck) -> None:
@@ -223,6 +227,7 @@ class LeaderMonitor:
                 and record.address == hb.address
                 and record.roles == frozenset(hb.roles)
                 and record.kinds == frozenset(hb.kinds)
+                and record.draining == hb.draining
             )
             if not current and (record is None or record.incarnation <= hb.incarnation):
                 due.append(
@@ -232,6 +237,7 @@ class LeaderMonitor:
                         address=hb.address,
                         roles=hb.roles,
                         kinds=hb.kinds,
+                        draining=hb.draining,
                     )
                 )
         horizon = now - self.cfg.retry_tick

@@ -184,6 +184,16 @@ class Replica:
         self._releases[name] = _Release(token=token, state=state, sent_tick=-(10**9))
         self._drive()
 
+    def drain(self) -> None:
+        """Start a graceful stop: from the next heartbeat on, this member asks to be given
+        nothing and to have its names moved away by handoff (with state)."""
+        self.agent.draining = True
+
+    def drained(self) -> bool:
+        """Nothing is held here any more (or nobody else could take it)."""
+        mine = [r for r in self.state.held_by(self.id) if not r.unregistering]
+        return not mine and not self._running
+
     def handoff_ignored(self, name: str, token: int) -> None:
         """The worker answered ``Ignore()``: it stays here until the view changes again."""
         del name, token  # _handoff_asked already remembers the epoch it was asked in
@@ -342,6 +352,21 @@ class Replica:
                 if lease and record is not None and record.unregistering and record.token == token:
                     # Confirm the stop so the name can be registered again.
                     self._releases[name] = _Release(token=token, state=None, sent_tick=-(10**9))
+        if lease:
+            # A name unregistered before this holder ever started it (both entries applied
+            # in one Ready, say) is not running here either: confirm that too, or it stays
+            # half-unregistered for as long as this incarnation lives.
+            for record in self.state.held_by(self.id):
+                name = record.spec.name
+                if (
+                    record.unregistering
+                    and record.holder_incarnation == self.incarnation
+                    and name not in self._running
+                    and name not in self._releases
+                ):
+                    self._releases[name] = _Release(
+                        token=record.token, state=None, sent_tick=-(10**9)
+                    )
         for name, activation in desired.items():
             released = self._releases.get(name)
             if name in self._running or (released and released.token == activation.token):

@@ -95,9 +95,13 @@ class MemberRecord:
     roles: frozenset[str] = frozenset()
     kinds: frozenset[str] = frozenset()
     up: bool = True
+    draining: bool = False
+    """Shutting down gracefully: up (its lease still counts) but eligible for nothing."""
 
     def candidate(self) -> Candidate:
-        return Candidate(node=self.node, roles=self.roles, kinds=self.kinds, up=self.up)
+        return Candidate(
+            node=self.node, roles=self.roles, kinds=self.kinds, up=self.up and not self.draining
+        )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -356,6 +360,7 @@ class RegistryState:
             address=command.address,
             roles=frozenset(command.roles),
             kinds=frozenset(command.kinds),
+            draining=command.draining,
         )
         if existing is not None and existing == record:
             return OK
@@ -450,7 +455,15 @@ class RegistryState:
             "epoch": self.epoch,
             "applied_index": self.applied_index,
             "members": [
-                [m.node, m.incarnation, m.address, sorted(m.roles), sorted(m.kinds), m.up]
+                [
+                    m.node,
+                    m.incarnation,
+                    m.address,
+                    sorted(m.roles),
+                    sorted(m.kinds),
+                    m.up,
+                    m.draining,
+                ]
                 for _, m in sorted(self.members.items())
             ],
             "names": [
@@ -480,7 +493,7 @@ class RegistryState:
         if not data:
             return state
         body = json.loads(data)
-        for node, inc, address, roles, kinds, up in body["members"]:
+        for node, inc, address, roles, kinds, up, draining in body["members"]:
             state.members[node] = MemberRecord(
                 node=node,
                 incarnation=inc,
@@ -488,6 +501,7 @@ class RegistryState:
                 roles=frozenset(roles),
                 kinds=frozenset(kinds),
                 up=up,
+                draining=draining,
             )
         for row in body["names"]:
             name, kind, args, roles, priority, holder, inc, token, reason, blob, groups, gone = row

@@ -69,7 +69,14 @@ class _Handoff:
     ignored: bool = False
 
 
-_Input = PeerMessage | _Propose | _Read | _Handoff
+@dataclass(slots=True)
+class _Control:
+    """Run ``action`` on the replica inside the core loop (drain, transfer leadership)."""
+
+    action: Callable[[Replica], None]
+
+
+_Input = PeerMessage | _Propose | _Read | _Handoff | _Control
 
 
 @dataclass(slots=True)
@@ -163,6 +170,29 @@ class Driver:
     def handoff_ignored(self, name: str, token: int) -> None:
         self._inputs.put_nowait(_Handoff(name=name, token=token, state=None, ignored=True))
 
+    def control(self, action: Callable[[Replica], None]) -> None:
+        self._inputs.put_nowait(_Control(action=action))
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition()`` holds after some Ready, or ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            event = asyncio.Event()
+
+            def wake(_ready: ReplicaReady, event: asyncio.Event = event) -> None:
+                event.set()
+
+            self.listeners.on_applied.append(wake)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+            finally:
+                self.listeners.on_applied.remove(wake)
+        return True
+
     def lease_holds(self) -> bool:
         return time.monotonic() < self._lease_deadline
 
@@ -225,6 +255,11 @@ class Driver:
                 item.future.set_exception(exc)
                 return
             self._reads[self._read_seq] = item
+        elif isinstance(item, _Control):
+            try:
+                item.action(replica)
+            except RegistryError as exc:
+                log.warning("control action failed: %s", exc)
         elif isinstance(item, _Handoff):
             if item.ignored:
                 replica.handoff_ignored(item.name, item.token)

@@ -106,13 +106,57 @@ class Node:
             self.driver.incarnation,
         )
 
-    async def stop(self) -> None:
-        """Stop everything; safe to call twice."""
+    async def drain(self, timeout: float) -> None:
+        """Graceful stop, first half: move every local name away by handoff (with state)
+        and hand leadership over, so a rolling restart loses nothing."""
+        driver = self.driver
+        me = self.cfg.id
+        driver.control(lambda replica: replica.drain())
+
+        def done() -> bool:
+            replica = driver.replica
+            if replica.drained():
+                return True
+            others = [m for m in replica.state.up_members() if m.node != me and not m.draining]
+            return not others  # nobody could take the names: stop anyway
+
+        if not await driver.wait_for(done, timeout):
+            log.warning("drain: names still here after %.1f s; stopping anyway", timeout)
+        elif not driver.replica.drained():
+            log.warning("drain: no other member can take this node's names")
+        raft = driver.replica.raft
+        if raft.role is Role.LEADER:
+            target = self._transfer_target()
+            if target:
+                driver.control(lambda replica: replica.raft.transfer_leadership(target))
+                moved = await driver.wait_for(
+                    lambda: driver.replica.raft.role is not Role.LEADER,
+                    4 * self.cfg.timing.election_timeout,
+                )
+                log.info("leadership %s to %s", "handed" if moved else "NOT handed", target)
+
+    def _transfer_target(self) -> str:
+        """The most caught-up other voter that is up (best placed to win at once)."""
+        replica = self.driver.replica
+        raft = replica.raft
+        up = {m.node for m in replica.state.up_members() if not m.draining}
+        best, best_match = "", -1
+        for node in sorted(raft.conf.voters - {self.cfg.id}):
+            progress = raft.progress(node)
+            match = progress.match if progress else 0
+            if node in up and match > best_match:
+                best, best_match = node, match
+        return best
+
+    async def stop(self, *, graceful: bool = False) -> None:
+        """Stop everything (after draining, if ``graceful``); safe to call twice."""
         if self._closing:
             await self._stopped.wait()
             return
         self._closing = True
         try:
+            if graceful:
+                await self.drain(self.cfg.timing.handoff_deadline + 5 * self.cfg.timing.lease)
             await self.runtime.shutdown()
             await self.driver.stop()
             if self._http is not None:
@@ -131,8 +175,17 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        log.info("node %s stopping", self.cfg.id)
-        await self.stop()
+        log.info("node %s stopping: handing off its workers first", self.cfg.id)
+        stop.clear()
+        graceful = asyncio.ensure_future(self.stop(graceful=True))
+        second = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({graceful, second}, return_when=asyncio.FIRST_COMPLETED)
+        if not graceful.done():
+            log.warning("second signal: stopping at once, without handoff")
+            graceful.cancel()
+            self._closing = False
+            await self.stop(graceful=False)
+        second.cancel()
 
     # -- wiring ------------------------------------------------------------------------
 

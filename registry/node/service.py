@@ -173,7 +173,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     # -- writes ------------------------------------------------------------------------
 
     @_rpc
-    async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:  # noqa: N802
+    async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
         spec = spec_from_pb(request.spec)
         self._check_payload(spec.args)
         return await self._write(
@@ -184,7 +184,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         )
 
     @_rpc
-    async def RegisterMany(  # noqa: N802
+    async def RegisterMany(
         self, request: pb.RegisterManyRequest, context: Any
     ) -> pb.RegisterManyResponse:
         if not request.specs:
@@ -203,7 +203,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         )
 
     @_rpc
-    async def Unregister(  # noqa: N802
+    async def Unregister(
         self, request: pb.UnregisterRequest, context: Any
     ) -> pb.UnregisterResponse:
         _check("name", request.name)
@@ -215,7 +215,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         )
 
     @_rpc
-    async def Join(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:  # noqa: N802
+    async def Join(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
         return await self._write(
@@ -226,7 +226,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         )
 
     @_rpc
-    async def Leave(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:  # noqa: N802
+    async def Leave(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
         return await self._write(
@@ -239,7 +239,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     # -- reads -------------------------------------------------------------------------
 
     @_rpc
-    async def WhereIs(self, request: pb.WhereIsRequest, context: Any) -> pb.WhereIsResponse:  # noqa: N802
+    async def WhereIs(self, request: pb.WhereIsRequest, context: Any) -> pb.WhereIsResponse:
         _check("name", request.name)
         if request.consistent:
             try:
@@ -253,7 +253,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return pb.WhereIsResponse(location=self._location(record))
 
     @_rpc
-    async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:  # noqa: N802
+    async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
         limit = request.limit or 1000
         out: list[pb.Location] = []
         state = self._replica.state
@@ -269,7 +269,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return pb.ListResponse(locations=out)
 
     @_rpc
-    async def Members(self, request: pb.MembersRequest, context: Any) -> pb.MembersResponse:  # noqa: N802
+    async def Members(self, request: pb.MembersRequest, context: Any) -> pb.MembersResponse:
         _check("group", request.group)
         names = self._replica.state.groups.get(request.group)
         if names is None:
@@ -277,7 +277,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return pb.MembersResponse(names=sorted(names))
 
     @_rpc
-    async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:  # noqa: N802
+    async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:
         return self.node.cluster_status()
 
     # -- calls -------------------------------------------------------------------------
@@ -309,7 +309,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             raise Abort(exc.code(), exc.details() or "", owner) from None
 
     @_rpc
-    async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:  # noqa: N802
+    async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
         self._check_payload(request.payload)
         timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
         node = self.node
@@ -327,7 +327,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return await self._route(request.name, request.forwarded, here, there)
 
     @_rpc
-    async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:  # noqa: N802
+    async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
         self._check_payload(request.payload)
         node = self.node
 
@@ -343,7 +343,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return await self._route(request.name, request.forwarded, here, there)
 
     @_rpc
-    async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:  # noqa: N802
+    async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
         members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
         self._check_payload(request.payload)
         results = await asyncio.gather(
@@ -357,9 +357,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return pb.PublishResponse(delivered=delivered)
 
     @_rpc
-    async def MultiCall(  # noqa: N802
-        self, request: pb.MultiCallRequest, context: Any
-    ) -> pb.MultiCallResponse:
+    async def MultiCall(self, request: pb.MultiCallRequest, context: Any) -> pb.MultiCallResponse:
         members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
         self._check_payload(request.payload)
         timeout = request.timeout_s or context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
@@ -377,9 +375,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     # -- watch -------------------------------------------------------------------------
 
-    async def Watch(  # noqa: N802
-        self, request: pb.WatchRequest, context: Any
-    ) -> AsyncIterator[pb.WatchEvent]:
+    async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvent]:
         async for event in self.node.watches.subscribe(request.prefix):
             yield event
 

@@ -134,7 +134,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
 
     # -- the servicer ------------------------------------------------------------------
 
-    async def Stream(  # noqa: N802 (gRPC method name)
+    async def Stream(
         self,
         request_iterator: AsyncIterator[peer_pb2.PeerEnvelope],
         context: grpc.aio.ServicerContext[peer_pb2.PeerEnvelope, peer_pb2.PeerStreamEnd],

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class MemberHeartbeat(_message.Message):
-    __slots__ = ("src", "dst", "seq", "incarnation", "address", "roles", "kinds", "has_lease")
+    __slots__ = ("src", "dst", "seq", "incarnation", "address", "roles", "kinds", "has_lease", "draining")
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class MemberHeartbeat(_message.Message):
     ROLES_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
     HAS_LEASE_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     src: str
     dst: str
     seq: int
@@ -25,7 +26,8 @@ class MemberHeartbeat(_message.Message):
     roles: _containers.RepeatedScalarFieldContainer[str]
     kinds: _containers.RepeatedScalarFieldContainer[str]
     has_lease: bool
-    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., seq: _Optional[int] = ..., incarnation: _Optional[int] = ..., address: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., has_lease: _Optional[bool] = ...) -> None: ...
+    draining: bool
+    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., seq: _Optional[int] = ..., incarnation: _Optional[int] = ..., address: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., has_lease: _Optional[bool] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class MemberAck(_message.Message):
     __slots__ = ("src", "dst", "seq", "incarnation", "index")

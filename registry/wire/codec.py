@@ -105,6 +105,7 @@ def peer_to_pb(msg: PeerMessage) -> peer_pb2.PeerEnvelope:
                 roles=list(msg.roles),
                 kinds=list(msg.kinds),
                 has_lease=msg.has_lease,
+                draining=msg.draining,
             )
         )
     if isinstance(msg, MemberAck):
@@ -132,6 +133,7 @@ def peer_from_pb(pb: peer_pb2.PeerEnvelope) -> PeerMessage | None:
             roles=tuple(hb.roles),
             kinds=tuple(hb.kinds),
             has_lease=hb.has_lease,
+            draining=hb.draining,
         )
     if body == "ack":
         ack = pb.ack

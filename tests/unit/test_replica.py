@@ -309,6 +309,26 @@ def test_a_lagging_member_never_uses_a_fresh_lease_with_a_stale_view() -> None:
     assert all(len(cluster.where(n)) == 1 for n in NAMES)
 
 
+def test_a_name_unregistered_before_its_holder_started_it_is_freed() -> None:
+    """Register and unregister applied in one Ready: the holder never starts the name, so
+    no Stop confirms it — the holder must confirm anyway, or the name stays half
+    unregistered (and unregistrable) for as long as that holder lives. Found by
+    ``registry sim cluster --seed 102``."""
+    cluster = formed()
+    leader = cluster.leader()
+    leader.propose(Register(specs=(NameSpec(name="job", kind="k"),)))
+    leader.propose(Unregister(name="job"))
+    cluster.pump()
+    cluster.tick_until(lambda: all("job" not in r.state.names for r in cluster.nodes.values()))
+    assert all(s.activation.name != "job" for s in cluster.starts()), "it never ran"
+    again = cluster.propose(Register(specs=(NameSpec(name="job", kind="k"),)))
+    cluster.tick(2)
+    [result] = [a.result for a in cluster.applied[leader.id] if a.index == again]
+    assert result.ok
+    assert len(cluster.where("job")) == 1
+    assert cluster.violations == []
+
+
 def test_reregistering_a_name_elsewhere_never_overlaps_the_old_activation() -> None:
     cluster = formed()
     leader = cluster.leader()
@@ -369,4 +389,32 @@ def test_a_new_leader_grants_no_lease_before_an_entry_of_its_term_commits() -> N
     assert {a.dst for a in acks} == {old.id, next(n for n in cluster.ids if n not in (new, old.id))}
     first_of_term = min(i for i in range(1, raft.last_index + 1) if raft.term_at(i) == raft.term)
     assert all(a.index >= first_of_term for a in acks), "acks cover the leader's own entries"
+    assert cluster.violations == []
+
+
+def test_a_draining_member_hands_every_name_away_with_state() -> None:
+    """Graceful stop: the member asks to be drained; its names move by handoff (state
+    kept, reason HANDOFF), nothing new lands on it, and then it reports drained()."""
+    cluster = formed()
+    register_all(cluster)
+    leaving = follower(cluster)
+    mine = sorted(n for n in NAMES if cluster.where(n) == [leaving])
+    assert mine, "pick a seed where the follower owns something"
+    cluster.nodes[leaving].drain()
+    cluster.tick_until(lambda: set(cluster.handoffs[leaving]) == set(mine))
+    for name in mine:
+        cluster.handoff_done(leaving, name, f"state-of-{name}".encode())
+    cluster.tick_until(
+        lambda: all(cluster.where(n) and cluster.where(n) != [leaving] for n in mine)
+    )
+    for name in mine:
+        [start] = [s for s in cluster.starts() if s.activation.name == name][-1:]
+        assert start.activation.reason is StartReason.HANDOFF
+        assert start.activation.state == f"state-of-{name}".encode()
+    assert cluster.nodes[leaving].drained()
+    record = cluster.leader().state.members[leaving]
+    assert record.up and record.draining, "still up (its lease counts), but eligible for nothing"
+    cluster.propose(Register(specs=(NameSpec(name="late", kind="k"),)))
+    cluster.tick(3)
+    assert cluster.where("late") and cluster.where("late") != [leaving]
     assert cluster.violations == []

@@ -1,0 +1,1 @@
+"""The IO shell: event loop driver, peer transport, servicers, file storage, CLI."""

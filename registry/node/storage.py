@@ -1,0 +1,511 @@
+"""Durable storage for one node's data directory: log, hard state, snapshot, incarnation.
+
+The shell persists each ``ReplicaReady`` here *before* sending anything (etcd-io/raft's
+order), so whatever ``persist`` returned from must survive a crash or a power cut.
+
+Layout of ``data_dir``::
+
+    LOCK                              flock'd while a FileStorage is open; holds its pid
+    incarnation                       decimal text, replaced atomically
+    snapshot-<index:020d>.snap        the newest snapshot (older ones are deleted)
+    log-<seq:010d>-<first:020d>.seg   log segments, replayed in ``seq`` order
+
+A segment is a run of records ``[u16 magic][u8 type][u32 length][u32 crc32][payload]``; the
+crc covers the seven header bytes before it and the payload. Types: ENTRY (an ``Entry``),
+HARDSTATE (last one wins) and RESET (a leader's snapshot was installed: forget every entry).
+
+Theory of operation:
+
+1. The log is append-only. Truncation on conflict is *logical*: replaying an ENTRY at index
+   ``k`` drops every entry ≥ ``k`` first (Raft's own rule). Truncating files in place
+   could lose a hard state record written after the conflicting entries, and a vote that
+   goes backwards after a crash is a double vote.
+2. One ``persist`` = one ``write`` of all its records + one fsync of the segment (plus one
+   of the directory when the segment is new). Snapshots and the incarnation are small
+   atomic files (temp file → fsync → rename → fsync dir), written before the log records
+   of the same call, as the Ready contract orders them.
+3. Deletions (old snapshots, compacted segments) happen only after that fsync, and replay
+   accepts any subset of them having reached the disk: at a gap the entry list restarts,
+   and ``load`` checks that the log still joins the snapshot. Before segments are deleted a
+   HARDSTATE record is re-written into the current segment, so the hard state survives.
+4. Recovery: a bad record in the *last* segment with no valid record anywhere after it is a
+   torn tail — the ``persist`` that wrote it never returned — so it is cut and reported.
+   Any other bad record is corruption: ``StorageCorrupt`` names the file and offset.
+
+Segment names carry a sequence number because first indexes alone do not order them: a
+truncation can take the log below the first index of the segment being written.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.core.errors import RegistryError
+from registry.core.messages import (
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    PersistedState,
+    Ready,
+    Snapshot,
+    SnapshotMeta,
+)
+
+__all__ = ["DataDirLocked", "FileStorage", "Loaded", "StorageCorrupt", "StorageFailed"]
+
+
+class DataDirLocked(RegistryError):
+    """Another FileStorage (in this or another process) holds the data directory."""
+
+
+class StorageCorrupt(RegistryError):
+    """The data directory holds damage that is not a torn tail; the node must not start."""
+
+
+class StorageFailed(RegistryError):
+    """An earlier write or fsync failed, so what reached the disk is unknown. Restart the
+    process: after a failed fsync even the page cache ``load`` reads may not match it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    persisted: PersistedState
+    """Hard state, snapshot (or None), entries after the snapshot."""
+    incarnation: int
+    """Last persisted incarnation (0 on a fresh directory)."""
+    repaired: str | None
+    """A human-readable note if a torn tail was cut, else None."""
+
+
+_MAGIC = 0xC351
+_HEADER = struct.Struct("<HBII")  # magic, type, payload length, crc32
+_MAGIC_BYTES = _HEADER.pack(_MAGIC, 0, 0, 0)[:2]
+_ENTRY, _HARDSTATE, _RESET = 1, 2, 3
+_ENTRY_HEAD = struct.Struct("<QQB")  # term, index, entry type; data follows
+_HARD_HEAD = struct.Struct("<QQ")  # term, commit; vote (utf-8) follows
+_RESET_BODY = struct.Struct("<QQ")  # snapshot index, term
+_SNAP_MAGIC = b"QRSNAP1\n"
+_SNAP_HEAD = struct.Struct("<IQ")  # crc32 of the body, body length
+_SNAP_META = struct.Struct("<QQII")  # index, term, voter count, learner count
+_SEGMENT = re.compile(r"log-(\d{10})-(\d{20})\.seg")
+_SNAPSHOT = re.compile(r"snapshot-(\d{20})\.snap")
+
+# fdatasync covers an append (the size is metadata needed to read the data back) and skips
+# the timestamps; platforms without it fall back to fsync.
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+def _record(kind: int, payload: bytes) -> bytes:
+    head = _HEADER.pack(_MAGIC, kind, len(payload), 0)[:7]
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + payload
+
+
+def _parse(buf: bytes, off: int) -> tuple[int, bytes, int] | None:
+    """The record at ``off`` as (type, payload, next offset), or None if it is not valid."""
+    start = off + _HEADER.size
+    if start > len(buf):
+        return None
+    magic, kind, length, crc = _HEADER.unpack_from(buf, off)
+    end = start + length
+    if magic != _MAGIC or end > len(buf):
+        return None
+    payload = buf[start:end]
+    if zlib.crc32(payload, zlib.crc32(buf[off : off + 7])) != crc:
+        return None
+    return kind, payload, end
+
+
+def _next_valid(buf: bytes, off: int) -> int:
+    """Offset of the first valid record starting after ``off``, or -1: tells a torn tail
+    (nothing valid follows) from damage in the middle of the log."""
+    pos = buf.find(_MAGIC_BYTES, off + 1)
+    while pos != -1:
+        if _parse(buf, pos) is not None:
+            return pos
+        pos = buf.find(_MAGIC_BYTES, pos + 1)
+    return -1
+
+
+def _encode_entry(e: Entry) -> bytes:
+    return _record(_ENTRY, _ENTRY_HEAD.pack(e.term, e.index, int(e.type)) + e.data)
+
+
+def _decode_entry(payload: bytes) -> Entry:
+    term, index, kind = _ENTRY_HEAD.unpack_from(payload)
+    return Entry(term=term, index=index, type=EntryType(kind), data=payload[_ENTRY_HEAD.size :])
+
+
+def _encode_hard(hs: HardState) -> bytes:
+    return _record(_HARDSTATE, _HARD_HEAD.pack(hs.term, hs.commit) + hs.vote.encode())
+
+
+def _decode_hard(payload: bytes) -> HardState:
+    term, commit = _HARD_HEAD.unpack_from(payload)
+    return HardState(term=term, commit=commit, vote=payload[_HARD_HEAD.size :].decode())
+
+
+def _encode_snapshot(snap: Snapshot) -> bytes:
+    meta = snap.meta
+    voters, learners = sorted(meta.conf.voters), sorted(meta.conf.learners)
+    parts = [_SNAP_META.pack(meta.index, meta.term, len(voters), len(learners))]
+    for node in (*voters, *learners):
+        raw = node.encode()
+        parts += [len(raw).to_bytes(2, "little"), raw]
+    body = b"".join([*parts, snap.data])
+    return _SNAP_MAGIC + _SNAP_HEAD.pack(zlib.crc32(body), len(body)) + body
+
+
+def _decode_snapshot(raw: bytes) -> Snapshot:
+    """Raises ValueError (or struct.error) on any mismatch."""
+    start = len(_SNAP_MAGIC) + _SNAP_HEAD.size
+    if raw[: len(_SNAP_MAGIC)] != _SNAP_MAGIC:
+        raise ValueError("bad magic")
+    crc, length = _SNAP_HEAD.unpack_from(raw, len(_SNAP_MAGIC))
+    body = raw[start:]
+    if len(body) != length or zlib.crc32(body) != crc:
+        raise ValueError("checksum or length mismatch")
+    index, term, n_voters, n_learners = _SNAP_META.unpack_from(body)
+    off, names = _SNAP_META.size, []
+    for _ in range(n_voters + n_learners):
+        size = int.from_bytes(body[off : off + 2], "little")
+        names.append(body[off + 2 : off + 2 + size].decode())
+        off += 2 + size
+    conf = ConfState(voters=frozenset(names[:n_voters]), learners=frozenset(names[n_voters:]))
+    return Snapshot(meta=SnapshotMeta(index=index, term=term, conf=conf), data=body[off:])
+
+
+def _add(entries: list[Entry], e: Entry) -> None:
+    """Replay one ENTRY: Raft's truncate-then-append. Outside the stored range (a deleted
+    segment, or one whose deletion reached the disk and an older one's did not) the list
+    restarts; ``load`` then checks that what remains joins the snapshot."""
+    if entries and entries[0].index < e.index <= entries[-1].index + 1:
+        del entries[e.index - entries[0].index :]
+    else:
+        entries.clear()
+    entries.append(e)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    seq: int
+    top: int
+    """Highest entry index written to it that may still be live (0: none). Once a
+    compaction reaches it, and the segment is not the one being written, it can go."""
+
+
+class FileStorage:
+    """One node's data directory. Not thread-safe: one caller at a time (the driver
+    persists from a worker thread, but never two Readies at once)."""
+
+    def __init__(
+        self, data_dir: Path, *, fsync: bool = True, segment_bytes: int = 64 << 20
+    ) -> None:
+        self.dir = Path(data_dir)
+        self._fsync = fsync
+        self._segment_bytes = segment_bytes
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            by = f" by pid {holder}" if holder.isdigit() else ""
+            raise DataDirLocked(f"data directory {self.dir} is locked{by}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd: int | None = fd
+        self._loaded = False
+        self._broken: OSError | None = None
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None
+        self._size = 0
+        self._hard = HardState()
+        self._snap_index = self._last = 0
+
+    def __enter__(self) -> FileStorage:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the segment and the lock; safe to call twice."""
+        self._close_segment()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    # -- load --------------------------------------------------------------------------
+
+    def load(self) -> Loaded:
+        """Read everything back, removing temp files and stale snapshots and cutting a
+        torn tail. Raises StorageCorrupt for damage that a crash cannot explain."""
+        self._check_open()
+        self._close_segment()
+        for tmp in self.dir.glob("*.tmp"):
+            tmp.unlink()
+        snapshot = self._load_snapshot()
+        hard, entries, repaired = self._replay()
+        entries = self._join(entries, snapshot)
+        self._hard = hard
+        self._snap_index = snapshot.meta.index if snapshot else 0
+        self._last = entries[-1].index if entries else self._snap_index
+        self._loaded, self._broken = True, None
+        persisted = PersistedState(hard_state=hard, snapshot=snapshot, entries=tuple(entries))
+        return Loaded(persisted=persisted, incarnation=self._load_incarnation(), repaired=repaired)
+
+    def _load_incarnation(self) -> int:
+        path = self.dir / "incarnation"
+        try:
+            return int(path.read_text())
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            raise StorageCorrupt(f"{path}: not an integer") from None
+
+    def _load_snapshot(self) -> Snapshot | None:
+        found = self._listed(_SNAPSHOT)
+        if not found:
+            return None
+        path = found[-1][1]
+        try:
+            snapshot = _decode_snapshot(path.read_bytes())
+        except (ValueError, struct.error) as err:
+            raise StorageCorrupt(f"{path}: damaged snapshot ({err})") from None
+        for _, stale in found[:-1]:
+            stale.unlink()  # a crash came between writing the newest and deleting these
+        return snapshot
+
+    def _replay(self) -> tuple[HardState, list[Entry], str | None]:
+        found = self._listed(_SEGMENT)
+        hard, entries, repaired = HardState(), list[Entry](), None
+        self._segments = []
+        for i, (seq, path) in enumerate(found):
+            buf, off, top = path.read_bytes(), 0, 0
+            while off < len(buf):
+                rec = _parse(buf, off)
+                if rec is None:
+                    after = -1 if i < len(found) - 1 else _next_valid(buf, off)
+                    if i < len(found) - 1 or after != -1:
+                        more = f"; a valid record follows at {after}" if after != -1 else ""
+                        raise StorageCorrupt(f"{path}: bad record at offset {off}{more}")
+                    repaired = f"{path.name}: cut a torn tail of {len(buf) - off} bytes at {off}"
+                    self._cut(path, off)
+                    break
+                kind, payload, nxt = rec
+                try:
+                    if kind == _ENTRY:
+                        entry = _decode_entry(payload)
+                        _add(entries, entry)
+                        top = max(top, entry.index)
+                    elif kind == _HARDSTATE:
+                        hard = _decode_hard(payload)
+                    elif kind == _RESET:
+                        entries.clear()
+                        for seg in self._segments:
+                            seg.top = 0  # nothing before a RESET is live
+                        top = _RESET_BODY.unpack(payload)[0]
+                    else:
+                        raise ValueError(f"unknown record type {kind}")
+                except (ValueError, struct.error) as err:
+                    raise StorageCorrupt(f"{path}: bad record at offset {off}: {err}") from None
+                off = nxt
+            self._segments.append(_Segment(path=path, seq=seq, top=top))
+        return hard, entries, repaired
+
+    def _listed(self, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
+        """Files named by ``pattern``, in the order of the number in its first group."""
+        return sorted(
+            (int(m[1]), p) for p in self.dir.iterdir() if (m := pattern.fullmatch(p.name))
+        )
+
+    def _cut(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _join(entries: list[Entry], snapshot: Snapshot | None) -> list[Entry]:
+        """The entries after the snapshot, checking that nothing between them is missing."""
+        if not entries:
+            return entries
+        first, at = entries[0].index, snapshot.meta.index if snapshot else 0
+        if first > at + 1:
+            where = f"the snapshot at {at}" if snapshot else "index 1"
+            raise StorageCorrupt(f"the log starts at {first}, after {where}: data is missing")
+        if snapshot is None or first == at + 1:
+            return entries
+        if entries[-1].index < at or entries[at - first].term != snapshot.meta.term:
+            # A crash interrupted installing a leader's snapshot: our log conflicts with a
+            # committed snapshot, so none of it was committed.
+            return []
+        return entries[at - first + 1 :]
+
+    # -- persist -----------------------------------------------------------------------
+
+    def persist(
+        self, *, incarnation: int | None, ready: Ready, compaction: Snapshot | None
+    ) -> None:
+        """Make one ReplicaReady durable (see the module docstring for the order); returns
+        only once it is on stable storage. Cheap when there is nothing to persist."""
+        if incarnation is None and compaction is None and not ready.must_sync:
+            return
+        self._check_open()
+        if self._broken is not None:
+            raise StorageFailed(f"an earlier write failed ({self._broken}); restart the node")
+        if not self._loaded:
+            self.load()
+        self._validate(ready, compaction)
+        try:
+            self._persist(incarnation, ready, compaction)
+        except OSError as err:
+            # A failed fsync may have dropped the dirty pages: appending after it could
+            # leave a hole in the middle of the log. Stop until load() re-reads the disk.
+            self._broken = err
+            raise
+
+    def _validate(self, ready: Ready, compaction: Snapshot | None) -> None:
+        """Refuse writes that would leave the log unloadable (a core bug, caught early)."""
+        snap, last = self._snap_index, self._last
+        if ready.snapshot is not None:
+            snap = last = ready.snapshot.meta.index
+        if ready.entries:
+            first = ready.entries[0].index
+            if not snap < first <= last + 1:
+                raise ValueError(f"append at {first} outside ({snap}, {last + 1}]")
+            last = ready.entries[-1].index
+        if compaction is not None and not snap < compaction.meta.index <= last:
+            raise ValueError(f"compaction to {compaction.meta.index} outside ({snap}, {last}]")
+
+    def _persist(self, incarnation: int | None, ready: Ready, compaction: Snapshot | None) -> None:
+        if incarnation is not None:
+            self._write_atomic("incarnation", f"{incarnation}\n".encode())
+        records: list[bytes] = []
+        if ready.snapshot is not None:
+            meta = ready.snapshot.meta
+            self._save_snapshot(ready.snapshot)
+            records.append(_record(_RESET, _RESET_BODY.pack(meta.index, meta.term)))
+            self._snap_index = self._last = meta.index
+            for seg in self._segments:
+                seg.top = 0  # nothing before the RESET record is live
+        first = ready.entries[0].index if ready.entries else self._last + 1
+        records += [_encode_entry(e) for e in ready.entries]
+        self._last = ready.entries[-1].index if ready.entries else self._last
+        if ready.hard_state is not None:
+            self._hard = ready.hard_state
+            records.append(_encode_hard(ready.hard_state))
+        if compaction is not None:
+            self._save_snapshot(compaction)
+            self._snap_index = compaction.meta.index
+        data = b"".join(records)
+        new_file = bool(data) and self._open_segment(len(data), first)
+        if ready.entries or ready.snapshot:  # after a RESET, its index stands for the rest
+            self._segments[-1].top = max(self._segments[-1].top, self._last)
+        doomed = self._doomed() if ready.snapshot or compaction else []
+        if doomed and ready.hard_state is None:
+            hard = _encode_hard(self._hard)  # the doomed segments may hold the latest one
+            if not data:  # else the segment is open already: rolling now would misplace top
+                new_file = self._open_segment(len(hard), first)
+            data += hard
+        if not data:
+            return  # a compaction that frees no segment: its snapshot file is durable
+        assert self._fd is not None
+        _write_all(self._fd, data)
+        self._size += len(data)
+        if self._fsync:
+            _datasync(self._fd)
+            if new_file:
+                self._sync_dir()
+        for seg in doomed:
+            seg.path.unlink(missing_ok=True)
+        self._segments = [s for s in self._segments if s not in doomed]
+
+    def _doomed(self) -> list[_Segment]:
+        """The oldest segments, not the current one, holding only compacted entries."""
+        doomed: list[_Segment] = []
+        for seg in self._segments[:-1]:
+            if seg.top > self._snap_index:
+                break
+            doomed.append(seg)
+        return doomed
+
+    def _open_segment(self, incoming: int, first: int) -> bool:
+        """Make ``self._fd`` the segment to append to, rolling to a new one (named after
+        ``first``, the first index written to it) when ``incoming`` bytes would overflow
+        it. True when a new file was created: its directory entry needs an fsync too."""
+        if self._fd is None and self._segments:
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            self._size = os.fstat(self._fd).st_size
+        if self._fd is not None and not (
+            self._size and self._size + incoming > self._segment_bytes
+        ):
+            return False
+        self._close_segment()
+        seq = self._segments[-1].seq + 1 if self._segments else 1
+        path = self.dir / f"log-{seq:010d}-{first:020d}.seg"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._size = 0
+        self._segments.append(_Segment(path=path, seq=seq, top=0))
+        return True
+
+    def _save_snapshot(self, snap: Snapshot) -> None:
+        name = f"snapshot-{snap.meta.index:020d}.snap"
+        self._write_atomic(name, _encode_snapshot(snap))
+        for path in self.dir.glob("snapshot-*.snap"):
+            if path.name != name:
+                path.unlink()  # the new one is durable: the old one is never needed again
+
+    def _write_atomic(self, name: str, data: bytes) -> None:
+        """Replace ``name`` so that a crash leaves either the old or the new content."""
+        tmp = self.dir / f"{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / name)
+        if self._fsync:
+            self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _close_segment(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _check_open(self) -> None:
+        if self._lock_fd is None:
+            raise RuntimeError(f"FileStorage({self.dir}) is closed")
