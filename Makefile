@@ -22,9 +22,9 @@ test: venv
 	$(BIN)/mypy
 	$(BIN)/pytest -n auto
 
-# Until the real node lands, `run` is the deterministic Raft simulator across 20 seeds.
+# The main job: a local 3-node cluster with the example workers (Ctrl-C stops it).
 run: venv
-	$(BIN)/registry sim raft --seeds 20 --nodes 5
+	$(BIN)/registry dev --nodes 3
 
 fmt: venv
 	$(BIN)/ruff format .
