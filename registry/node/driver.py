@@ -314,12 +314,16 @@ class Driver:
         applied_to = self.replica.raft.applied_index
         if ready.raft.committed:
             applied_to = ready.raft.committed[-1].index
-        # Proposals whose index was overwritten by a snapshot or a new leader.
+        # Indexes passed without our entry being seen: covered by a snapshot installed
+        # after this node lost leadership. The write may or may not be in it.
         for index in [i for i in self._waiters if i <= applied_to]:
             waiter = self._waiters.pop(index)
             if not waiter.future.done():
                 waiter.future.set_exception(
-                    ProposalLost("leadership changed before the write committed; retry")
+                    ProposalLost(
+                        "leadership changed while the write was in flight; it may or may "
+                        "not have been applied: look it up before retrying"
+                    )
                 )
         for state in ready.raft.read_states:
             read = self._reads.pop(state.context, None)
