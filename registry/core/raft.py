@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from registry.core.conf import conf_in_log, validate_conf_change
 from registry.core.config import RaftConfig
 from registry.core.errors import (
     ConfChangeInProgress,
@@ -91,21 +92,6 @@ class _PendingRead:
     index: int
     origin: NodeId
     context: int
-
-
-def apply_conf_change(conf: ConfState, change: ConfChange) -> ConfState:
-    """The configuration after ``change``. Pure; invalid changes are refused on proposal."""
-    voters, learners = set(conf.voters), set(conf.learners)
-    if change.type is ConfChangeType.ADD_VOTER:
-        learners.discard(change.node)
-        voters.add(change.node)
-    elif change.type is ConfChangeType.ADD_LEARNER:
-        if change.node not in voters:
-            learners.add(change.node)
-    else:
-        voters.discard(change.node)
-        learners.discard(change.node)
-    return ConfState(voters=frozenset(voters), learners=frozenset(learners))
 
 
 class RawNode:
@@ -286,7 +272,7 @@ class RawNode:
             raise ConfChangeInProgress(
                 f"membership change at index {self._last_conf_index} is not committed yet"
             )
-        self._validate_conf_change(change)
+        validate_conf_change(self._conf, change)
         return self._append_entry(EntryType.CONF_CHANGE, change.encode())
 
     def read_index(self, context: int) -> None:
@@ -872,39 +858,14 @@ class RawNode:
 
     # -- membership --------------------------------------------------------------------
 
-    def _validate_conf_change(self, change: ConfChange) -> None:
-        conf, node = self._conf, change.node
-        if not node:
-            raise ProposalRejected("membership change names no node")
-        if change.type is ConfChangeType.ADD_VOTER and node in conf.voters:
-            raise ProposalRejected(f"{node} is already a voter")
-        if change.type is ConfChangeType.ADD_LEARNER and node in conf.members():
-            role = "voter" if node in conf.voters else "learner"
-            raise ProposalRejected(f"{node} is already a {role}; demotion is not supported")
-        if change.type is ConfChangeType.REMOVE:
-            if node not in conf.members():
-                raise ProposalRejected(f"{node} is not a member")
-            if conf.voters == {node}:
-                raise ProposalRejected(f"cannot remove {node}: it is the last voter")
-
     def _conf_at(self, index: int) -> ConfState:
-        conf = self._log.snapshot.meta.conf
-        for entry in self._log.entries:
-            if entry.index > index:
-                break
-            if entry.type is EntryType.CONF_CHANGE:
-                conf = apply_conf_change(conf, ConfChange.decode(entry.data))
-        return conf
+        log = self._log
+        return conf_in_log(log.snapshot.meta.conf, log.offset, log.entries, upto=index)[0]
 
     def _refresh_conf(self) -> None:
         """Rule 6: the configuration is the latest one in the log, committed or not."""
-        conf = self._log.snapshot.meta.conf
-        last_conf_index = self._log.offset
-        for entry in self._log.entries:
-            if entry.type is EntryType.CONF_CHANGE:
-                conf = apply_conf_change(conf, ConfChange.decode(entry.data))
-                last_conf_index = entry.index
-        self._last_conf_index = last_conf_index
+        log = self._log
+        conf, self._last_conf_index = conf_in_log(log.snapshot.meta.conf, log.offset, log.entries)
         if conf == self._conf:
             return
         self._conf = conf
