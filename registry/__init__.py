@@ -1,8 +1,9 @@
 """quorum-registry: a partition-safe (CP) distributed registry of named workers.
 
 The public API is what ``__all__`` lists; every other module is an implementation detail.
-Worker names are loaded lazily, so ``import registry.core`` stays free of asyncio and
-friends (the sans-IO core must not pull in the IO layers just by importing).
+Worker and client names are loaded lazily, so ``import registry.core`` stays free of
+asyncio, grpc and friends (the sans-IO core must not pull in the IO layers just by
+importing).
 """
 
 from __future__ import annotations
@@ -13,6 +14,27 @@ from typing import TYPE_CHECKING, Any
 from registry.core.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
+    from registry.client import (
+        Client,
+        ClusterStatus,
+        DeadlineExceeded,
+        FailedPrecondition,
+        FencedStore,
+        InternalError,
+        InvalidArgument,
+        Location,
+        Member,
+        NameTaken,
+        NoQuorum,
+        NotFound,
+        PayloadTooLarge,
+        Registration,
+        StaleToken,
+        SyncClient,
+        Unauthenticated,
+        Unavailable,
+        WorkerError,
+    )
     from registry.worker import (
         Context,
         Ignore,
@@ -25,7 +47,30 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+_CLIENT_NAMES = (
+    "Client",
+    "ClusterStatus",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FencedStore",
+    "InternalError",
+    "InvalidArgument",
+    "Location",
+    "Member",
+    "NameTaken",
+    "NoQuorum",
+    "NotFound",
+    "PayloadTooLarge",
+    "Registration",
+    "StaleToken",
+    "SyncClient",
+    "Unauthenticated",
+    "Unavailable",
+    "WorkerError",
+)
+
 _LAZY = {
+    **dict.fromkeys(_CLIENT_NAMES, "registry.client"),
     "Context": "registry.worker",
     "Ignore": "registry.worker",
     "Restart": "registry.worker",
@@ -36,15 +81,34 @@ _LAZY = {
 }
 
 __all__ = [
+    "Client",
+    "ClusterStatus",
     "ConfigError",
     "Context",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FencedStore",
     "Ignore",
+    "InternalError",
+    "InvalidArgument",
+    "Location",
+    "Member",
+    "NameTaken",
+    "NoQuorum",
+    "NotFound",
+    "PayloadTooLarge",
+    "Registration",
     "RegistryError",
     "Restart",
     "Resume",
+    "StaleToken",
     "StartReason",
     "StopCause",
+    "SyncClient",
+    "Unauthenticated",
+    "Unavailable",
     "Worker",
+    "WorkerError",
     "__version__",
 ]
 
