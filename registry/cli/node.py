@@ -57,6 +57,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.add_argument("--data-dir", type=Path, help="keep data here (default: a temp dir)")
     dev.add_argument("--preset", default="local", choices=("local", "lan", "wan"))
     dev.add_argument("--ready-timeout", type=float, default=20.0, help="seconds to wait")
+    dev.add_argument(
+        "--worker-module",
+        action="append",
+        dest="worker_modules",
+        default=[],
+        help="extra module with Worker classes for every node (repeatable; "
+        "registry.examples is always loaded)",
+    )
     dev.set_defaults(handler=run_dev)
 
 
@@ -171,6 +179,11 @@ def run_dev(args: argparse.Namespace) -> int:
                     peers,
                     "--preset",
                     args.preset,
+                    *(
+                        arg
+                        for module in ["registry.examples", *args.worker_modules]
+                        for arg in ("--worker-module", module)
+                    ),
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

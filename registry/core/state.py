@@ -70,6 +70,8 @@ class Code(enum.Enum):
     ALREADY_EXISTS = "already_exists"
     NOT_FOUND = "not_found"
     FAILED_PRECONDITION = "failed_precondition"
+    UNAVAILABLE = "unavailable"
+    """Not possible *yet* (no member has joined): retry shortly."""
     STALE = "stale"
     """A membership or release command that an earlier one overtook; harmless."""
 
@@ -277,6 +279,11 @@ class RegistryState:
             if spec.priority is not None and not any(spec.priority):
                 return Result(
                     code=Code.INVALID_ARGUMENT, message=f"{spec.name!r}: empty priority list"
+                )
+            if not self.members:
+                return Result(
+                    code=Code.UNAVAILABLE,
+                    message="no member has joined the cluster yet; retry shortly",
                 )
             if not could_ever_host(spec, self._candidates):
                 roles = f" with roles {sorted(spec.roles)}" if spec.roles else ""

@@ -16,6 +16,7 @@ CODE_TO_STATUS = {
     Code.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.STALE: grpc.StatusCode.ABORTED,
 }
 

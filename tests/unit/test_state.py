@@ -226,9 +226,12 @@ def test_a_kind_or_roles_no_member_can_host_is_a_failed_precondition() -> None:
     assert log.apply(Register(specs=(NameSpec(name="a", kind="video", roles=("web",)),))).ok
 
 
-def test_with_no_members_at_all_nothing_can_register() -> None:
+def test_with_no_members_at_all_registration_is_refused_as_transient() -> None:
     log = Log()
-    assert_unchanged(log, Register(specs=(NameSpec(name="a", kind="k"),)), Code.FAILED_PRECONDITION)
+    result = assert_unchanged(
+        log, Register(specs=(NameSpec(name="a", kind="k"),)), Code.UNAVAILABLE
+    )
+    assert "no member has joined" in result.message
 
 
 # -- unregister, join, leave -----------------------------------------------------------
