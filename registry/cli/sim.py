@@ -1,5 +1,8 @@
 """``registry sim raft``: run deterministic simulation seeds and report violations.
 
+``registry sim cluster`` (``registry.cli.sim_cluster``) follows the same contract with its
+own summary fields.
+
 Output contract (scripts and CI rely on it):
 
 - progress lines go to stderr, one every few seeds;
@@ -56,6 +59,42 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print the nemesis timeline of failing seeds (and stats of a single seed)",
     )
     raft.set_defaults(handler=run_raft)
+    cluster = kinds.add_parser(
+        "cluster",
+        help="registry nodes with workers under a nemesis, judged by the G1–G5 checkers",
+        description="Run registry cluster simulation seeds: Replicas with model worker "
+        "runtimes, clients registering names and calling counters, partitions (bridge and "
+        "one-way included), crashes, pauses, loss and clock drift; then a heal phase that "
+        "must converge. Checks G1 single activation, G2 fencing, G3 durability, G4 "
+        "failover latency and G5 heal.",
+    )
+    cluster.add_argument(
+        "--seeds", type=_positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
+    )
+    cluster.add_argument(
+        "--seed", type=_non_negative_int, help="first seed; alone, run exactly this seed"
+    )
+    cluster.add_argument("--nodes", type=_node_count, default=5, help="cluster size (default 5)")
+    cluster.add_argument(
+        "--names", type=_positive_int, default=200, help="names the clients use (default 200)"
+    )
+    cluster.add_argument(
+        "--duration", type=_positive_float, default=30.0, help="nemesis phase, simulated s"
+    )
+    cluster.add_argument(
+        "--calm-bound",
+        type=_positive_float,
+        default=30.0,
+        help="heal-convergence bound, simulated s (default 30)",
+    )
+    cluster.add_argument(
+        "--jobs", type=_positive_int, help="worker processes (default: one per CPU)"
+    )
+    cluster.add_argument("--json", action="store_true", help="end stdout with one JSON line")
+    cluster.add_argument(
+        "--verbose", action="store_true", help="print the nemesis timeline of failing seeds"
+    )
+    cluster.set_defaults(handler=run_cluster)
 
 
 def run_raft(args: argparse.Namespace) -> int:
@@ -89,6 +128,12 @@ def run_raft(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_summary(summary, elapsed, failing), sort_keys=True), file=out)
     return 1 if failing else 0
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from registry.cli.sim_cluster import run
+
+    return run(args)
 
 
 def _seed_range(first: int | None, count: int | None) -> list[int]:

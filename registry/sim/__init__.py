@@ -1,15 +1,18 @@
 """Deterministic simulation of quorum-registry clusters (design §2).
 
 A discrete-event ``World`` (true time in integer microseconds, drifting node clocks, a
-lossy partitionable network, crashes and restarts) hosts an application — today the
-Raft harness — while a ``Nemesis`` injects faults and checkers judge the history. One seed
-reproduces one run exactly: ``registry sim raft --seed S``.
+lossy partitionable network, crashes and restarts) hosts an application — the Raft
+harness, or the registry cluster harness (Replicas with model worker runtimes) — while a
+``Nemesis`` injects faults and checkers judge the history. One seed reproduces one run
+exactly: ``registry sim raft --seed S``, ``registry sim cluster --seed S``.
 """
 
 from __future__ import annotations
 
 from registry.sim.checkers import Checker, CheckerSuite, default_checkers
 from registry.sim.clock import ClockConfig, NodeClock
+from registry.sim.cluster_harness import ClusterConfig, ClusterSim
+from registry.sim.cluster_runner import ClusterSeedResult, run_cluster_seed, run_cluster_seeds
 from registry.sim.nemesis import Nemesis
 from registry.sim.network import Network, NetworkConfig
 from registry.sim.runner import SeedResult, Summary, run_raft_seed, run_raft_seeds, summarize
@@ -19,6 +22,9 @@ __all__ = [
     "Checker",
     "CheckerSuite",
     "ClockConfig",
+    "ClusterConfig",
+    "ClusterSeedResult",
+    "ClusterSim",
     "Nemesis",
     "Network",
     "NetworkConfig",
@@ -28,6 +34,8 @@ __all__ = [
     "Summary",
     "World",
     "default_checkers",
+    "run_cluster_seed",
+    "run_cluster_seeds",
     "run_raft_seed",
     "run_raft_seeds",
     "summarize",

@@ -11,7 +11,7 @@ what reorders messages.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 Link = tuple[str, str]
@@ -56,6 +56,8 @@ class Network:
         self._rng = rng
         self._blocked: set[Link] = set()
         self.stats = NetworkStats()
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every topology change (heal, block, split, bridge, one-way)."""
 
     # -- topology ----------------------------------------------------------------------
 
@@ -67,9 +69,11 @@ class Network:
 
     def heal(self) -> None:
         self._blocked.clear()
+        self._changed()
 
     def block(self, links: Iterable[Link]) -> None:
         self._blocked.update(links)
+        self._changed()
 
     def split(self, groups: Sequence[Sequence[str]]) -> None:
         """Replace the topology: nodes talk only within their own group."""
@@ -90,6 +94,11 @@ class Network:
     def one_way(self, src: str, dst: str) -> None:
         """Block ``src → dst`` only; ``dst → src`` stays open."""
         self._blocked.add((src, dst))
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     # -- delivery ----------------------------------------------------------------------
 

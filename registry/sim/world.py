@@ -99,6 +99,10 @@ class World(Generic[M]):
         self._trace_key = trace_key
         self.tracing = True
         """Feed the trace digest. On by default; the cost is a few percent."""
+        self.listeners: list[Callable[[str, str], None]] = []
+        """Called with ``(event, node)`` after a ``crash``, ``restart``, ``pause`` or
+        ``resume`` took effect, for applications that must know when (a checker of live
+        intervals, say). The Raft harness needs none."""
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -168,6 +172,7 @@ class World(Generic[M]):
         slot.missed_ticks = 0
         self.record("crash", node_id)
         slot.process.on_crash()
+        self._notify("crash", node_id)
 
     def pause(self, node_id: str, duration_us: int) -> None:
         slot = self._slots[node_id]
@@ -177,6 +182,7 @@ class World(Generic[M]):
         slot.paused_until = until = self.now_us + duration_us
         incarnation = slot.incarnation
         self.record("pause", node_id, duration_us)
+        self._notify("pause", node_id)
 
         def resume() -> None:
             if slot.incarnation != incarnation:
@@ -184,6 +190,7 @@ class World(Generic[M]):
             missed, slot.missed_ticks = slot.missed_ticks, 0
             slot.paused = False
             self.record("resume", node_id, missed)
+            self._notify("resume", node_id)
             slot.process.on_resume(missed)
 
         # Scheduled now, so its sequence number precedes every message deferred to
@@ -197,6 +204,7 @@ class World(Generic[M]):
         slot.clock = NodeClock.draw(self._rng, self.clock_config, self.now_us)
         self.record("restart", node_id)
         self._boot(node_id)
+        self._notify("restart", node_id)
 
     def _boot(self, node_id: str) -> None:
         slot = self._slots[node_id]
@@ -216,6 +224,10 @@ class World(Generic[M]):
 
         self.at(self.now_us + slot.clock.phase_us, tick)
         slot.process.on_start(random.Random(self._boot_rng.getrandbits(64)))
+
+    def _notify(self, event: str, node_id: str) -> None:
+        for listener in self.listeners:
+            listener(event, node_id)
 
     # -- messages ----------------------------------------------------------------------
 

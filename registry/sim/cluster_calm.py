@@ -1,0 +1,109 @@
+"""The heal phase of a cluster run: stop the chaos, then demand convergence (G5).
+
+After the nemesis phase the network heals, every crashed node restarts, loss returns to
+normal and clients stop registry ops (counter calls go on, so handoffs carry live
+counts). Every ``POLL_US`` the phase checks whether the cluster has converged:
+
+- every node is up, unpaused, holds its lease, and is an up member of the view in its
+  current incarnation; every learner is in the leader's Raft configuration;
+- every replica has applied the leader's commit index;
+- no name waits, none is half-unregistered, no handoff is in flight;
+- every registered name runs exactly once, on ``state.owner(name)`` with the state's
+  token, and no runtime runs anything else.
+
+The first time it holds, ``Converged`` is observed and the run stops; if it never does
+within the bound, ``describe()`` says what is still wrong.
+"""
+
+from __future__ import annotations
+
+from registry.sim.cluster_harness import ClusterSim
+from registry.sim.cluster_observations import Converged, HealStarted
+from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.nemesis import Nemesis
+
+POLL_US = 50_000
+
+
+class HealPhase:
+    def __init__(
+        self, sim: ClusterSim, workload: ClusterWorkload, nemesis: Nemesis, *, bound_us: int
+    ) -> None:
+        self._sim = sim
+        self._workload = workload
+        self._nemesis = nemesis
+        self.bound_us = bound_us
+        self.start_us = 0
+        self.converged_us: int | None = None
+
+    def start(self) -> None:
+        world = self._sim.world
+        self._nemesis.calm()
+        self._workload.writing = False
+        self.start_us = world.now_us
+        self._sim.observe(HealStarted(at_us=world.now_us, bound_us=self.bound_us))
+        self._sim.every(POLL_US, self._poll)
+
+    def _poll(self) -> None:
+        if self.converged_us is not None:
+            return
+        if self.problem() is None:
+            world = self._sim.world
+            self.converged_us = world.now_us
+            self._sim.observe(Converged(at_us=world.now_us))
+            world.stop()
+
+    def problem(self) -> str | None:
+        """What keeps the cluster from having converged, or ``None``."""
+        sim = self._sim
+        hosts = sim.hosts
+        active = sim.active()
+        if len(active) != len(hosts):
+            down = sorted(set(hosts) - {h.id for h in active})
+            return f"not up: {down}"
+        leader = sim.leader()
+        if leader is None or leader.replica is None:
+            return "no leader"
+        lr = leader.replica
+        commit = lr.raft.commit_index
+        conf = lr.raft.conf.members()
+        state = lr.state
+        for host in active:
+            replica = host.replica
+            assert replica is not None
+            if host.id not in conf:
+                return f"{host.id} is not in the Raft configuration"
+            if replica.raft.applied_index != commit:
+                return f"{host.id} applied {replica.raft.applied_index} of {commit}"
+            member = state.members.get(host.id)
+            if member is None or not member.up or member.incarnation != replica.incarnation:
+                return f"{host.id} (incarnation {replica.incarnation}) is not an up member"
+            if not replica.agent.has_lease():
+                return f"{host.id} holds no lease"
+        waiting = state.waiting()
+        if waiting:
+            return f"{len(waiting)} names wait, e.g. {waiting[0]!r}"
+        runs: dict[str, list[tuple[str, int]]] = {}
+        for host in active:
+            assert host.runtime is not None
+            for name, act in sorted(host.runtime.active.items()):
+                if act.handoff is not None:
+                    return f"{name!r} is being handed off by {host.id}"
+                runs.setdefault(name, []).append((host.id, act.token))
+        for name, record in sorted(state.names.items()):
+            if record.unregistering:
+                return f"{name!r} is still being unregistered"
+            owner = state.owner(name)
+            here = runs.pop(name, [])
+            if here != [(owner, record.token)]:
+                return (
+                    f"{name!r} should run once on {owner} with token {record.token} "
+                    f"(holder {record.holder or '-'}), runs on {here or 'no node'}"
+                )
+        if runs:
+            name = min(runs)
+            return f"{name!r} runs on {runs[name]} but is not registered"
+        return None
+
+    def describe(self) -> str:
+        return self.problem() or "converged"

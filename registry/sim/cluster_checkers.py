@@ -1,0 +1,430 @@
+"""Checkers for the registry guarantees G1–G5 (design §1), judged on a cluster history.
+
+Each checker sees only observations (``cluster_observations``), never the cluster, so a
+synthetic bad history proves it can fail (tests/sim/test_cluster_checkers.py).
+
+==================  ====================================================================
+checker             rule
+==================  ====================================================================
+single-activation   G1: no two live segments of different activations of one name
+                    overlap in true time
+fencing             G2: every activation's token is greater than every earlier one's
+registrations       G3: every acknowledged registration (not later unregistered by an
+                    acknowledged unregister) is registered in every live replica at the
+                    end; an acknowledged unregister stays unregistered
+failover            G4: after a node is lost (crash, cut off, paused) while a majority stays
+                    connected, each name it ran runs again within ``bound_us``; the
+                    latencies are kept for the distribution
+heal                G5: after the calm phase begins, the cluster converges within its bound
+handoff-state       G5: a HANDOFF start resumes exactly the count its predecessor ended
+                    with; every other start (new, failover, restart) begins at zero
+==================  ====================================================================
+
+How G4 decides what counts (documented because it is a measurement, not a law):
+a *loss* is a node leaving the majority group (``MajorityChanged``). Its names — those it
+ran at that instant, that some node in the new group could host — open a sample each,
+closed by the next start of that name with a higher token (anywhere, the same node after a
+restart included). A sample is dropped (censored) when a later loss or an ambiguous
+topology (no unique majority group) arrives first, when the name is unregistered, or when
+the lost node rejoins while its original activation still runs (the loss healed before a
+failover was due). Open samples at the end count only if they already exceed the bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+from registry.sim.cluster_observations import (
+    ActivationEnded,
+    ActivationStarted,
+    ClusterObservation,
+    ClusterRunEnded,
+    Converged,
+    FinalRegistry,
+    HealStarted,
+    MajorityChanged,
+    NameSpecified,
+    OpAccepted,
+    OpAcked,
+    OpUncertain,
+    Segment,
+)
+
+C = TypeVar("C", bound="ClusterChecker")
+
+MAX_REPORTED = 20
+FAILOVER_BOUND_US = 30_000_000
+"""10× the 3 s failover target: anything slower is a failure, not a slow tail."""
+
+
+def _t(at_us: int) -> str:
+    return f"t={at_us / 1e6:.6f}s"
+
+
+class ClusterChecker:
+    name: ClassVar[str] = "checker"
+    handles: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.suppressed = 0
+
+    @property
+    def count(self) -> int:
+        """Violations found, including those not kept for the report."""
+        return len(self.violations) + self.suppressed
+
+    def feed(self, obs: ClusterObservation) -> None:
+        raise NotImplementedError
+
+    def violation(self, at_us: int, node: str, text: str) -> None:
+        if len(self.violations) >= MAX_REPORTED:
+            self.suppressed += 1
+            return
+        self.violations.append(f"{_t(at_us)} {node or '-'} [{self.name}] {text}")
+
+    def report(self) -> list[str]:
+        more = [f"[{self.name}] … and {self.suppressed} more"] if self.suppressed else []
+        return self.violations + more
+
+
+def overlap(a: Sequence[Segment], b: Sequence[Segment]) -> Segment | None:
+    """The first common stretch of two sorted lists of half-open segments."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            return (start, end)
+        if a[i][1] <= b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return None
+
+
+class SingleActivation(ClusterChecker):
+    name = "single-activation"
+    handles = (ActivationEnded,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, list[ActivationEnded]] = {}
+
+    def feed(self, obs: ClusterObservation) -> None:
+        assert isinstance(obs, ActivationEnded)
+        earlier = self.seen.setdefault(obs.name, [])
+        for other in earlier:
+            if (other.node, other.token) == (obs.node, obs.token):
+                continue
+            common = overlap(other.live, obs.live)
+            if common is None:
+                continue
+            start, end = common
+            self.violation(
+                start,
+                obs.node,
+                f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {_t(start)}: "
+                f"on {other.node} (token {other.token}, {other.reason}, live "
+                f"{_segments(other.live)}) and on {obs.node} (token {obs.token}, "
+                f"{obs.reason}, live {_segments(obs.live)})",
+            )
+        earlier.append(obs)
+
+
+def _segments(live: Sequence[Segment]) -> str:
+    shown = [f"{a / 1e6:.3f}-{b / 1e6:.3f}s" for a, b in live[:3]]
+    return ",".join(shown) + ("…" if len(live) > 3 else "") if shown else "never"
+
+
+class Fencing(ClusterChecker):
+    name = "fencing"
+    handles = (ActivationStarted,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.highest: dict[str, tuple[int, str]] = {}
+
+    def feed(self, obs: ClusterObservation) -> None:
+        assert isinstance(obs, ActivationStarted)
+        best = self.highest.get(obs.name)
+        if best is not None and obs.token <= best[0]:
+            self.violation(
+                obs.at_us,
+                obs.node,
+                f"{obs.name!r} started with token {obs.token}, not above token {best[0]} "
+                f"of an earlier activation on {best[1]}",
+            )
+            return
+        self.highest[obs.name] = (obs.token, obs.node)
+
+
+class Registrations(ClusterChecker):
+    name = "registrations"
+    handles = (OpAcked, OpUncertain, FinalRegistry)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected: dict[str, OpAcked] = {}
+        """name → the last acknowledged op that changed it."""
+        self.uncertain: set[str] = set()
+        """Names with an op of unknown outcome since their last acknowledged one (the
+        workload runs one op per name at a time, so an op of unknown outcome commits
+        before the next acknowledged one, or never: see the module docstring)."""
+        self.checked = 0
+
+    def feed(self, obs: ClusterObservation) -> None:
+        if isinstance(obs, OpAcked):
+            for name in obs.names:
+                self.expected[name] = obs
+                self.uncertain.discard(name)
+        elif isinstance(obs, OpUncertain):
+            self.uncertain.update(obs.names)
+        else:
+            assert isinstance(obs, FinalRegistry)
+            self._final(obs)
+
+    def _final(self, obs: FinalRegistry) -> None:
+        if not obs.nodes:
+            self.violation(obs.at_us, "", "no live replica at the end of the run")
+            return
+        for name, ack in sorted(self.expected.items()):
+            if name in self.uncertain:
+                continue
+            self.checked += 1
+            for node in obs.nodes:
+                present = name in node.registered
+                if ack.op == "register" and not present:
+                    self.violation(
+                        obs.at_us,
+                        node.node,
+                        f"lost registration: {name!r} was acknowledged by {ack.node} at "
+                        f"index {ack.index} ({_t(ack.at_us)}) but is not registered",
+                    )
+                elif ack.op == "unregister" and present:
+                    self.violation(
+                        obs.at_us,
+                        node.node,
+                        f"{name!r} is registered although its unregister was acknowledged "
+                        f"by {ack.node} at index {ack.index} ({_t(ack.at_us)})",
+                    )
+
+
+@dataclass(slots=True)
+class _Sample:
+    name: str
+    node: str
+    token: int
+    at_us: int
+    leader: bool
+    """The lost node was the leader (the failover includes an election)."""
+
+
+class Failover(ClusterChecker):
+    name = "failover"
+    handles = (
+        MajorityChanged,
+        ActivationStarted,
+        ActivationEnded,
+        NameSpecified,
+        OpAccepted,
+        ClusterRunEnded,
+    )
+
+    def __init__(self, bound_us: int = FAILOVER_BOUND_US) -> None:
+        super().__init__()
+        self.bound_us = bound_us
+        self.group: tuple[str, ...] | None = None
+        self.running: dict[str, tuple[str, int]] = {}
+        self.eligible: dict[str, tuple[str, ...]] = {}
+        self.open: dict[str, _Sample] = {}
+        self.latencies_us: list[int] = []
+        self.leader_latencies_us: list[int] = []
+        """The subset of ``latencies_us`` where the lost node was the leader."""
+        self.censored = 0
+
+    def feed(self, obs: ClusterObservation) -> None:
+        if isinstance(obs, ActivationStarted):
+            self.running[obs.name] = (obs.node, obs.token)
+            sample = self.open.get(obs.name)
+            if sample is not None and obs.token > sample.token:
+                del self.open[obs.name]
+                self._measured(sample, obs.at_us, obs.node)
+        elif isinstance(obs, ActivationEnded):
+            if self.running.get(obs.name) == (obs.node, obs.token):
+                del self.running[obs.name]
+        elif isinstance(obs, MajorityChanged):
+            self._topology(obs)
+        elif isinstance(obs, NameSpecified):
+            self.eligible[obs.name] = obs.eligible
+        elif isinstance(obs, OpAccepted):
+            if obs.op == "unregister":
+                for name in obs.names:
+                    self._censor(name)
+        else:
+            assert isinstance(obs, ClusterRunEnded)
+            for name, sample in sorted(self.open.items()):
+                if obs.at_us - sample.at_us > self.bound_us:
+                    self.violation(
+                        obs.at_us,
+                        sample.node,
+                        f"{name!r} never ran again after {sample.node} was lost at "
+                        f"{_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+                    )
+                else:
+                    self.censored += 1
+            self.open.clear()
+
+    def _measured(self, sample: _Sample, at_us: int, where: str) -> None:
+        latency = at_us - sample.at_us
+        self.latencies_us.append(latency)
+        if sample.leader:
+            self.leader_latencies_us.append(latency)
+        if latency > self.bound_us:
+            self.violation(
+                at_us,
+                where,
+                f"{sample.name!r} ran again {latency / 1e6:.3f}s after {sample.node} was "
+                f"lost at {_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+            )
+
+    def _censor(self, name: str) -> None:
+        if self.open.pop(name, None) is not None:
+            self.censored += 1
+
+    def _topology(self, obs: MajorityChanged) -> None:
+        before, self.group = self.group, obs.group
+        if obs.group is None or before is None:
+            for name in sorted(self.open):
+                self._censor(name)
+            return
+        now = set(obs.group)
+        lost = set(before) - now
+        for name, sample in sorted(self.open.items()):
+            healed = sample.node in now and self.running.get(name) == (sample.node, sample.token)
+            if lost or healed:
+                self._censor(name)  # another loss; or the loss healed before a failover
+        for name, (node, token) in sorted(self.running.items()):
+            if node in lost and now.intersection(self.eligible.get(name, ())):
+                self.open[name] = _Sample(
+                    name=name, node=node, token=token, at_us=obs.at_us, leader=node == obs.leader
+                )
+
+
+class Heal(ClusterChecker):
+    name = "heal"
+    handles = (HealStarted, Converged, ClusterRunEnded)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: HealStarted | None = None
+        self.elapsed_us: int | None = None
+
+    def feed(self, obs: ClusterObservation) -> None:
+        if isinstance(obs, HealStarted):
+            self.started = obs
+        elif isinstance(obs, Converged):
+            if self.started is not None and self.elapsed_us is None:
+                self.elapsed_us = obs.at_us - self.started.at_us
+                if self.elapsed_us > self.started.bound_us:
+                    self.violation(
+                        obs.at_us,
+                        "",
+                        f"converged {self.elapsed_us / 1e6:.3f}s after the heal, bound "
+                        f"{self.started.bound_us / 1e6:g}s",
+                    )
+        else:
+            assert isinstance(obs, ClusterRunEnded)
+            if self.started is not None and self.elapsed_us is None:
+                self.violation(
+                    obs.at_us,
+                    "",
+                    f"not converged {(obs.at_us - self.started.at_us) / 1e6:.3f}s after the "
+                    f"heal: {obs.detail}",
+                )
+
+
+class HandoffState(ClusterChecker):
+    name = "handoff-state"
+    handles = (ActivationStarted, ActivationEnded)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finals: dict[str, dict[int, tuple[int, str]]] = {}
+        """name → token → (final count, node) of ended activations."""
+        self.handoffs = 0
+
+    def feed(self, obs: ClusterObservation) -> None:
+        if isinstance(obs, ActivationEnded):
+            self.finals.setdefault(obs.name, {})[obs.token] = (obs.final, obs.node)
+            return
+        assert isinstance(obs, ActivationStarted)
+        if obs.reason != "handoff":
+            if obs.initial != 0:
+                self.violation(
+                    obs.at_us,
+                    obs.node,
+                    f"{obs.name!r} started ({obs.reason}, token {obs.token}) with count "
+                    f"{obs.initial}; only a handoff carries state",
+                )
+            return
+        self.handoffs += 1
+        ended = self.finals.get(obs.name, {})
+        earlier = [t for t in ended if t < obs.token]
+        if not earlier:
+            self.violation(
+                obs.at_us,
+                obs.node,
+                f"{obs.name!r} started by handoff (token {obs.token}) with no earlier "
+                "activation to hand it off",
+            )
+            return
+        token = max(earlier)
+        final, node = ended[token]
+        if obs.initial < final:
+            self.violation(
+                obs.at_us,
+                obs.node,
+                f"{obs.name!r} went backwards across a handoff: {node} (token {token}) "
+                f"ended at {final}, {obs.node} (token {obs.token}) resumed at {obs.initial}",
+            )
+        elif obs.initial > final:
+            self.violation(
+                obs.at_us,
+                obs.node,
+                f"{obs.name!r} resumed at {obs.initial} after a handoff, but {node} "
+                f"(token {token}) ended at {final}",
+            )
+
+
+def cluster_checkers() -> list[ClusterChecker]:
+    return [
+        SingleActivation(),
+        Fencing(),
+        Registrations(),
+        Failover(),
+        Heal(),
+        HandoffState(),
+    ]
+
+
+class ClusterSuite:
+    """Routes each observation to the checkers that handle its type."""
+
+    def __init__(self, checkers: list[ClusterChecker] | None = None) -> None:
+        self.checkers = checkers if checkers is not None else cluster_checkers()
+        self._routes: dict[type, list[ClusterChecker]] = {}
+        for checker in self.checkers:
+            for kind in checker.handles:
+                self._routes.setdefault(kind, []).append(checker)
+
+    def feed(self, obs: ClusterObservation) -> None:
+        for checker in self._routes.get(type(obs), ()):
+            checker.feed(obs)
+
+    def violations(self) -> list[str]:
+        return [line for checker in self.checkers for line in checker.report()]
+
+    def get(self, kind: type[C]) -> C:
+        return next(c for c in self.checkers if isinstance(c, kind))

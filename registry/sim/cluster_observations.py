@@ -1,0 +1,152 @@
+"""What the cluster harness observes and feeds to the registry checkers (G1–G5).
+
+Like ``observations`` for the Raft harness: each value is a frozen, slotted, keyword-only
+dataclass carrying the true time (``at_us``) at which it was seen, so every checker can be
+tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
+
+Activations are reported twice: when they start (G2 needs the order of starts) and when
+they end, with their *live* segments — the true-time stretches during which the node's
+runtime would dispatch to them (up, not paused, lease held). G1 compares live segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Segment = tuple[int, int]
+"""A half-open stretch ``[start_us, end_us)`` of true time."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivationStarted:
+    at_us: int
+    node: str
+    name: str
+    token: int
+    reason: str
+    """``StartReason`` value: new, failover, handoff or restart."""
+    initial: int
+    """The counter value the worker starts from (decoded from the handed-over state)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivationEnded:
+    at_us: int
+    node: str
+    name: str
+    token: int
+    reason: str
+    """Its start reason (repeated so that a checker can read one observation alone)."""
+    why: str
+    """What ended it: a ``StopReason`` value, ``handoff``, ``handoff-deadline``,
+    ``crash``, or ``run-ended`` for activations still running at the end of the run."""
+    start_us: int
+    final: int
+    """The counter value when it ended (what a handoff passed on)."""
+    live: tuple[Segment, ...]
+    """True-time segments during which the runtime could dispatch to it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameSpecified:
+    """The workload is about to register ``name``; ``eligible`` is every node that could
+    ever host it (roles, kinds and priority list)."""
+
+    at_us: int
+    name: str
+    eligible: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpAccepted:
+    """A leader accepted a client's register/unregister of ``names`` at ``index``."""
+
+    at_us: int
+    node: str
+    op: str
+    """``register`` or ``unregister``."""
+    names: tuple[str, ...]
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpAcked:
+    """The leader that accepted the op applied it with OK: the client was answered."""
+
+    at_us: int
+    node: str
+    op: str
+    names: tuple[str, ...]
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpUncertain:
+    """An accepted op whose outcome the client never learned (its node crashed, the
+    client timed out, or a snapshot skipped the entry): it may or may not commit."""
+
+    at_us: int
+    op: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MajorityChanged:
+    """The nodes connected with the majority of voters changed. ``group`` is the one
+    maximal set of up nodes, pairwise connected both ways, that holds a majority of the
+    voters — ``None`` when there is none or more than one (a bridge, a one-way cut)."""
+
+    at_us: int
+    group: tuple[str, ...] | None
+    leader: str = ""
+    """The last node seen leading before the change (to tell leader losses apart)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealStarted:
+    at_us: int
+    bound_us: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Converged:
+    """Every registered name runs exactly once, on its placement owner, on every replica's
+    agreement; nothing waits; every node is an up member."""
+
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRegistry:
+    node: str
+    registered: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalRegistry:
+    """At the end of the run: the registered names in every live replica's state."""
+
+    at_us: int
+    nodes: tuple[NodeRegistry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterRunEnded:
+    at_us: int
+    detail: str = ""
+    """Why the cluster has not converged (if it has not), for the heal checker."""
+
+
+ClusterObservation = (
+    ActivationStarted
+    | ActivationEnded
+    | NameSpecified
+    | OpAccepted
+    | OpAcked
+    | OpUncertain
+    | MajorityChanged
+    | HealStarted
+    | Converged
+    | FinalRegistry
+    | ClusterRunEnded
+)

@@ -1,0 +1,317 @@
+"""Run registry cluster simulation seeds and summarize them (``registry sim cluster``).
+
+One seed is one ``random.Random(seed)``; every other RNG (cluster shape, world, nemesis,
+clients) is a child of it, so a seed replays exactly (``trace_digest`` proves it). Per
+seed it draws the cluster's shape: 3 or 5 bootstrap voters (the other nodes are learner
+members), node roles and worker kinds, and how workers answer ``begin_handoff`` (some
+seeds answer ``Restart()`` now and then, some answer after the deadline).
+
+A run is ``duration_s`` of nemesis with clients, then the heal phase (``cluster_calm``)
+of at most ``calm_bound_s``. An exception escaping the core or the harness ends the seed
+and is reported as a violation.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from registry.core.timing import MembershipConfig
+from registry.sim.cluster_calm import HealPhase
+from registry.sim.cluster_checkers import (
+    ClusterSuite,
+    Failover,
+    Fencing,
+    HandoffState,
+    Heal,
+    Registrations,
+    SingleActivation,
+)
+from registry.sim.cluster_harness import ClusterConfig, ClusterSim
+from registry.sim.cluster_observations import ClusterRunEnded, FinalRegistry, NodeRegistry
+from registry.sim.cluster_runtime import HandoffBehaviour
+from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.nemesis import Nemesis
+from registry.sim.runner import _describe_exception
+
+DEFAULT_DURATION_S = 30.0
+DEFAULT_CALM_BOUND_S = 30.0
+DEFAULT_NAMES = 200
+
+
+def draw_config(
+    rng: random.Random, nodes: int, membership: MembershipConfig | None = None
+) -> ClusterConfig:
+    """The cluster's shape for one seed."""
+    ids = [f"n{i}" for i in range(1, nodes + 1)]
+    voters = 5 if nodes >= 5 and rng.random() < 0.5 else 3
+    roles: dict[str, tuple[str, ...]] = {}
+    kinds: dict[str, tuple[str, ...]] = {}
+    for node in ids:
+        roles[node] = rng.choice((("web",), ("batch",), ("batch", "web")))
+        kinds[node] = () if rng.random() < 0.6 else ("counter",)
+    for role in ("web", "batch"):  # at least two hosts per role, so names can fail over
+        while sum(role in r for r in roles.values()) < 2:
+            node = rng.choice([n for n in ids if role not in roles[n]])
+            roles[node] = tuple(sorted({*roles[node], role}))
+    while sum(not k for k in kinds.values()) < 2:
+        kinds[rng.choice([n for n in ids if kinds[n]])] = ()
+    style = rng.random()
+    handoff = HandoffBehaviour(
+        late=0.1 if style < 0.25 else 0.0,
+        restart=0.15 if 0.25 <= style < 0.5 else 0.0,
+    )
+    return ClusterConfig(
+        nodes=nodes,
+        voters=voters,
+        roles=roles,
+        kinds=kinds,
+        handoff=handoff,
+        membership=membership,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSeedResult:
+    seed: int
+    nodes: int
+    names: int
+    duration_s: float
+    calm_bound_s: float
+    shape: str
+    """Voters, learners and handoff style, e.g. ``3 voters + 2 learners, late handoffs``."""
+    violations: tuple[str, ...]
+    duplicates: int
+    """G1 violations (two live activations of a name at once)."""
+    stale_tokens: int
+    lost_registrations: int
+    failover_s: tuple[float, ...]
+    """G4 samples: loss → running again, seconds."""
+    failover_leader_s: tuple[float, ...]
+    """The samples where the lost node was the leader."""
+    heal_converge_s: float | None
+    starts: dict[str, int]
+    """Activations by start reason."""
+    handoffs: int
+    sim_seconds: float
+    wall_seconds: float
+    events: int
+    trace_digest: str
+    stats: dict[str, int] = field(default_factory=dict)
+    timeline: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def replay_command(self) -> str:
+        command = (
+            f"registry sim cluster --seed {self.seed} --nodes {self.nodes} "
+            f"--names {self.names} --duration {self.duration_s:g}"
+        )
+        if self.calm_bound_s != DEFAULT_CALM_BOUND_S:
+            command += f" --calm-bound {self.calm_bound_s:g}"
+        return command
+
+
+def run_cluster_seed(
+    seed: int,
+    nodes: int = 5,
+    names: int = DEFAULT_NAMES,
+    duration_s: float = DEFAULT_DURATION_S,
+    *,
+    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
+    membership: MembershipConfig | None = None,
+    keep_timeline: bool = False,
+) -> ClusterSeedResult:
+    """Run one seed. ``membership`` overrides the member timing (the unsafe switch)."""
+    wall_start = time.perf_counter()
+    root = random.Random(seed)
+    shape_rng, world_rng, nemesis_rng, client_rng = (
+        random.Random(root.getrandbits(64)) for _ in range(4)
+    )
+    config = draw_config(shape_rng, nodes, membership)
+    suite = ClusterSuite()
+    sim = ClusterSim(rng=world_rng, config=config, suite=suite)
+    workload = ClusterWorkload(sim, client_rng, names=names)
+    sim.hooks = workload
+    nemesis = Nemesis(sim.world, nemesis_rng, focus=lambda: _leader_id(sim))
+    heal = HealPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6))
+    duration_us = round(duration_s * 1e6)
+    escaped: list[str] = []
+    try:
+        sim.boot()
+        workload.start()
+        nemesis.start(until_us=duration_us)
+        sim.world.run_until(duration_us)
+        heal.start()
+        sim.world.run_until(duration_us + heal.bound_us)
+    except Exception as exc:  # any escape is a finding, reported below
+        escaped.append(_describe_exception(sim.world.now_us, exc))
+    finish(sim, heal)
+    violations = escaped + suite.violations()
+    failover = suite.get(Failover)
+    heal_checker = suite.get(Heal)
+    net = sim.world.network.stats
+    stats = dict(workload.stats)
+    stats.update(
+        {f"nemesis_{k}": v for k, v in nemesis.counts.items()},
+        failover_censored=failover.censored,
+        registrations_checked=suite.get(Registrations).checked,
+        messages_sent=net.sent,
+        messages_lost=net.lost,
+        snapshots_installed=sim.snapshots_installed,
+        stale_compactions=sim.stale_compactions,
+        elections=sim.elections,
+        fences=sim.fences,
+        late_handoff_answers=sim.ledger.late_answers,
+    )
+    learners = nodes - config.voters
+    style = (
+        ", late handoffs"
+        if config.handoff.late
+        else ", restart handoffs"
+        if config.handoff.restart
+        else ""
+    )
+    return ClusterSeedResult(
+        seed=seed,
+        nodes=nodes,
+        names=names,
+        duration_s=duration_s,
+        calm_bound_s=calm_bound_s,
+        shape=f"{config.voters} voters" + (f" + {learners} learners" if learners else "") + style,
+        violations=tuple(violations),
+        duplicates=suite.get(SingleActivation).count,
+        stale_tokens=suite.get(Fencing).count,
+        lost_registrations=suite.get(Registrations).count,
+        failover_s=tuple(latency / 1e6 for latency in failover.latencies_us),
+        failover_leader_s=tuple(latency / 1e6 for latency in failover.leader_latencies_us),
+        heal_converge_s=None if heal_checker.elapsed_us is None else heal_checker.elapsed_us / 1e6,
+        starts=dict(sim.ledger.starts),
+        handoffs=suite.get(HandoffState).handoffs,
+        sim_seconds=sim.world.now_us / 1e6,
+        wall_seconds=time.perf_counter() - wall_start,
+        events=sim.world.events,
+        trace_digest=sim.world.trace_digest(),
+        stats=stats,
+        timeline=tuple(nemesis.timeline) if violations or keep_timeline else (),
+    )
+
+
+def finish(sim: ClusterSim, heal: HealPhase) -> None:
+    """Close every activation at the end of the run and report the final registry."""
+    now = sim.world.now_us
+    detail = heal.describe()  # before the activations are closed below
+    live = []
+    for host in sim.hosts.values():
+        if host.runtime is not None:
+            for name in sorted(host.runtime.active):
+                host.runtime.end(name, "run-ended")
+        if host.replica is not None:
+            state = host.replica.state
+            names = tuple(n for n, r in sorted(state.names.items()) if not r.unregistering)
+            live.append(NodeRegistry(node=host.id, registered=names))
+    sim.observe(FinalRegistry(at_us=now, nodes=tuple(live)))
+    sim.observe(ClusterRunEnded(at_us=now, detail=detail))
+
+
+def _leader_id(sim: ClusterSim) -> str | None:
+    leader = sim.leader()
+    return leader.id if leader else None
+
+
+def run_cluster_seeds(
+    seeds: Iterable[int],
+    nodes: int = 5,
+    names: int = DEFAULT_NAMES,
+    duration_s: float = DEFAULT_DURATION_S,
+    *,
+    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
+    membership: MembershipConfig | None = None,
+    jobs: int = 1,
+    progress: Callable[[ClusterSeedResult], None] | None = None,
+    keep_timeline: bool = False,
+) -> list[ClusterSeedResult]:
+    """Run ``seeds`` (results in the same order); ``jobs`` > 1 uses worker processes."""
+    run = partial(
+        run_cluster_seed,
+        nodes=nodes,
+        names=names,
+        duration_s=duration_s,
+        calm_bound_s=calm_bound_s,
+        membership=membership,
+        keep_timeline=keep_timeline,
+    )
+    seed_list = list(seeds)
+    results: list[ClusterSeedResult] = []
+    if jobs > 1 and len(seed_list) > 1:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            for result in pool.imap(run, seed_list):
+                results.append(result)
+                if progress:
+                    progress(result)
+        return results
+    for seed in seed_list:
+        result = run(seed)
+        results.append(result)
+        if progress:
+            progress(result)
+    return results
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0–100) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[min(len(ordered), int(rank)) - 1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSummary:
+    seeds: int
+    nodes: int
+    names: int
+    violations: int
+    duplicates: int
+    lost_registrations: int
+    stale_tokens: int
+    failover: tuple[float, ...]
+    failover_leader: tuple[float, ...]
+    heal: tuple[float, ...]
+    starts: dict[str, int]
+    handoffs: int
+    sim_seconds: float
+    wall_seconds: float
+    """Sum of per-seed wall time."""
+    failing_seeds: tuple[int, ...]
+
+
+def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
+    starts: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.starts.items():
+            starts[reason] = starts.get(reason, 0) + count
+    return ClusterSummary(
+        seeds=len(results),
+        nodes=results[0].nodes if results else 0,
+        names=results[0].names if results else 0,
+        violations=sum(len(r.violations) for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        lost_registrations=sum(r.lost_registrations for r in results),
+        stale_tokens=sum(r.stale_tokens for r in results),
+        failover=tuple(s for r in results for s in r.failover_s),
+        failover_leader=tuple(s for r in results for s in r.failover_leader_s),
+        heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
+        starts=starts,
+        handoffs=sum(r.handoffs for r in results),
+        sim_seconds=sum(r.sim_seconds for r in results),
+        wall_seconds=sum(r.wall_seconds for r in results),
+        failing_seeds=tuple(r.seed for r in results if r.violations),
+    )

@@ -1,0 +1,277 @@
+"""Every registry checker can fail: each is fed a synthetic bad history and must report it
+(and stays silent on the matching good history). Also the harness's pure helpers: the
+majority group and the live segments of an activation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from registry.sim.cluster_checkers import (
+    ClusterChecker,
+    ClusterSuite,
+    Failover,
+    Fencing,
+    HandoffState,
+    Heal,
+    Registrations,
+    SingleActivation,
+    overlap,
+)
+from registry.sim.cluster_harness import majority_group
+from registry.sim.cluster_observations import (
+    ActivationEnded,
+    ActivationStarted,
+    ClusterObservation,
+    ClusterRunEnded,
+    Converged,
+    FinalRegistry,
+    HealStarted,
+    MajorityChanged,
+    NameSpecified,
+    NodeRegistry,
+    OpAccepted,
+    OpAcked,
+    OpUncertain,
+    Segment,
+)
+from registry.sim.cluster_runtime import Ledger, _Activation
+
+S = 1_000_000
+ALL = ("n1", "n2", "n3")
+
+
+def run(checker: ClusterChecker, history: Sequence[ClusterObservation]) -> list[str]:
+    suite = ClusterSuite([checker])
+    for obs in history:
+        suite.feed(obs)
+    return suite.violations()
+
+
+def started(
+    node: str, name: str, token: int, at: int = 0, reason: str = "new", initial: int = 0
+) -> ActivationStarted:
+    return ActivationStarted(
+        at_us=at, node=node, name=name, token=token, reason=reason, initial=initial
+    )
+
+
+def ended(
+    node: str,
+    name: str,
+    token: int,
+    live: tuple[Segment, ...],
+    final: int = 0,
+    reason: str = "new",
+) -> ActivationEnded:
+    end = live[-1][1] if live else 0
+    start = live[0][0] if live else 0
+    return ActivationEnded(
+        at_us=end,
+        node=node,
+        name=name,
+        token=token,
+        reason=reason,
+        why="quorum_lost",
+        start_us=start,
+        final=final,
+        live=live,
+    )
+
+
+def test_overlap_of_half_open_segments() -> None:
+    assert overlap([(0, 10)], [(10, 20)]) is None
+    assert overlap([(0, 5), (8, 12)], [(5, 8), (11, 30)]) == (11, 12)
+    assert overlap([], [(0, 1)]) is None
+
+
+def test_single_activation() -> None:
+    good = [
+        ended("n1", "a", 3, ((0, 2 * S),)),
+        ended("n2", "a", 9, ((2 * S, 3 * S),)),  # starts the instant the first one ends
+        ended("n3", "b", 4, ((0, 3 * S),)),  # another name
+    ]
+    assert run(SingleActivation(), good) == []
+    # Wall-clock intervals overlap, but n1 was paused (not live) while n2 ran.
+    paused = [ended("n1", "a", 3, ((0, S), (3 * S, 4 * S))), ended("n2", "a", 9, ((S, 3 * S),))]
+    assert run(SingleActivation(), paused) == []
+    bad = [ended("n1", "a", 3, ((0, 2 * S),)), ended("n2", "a", 9, ((S, 3 * S),))]
+    [line] = run(SingleActivation(), bad)
+    assert "'a' ran twice for 1000.0ms from t=1.000000s" in line
+    assert "on n1 (token 3" in line and "on n2 (token 9" in line
+    assert line.startswith("t=1.000000s n2 [single-activation]")
+
+
+def test_fencing() -> None:
+    good = [started("n1", "a", 3), started("n2", "a", 7), started("n1", "b", 2)]
+    assert run(Fencing(), good) == []
+    [same] = run(Fencing(), [*good, started("n3", "a", 7)])
+    assert "'a' started with token 7, not above token 7 of an earlier activation on n2" in same
+    [lower] = run(Fencing(), [*good, started("n3", "a", 5)])
+    assert "token 5, not above token 7" in lower
+
+
+def acked(op: str, names: tuple[str, ...], index: int, at: int = 0) -> OpAcked:
+    return OpAcked(at_us=at, node="n1", op=op, names=names, index=index)
+
+
+def final(*registries: tuple[str, ...]) -> FinalRegistry:
+    nodes = tuple(
+        NodeRegistry(node=f"n{i}", registered=names) for i, names in enumerate(registries, 1)
+    )
+    return FinalRegistry(at_us=60 * S, nodes=nodes)
+
+
+def test_registrations() -> None:
+    history: list[ClusterObservation] = [
+        acked("register", ("a", "b", "c"), 10),
+        acked("unregister", ("c",), 20),
+    ]
+    checker = Registrations()
+    assert run(checker, [*history, final(("a", "b"), ("a", "b"))]) == []
+    assert checker.checked == 3
+    [lost] = run(Registrations(), [*history, final(("a", "b"), ("a",))])
+    assert lost.startswith("t=60.000000s n2 [registrations] lost registration: 'b'")
+    assert "acknowledged by n1 at index 10" in lost
+    [back] = run(Registrations(), [*history, final(("a", "b", "c"), ("a", "b"))])
+    assert "'c' is registered although its unregister was acknowledged" in back
+    # An unregister of unknown outcome after the last ack: either answer is right.
+    unsure = [*history, OpUncertain(at_us=0, op="unregister", names=("b",))]
+    assert run(Registrations(), [*unsure, final(("a",), ("a",))]) == []
+    # ... until a later acknowledged op settles it again.
+    settled = [*unsure, acked("register", ("b",), 30)]
+    [again] = run(Registrations(), [*settled, final(("a",), ("a", "b"))])
+    assert "lost registration: 'b'" in again
+    [none] = run(Registrations(), [*history, FinalRegistry(at_us=0, nodes=())])
+    assert "no live replica" in none
+
+
+def topology(group: tuple[str, ...] | None, at: int = 0, leader: str = "") -> MajorityChanged:
+    return MajorityChanged(at_us=at, group=group, leader=leader)
+
+
+def eligible(name: str, nodes: tuple[str, ...] = ALL) -> NameSpecified:
+    return NameSpecified(at_us=0, name=name, eligible=nodes)
+
+
+def test_failover_records_latency_and_flags_slow_ones() -> None:
+    base: list[ClusterObservation] = [
+        eligible("a"),
+        eligible("b"),
+        topology(ALL),
+        started("n1", "a", 3),
+        started("n2", "b", 4),
+        topology(("n2", "n3"), at=10 * S, leader="n1"),
+    ]
+    checker = Failover(bound_us=30 * S)
+    assert run(checker, [*base, started("n3", "a", 20, at=12_500_000, reason="failover")]) == []
+    assert checker.latencies_us == [2_500_000] and checker.leader_latencies_us == [2_500_000]
+    [slow] = run(Failover(bound_us=30 * S), [*base, started("n3", "a", 20, at=41 * S)])
+    assert "'a' ran again 31.000s after n1 was lost at t=10.000000s (bound 30s)" in slow
+    [never] = run(Failover(bound_us=30 * S), [*base, ClusterRunEnded(at_us=45 * S)])
+    assert "'a' never ran again after n1 was lost" in never
+    # Ended before the bound: censored, not a failure.
+    checker = Failover(bound_us=30 * S)
+    assert run(checker, [*base, ClusterRunEnded(at_us=20 * S)]) == []
+    assert checker.censored == 1
+
+
+def test_failover_censors_what_it_cannot_judge() -> None:
+    base: list[ClusterObservation] = [
+        eligible("a"),
+        eligible("only-n1", ("n1",)),
+        topology(ALL),
+        started("n1", "a", 3),
+        started("n1", "only-n1", 5),
+        topology(("n2", "n3"), at=10 * S),
+    ]
+    late = ClusterRunEnded(at_us=100 * S)
+    # Nobody left could host "only-n1": no sample for it.
+    checker = Failover()
+    run(checker, [*base, started("n2", "a", 9, at=12 * S), late])
+    assert checker.latencies_us == [2 * S]
+    # A second loss, or an ambiguous topology, before the name runs again.
+    for second in (topology(("n2",), at=11 * S), topology(None, at=11 * S)):
+        checker = Failover()
+        assert run(checker, [*base, second, late]) == []
+        assert checker.censored == 1 and checker.latencies_us == []
+    # The loss heals while the original activation still runs.
+    checker = Failover()
+    assert run(checker, [*base, topology(ALL, at=11 * S), late]) == []
+    assert checker.censored == 1
+    # The name is unregistered meanwhile.
+    gone = OpAccepted(at_us=11 * S, node="n2", op="unregister", names=("a",), index=30)
+    checker = Failover()
+    assert run(checker, [*base, gone, late]) == []
+    assert checker.censored == 1
+
+
+def test_heal() -> None:
+    begin = HealStarted(at_us=30 * S, bound_us=30 * S)
+    checker = Heal()
+    assert run(checker, [begin, Converged(at_us=32 * S), ClusterRunEnded(at_us=32 * S)]) == []
+    assert checker.elapsed_us == 2 * S
+    [late] = run(Heal(), [begin, Converged(at_us=61 * S)])
+    assert "converged 31.000s after the heal, bound 30s" in late
+    [never] = run(Heal(), [begin, ClusterRunEnded(at_us=60 * S, detail="'x' runs on no node")])
+    assert "not converged 30.000s after the heal: 'x' runs on no node" in never
+
+
+def test_handoff_state() -> None:
+    history: list[ClusterObservation] = [
+        started("n1", "a", 3),
+        ended("n1", "a", 3, ((0, S),), final=7),
+    ]
+    checker = HandoffState()
+    good = started("n2", "a", 9, reason="handoff", initial=7)
+    assert run(checker, [*history, good]) == []
+    assert checker.handoffs == 1
+    [back] = run(HandoffState(), [*history, started("n2", "a", 9, reason="handoff", initial=5)])
+    assert "'a' went backwards across a handoff: n1 (token 3) ended at 7" in back
+    [ahead] = run(HandoffState(), [*history, started("n2", "a", 9, reason="handoff", initial=8)])
+    assert "resumed at 8 after a handoff, but n1 (token 3) ended at 7" in ahead
+    reset = started("n2", "a", 9, reason="failover", initial=0)
+    assert run(HandoffState(), [*history, reset]) == []
+    [kept] = run(HandoffState(), [*history, started("n2", "a", 9, reason="restart", initial=7)])
+    assert "started (restart, token 9) with count 7; only a handoff carries state" in kept
+    [orphan] = run(HandoffState(), [started("n2", "b", 9, reason="handoff", initial=1)])
+    assert "with no earlier activation to hand it off" in orphan
+
+
+def test_majority_group() -> None:
+    voters = frozenset(("n1", "n2", "n3"))
+    nodes = ["n1", "n2", "n3", "n4"]
+    up = {"n1", "n2", "n3", "n4"}
+    cut: set[tuple[str, str]] = set()
+
+    def group() -> tuple[str, ...] | None:
+        return majority_group(nodes, voters, up.__contains__, lambda a, b: (a, b) in cut)
+
+    assert group() == ("n1", "n2", "n3", "n4")
+    up.discard("n3")
+    assert group() == ("n1", "n2", "n4")
+    up.discard("n2")
+    assert group() is None  # one voter of three
+    up.update(("n2", "n3"))
+    cut.update({("n1", "n3"), ("n3", "n1")})  # bridge: n1 <-> n2 <-> n3, n4 sees all
+    assert group() is None
+    cut.clear()
+    cut.add(("n4", "n1"))  # one-way: n4 cannot reach n1
+    assert group() is None
+    cut.clear()
+    cut.update({(a, "n4") for a in voters} | {("n4", a) for a in voters})  # learner cut off
+    assert group() == ("n1", "n2", "n3")
+
+
+def test_live_segments_leave_out_pauses_and_lease_gaps() -> None:
+    now = [0]
+    seen: list[ClusterObservation] = []
+    ledger = Ledger(lambda: now[0], seen.append)
+    for at, event in ((2 * S, "pause"), (3 * S, "resume"), (8 * S, "pause")):
+        now[0] = at
+        ledger.on_lifecycle(event, "n1")
+    act = _Activation(name="a", token=3, reason="new", start_us=S, count=4)
+    leases = [[0, 5 * S], [6 * S, 12 * S]]
+    ledger.ended("n1", act, "crash", leases, end_us=10 * S)
+    [obs] = seen
+    assert isinstance(obs, ActivationEnded) and obs.final == 4
+    assert obs.live == ((S, 2 * S), (3 * S, 5 * S), (6 * S, 8 * S))
