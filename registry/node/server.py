@@ -27,6 +27,7 @@ from registry.node.driver import Driver
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.service import RegistryService
+from registry.node.status import MalformedRequests
 from registry.node.storage import FileStorage
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
@@ -79,7 +80,7 @@ class Node:
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.service = RegistryService(self)
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequests()])
         peer_pb2_grpc.add_PeerServicer_to_server(self.transport, server)
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
         if server.add_insecure_port(cfg.listen) == 0:

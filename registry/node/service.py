@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +33,7 @@ from registry.core.commands import (
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
 from registry.node.status import LEADER_KEY, OWNER_KEY, Abort, status_for
+from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
 
@@ -100,7 +103,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            # The peer options: a node that restarts is reachable again within a second
+            # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
+            # payload limit fit (the default receive limit is 4 MiB).
+            channel = self._channels[address] = grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS
+            )
         return registry_pb2_grpc.RegistryStub(channel)
 
     async def close(self) -> None:
@@ -136,13 +144,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         if address is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message())
         try:
-            return await forward(self._stub(address))
+            response = await forward(self._stub(address))
         except grpc.aio.AioRpcError as exc:
             raise Abort(
                 exc.code(),
                 exc.details() or "",
                 ((LEADER_KEY, f"{leader}@{address}"),),
             ) from None
+        # Read your writes through this node: answer once the write is applied here too,
+        # so a Call or WhereIs that follows on this node finds it (not NOT_FOUND). The
+        # write has succeeded either way; a slow replica only delays the answer.
+        index = getattr(response, "index", 0)
+        with contextlib.suppress(TimeoutError):
+            await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+        return response
 
     def _location(self, record: NameRecord) -> pb.Location:
         member = self._replica.state.members.get(record.holder)
@@ -195,6 +210,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 f"{len(request.specs)} names in one batch; the limit is {MAX_REGISTER_BATCH}",
             )
         specs = tuple(spec_from_pb(s) for s in request.specs)
+        for spec in specs:
+            self._check_payload(spec.args)
         return await self._write(
             Register(specs=specs),
             context,
@@ -360,6 +377,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def MultiCall(self, request: pb.MultiCallRequest, context: Any) -> pb.MultiCallResponse:
         members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
         self._check_payload(request.payload)
+        if not (math.isfinite(request.timeout_s) and request.timeout_s >= 0):
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"timeout_s must be a finite number of seconds ≥ 0, 0 for the default "
+                f"(got {request.timeout_s})",
+            )
         timeout = request.timeout_s or context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
 
         async def one(name: str) -> pb.CallResult:

@@ -1,0 +1,168 @@
+"""Groups across owners (join, members, publish, multi_call, leave) and Watch streams,
+on a calm cluster (no node is stopped)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from registry.v1 import registry_pb2 as pb
+from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, wait_for
+
+Kind = pb.WatchEvent.Kind
+
+
+def test_groups_span_owners(calm_cluster: LocalCluster) -> None:
+    c = calm_cluster
+    names = [f"grp/counter/{i}" for i in range(6)]
+    group = "grp/all"
+    c.stub("n1").RegisterMany(
+        pb.RegisterManyRequest(specs=[pb.NameSpec(name=n, kind="counter") for n in names]),
+        timeout=5,
+    )
+
+    def members(node_id: str) -> list[str]:
+        reply = c.stub(node_id).Members(pb.MembersRequest(group=group), timeout=RPC_TIMEOUT_S)
+        return list(reply.names)
+
+    wait_for("every name to be placed", lambda: all(c.owner(n)[0] for n in names), 5)
+    owners = {n: c.owner(n)[0] for n in names}
+    assert len(set(owners.values())) >= 2, f"the test needs names on several owners: {owners}"
+    for i, name in enumerate(names):
+        c.stub(c.ids[i % 3]).Join(pb.GroupRequest(group=group, name=name), timeout=5)
+    wait_for(
+        "every node to list the group",
+        lambda: all(members(n) == sorted(names) for n in c.ids),
+        timeout=5,
+    )
+
+    published = c.stub("n2").Publish(pb.PublishRequest(group=group, payload=b"incr"), timeout=5)
+    assert published.delivered == len(names)
+
+    def multi_call(via: str, payload: bytes) -> dict[str, bytes]:
+        reply = c.stub(via).MultiCall(
+            pb.MultiCallRequest(group=group, payload=payload, timeout_s=2.0), timeout=5
+        )
+        errors = {r.name: f"{r.error_code}: {r.error}" for r in reply.results if r.error_code}
+        assert not errors, errors
+        return {r.name: r.payload for r in reply.results}
+
+    every_one = {n: b"1" for n in names}
+    # Casts are asynchronous: wait until every counter has handled its incr.
+    wait_for("every cast to arrive", lambda: multi_call("n3", b"get") == every_one, 5)
+    assert multi_call("n1", b"incr") == {n: b"2" for n in names}
+
+    c.stub("n2").Leave(pb.GroupRequest(group=group, name=names[0]), timeout=5)
+    c.stub("n3").Unregister(pb.UnregisterRequest(name=names[1]), timeout=5)
+    remaining = sorted(names[2:])
+    wait_for(
+        "every node to drop the two names from the group",
+        lambda: all(members(n) == remaining for n in c.ids),
+        timeout=5,
+    )
+    assert multi_call("n2", b"get") == {n: b"2" for n in remaining}
+    # The name that left still runs, outside the group.
+    assert (
+        c.stub("n1")
+        .Call(pb.CallRequest(name=names[0], payload=b"get"), timeout=RPC_TIMEOUT_S)
+        .payload
+        == b"2"
+    )
+
+
+class _Watcher:
+    """Reads a Watch stream on a thread; ``next`` takes events with a deadline."""
+
+    def __init__(self, c: LocalCluster, node_id: str, prefix: str) -> None:
+        self._stream = c.stub(node_id).Watch(pb.WatchRequest(prefix=prefix), timeout=60)
+        self._events: queue.Queue[pb.WatchEvent | BaseException] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for event in self._stream:
+                self._events.put(event)
+        except BaseException as exc:
+            self._events.put(exc)
+
+    def next(self, timeout: float = 5.0) -> pb.WatchEvent:
+        try:
+            item = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no watch event within {timeout} s") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self._thread.join(5)
+        assert not self._thread.is_alive()
+
+
+@pytest.fixture
+def watcher(calm_cluster: LocalCluster) -> Iterator[_Watcher]:
+    calm_cluster.stub("n1").Register(
+        pb.RegisterRequest(spec=pb.NameSpec(name="watch/pre", kind="echo")), timeout=5
+    )
+    wait_for("n2 to apply watch/pre", lambda: calm_cluster.owner("watch/pre", via="n2"), 5)
+    w = _Watcher(calm_cluster, "n2", "watch/")
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_watch_reset_synced_placed_removed(calm_cluster: LocalCluster, watcher: _Watcher) -> None:
+    c = calm_cluster
+    first = watcher.next()
+    assert first.kind == Kind.KIND_RESET
+    listing = [watcher.next()]
+    while listing[-1].kind != Kind.KIND_SYNCED:
+        listing.append(watcher.next())
+    assert [(e.kind, e.location.name) for e in listing[:-1]] == [(Kind.KIND_PLACED, "watch/pre")]
+    assert listing[0].location.node in c.ids and listing[0].location.kind == "echo"
+
+    c.stub("n3").Register(
+        pb.RegisterRequest(spec=pb.NameSpec(name="watch/a", kind="echo")), timeout=5
+    )
+    c.stub("n3").Register(
+        pb.RegisterRequest(spec=pb.NameSpec(name="other/a", kind="echo")), timeout=5
+    )
+    # A PLACED event may come first without a node (registered, not yet running).
+    event = watcher.next()
+    while not event.location.node:
+        assert (event.kind, event.location.name) == (Kind.KIND_PLACED, "watch/a")
+        event = watcher.next()
+    assert (event.kind, event.location.name) == (Kind.KIND_PLACED, "watch/a")
+    node, token = c.owner("watch/a")
+    assert (event.location.node, event.location.token) == (node, token)
+    assert event.index >= token
+
+    c.stub("n1").Unregister(pb.UnregisterRequest(name="watch/a"), timeout=5)
+    event = watcher.next()
+    assert (event.kind, event.location.name) == (Kind.KIND_REMOVED, "watch/a"), event
+    # Nothing outside the prefix (other/a) was streamed; the stream is still open.
+    # (Unregistering a running name sends REMOVED when it is unregistered and again when
+    # its worker has stopped and the record is deleted: repeats are allowed.)
+    c.stub("n1").Unregister(pb.UnregisterRequest(name="watch/pre"), timeout=5)
+    event = watcher.next()
+    while (event.kind, event.location.name) == (Kind.KIND_REMOVED, "watch/a"):
+        event = watcher.next()
+    assert (event.kind, event.location.name) == (Kind.KIND_REMOVED, "watch/pre"), event
+
+
+def test_watch_streams_end_cleanly_on_cancel(calm_cluster: LocalCluster) -> None:
+    w = _Watcher(calm_cluster, "n1", "nothing/")
+    assert w.next().kind == Kind.KIND_RESET
+    assert w.next().kind == Kind.KIND_SYNCED
+    w.close()
+    with pytest.raises(grpc.RpcError) as info:
+        while True:
+            w.next(timeout=5)
+    assert info.value.code() is grpc.StatusCode.CANCELLED
