@@ -129,9 +129,15 @@ class MemberAgent:
         if sent is None:
             return
         if ack.index <= self._applied:
-            self._lease_until = max(self._lease_until, sent + self.cfg.lease_tick)
+            self._extend(sent + self.cfg.lease_tick)
         else:
             self._pending.append((ack.index, sent + self.cfg.lease_tick))
+
+    def _extend(self, until: int) -> None:
+        # A lease about to lapse (an ack of a heartbeat sent long ago, say while the
+        # network was cut) is worth nothing but a fence right after: ignore it.
+        if until - self.ticks >= 2 * self.cfg.heartbeat_tick:
+            self._lease_until = max(self._lease_until, until)
 
     def applied_to(self, index: int) -> None:
         """The member's state machine has applied the log up to ``index``."""
@@ -139,7 +145,7 @@ class MemberAgent:
         waiting = []
         for needed, until in self._pending:
             if needed <= self._applied:
-                self._lease_until = max(self._lease_until, until)
+                self._extend(until)
             elif until > self.ticks:
                 waiting.append((needed, until))
         self._pending = waiting
@@ -150,15 +156,23 @@ class MemberAgent:
     def lease_remaining(self) -> int:
         return max(0, self._lease_until - self.ticks)
 
-    def check_fence(self) -> bool:
-        """True exactly once each time a held lease runs out (rule 4); the incarnation
-        has then been bumped and must be persisted before the next heartbeat goes out."""
+    def check_fence(self, *, running: bool = True) -> bool:
+        """True exactly once each time a held lease runs out while workers ran here
+        (rule 4); the incarnation has then been bumped and must be persisted before the
+        next heartbeat goes out.
+
+        With nothing running there is nothing to fence, and no token of this incarnation
+        was ever used by an activation here, so keeping the incarnation keeps G2. Bumping
+        it anyway would fail over names just handed to this member — say after a heal,
+        when a brief lease from late acknowledgements lapses — and drop their state."""
         if self.has_lease():
             self._held = True
             return False
         if not self._held:
             return False
         self._held = False
+        if not running:
+            return False
         self.incarnation += 1
         self._sent.clear()
         self._pending.clear()

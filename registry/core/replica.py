@@ -328,7 +328,7 @@ class Replica:
     def _reconcile(self) -> list[Effect]:
         self._dirty = False
         effects: list[Effect] = []
-        if self.agent.check_fence():
+        if self.agent.check_fence(running=bool(self._running)):
             self._new_incarnation = self.agent.incarnation
             for name, token in sorted(self._running.items()):
                 effects.append(Stop(name=name, token=token, reason=StopReason.QUORUM_LOST))

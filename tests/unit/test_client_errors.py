@@ -328,7 +328,7 @@ def test_retry_loop_raises_answers_at_once() -> None:
 
 def test_retry_loop_gives_up_at_the_deadline_with_the_last_error() -> None:
     refusal = _rpc_error(SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable")
-    result, seen = _run_script([refusal] * 10_000, idempotent=True, timeout=0.5)
+    result, seen = _run_script([refusal] * 10_000, idempotent=True, timeout=2.0)
     assert isinstance(result, NoQuorum)
     assert "gave up after" in str(result)
     assert not result.may_have_run

@@ -413,3 +413,19 @@ def test_became_leader_forgets_earlier_proposals() -> None:
     assert monitor.changes(state, CFG.down_after_tick) == [down]
     monitor.became_leader(CFG.down_after_tick + 1)
     assert monitor.changes(state, 2 * CFG.down_after_tick + 1) == [down]
+
+
+def test_a_lapsed_lease_with_nothing_running_keeps_the_incarnation() -> None:
+    """Found by the partition suite (the seed story): a brief lease from late acks after a
+    heal lapsed, the member fenced with nothing running, and the new incarnation failed
+    over the name just handed to it, dropping its state."""
+    member = agent()
+    member.tick()
+    beat = member.heartbeat("L")
+    assert beat is not None
+    member.on_ack(ack_for(beat))
+    assert member.check_fence(running=False) is False
+    while member.has_lease():
+        member.tick()
+    assert member.check_fence(running=False) is False
+    assert member.incarnation == 1, "no activation ran: its tokens are still fresh"

@@ -1,0 +1,296 @@
+"""Faults, a seeded schedule of them, and the code that injects and heals each one.
+
+Kinds (``KINDS``):
+
+=================== ===================================================================
+``split``           majority/minority: the minority (⌊(n−1)/2⌋ nodes) is cut off
+``isolate-leader``  the current leader is cut off from every other node
+``isolate``         a random member is cut off
+``bridge``          A↔B and B↔C work, A↮C (A and C: ⌊(n−1)/2⌋ nodes each, B: the rest)
+``one-way``         packets from one node to another are lost, the reverse path works
+``flap``            a link between two nodes goes down and up several times
+``kill``            ``kill -9`` a node, keep it down a while, restart it (same data dir)
+``pause``           ``SIGSTOP`` a node for longer than the lease, then ``SIGCONT``
+``rolling-restart`` SIGTERM each node in turn (graceful: drain by handoff), restart it
+``full-restart``    SIGTERM every node at once, then start them all again
+=================== ===================================================================
+
+``schedule(seed, ...)`` yields ``Plan`` values from ``random.Random(seed)``: the kinds,
+targets (as positions among the sorted node ids), hold times and flap timings replay
+exactly from the seed. Only ``isolate-leader``'s target depends on the run (whoever leads).
+
+Hold times are derived from the timing preset: a fault that takes a node away lasts past
+``down_after`` so that its names fail over; short pauses (between the lease and
+``down_after``) make a node fence itself without a failover, long ones outlast the
+failover. A hold is the fault's duration, not a wait for a condition.
+
+``Nemesis.run(plan)`` injects, holds, heals and records every step in the ``History``;
+the caller then waits for convergence. A split/isolation also probes the cut-off node
+(G6): once it has lost its lease, a write must be refused with ``UNAVAILABLE`` and "no
+quorum", and ``/status`` must still answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from registry.core.timing import Timing
+from registry.testing.agent import AgentError
+from registry.testing.cluster import NetnsCluster, wait_for
+from registry.testing.history import History
+from registry.testing.netns import Drop, cut, one_way
+
+KINDS = (
+    "split",
+    "isolate-leader",
+    "isolate",
+    "bridge",
+    "one-way",
+    "flap",
+    "kill",
+    "pause",
+    "rolling-restart",
+    "full-restart",
+)
+WEIGHTS = {"rolling-restart": 0.4, "full-restart": 0.3}
+"""Relative frequency (default 1): restarts are slow, so they come less often."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    kind: str
+    picks: tuple[int, ...]
+    """Positions (into the sorted node ids) of the nodes the fault is about."""
+    hold: float
+    """Seconds the fault lasts (for ``flap``: unused, see ``flaps``)."""
+    flaps: tuple[tuple[float, float], ...] = ()
+    """``flap``: (down, up) seconds for each cut of the link."""
+
+
+def parse_kinds(spec: str) -> tuple[str, ...]:
+    """``all`` or a comma-separated subset of ``KINDS``; raises ``ValueError``."""
+    if spec == "all":
+        return KINDS
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown nemesis {unknown or spec!r}; choose 'all' or from {KINDS}")
+    return kinds
+
+
+def down_after(timing: Timing) -> float:
+    """When the leader may declare a silent member down (what the core uses, in s)."""
+    return (timing.membership().down_after_tick + 1) * timing.tick
+
+
+def schedule(seed: int, kinds: Sequence[str], size: int, timing: Timing) -> Iterator[Plan]:
+    rng = random.Random(seed)
+    lease, down = timing.lease, down_after(timing)
+    weights = [WEIGHTS.get(k, 1.0) for k in kinds]
+    minority = (size - 1) // 2
+    while True:
+        kind = rng.choices(list(kinds), weights)[0]
+        order = tuple(rng.sample(range(size), size))
+        hold = down + rng.uniform(0.2, 1.2) * max(1.0, lease)
+        flaps: tuple[tuple[float, float], ...] = ()
+        if kind == "split":
+            picks = order[:minority]
+        elif kind == "pause":
+            picks = order[:1]
+            if rng.random() < 0.5:  # fences itself on resume, nobody takes over
+                hold = rng.uniform(1.2 * lease, max(1.25 * lease, 0.9 * down))
+        elif kind in ("isolate", "kill", "isolate-leader"):
+            picks = order[:1]
+        elif kind == "one-way":
+            picks = order[:2]
+        elif kind == "flap":
+            picks = order[:2]
+            up = (0.05, max(0.2, lease))
+            flaps = tuple(
+                (rng.uniform(0.05, 1.5 * lease), rng.uniform(*up)) for _ in range(rng.randint(3, 6))
+            )
+        else:  # bridge (A = first, C = last), rolling-restart (in this order), full-restart
+            picks = order
+        yield Plan(kind=kind, picks=picks, hold=hold, flaps=flaps)
+
+
+class Nemesis:
+    def __init__(self, cluster: NetnsCluster, history: History, timing: Timing) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.timing = timing
+        self.ids = sorted(cluster.ids)
+        self.injected: dict[str, int] = {}
+
+    def record(self, kind: str, detail: str, targets: Sequence[str], t: float, n: int = 1) -> int:
+        self.injected[kind] = self.injected.get(kind, 0) + n
+        return self.history.fault(kind, detail, targets, t, n)
+
+    def run(self, plan: Plan) -> tuple[list[int], float]:
+        """Inject ``plan``, hold it, heal; returns the fault ids and the heal time."""
+        nodes = [self.ids[i] for i in plan.picks]
+        kind = plan.kind
+        if kind in ("split", "isolate", "isolate-leader"):
+            if kind == "isolate-leader":
+                nodes = [self._leader() or nodes[0]]
+            rest = [n for n in self.ids if n not in nodes]
+            return self._partition(kind, cut(nodes, rest), nodes, plan.hold, probe=nodes[0])
+        if kind == "bridge":
+            k = (len(nodes) - 1) // 2
+            a, b, c = nodes[:k], nodes[k:-k], nodes[-k:]
+            detail = f"A={a} B={b} C={c}"
+            return self._partition(kind, cut(a, c), [], plan.hold, detail=detail)
+        if kind == "one-way":
+            src, dst = nodes
+            return self._partition(kind, one_way(src, dst), [], plan.hold, detail=f"{src}->{dst}")
+        if kind == "flap":
+            return self._flap(nodes[0], nodes[1], plan.flaps)
+        if kind == "kill":
+            return self._kill(nodes[0], plan.hold)
+        if kind == "pause":
+            return self._pause(nodes[0], plan.hold)
+        if kind == "rolling-restart":
+            return self._rolling(nodes)
+        if kind == "full-restart":
+            return self._full_restart()
+        raise ValueError(f"unknown fault kind {kind!r}")
+
+    # -- partitions --------------------------------------------------------------------
+
+    def _partition(
+        self,
+        kind: str,
+        drops: set[Drop],
+        targets: list[str],
+        hold: float,
+        *,
+        probe: str | None = None,
+        detail: str = "",
+    ) -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        self.cluster.net.set_drops(drops)
+        fid = self.record(kind, detail or json.dumps(sorted(drops)), targets, t0)
+        if probe is not None:
+            self.probe_minority(fid, probe, t0 + hold)
+        _sleep_until(t0 + hold)
+        self.cluster.net.heal()
+        t1 = time.monotonic()
+        self.history.healed(fid, t1)
+        return [fid], t1
+
+    def probe_minority(self, fid: int, node: str, until: float) -> None:
+        """G6: wait (until ``until`` at most) for ``node`` to lose its lease, then try a
+        write there and read its ``/status``."""
+
+        def lost() -> bool:
+            s = self.cluster.status(node)
+            return not s["quorum"] and not s["leader"]
+
+        try:
+            wait_for(f"{node} to lose quorum", lost, max(0.1, until - time.monotonic() - 0.3))
+        except AssertionError:
+            self.history.minority(node, "SKIPPED", "still had a leader or lease", False)
+            return
+        name = f"g6-{fid}-{node}"
+        t_sent = time.monotonic()
+        try:
+            self.cluster.agent.request(
+                "register_many", node, timeout=2.0, specs=[{"name": name, "kind": "ledger"}]
+            )
+            code, message = "OK", "a node without quorum acknowledged a write"
+            self.history.acked([name], t_sent, time.monotonic())
+        except AgentError as exc:
+            code, message = exc.code, exc.message
+        try:
+            status, body = self.cluster.http_get(node, "/status")
+            status_ok = status == 200 and isinstance(json.loads(body), dict)
+        except (AgentError, ValueError):
+            status_ok = False
+        self.history.minority(node, code, message, status_ok)
+
+    def _flap(
+        self, a: str, b: str, flaps: Sequence[tuple[float, float]]
+    ) -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        fid = self.record("flap", f"{a}<->{b} x{len(flaps)}", [], t0, len(flaps))
+        for down, up in flaps:
+            self.cluster.net.set_drops(cut([a], [b]))
+            _sleep_until(time.monotonic() + down)
+            self.cluster.net.heal()
+            _sleep_until(time.monotonic() + up)
+        t1 = time.monotonic()
+        self.history.healed(fid, t1)
+        return [fid], t1
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _leader(self) -> str | None:
+        for n in self.cluster.running_ids():
+            try:
+                leader = self.cluster.status(n)["leader"]
+            except AgentError:
+                continue
+            if leader:
+                return str(leader)
+        return None
+
+    def _kill(self, node: str, hold: float) -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        pid = self.cluster.kill(node)
+        self.history.kill(pid, time.monotonic())  # reaped: nothing of it runs after this
+        fid = self.record("kill", f"kill -9 {node} (pid {pid})", [node], t0)
+        _sleep_until(t0 + hold)
+        self.cluster.start_node(node)
+        t1 = time.monotonic()
+        self.history.healed(fid, t1)
+        return [fid], t1
+
+    def _pause(self, node: str, hold: float) -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        pid = self.cluster.pause(node)
+        fid = self.record("pause", f"SIGSTOP {node} (pid {pid}) for {hold:.2f} s", [node], t0)
+        _sleep_until(t0 + hold)
+        self.cluster.resume(node)
+        t1 = time.monotonic()
+        self.history.pause(pid, t0, t1)
+        self.history.healed(fid, t1)
+        return [fid], t1
+
+    def _rolling(self, order: Sequence[str]) -> tuple[list[int], float]:
+        fids = []
+        t1 = time.monotonic()
+        for node in order:
+            t0 = time.monotonic()
+            fid = self.record("rolling-restart", f"SIGTERM {node}, restart", [], t0)
+            self.cluster.terminate(node)
+            self.cluster.start_node(node)
+            t1 = time.monotonic()
+            self.history.healed(fid, t1)
+            fids.append(fid)
+            # Each node back in the view before the next one stops; if it is not, the
+            # convergence wait after the plan records the failure.
+            with contextlib.suppress(AssertionError):
+                self.cluster.wait_ready(30.0 * max(1.0, self.timing.lease))
+        return fids, t1
+
+    def _full_restart(self) -> tuple[list[int], float]:
+        t0 = time.monotonic()
+        fid = self.record("full-restart", "SIGTERM all, start all", [], t0)
+        self.cluster.terminate_all()
+        for n in self.ids:
+            self.cluster.start_node(n)
+        t1 = time.monotonic()
+        self.history.healed(fid, t1)
+        return [fid], t1
+
+
+def _sleep_until(deadline: float) -> None:
+    """Let a fault last until ``deadline`` (a duration, not a wait for a condition)."""
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)

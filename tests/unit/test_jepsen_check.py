@@ -1,0 +1,207 @@
+"""The partition suite's ledger and checker, without namespaces or root: synthetic
+histories must be judged right, and the fenced table must reject and flag what it should.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.testing import ledger
+from registry.testing.history import History
+from registry.testing.jepsen_check import Report, check, percentile
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "ledger.sqlite"
+    ledger.create(path)
+    History(path).close()
+    yield path
+
+
+def act(
+    path: Path,
+    name: str,
+    node: str,
+    token: int,
+    start: float,
+    end: float | None,
+    *,
+    pid: int = 0,
+    reason: str = "new",
+    last_ok: float | None = None,
+    state_in: str | None = None,
+    state_out: str | None = None,
+) -> None:
+    """One activation row: started at ``start``, stopped at ``end`` (None: no stop, its
+    last heartbeat attempt is then ``last_ok``)."""
+    pid = pid or (1000 + int(node[1:]))
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO activations(id, name, node, pid, token, reason, called_t, claim_t, "
+            "claim_ok, last_ok_t, last_try_t, stop_t, stop_cause, state_in, state_out) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            (
+                uuid.uuid4().hex,
+                name,
+                node,
+                pid,
+                token,
+                reason,
+                start,
+                start + 0.001,
+                last_ok if last_ok is not None else (end if end is not None else start),
+                last_ok if last_ok is not None else end,
+                end,
+                "handoff" if state_out else "quorum_lost",
+                state_in,
+                state_out,
+            ),
+        )
+    conn.close()
+
+
+def sql(path: Path, statement: str, *args: object) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(statement, args)
+    conn.close()
+
+
+def test_a_clean_history_passes(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 1.0, state_out='{"s": 1}')
+    act(db, "x", "n2", 9, 1.2, 3.0, reason="handoff", state_in='{"s": 1}')
+    act(db, "y", "n3", 5, 0.0, 3.0)
+    report = check(db)
+    assert report.ok, report.examples
+    assert (report.duplicates, report.handoffs, report.activations) == (0, 1, 3)
+
+
+def test_an_overlap_is_a_duplicate(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 2.0)
+    act(db, "x", "n2", 9, 1.5, 3.0)
+    report = check(db)
+    assert report.duplicates == 1 and not report.ok
+    assert "G1 duplicate" in report.examples[0]
+
+
+def test_an_overlap_by_a_paused_process_is_tolerated_only_around_the_pause(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 4.05, pid=77)  # stopped right after its SIGCONT at 4.0
+    act(db, "x", "n2", 9, 2.5, 6.0)
+    act(db, "y", "n1", 5, 0.0, 9.0, pid=77)  # still running 5 s after the SIGCONT
+    act(db, "y", "n2", 9, 2.5, 10.0)
+    sql(db, "INSERT INTO pauses VALUES (77, 1.0, 4.0)")
+    report = check(db)
+    assert (report.paused_overlaps, report.duplicates) == (1, 1)
+
+
+def test_tokens_must_grow(db: Path) -> None:
+    act(db, "x", "n1", 9, 0.0, 1.0)
+    act(db, "x", "n2", 7, 2.0, 3.0)
+    act(db, "y", "n1", 4, 0.0, 1.0)
+    act(db, "y", "n2", 4, 2.0, 3.0)  # same token on another node: not an in-place restart
+    act(db, "z", "n1", 4, 0.0, 1.0)
+    act(db, "z", "n1", 4, 2.0, 3.0, reason="restart")  # a crashed worker restarted in place
+    assert check(db).token_regressions == 2
+
+
+def test_an_accepted_write_after_a_newer_claim_is_stale(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 1.0, last_ok=2.5)  # wrote at 2.5 ...
+    act(db, "x", "n2", 9, 2.0, 3.0)  # ... after this one claimed at 2.001
+    report = check(db)
+    assert report.stale_writes_accepted == 1
+    assert report.duplicates == 1  # and its end (2.5) overlaps the newer start
+
+
+def test_lost_registrations_and_registration_latency(db: Path) -> None:
+    sql(db, "INSERT INTO acks VALUES ('x', 0.0, 0.1)")
+    sql(db, "INSERT INTO acks VALUES ('y', 0.0, 0.1)")
+    sql(db, "INSERT INTO final VALUES ('x', 'n1', 3)")
+    act(db, "x", "n1", 3, 0.25, 1.0)
+    report = check(db)
+    assert report.lost_registrations == 1
+    assert report.register_to_running_p99_s == 0.25
+
+
+def test_failover_is_measured_from_the_fault_to_the_next_start(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 10.4)
+    act(db, "x", "n2", 9, 11.5, 20.0)
+    act(db, "y", "n2", 5, 0.0, 20.0)  # not on the target: not a sample
+    act(db, "z", "n1", 5, 0.0, 10.4)  # never ran again
+    sql(db, "INSERT INTO faults VALUES (1, 'isolate', '', '[\"n1\"]', 10.0, 13.0, 13.5, 1)")
+    report = check(db)
+    assert (report.failover_samples, report.failover_missing) == (1, 1)
+    assert report.failover_p50_s == 1.5
+    assert report.heal_converge_p99_s == 0.5
+
+
+def test_state_must_arrive_intact(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 1.0, state_out='{"gen": 3}')
+    act(db, "x", "n2", 9, 1.2, 3.0, reason="handoff", state_in='{"gen": 2}')
+    assert check(db).state_continuity_violations == 1
+
+
+def test_minority_probes(db: Path) -> None:
+    sql(db, "INSERT INTO minority VALUES ('n1', 1.0, 'UNAVAILABLE', 'no quorum: 1 of 3', 1)")
+    sql(db, "INSERT INTO minority VALUES ('n1', 2.0, 'DEADLINE_EXCEEDED', 'timeout', 1)")
+    sql(db, "INSERT INTO minority VALUES ('n2', 3.0, 'UNAVAILABLE', 'no quorum: 1 of 3', 0)")
+    report = check(db)
+    assert (report.minority_probes, report.minority_violations) == (3, 2)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (
+        50.0,
+        99.0,
+        100.0,
+    )
+    assert percentile([], 50) is None
+
+
+def _wait(what: str, cond: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_the_fence_rejects_an_older_token_and_flags_a_repeated_one(db: Path) -> None:
+    old, new = ledger.Ledger(db, "n1"), ledger.Ledger(db, "n2")
+    try:
+        a = old.start("x", 5, "new", None)
+        assert a.claimed.result(5.0) is True
+        b = new.start("x", 9, "failover", None)
+        assert b.claimed.result(5.0) is True
+        rejected = "SELECT COUNT(*) FROM rejections WHERE activation = ?"
+        _wait("a's heartbeats to be rejected", lambda: _count(db, rejected, a.id) >= 2)
+        c = old.start("y", 4, "new", None)
+        c.claimed.result(5.0)
+        d = new.start("y", 4, "new", None)  # the same token twice: the fence lets both in
+        d.claimed.result(5.0)
+        stale = "SELECT COUNT(*) FROM stale_accepted WHERE activation = ?"
+        _wait("c's writes after d's claim to be flagged", lambda: _count(db, stale, c.id) >= 1)
+        for ledger_, entry in ((old, a), (new, b), (old, c), (new, d)):
+            ledger_.stop(entry, "shutdown", None)
+    finally:
+        old.close()
+        new.close()
+    report: Report = check(db)
+    assert report.rejected_writes >= 2
+    assert report.stale_writes_accepted >= 1
+    assert report.duplicates >= 2  # a overlapped b, c overlapped d
+
+
+def _count(db: Path, query: str, arg: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(query, (arg,)).fetchone()[0])
+    finally:
+        conn.close()
