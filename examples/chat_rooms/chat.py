@@ -37,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         except FailedPrecondition as exc:  # no node has the Room class loaded
             print(
-                f"error: {exc}\nStart the nodes with --worker-module "
-                "examples.chat_rooms.rooms (see examples/chat_rooms/README.md).",
+                f"error: {exc}\nThe nodes must load registry.examples (the default; "
+                "see examples/chat_rooms/README.md).",
                 file=sys.stderr,
             )
             return 2

@@ -2,6 +2,8 @@
 
 - ``Counter`` (kind ``"counter"``) keeps a count and carries it across handoffs.
 - ``Echo`` (kind ``"echo"``) answers every call with its payload.
+- ``Room`` (kind ``"room"``) is a chat room whose members and history move with it
+  (used by ``examples/chat_rooms``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import ClassVar
 
 from registry.worker import Context, Resume, Worker
 
-__all__ = ["Counter", "Echo"]
+__all__ = ["Counter", "Echo", "Room"]
 
 
 class Counter(Worker):
@@ -61,3 +63,6 @@ class Echo(Worker):
     async def handle_call(self, payload: bytes) -> bytes:
         """Return ``payload`` unchanged."""
         return payload
+
+
+from registry.examples.rooms import Room  # noqa: E402  (re-exported)

@@ -44,7 +44,7 @@ from registry import (
 from registry.client import Placed, Removed, Reset, Synced, WatchEvent
 from tests.cluster.harness import REPO, LocalCluster, free_ports, wait_for
 
-WORKER_MODULES = ("registry.examples", "tests.cluster.client_workers", "examples.chat_rooms.rooms")
+WORKER_MODULES = ("registry.examples", "tests.cluster.client_workers")
 
 
 def _seeds(c: LocalCluster, *ids: str) -> list[str]:

@@ -1,7 +1,8 @@
 """``Room`` (kind ``"room"``): one chat room, running on exactly one node at a time.
 
-Load it into the nodes with ``--worker-module examples.chat_rooms.rooms`` (with the
-repository root on ``PYTHONPATH``). Calls are text commands, replies are JSON:
+Every node loads it with the other examples (``registry.examples``), so ``make run``
+serves it; ``examples/chat_rooms/chat.py`` is a client for it. Calls are text commands,
+replies are JSON:
 
 ===================  ===========================================================
 ``join:<user>``      add a user (joining twice is harmless) → the room
