@@ -19,7 +19,8 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from registry.sim.runner import SeedResult, Summary
@@ -143,6 +144,16 @@ def _seed_range(first: int | None, count: int | None) -> list[int]:
     return list(range(start, start + (count or DEFAULT_SEEDS)))
 
 
+class _SeedOutcome(Protocol):
+    """What progress needs from a seed's result (raft or cluster simulation)."""
+
+    @property
+    def violations(self) -> Sequence[str]: ...
+
+    @property
+    def sim_seconds(self) -> float: ...
+
+
 class _Progress:
     """One stderr line every few seeds: done, violations so far, throughput."""
 
@@ -155,7 +166,7 @@ class _Progress:
         self.failing = 0
         self.sim_seconds = 0.0
 
-    def __call__(self, result: SeedResult) -> None:
+    def __call__(self, result: _SeedOutcome) -> None:
         self.done += 1
         self.violations += len(result.violations)
         self.failing += bool(result.violations)

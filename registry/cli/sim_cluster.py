@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-from registry.cli.sim import _seed_range
+from registry.cli.sim import _Progress, _seed_range
 from registry.sim.cluster_runner import (
     ClusterSeedResult,
     ClusterSummary,
@@ -57,33 +56,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_summary(summary, elapsed, failing), sort_keys=True))
     return 1 if failing else 0
-
-
-class _Progress:
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.every = max(1, min(10, total // 10))
-        self.start = time.perf_counter()
-        self.done = 0
-        self.violations = 0
-        self.failing = 0
-        self.sim_seconds = 0.0
-
-    def __call__(self, result: ClusterSeedResult) -> None:
-        self.done += 1
-        self.violations += len(result.violations)
-        self.failing += bool(result.violations)
-        self.sim_seconds += result.sim_seconds
-        if self.done % self.every and self.done != self.total:
-            return
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        print(
-            f"[{self.done:>{len(str(self.total))}}/{self.total}] "
-            f"violations {self.violations} in {self.failing} seeds, "
-            f"{self.sim_seconds / elapsed:,.0f} cluster-s/wall-s, {elapsed:.1f}s elapsed",
-            file=sys.stderr,
-            flush=True,
-        )
 
 
 def _s(value: float | None) -> str:
