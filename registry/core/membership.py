@@ -95,14 +95,21 @@ class MemberAgent:
         self._since_heartbeat = cfg.heartbeat_tick  # heartbeat at the first chance
         self._held = False
         self.draining = False
+        self._leader: NodeId = ""
 
     def tick(self) -> None:
         self.ticks += 1
         self._since_heartbeat += 1
 
     def heartbeat(self, leader: NodeId) -> MemberHeartbeat | None:
-        """The heartbeat due now, if any (none while no leader is known)."""
-        if not leader or self._since_heartbeat < self.cfg.heartbeat_tick:
+        """The heartbeat due now, if any (none while no leader is known). A new leader
+        is asked at once: leases run out during leader changes, and waiting a heartbeat
+        interval for the first ack would waste part of what is left."""
+        if not leader:
+            return None
+        if leader != self._leader:
+            self._leader = leader
+        elif self._since_heartbeat < self.cfg.heartbeat_tick:
             return None
         self._since_heartbeat = 0
         self._seq += 1

@@ -429,3 +429,12 @@ def test_a_lapsed_lease_with_nothing_running_keeps_the_incarnation() -> None:
         member.tick()
     assert member.check_fence(running=False) is False
     assert member.incarnation == 1, "no activation ran: its tokens are still fresh"
+
+
+def test_a_new_leader_gets_a_heartbeat_at_once() -> None:
+    member = agent()
+    assert member.heartbeat("L1") is not None
+    member.tick()
+    assert member.heartbeat("L1") is None, "not due yet"
+    assert member.heartbeat("L2") is not None, "a new leader is asked straight away"
+    assert member.heartbeat("L2") is None
