@@ -281,6 +281,14 @@ class Driver:
                 compaction=ready.compaction,
             )
             self._send([*ready.raft.messages, *ready.messages])
+            soft = ready.raft.soft_state
+            if soft is not None:
+                log.info(
+                    "raft: %s, leader %s, term %d",
+                    soft.role.value,
+                    soft.leader or "(none)",
+                    replica.raft.term,
+                )
             self._resolve(ready)
             self._update_lease()
             self._effects(ready)
