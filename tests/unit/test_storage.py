@@ -422,7 +422,10 @@ def crash_child(path: Path, incarnation: int, rng: random.Random) -> tuple[int, 
             proc.wait(timeout=delay)
         os.kill(proc.pid, signal.SIGKILL)
         for line in proc.stdout:  # acks printed before the kill count too
-            acked = int(line.split()[1])
+            parts = line.split()
+            # A line SIGKILL cut short was not fully acknowledged: ignore it.
+            if line.endswith("\n") and len(parts) == 2 and parts[1].isdigit():
+                acked = int(parts[1])
     finally:
         watchdog.cancel()
         proc.kill()
