@@ -26,7 +26,7 @@ liveness                 in the calm phase, a leader and a fresh write within th
 from __future__ import annotations
 
 from itertools import combinations
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from registry.sim.observations import (
     Acked,
@@ -44,7 +44,7 @@ from registry.sim.observations import (
     RunEnded,
 )
 
-C = TypeVar("C", bound="Checker")
+T = TypeVar("T")
 
 MAX_REPORTED = 20
 """Violations kept per checker; one bug tends to repeat, the first ones say it all."""
@@ -345,22 +345,42 @@ def default_checkers() -> list[Checker]:
     ]
 
 
-class CheckerSuite:
+class _Routed(Protocol):
+    """What a suite needs of a checker (raft or cluster simulation)."""
+
+    handles: ClassVar[tuple[type, ...]]
+
+    def feed(self, obs: Any) -> None: ...
+
+    def report(self) -> list[str]: ...
+
+
+K = TypeVar("K", bound=_Routed)
+
+
+class Suite(Generic[K]):
     """Routes each observation to the checkers that handle its type."""
 
-    def __init__(self, checkers: list[Checker] | None = None) -> None:
-        self.checkers = checkers if checkers is not None else default_checkers()
-        self._routes: dict[type, list[Checker]] = {}
+    def __init__(self, checkers: list[K]) -> None:
+        self.checkers = checkers
+        self._routes: dict[type, list[K]] = {}
         for checker in self.checkers:
             for kind in checker.handles:
                 self._routes.setdefault(kind, []).append(checker)
 
-    def feed(self, obs: Observation) -> None:
+    def feed(self, obs: object) -> None:
         for checker in self._routes.get(type(obs), ()):
             checker.feed(obs)
 
     def violations(self) -> list[str]:
         return [line for checker in self.checkers for line in checker.report()]
 
-    def get(self, kind: type[C]) -> C:
+    def get(self, kind: type[T]) -> T:
         return next(c for c in self.checkers if isinstance(c, kind))
+
+
+class CheckerSuite(Suite["Checker"]):
+    """The Raft simulation's checkers (all of them unless told otherwise)."""
+
+    def __init__(self, checkers: list[Checker] | None = None) -> None:
+        super().__init__(checkers if checkers is not None else default_checkers())

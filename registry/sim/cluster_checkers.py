@@ -34,8 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
+from registry.sim.checkers import Suite
 from registry.sim.cluster_observations import (
     ActivationEnded,
     ActivationStarted,
@@ -51,8 +52,6 @@ from registry.sim.cluster_observations import (
     OpUncertain,
     Segment,
 )
-
-C = TypeVar("C", bound="ClusterChecker")
 
 MAX_REPORTED = 20
 FAILOVER_BOUND_US = 30_000_000
@@ -409,22 +408,8 @@ def cluster_checkers() -> list[ClusterChecker]:
     ]
 
 
-class ClusterSuite:
-    """Routes each observation to the checkers that handle its type."""
+class ClusterSuite(Suite[ClusterChecker]):
+    """The cluster simulation's checkers (all of them unless told otherwise)."""
 
     def __init__(self, checkers: list[ClusterChecker] | None = None) -> None:
-        self.checkers = checkers if checkers is not None else cluster_checkers()
-        self._routes: dict[type, list[ClusterChecker]] = {}
-        for checker in self.checkers:
-            for kind in checker.handles:
-                self._routes.setdefault(kind, []).append(checker)
-
-    def feed(self, obs: ClusterObservation) -> None:
-        for checker in self._routes.get(type(obs), ()):
-            checker.feed(obs)
-
-    def violations(self) -> list[str]:
-        return [line for checker in self.checkers for line in checker.report()]
-
-    def get(self, kind: type[C]) -> C:
-        return next(c for c in self.checkers if isinstance(c, kind))
+        super().__init__(checkers if checkers is not None else cluster_checkers())
