@@ -9,6 +9,9 @@
 - ``convergence``: is every name running once, at its owner?
 - ``nemesis``: fault kinds, a seeded schedule of them, and their injection.
 - ``jepsen`` / ``jepsen_check``: a randomized run (``registry jepsen``) and the checker.
+- ``local_cluster``: node processes on loopback, no namespaces and no root (``LocalCluster``,
+  used by ``tests/cluster`` and ``registry bench``).
 
-Nothing here is imported by the registry itself; it needs root (``ip netns``, ``nft``).
+Nothing here is imported by the registry itself; all but ``local_cluster`` need root
+(``ip netns``, ``nft``).
 """
