@@ -1,17 +1,27 @@
-"""Prometheus metrics of one node, read from the replica when scraped.
+"""Prometheus metrics of one node (reference: ``docs/metrics.md``).
 
-Gauges are computed on collection (a custom collector), so the core loop does no metrics
-work per event; counters that need events (handoffs, failovers, fences) are derived from
-the effects the node runs.
+Gauges are read from the replica when scraped (a custom collector), so the core loop does
+no metrics work per event. Counters that need events (handoffs, failovers, fences) are
+derived from the effects the node runs (``on_ready``); handoff durations from the
+runtime's reports (``handoff_finished``); RPC latency from a server interceptor
+(``registry.node.rpc_metrics``).
+
+Naming follows Prometheus conventions: ``registry_`` prefix, base units (seconds),
+``_total`` on counters, and bounded labels only — never a name or a worker as a label
+value, so a cluster with a million names still exports a few dozen series per node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from registry.core.messages import Role
@@ -21,89 +31,166 @@ from registry.core.state import StartReason
 if TYPE_CHECKING:
     from registry.node.server import Node
 
+__all__ = ["MAX_PENDING_HANDOFFS", "NodeMetrics"]
+
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+"""Seconds. Local lookups take well under a millisecond; writes wait for an fsync'd
+commit (milliseconds); calls forward to workers and may take up to their deadline."""
+HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+"""Seconds; ``begin_handoff`` has a deadline (``handoff_deadline``, seconds to a minute)."""
+MAX_PENDING_HANDOFFS = 10_000
+"""Handoffs begun but not yet reported done that are remembered for timing. A handoff
+whose report never comes (its worker was fenced first, say) would otherwise stay forever;
+past this bound the oldest is forgotten (and not observed)."""
+
+
+GAUGES = {
+    "registry_raft_term": "Current Raft term.",
+    "registry_raft_commit_index": "Highest log index known to be committed.",
+    "registry_raft_applied_index": "Highest log index applied to this replica's state.",
+    "registry_raft_is_leader": "1 if this node is the Raft leader, else 0.",
+    "registry_quorum": "1 if this node holds a member lease (may run workers), else 0.",
+    "registry_lease_remaining_seconds": "Seconds left on this node's member lease.",
+    "registry_names": "Registered names cluster-wide, as this node's replica sees them.",
+    "registry_names_waiting": "Registered names with no eligible member to run them.",
+    "registry_activations": "Activations running on this node (summed over nodes: the "
+    "names running).",
+}
+"""Name → help of the single-value gauges, read from the node at each scrape."""
+MEMBERS = ("registry_members", "Members in this replica's view, by state (up, down, draining).")
+MEMBER_STATES = ("up", "down", "draining")
+
 
 class NodeMetrics(Collector):
-    def __init__(self, node: Node) -> None:
+    """Every metric of one node, on the node's own ``CollectorRegistry`` (``registry``)."""
+
+    def __init__(self, node: Node, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
+        self._clock = clock
+        self._handoffs_pending: dict[tuple[str, int], float] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
+        # The standard process_* / python_* series (RSS, CPU, open fds, GC), for this
+        # registry: the node does not export the global default registry.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.starts = Counter(
             "registry_activations_started_total",
-            "Activations started on this node, by start reason.",
+            "Activations started on this node, by start reason (new, failover, handoff, restart).",
             ["reason"],
             registry=self.registry,
         )
+        for reason in StartReason:
+            self.starts.labels(reason.value)  # every series exists from the start, at 0
+        self.failovers = Counter(
+            "registry_failovers_total",
+            "Activations this node started because their previous holder was declared down.",
+            registry=self.registry,
+        )
         self.handoffs = Counter(
-            "registry_handoffs_begun_total",
-            "begin_handoff requests this node ran for names moving away.",
+            "registry_handoffs_total",
+            "Handoffs this node began (begin_handoff) for names moving away from it.",
             registry=self.registry,
         )
         self.fences = Counter(
             "registry_fences_total",
-            "Times this node lost its lease and stopped its workers.",
+            "Times this node lost its lease with workers running and stopped them.",
             registry=self.registry,
         )
-        self.rpc_latency = Histogram(
+        self.handoff_seconds = Histogram(
+            "registry_handoff_seconds",
+            "Time from begin_handoff on this (old) owner until the worker was stopped and "
+            "its state released, or it answered Ignore().",
+            registry=self.registry,
+            buckets=HANDOFF_BUCKETS,
+        )
+        self.rpc_seconds = Histogram(
             "registry_rpc_seconds",
-            "Client RPC latency on this node, by method.",
+            "Latency of the client API (registry.v1.Registry) on this node, by method; "
+            "the Watch stream is not timed.",
             ["method"],
             registry=self.registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=RPC_BUCKETS,
         )
+        self.rpc_errors = Counter(
+            "registry_rpc_errors_total",
+            "Client API calls on this node that ended with a status other than OK, by "
+            "method and gRPC status code name.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+
+    # -- event hooks -------------------------------------------------------------------
 
     def on_ready(self, ready: ReplicaReady) -> None:
-        fenced = False
+        """Count the effects of one Ready (called before the runtime runs them)."""
+        fenced = ready.incarnation is not None  # a new incarnation is only taken to fence
         for effect in ready.effects:
             if isinstance(effect, Start):
-                self.starts.labels(effect.activation.reason.value).inc()
+                reason = effect.activation.reason
+                self.starts.labels(reason.value).inc()
+                if reason is StartReason.FAILOVER:
+                    self.failovers.inc()
             elif isinstance(effect, BeginHandoff):
                 self.handoffs.inc()
-            elif isinstance(effect, Stop) and effect.reason is StopReason.QUORUM_LOST:
-                fenced = True
-        if fenced or ready.incarnation is not None:
+                self._handoff_begun(effect.name, effect.token)
+            elif isinstance(effect, Stop):
+                # A stop overtakes a pending handoff (fenced first): nothing to time.
+                self._handoffs_pending.pop((effect.name, effect.token), None)
+                if effect.reason is StopReason.QUORUM_LOST:
+                    fenced = True
+        if fenced:
             self.fences.inc()
 
+    def handoff_finished(self, name: str, token: int) -> None:
+        """The runtime reported the handoff of ``name`` (activation ``token``) done or
+        ignored: observe how long it took since ``begin_handoff``."""
+        begun = self._handoffs_pending.pop((name, token), None)
+        if begun is not None:
+            self.handoff_seconds.observe(max(0.0, self._clock() - begun))
+
+    def _handoff_begun(self, name: str, token: int) -> None:
+        pending = self._handoffs_pending
+        pending.pop((name, token), None)  # asked again (a new epoch): time from the latest
+        while len(pending) >= MAX_PENDING_HANDOFFS:
+            del pending[next(iter(pending))]  # dicts keep insertion order: oldest first
+        pending[(name, token)] = self._clock()
+
+    # -- collector ---------------------------------------------------------------------
+
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())
+        """The gauges' names and help, without reading the node (it may not be up)."""
+        for name, doc in GAUGES.items():
+            yield GaugeMetricFamily(name, doc)
+        yield GaugeMetricFamily(*MEMBERS, labels=["state"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        values = self._gauge_values()
+        for name, doc in GAUGES.items():
+            yield GaugeMetricFamily(name, doc, value=values[name])
+        members = GaugeMetricFamily(*MEMBERS, labels=["state"])
+        counts = {state: 0 for state in MEMBER_STATES}
+        for member in self.node.driver.replica.state.members.values():
+            counts["down" if not member.up else "draining" if member.draining else "up"] += 1
+        for state in MEMBER_STATES:
+            members.add_metric([state], counts[state])
+        yield members
+
+    def _gauge_values(self) -> dict[str, float]:
         driver = self.node.driver
         replica = driver.replica
-        raft = replica.raft
-        state = replica.state
-
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, value=value)
-
-        yield gauge("registry_raft_term", "Current Raft term.", raft.term)
-        yield gauge("registry_raft_commit_index", "Raft commit index.", raft.commit_index)
-        yield gauge("registry_raft_applied_index", "Applied index.", raft.applied_index)
-        yield gauge("registry_raft_is_leader", "1 if this node leads.", raft.role is Role.LEADER)
-        yield gauge("registry_quorum", "1 if this node holds a member lease.", driver.lease_holds())
-        yield gauge(
-            "registry_lease_remaining_seconds",
-            "Seconds left on this member's lease.",
-            driver.lease_remaining_s(),
-        )
-        members = GaugeMetricFamily(
-            "registry_members", "Members in the view, by state.", labels=["state"]
-        )
-        up = sum(1 for m in state.members.values() if m.up)
-        members.add_metric(["up"], up)
-        members.add_metric(["down"], len(state.members) - up)
-        yield members
-        yield gauge("registry_names", "Registered names.", len(state.names))
-        yield gauge(
-            "registry_names_waiting", "Names with no eligible member.", len(state.waiting())
-        )
-        yield gauge(
-            "registry_activations",
-            "Activations running on this node.",
-            len(self.node.runtime.running()),
-        )
-        failovers = sum(1 for r in state.names.values() if r.reason is StartReason.FAILOVER)
-        yield gauge(
-            "registry_names_last_started_by_failover",
-            "Names whose current activation came from a failover.",
-            failovers,
-        )
+        raft, state = replica.raft, replica.state
+        return {
+            "registry_raft_term": raft.term,
+            "registry_raft_commit_index": raft.commit_index,
+            "registry_raft_applied_index": raft.applied_index,
+            "registry_raft_is_leader": float(raft.role is Role.LEADER),
+            "registry_quorum": float(driver.lease_holds()),
+            "registry_lease_remaining_seconds": driver.lease_remaining_s(),
+            # An unregistered name whose holder has not confirmed the stop is gone for
+            # clients (as in the Cluster RPC's count).
+            "registry_names": sum(1 for r in state.names.values() if not r.unregistering),
+            "registry_names_waiting": len(state.waiting()),
+            "registry_activations": len(self.node.runtime.running()),
+        }

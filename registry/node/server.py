@@ -26,6 +26,7 @@ from registry.node.config import NodeConfig
 from registry.node.driver import Driver
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
+from registry.node.rpc_metrics import RpcMetrics
 from registry.node.service import RegistryService
 from registry.node.status import MalformedRequests
 from registry.node.storage import FileStorage
@@ -80,7 +81,13 @@ class Node:
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.service = RegistryService(self)
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MalformedRequests()])
+        server = grpc.aio.server(
+            options=SERVER_OPTIONS,
+            interceptors=[
+                RpcMetrics(self.metrics.rpc_seconds, self.metrics.rpc_errors),
+                MalformedRequests(),
+            ],
+        )
         peer_pb2_grpc.add_PeerServicer_to_server(self.transport, server)
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
         if server.add_insecure_port(cfg.listen) == 0:
@@ -209,9 +216,11 @@ class Node:
 
     # RuntimeReports
     def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
+        self.metrics.handoff_finished(name, token)
         self.driver.handoff_done(name, token, state)
 
     def handoff_ignored(self, name: str, token: int) -> None:
+        self.metrics.handoff_finished(name, token)
         self.driver.handoff_ignored(name, token)
 
     def fatal(self, reason: str) -> None:
