@@ -24,11 +24,13 @@ from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node.config import NodeConfig
 from registry.node.driver import Driver
+from registry.node.events import EventLog
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.rpc_metrics import RpcMetrics
 from registry.node.service import RegistryService
 from registry.node.status import MalformedRequests
+from registry.node.status_page import NamesQuery, names_page
 from registry.node.storage import FileStorage
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
@@ -38,6 +40,8 @@ from registry.worker import WorkerRuntime
 
 log = logging.getLogger("registry.node")
 EXIT_FENCE_TIMEOUT = 75
+STATUS_EVENTS = 50
+"""Recent events included in ``/status`` (``/status/events`` has all that are kept)."""
 
 
 class Node:
@@ -78,6 +82,7 @@ class Node:
         )
         self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
+        self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.service = RegistryService(self)
@@ -102,6 +107,8 @@ class Node:
                     healthy=lambda: True,
                     ready=self._ready,
                     status=self.status,
+                    names=self.names,
+                    events=self.events.recent,
                 )
             )
             await self._http.start(cfg.http)
@@ -164,7 +171,7 @@ class Node:
         self._closing = True
         try:
             if graceful:
-                await self.drain(self.cfg.timing.handoff_deadline + 5 * self.cfg.timing.lease)
+                await self.drain(self.cfg.drain_timeout)
             await self.runtime.shutdown()
             await self.driver.stop()
             if self._http is not None:
@@ -211,6 +218,7 @@ class Node:
 
     def _on_ready(self, ready: ReplicaReady) -> None:
         self.metrics.on_ready(ready)
+        self.events.on_ready(ready)
         if ready.effects:
             self.runtime.apply(ready.effects)
 
@@ -269,18 +277,29 @@ class Node:
         )
 
     def status(self) -> dict[str, object]:
+        """The ``/status`` JSON. Keys of earlier versions stay (tests and tools read
+        them); ``events`` holds the newest ``STATUS_EVENTS`` events."""
         status = self.cluster_status()
-        raft = self.driver.replica.raft
+        replica = self.driver.replica
+        raft, state = replica.raft, replica.state
+        voters = sorted(raft.conf.voters)
+        leases = self._member_leases()
         return {
             "node": status.node,
             "role": raft.role.value,
+            "incarnation": self.driver.incarnation,
             "leader": status.leader,
+            "leader_address": status.leader_address,
             "term": status.term,
             "quorum": status.quorum,
+            "voters": voters,
+            "quorum_size": len(voters) // 2 + 1,
             "commit_index": status.commit_index,
             "applied_index": status.applied_index,
             "lease_remaining_s": round(status.lease_remaining_s, 3),
             "names": status.names,
+            "names_waiting": len(state.waiting()),
+            "names_per_node": {m.id: m.activations for m in status.members},
             "activations": sorted(self.runtime.running()),
             "is_leader": raft.role is Role.LEADER,
             "members": [
@@ -289,13 +308,59 @@ class Node:
                     "address": m.address,
                     "roles": list(m.roles),
                     "up": m.up,
+                    "draining": bool((r := state.members.get(m.id)) and r.draining),
                     "voter": m.voter,
+                    "raft": _raft_part(m.id, status.leader, m.voter),
                     "incarnation": m.incarnation,
                     "activations": m.activations,
+                    "lease": leases.get(m.id, {"state": "unknown", "source": "none"}),
                 }
                 for m in status.members
             ],
+            "events": self.events.recent(STATUS_EVENTS),
         }
+
+    def _member_leases(self) -> dict[str, dict[str, object]]:
+        """Each member's lease as far as this node knows it: its own exactly; the others'
+        only on the leader, from when it last acknowledged their heartbeats (a lease runs
+        from the heartbeat's send, so ``lease − age`` is an upper bound); elsewhere
+        "unknown" — a follower has no way to tell."""
+        replica = self.driver.replica
+        timing = self.cfg.timing
+        leading = replica.raft.role is Role.LEADER
+        out: dict[str, dict[str, object]] = {}
+        for node, member in replica.state.members.items():
+            if node == self.cfg.id:
+                left = self.driver.lease_remaining_s()
+                out[node] = {
+                    "state": "held" if left > 0 else "none",
+                    "remaining_s": round(left, 3),
+                    "source": "self",
+                }
+            elif not member.up:
+                out[node] = {"state": "down", "source": "view"}
+            elif leading:
+                age = (replica.agent.ticks - replica.monitor.last_heard(node)) * timing.tick
+                left = max(0.0, timing.lease - age)
+                out[node] = {
+                    "state": "held" if left > 0 else "lapsed",
+                    "remaining_s": round(left, 3),
+                    "last_ack_s": round(age, 3),
+                    "source": "leader",
+                }
+            else:
+                out[node] = {"state": "unknown", "source": "none"}
+        return out
+
+    def names(self, query: NamesQuery) -> dict[str, object]:
+        """``/status/names``: the registered names matching a search, with their owners."""
+        return names_page(self.driver.replica.state, query, self.address_of)
+
+
+def _raft_part(node: str, leader: str, voter: bool) -> str:
+    if node == leader:
+        return "leader"
+    return "voter" if voter else "learner"
 
 
 async def serve(cfg: NodeConfig) -> None:
