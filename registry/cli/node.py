@@ -13,8 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-DEV_BASE_PORT = 7400
-DEV_HTTP_BASE_PORT = 9400
+from registry.node.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DISCOVERY_MODES
+
+DEV_BASE_PORT = DEFAULT_GRPC_PORT
+DEV_HTTP_BASE_PORT = DEFAULT_HTTP_PORT
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +33,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument("--http", help="HTTP host:port for /metrics /healthz /readyz /status")
     node.add_argument("--data-dir", help="data directory (default ./data)")
     node.add_argument("--peers", help="bootstrap voters: n1=127.0.0.1:7400,n2=127.0.0.1:7401,...")
+    node.add_argument(
+        "--discovery",
+        choices=DISCOVERY_MODES,
+        help="how the bootstrap voters are found: static (--peers, the default) or dns",
+    )
+    node.add_argument(
+        "--dns-name",
+        help="dns discovery: SRV name listing the voters, e.g. "
+        "_grpc._tcp.registry.default.svc.cluster.local (node id = a target's first label)",
+    )
+    node.add_argument(
+        "--dns-server",
+        help="dns discovery: ip:port of the DNS server to ask (default: the system resolver)",
+    )
+    node.add_argument(
+        "--expect", type=int, help="dns discovery: number of bootstrap voters (default 3)"
+    )
+    node.add_argument(
+        "--discovery-timeout",
+        type=float,
+        help="dns discovery: seconds to wait for --expect voters (default 120)",
+    )
     node.add_argument("--preset", choices=("local", "lan", "wan"), help="timing preset")
     node.add_argument("--roles", help="comma-separated roles this member offers")
     node.add_argument(
@@ -73,6 +97,7 @@ def run_node(args: argparse.Namespace) -> int:
 
     from registry.core.errors import ConfigError
     from registry.node.config import load
+    from registry.node.discovery import DiscoveryFailed, discover
     from registry.node.server import serve
     from registry.node.storage import DataDirLocked
 
@@ -87,6 +112,11 @@ def run_node(args: argparse.Namespace) -> int:
         "http": args.http,
         "data_dir": args.data_dir,
         "preset": args.preset,
+        "discovery": args.discovery,
+        "dns_name": args.dns_name,
+        "dns_server": args.dns_server,
+        "expect": args.expect,
+        "discovery_timeout": args.discovery_timeout,
     }
     if args.peers:
         try:
@@ -98,10 +128,14 @@ def run_node(args: argparse.Namespace) -> int:
         overrides["roles"] = [r for r in args.roles.split(",") if r]
     if args.worker_modules:
         overrides["worker_modules"] = args.worker_modules
+
+    async def discover_and_serve() -> None:
+        await serve(await discover(cfg))
+
     try:
         cfg = load(args.config, **overrides)
-        asyncio.run(serve(cfg))
-    except (ConfigError, DataDirLocked, OSError) as exc:
+        asyncio.run(discover_and_serve())
+    except (ConfigError, DiscoveryFailed, DataDirLocked, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
