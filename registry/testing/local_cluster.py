@@ -171,12 +171,15 @@ class LocalCluster:
         worker_modules: tuple[str, ...] = ("registry.examples",),
         config: dict[str, object] | None = None,
         log_level: str = "INFO",
+        peer_args: tuple[str, ...] | None = None,
     ) -> None:
         self.root = root
         self.preset = preset
         self.worker_modules = worker_modules
         self.config = config or {}
         self.log_level = log_level
+        self.peer_args = peer_args
+        """Flags that replace ``--peers <static list>`` for every node (e.g. DNS discovery)."""
         ports = free_ports(2 * size)
         self.nodes: dict[str, NodeProc] = {}
         for i in range(size):
@@ -228,8 +231,7 @@ class LocalCluster:
             node.http_addr,
             "--data-dir",
             str(node.data_dir),
-            "--peers",
-            self.peers,
+            *(("--peers", self.peers) if self.peer_args is None else self.peer_args),
             "--preset",
             self.preset,
             "--log-level",
