@@ -11,11 +11,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import client, jepsen, node, sim
+from registry.cli import bench, client, jepsen, node, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: tuple[Register, ...] = (node.register, client.register, sim.register, jepsen.register)
+COMMANDS: tuple[Register, ...] = (
+    node.register,
+    client.register,
+    sim.register,
+    jepsen.register,
+    bench.register,
+)
 
 __all__ = ["build_parser", "main"]
 

@@ -1,0 +1,129 @@
+"""Starting the bench's clusters and asking them the few things every section needs.
+
+The bench runs ``registry.testing.local_cluster.LocalCluster`` (real node processes on
+loopback, fsync on: the node default) and always closes what it started. The helpers
+here are blocking (short RPCs and polls); sections call them between measurements.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import grpc
+
+from registry.bench.load import Progress
+from registry.testing.local_cluster import RPC_TIMEOUT_S, LocalCluster, Timeout, wait_for
+from registry.v1 import registry_pb2 as pb
+
+WORKER_MODULES = ("registry.examples",)
+READY_TIMEOUT_S = 60.0
+
+
+def start(
+    root: Path,
+    size: int,
+    preset: str,
+    progress: Progress,
+    *,
+    started: int | None = None,
+) -> LocalCluster:
+    """A cluster of ``size`` declared voters, of which the first ``started`` (default
+    all) are started and whole; closed again if it does not come up."""
+    count = size if started is None else started
+    progress.say(f"starting {count} of {size} nodes (preset {preset}) under {root}")
+    c = LocalCluster(root, size, preset=preset, worker_modules=WORKER_MODULES)
+    try:
+        for node_id in c.ids[:count]:
+            c.start_node(node_id)
+        wait_whole(c, c.ids[:count], READY_TIMEOUT_S)
+    except BaseException as exc:
+        tails = c.log_tails(30)
+        c.close()
+        raise RuntimeError(f"the bench cluster did not come up: {exc}\n{tails}") from exc
+    return c
+
+
+def wait_whole(c: LocalCluster, ids: list[str], timeout: float) -> str:
+    """Wait until every node of ``ids`` follows one leader with a lease and sees each of
+    ``ids`` up (members not in ``ids`` may be absent); returns the leader."""
+
+    def probe() -> str | None:
+        leaders = set()
+        for node_id in ids:
+            s = c.status(node_id)
+            if not s.quorum or not s.leader:
+                return None
+            up = {m.id for m in s.members if m.up}
+            if not set(ids) <= up:
+                return None
+            leaders.add(s.leader)
+        return leaders.pop() if len(leaders) == 1 else None
+
+    return wait_for(f"nodes {', '.join(ids)} whole", probe, timeout)
+
+
+def seeds(c: LocalCluster, ids: Iterable[str] | None = None) -> list[str]:
+    chosen = list(ids) if ids is not None else c.running_ids()
+    return [c.nodes[i].grpc_addr for i in chosen]
+
+
+def leader_status(c: LocalCluster) -> pb.ClusterStatus:
+    """The leader's ``ClusterStatus`` (asked of any running node first)."""
+    for node_id in c.running_ids():
+        try:
+            s = c.status(node_id)
+        except grpc.RpcError:
+            continue
+        if s.leader and c.nodes[s.leader].running:
+            return c.status(s.leader)
+    raise Timeout("no running node names a running leader")
+
+
+def wait_names(c: LocalCluster, count: int, timeout: float, progress: Progress) -> None:
+    """Wait until every running node has applied ``count`` registered names, each held."""
+
+    def probe() -> bool:
+        for node_id in c.running_ids():
+            s = c.status(node_id, timeout=max(RPC_TIMEOUT_S, 10.0))
+            held = sum(m.activations for m in s.members)
+            if s.names != count or held != count:
+                progress.waiting(f"{node_id}: {s.names:,} names, {held:,} held of {count:,}")
+                return False
+        return True
+
+    wait_for(f"{count} names held on every node", probe, timeout, interval=0.2)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from ``/proc/<pid>/status`` (``VmRSS``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def node_rss(c: LocalCluster) -> dict[str, int]:
+    out = {}
+    for node in c.nodes.values():
+        if node.proc is not None and node.running:
+            out[node.id] = rss_bytes(node.proc.pid)
+    return out
+
+
+def disk_bytes(data_dir: Path) -> dict[str, int]:
+    """Bytes of a node's log segments and snapshot files."""
+    out = {"log": 0, "snapshot": 0, "other": 0}
+    for entry in os.scandir(data_dir):
+        if not entry.is_file():
+            continue
+        size = entry.stat().st_size
+        if entry.name.endswith(".seg"):
+            out["log"] += size
+        elif entry.name.endswith(".snap"):
+            out["snapshot"] += size
+        else:
+            out["other"] += size
+    return out

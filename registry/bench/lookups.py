@@ -1,0 +1,128 @@
+"""``whereis`` and ``call`` latency through the SDK against real node processes.
+
+Registers ``LOOKUP_NAMES`` echo workers (untimed), waits until one ``Client``'s placement
+cache knows them all and every worker answered once, then measures, over ``ops``
+operations each:
+
+- ``whereis`` answered from the placement cache (ten times ``ops``; microseconds);
+- ``whereis`` by RPC (a client without a cache), and ``consistent=True`` (ReadIndex);
+- ``call`` with a 16-byte payload, echoed, at concurrency 1 and ``concurrency``, routed
+  straight to the owner by the cache; and for comparison a bare gRPC stub that always asks
+  the first node, which forwards calls for names it does not run one hop to the owner
+  (in ``details`` only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc.aio
+
+from registry.bench.clusters import seeds
+from registry.bench.load import Latency, Progress, run_lanes
+from registry.bench.params import Params
+from registry.bench.results import SectionResult, Target
+from registry.client import Client, Registration
+from registry.testing.local_cluster import LocalCluster
+from registry.v1 import registry_pb2 as pb
+from registry.v1 import registry_pb2_grpc
+
+PREFIX = "bench/lookup/"
+LOOKUP_NAMES = 1000
+PAYLOAD = b"0123456789abcdef"
+WHEREIS_CACHE_TARGET_US = 5.0
+CALL_P50_TARGET_MS = 1.0
+CALL_VS_GRPC_TARGET = 0.5
+
+
+async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
+    count = min(LOOKUP_NAMES, params.names)
+    keys = [f"{PREFIX}{i}" for i in range(count)]
+    ops = params.ops
+    rows: dict[str, Latency] = {}
+    async with (
+        Client(seeds(c), timeout=30.0) as client,
+        Client(seeds(c), cache=False, timeout=30.0) as plain,
+        grpc.aio.insecure_channel(seeds(c)[0]) as channel,
+    ):
+        stub = registry_pb2_grpc.RegistryStub(channel)
+
+        async def bare_call(name: str) -> Any:
+            return await stub.Call(pb.CallRequest(name=name, payload=PAYLOAD), timeout=10)
+
+        progress.step(f"lookups: registering {count} echo names and warming up")
+        missing = [k for k in keys if await plain.whereis(k) is None]
+        for start in range(0, len(missing), params.batch):
+            chunk = missing[start : start + params.batch]
+            await client.register_many([Registration(k, "echo") for k in chunk])
+        deadline = time.monotonic() + 120
+        while not all(client.cached(k) for k in keys):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the placement cache did not learn every name in 120 s")
+            progress.waiting("waiting for the placement cache")
+            await asyncio.sleep(0.05)
+        for k in keys:  # every worker running, every channel connected
+            await client.call(k, PAYLOAD, idempotent=True)
+            await bare_call(k)
+
+        def key(i: int) -> str:
+            return keys[i % count]
+
+        progress.step(f"whereis from the cache ({ops * 10:,} lookups)")
+        rows["whereis_cache"] = await run_lanes(
+            lambda i: client.whereis(key(i)), ops * 10, 1, progress
+        )
+        progress.step(f"whereis by RPC ({ops:,})")
+        rows["whereis_rpc"] = await run_lanes(lambda i: plain.whereis(key(i)), ops, 1, progress)
+        progress.step(f"whereis consistent ({ops:,})")
+        rows["whereis_consistent"] = await run_lanes(
+            lambda i: plain.whereis(key(i), consistent=True), ops, 1, progress
+        )
+        before = client.stats
+        for concurrency in (1, params.concurrency):
+            progress.step(f"call c={concurrency} ({ops:,})")
+            rows[f"call_c{concurrency}"] = await run_lanes(
+                lambda i: client.call(key(i), PAYLOAD), ops, concurrency, progress
+            )
+            progress.step(f"call via one node's stub c={concurrency} ({ops:,})")
+            rows[f"bare_call_c{concurrency}"] = await run_lanes(
+                lambda i: bare_call(key(i)), ops, concurrency, progress
+            )
+        after = client.stats
+
+    cache = rows["whereis_cache"]
+    out.add(
+        "whereis_cache_p50_us",
+        "whereis from the cache p50",
+        cache.p50_s * 1e6,
+        "µs",
+        target=Target(op="<=", bound=WHEREIS_CACHE_TARGET_US),
+    )
+    out.add("whereis_cache_p99_us", "whereis from the cache p99", cache.p99_s * 1e6, "µs")
+    for row_key, what in (
+        ("whereis_rpc", "whereis by RPC"),
+        ("whereis_consistent", "whereis consistent (ReadIndex)"),
+    ):
+        out.add(f"{row_key}_p50_ms", f"{what} p50", rows[row_key].p50_s * 1e3, "ms")
+        out.add(f"{row_key}_p99_ms", f"{what} p99", rows[row_key].p99_s * 1e3, "ms")
+    for concurrency in (1, params.concurrency):
+        row = rows[f"call_c{concurrency}"]
+        out.add(
+            f"call_c{concurrency}_p50_ms",
+            f"call c={concurrency} p50",
+            row.p50_s * 1e3,
+            "ms",
+            target=Target(op="<=", bound=CALL_P50_TARGET_MS) if concurrency == 1 else None,
+        )
+        out.add(f"call_c{concurrency}_p99_ms", f"call c={concurrency} p99", row.p99_s * 1e3, "ms")
+        out.add(f"call_c{concurrency}_per_s", f"call c={concurrency}", row.per_s, "calls/s")
+    out.details.update(
+        names=count,
+        payload_bytes=len(PAYLOAD),
+        rows={k: v.to_json() for k, v in rows.items()},
+        client_calls=after.calls - before.calls,
+        client_calls_forwarded=after.calls_forwarded - before.calls_forwarded,
+        client_retries=after.retries - before.retries,
+    )

@@ -1,0 +1,235 @@
+"""Rebalance after a node joins, and heal after a paused node comes back.
+
+The real node has no runtime membership change yet (no AddMember RPC; only the simulator
+calls ``propose_conf_change``), so the joining node is a *bootstrap voter declared from
+the start but started late*: ``nodes + 1`` voters are in every node's ``--peers``, the
+first ``nodes`` start (a quorum of the ``nodes + 1``), ``names`` echo workers are
+registered and placed on them, then the last node starts. It joins the view with
+``MemberUp`` and the ring gives it its share of names; each moves by handoff through the
+log.
+
+Rebalance time runs from the poll that first sees the new node up in the leader's view
+(``join``; the spawn-to-join time is reported apart, it is mostly Python start-up) until
+the per-member holder counts of the leader's ``ClusterStatus`` equal the counts placement
+predicts over the full view; an exact check then lists every name and compares its holder
+with its owner (``registry.core.placement``, the same pure function the nodes use). Polls
+are every ``POLL_S`` seconds, so figures are that coarse.
+
+Heal: there are no network namespaces here, so the "minority partition" is a paused node
+(``SIGSTOP``): a minority of one that stops answering without closing connections. The
+bench pauses a follower that holds names, waits until they failed over, resumes it
+(``SIGCONT``) and times from the resume until every name is back at its owner.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from registry.bench.clusters import leader_status, seeds, wait_names, wait_whole
+from registry.bench.load import Progress, run_lanes
+from registry.bench.params import Params
+from registry.bench.results import SectionResult, Target
+from registry.client import Client, Registration
+from registry.core.commands import NameSpec
+from registry.core.placement import Candidate, Placement
+from registry.testing.local_cluster import LocalCluster, Timeout
+from registry.v1 import registry_pb2 as pb
+
+PREFIX = "bench/rebalance/"
+KIND = "echo"
+POLL_S = 0.1
+CONVERGE_TIMEOUT_S = 300.0
+TARGET_S_PER_100K = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Converged:
+    at: float
+    """``time.monotonic()`` of the poll whose counts matched (then checked exactly)."""
+    polls: int
+
+
+def expected_owners(names: list[str], up: list[str]) -> dict[str, str]:
+    members = {n: Candidate(node=n, roles=frozenset(), kinds=frozenset(), up=True) for n in up}
+    placement = Placement()
+    out = {}
+    for name in names:
+        owner = placement.owner(NameSpec(name=name, kind=KIND), members, 1)
+        assert owner is not None
+        out[name] = owner
+    return out
+
+
+def _mismatches(c: LocalCluster, want: dict[str, str], limit: int) -> list[str]:
+    leader = leader_status(c).leader
+    reply = c.stub(leader).List(pb.ListRequest(prefix=PREFIX, limit=limit + 1), timeout=60)
+    held = {loc.name: loc.node for loc in reply.locations}
+    wrong = [
+        f"{n}: held by {held.get(n) or '-'}, owner {o}" for n, o in want.items() if held.get(n) != o
+    ]
+    return wrong
+
+
+def wait_converged(
+    c: LocalCluster,
+    want: dict[str, str],
+    progress: Progress,
+    *,
+    require_up: str,
+) -> Converged:
+    """Poll until the leader's holder counts equal ``want``'s and ``require_up`` is up,
+    then confirm name by name (see the module docstring)."""
+    counts = collections.Counter(want.values())
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    polls = 0
+    while True:
+        polls += 1
+        now = time.monotonic()
+        try:
+            s = leader_status(c)
+        except Exception as exc:  # a leader change or a slow answer: poll again
+            progress.waiting(f"no status ({exc.__class__.__name__})")
+            s = None
+        if s is not None:
+            up = {m.id for m in s.members if m.up}
+            have = {m.id: m.activations for m in s.members}
+            if require_up in up and all(have.get(n, 0) == k for n, k in counts.items()):
+                wrong = _mismatches(c, want, len(want))
+                if not wrong:
+                    return Converged(at=now, polls=polls)
+                progress.say(f"counts match but {len(wrong)} names differ, e.g. {wrong[:2]}")
+            else:
+                progress.waiting(
+                    f"holders {dict(sorted(have.items()))}, want {dict(sorted(counts.items()))}"
+                )
+        if now > deadline:
+            raise Timeout(f"names not at their owners after {CONVERGE_TIMEOUT_S} s")
+        time.sleep(POLL_S)
+
+
+def _wait_member(c: LocalCluster, node: str, up: bool, progress: Progress) -> float:
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while True:
+        now = time.monotonic()
+        try:
+            members = {m.id: m.up for m in leader_status(c).members}
+        except Exception as exc:
+            progress.waiting(f"no status ({exc.__class__.__name__})")
+            members = {}
+        if members.get(node, False) == up:
+            return now
+        if now > deadline:
+            raise Timeout(f"{node} not {'up' if up else 'down'} in the view")
+        progress.waiting(f"waiting for {node} to be {'up' if up else 'down'}")
+        time.sleep(POLL_S)
+
+
+async def register(c: LocalCluster, params: Params, progress: Progress) -> float:
+    """Register the rebalance names (batched); returns names per second."""
+    n = params.names
+    progress.step(f"rebalance: registering {n:,} names on {len(c.running_ids())} nodes")
+    async with Client(seeds(c), timeout=120.0) as client:
+
+        async def many(b: int) -> object:
+            first = b * params.batch
+            return await client.register_many(
+                [
+                    Registration(f"{PREFIX}{i}", KIND)
+                    for i in range(first, min(first + params.batch, n))
+                ]
+            )
+
+        batches = (n + params.batch - 1) // params.batch
+        row = await run_lanes(
+            many, batches, params.batch_concurrency, progress, "names", weight=params.batch
+        )
+    wait_names(c, n, CONVERGE_TIMEOUT_S, progress)
+    return n / row.wall_s
+
+
+def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
+    """``c`` has ``nodes + 1`` declared voters, the first ``nodes`` running and holding
+    the names ``register`` put there."""
+    n = params.names
+    names = [f"{PREFIX}{i}" for i in range(n)]
+    joiner = c.ids[-1]
+    before = expected_owners(names, c.ids[:-1])
+    want = expected_owners(names, c.ids)
+    moved = sum(1 for name in names if before[name] != want[name])
+
+    progress.step(f"rebalance: starting {joiner}; {moved:,} of {n:,} names should move to it")
+    spawned = time.monotonic()
+    c.start_node(joiner)
+    joined = _wait_member(c, joiner, True, progress)
+    done = wait_converged(c, want, progress, require_up=joiner)
+    rebalance_s = done.at - joined
+    target_s = TARGET_S_PER_100K * n / 100_000
+    out.add(
+        "rebalance_s",
+        f"rebalance {n:,} names onto a joining node",
+        rebalance_s,
+        "s",
+        target=Target(
+            op="<=",
+            bound=target_s,
+            note="10 s per 100k names" + ("" if n == 100_000 else f", scaled to {n:,}"),
+        ),
+        note=f"{moved:,} names moved; from MemberUp to every name at its owner",
+    )
+    out.add("moved_per_s", "names moved per second (rebalance)", moved / rebalance_s, "names/s")
+    out.details.update(
+        names=n,
+        moved=moved,
+        joiner=joiner,
+        joiner_kind="bootstrap voter started late (no runtime membership change yet)",
+        spawn_to_join_s=round(joined - spawned, 3),
+        join_to_converged_s=round(rebalance_s, 4),
+        polls=done.polls,
+        poll_s=POLL_S,
+    )
+    wait_whole(c, c.ids, 60)
+    heal(c, want, progress, out)
+
+
+def heal(c: LocalCluster, want: dict[str, str], progress: Progress, out: SectionResult) -> None:
+    status = leader_status(c)
+    held = {m.id: m.activations for m in status.members}
+    followers = [n for n in reversed(c.ids) if n != status.leader and held.get(n, 0) > 0]
+    victim = followers[0]
+    node = c.nodes[victim]
+    assert node.proc is not None
+    pid = node.proc.pid
+    progress.step(f"heal: pausing {victim} (SIGSTOP), {held[victim]:,} names on it")
+    paused = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        down = _wait_member(c, victim, False, progress)
+        others = [n for n in c.ids if n != victim]
+        failed_over = wait_converged(
+            c, expected_owners(list(want), others), progress, require_up=others[0]
+        )
+    finally:
+        resumed = time.monotonic()
+        os.kill(pid, signal.SIGCONT)
+    progress.step(f"heal: resumed {victim} (SIGCONT); waiting for its names to come back")
+    healed = wait_converged(c, want, progress, require_up=victim)
+    heal_s = healed.at - resumed
+    out.add(
+        "heal_s",
+        "heal: every name at its owner after a paused node resumes",
+        heal_s,
+        "s",
+        note="minority of one paused with SIGSTOP, not a network partition",
+    )
+    out.details["heal"] = {
+        "victim": victim,
+        "names_on_victim": held[victim],
+        "pause_to_down_s": round(down - paused, 3),
+        "pause_to_failed_over_s": round(failed_over.at - paused, 3),
+        "resume_to_converged_s": round(heal_s, 4),
+        "method": "SIGSTOP/SIGCONT of one follower (a minority of one)",
+    }

@@ -1,0 +1,92 @@
+"""Registration throughput through the SDK: one by one and batched.
+
+- one by one: ``Client.register`` of ``names`` names at ``concurrency`` in flight;
+- batched: ``Client.register_many`` of ``batch`` names per call, ``batch_concurrency``
+  calls in flight.
+
+Every name is an ``echo`` worker placed by the ring, so each registration also starts an
+activation on its owner. The clock stops when the last acknowledgement arrives (the
+entry is committed, fsync'd on a majority and applied on the node that answered); the
+section then checks that the leader lists every name.
+"""
+
+from __future__ import annotations
+
+import time
+
+from registry.bench.clusters import leader_status, seeds
+from registry.bench.load import Progress, run_lanes
+from registry.bench.params import Params
+from registry.bench.results import SectionResult, Target
+from registry.client import Client, Registration
+from registry.testing.local_cluster import LocalCluster, wait_for
+
+ONE_PREFIX = "bench/one/"
+BATCH_PREFIX = "bench/batch/"
+KIND = "echo"
+ONE_TARGET_PER_S = 2_000.0
+BATCH_TARGET_PER_S = 25_000.0
+
+
+async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
+    n = params.names
+    names_before = leader_status(c).names
+    async with Client(seeds(c), timeout=60.0) as client:
+        progress.step(f"registrations one by one ({n:,} names, {params.concurrency} in flight)")
+
+        async def one(i: int) -> object:
+            return await client.register(f"{ONE_PREFIX}{i}", KIND)
+
+        single = await run_lanes(one, n, params.concurrency, progress, "names")
+        out.add(
+            "one_by_one_per_s",
+            f"register one by one (c={params.concurrency})",
+            single.per_s,
+            "names/s",
+            target=Target(op=">=", bound=ONE_TARGET_PER_S),
+        )
+        out.add("one_by_one_p50_ms", "register one by one p50", single.p50_s * 1e3, "ms")
+        out.add("one_by_one_p99_ms", "register one by one p99", single.p99_s * 1e3, "ms")
+
+        batches = (n + params.batch - 1) // params.batch
+        progress.step(
+            f"registrations batched ({n:,} names, {params.batch} per call, "
+            f"{params.batch_concurrency} calls in flight)"
+        )
+
+        async def many(b: int) -> object:
+            first = b * params.batch
+            last = min(first + params.batch, n)
+            return await client.register_many(
+                [Registration(f"{BATCH_PREFIX}{i}", KIND) for i in range(first, last)]
+            )
+
+        batched = await run_lanes(
+            many, batches, params.batch_concurrency, progress, "names", weight=params.batch
+        )
+        out.add(
+            "batched_per_s",
+            f"register batched ({params.batch}/call, {params.batch_concurrency} in flight)",
+            n / batched.wall_s,
+            "names/s",
+            target=Target(op=">=", bound=BATCH_TARGET_PER_S),
+        )
+        out.add("batched_call_p50_ms", "register_many call p50", batched.p50_s * 1e3, "ms")
+
+    expected = names_before + 2 * n
+    started = time.monotonic()
+
+    def all_listed() -> int | None:
+        listed = leader_status(c).names
+        return listed if listed == expected else None
+
+    listed = wait_for(f"the leader to list all {expected:,} names", all_listed, 60.0, 0.2)
+    out.details.update(
+        names=n,
+        names_listed=listed,
+        names_before=names_before,
+        check_s=round(time.monotonic() - started, 3),
+        one_by_one=single.to_json(),
+        batched=batched.to_json(),
+        kind=KIND,
+    )
