@@ -144,7 +144,13 @@ def _config(cluster: LocalCluster) -> str:
 
 
 @pytest.fixture
-def prom_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+def prom_binary() -> str:
+    """The Prometheus binary, checked before any node is started."""
+    return _prometheus_binary()
+
+
+@pytest.fixture
+def prom_cluster(tmp_path: Path, prom_binary: str) -> Iterator[LocalCluster]:
     c = LocalCluster(tmp_path / "nodes", 3, preset="local", worker_modules=("registry.examples",))
     try:
         c.start(timeout=30.0)
@@ -159,8 +165,9 @@ def prom_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def prom_server(tmp_path: Path, prom_cluster: LocalCluster) -> Iterator[Prometheus]:
-    binary = _prometheus_binary()
+def prom_server(
+    tmp_path: Path, prom_binary: str, prom_cluster: LocalCluster
+) -> Iterator[Prometheus]:
     config = tmp_path / "prometheus.yml"
     config.write_text(_config(prom_cluster), encoding="utf-8")
     (port,) = free_ports(1)
@@ -169,7 +176,7 @@ def prom_server(tmp_path: Path, prom_cluster: LocalCluster) -> Iterator[Promethe
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
-                binary,
+                prom_binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address={address}",
