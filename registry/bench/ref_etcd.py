@@ -2,10 +2,11 @@
 
 Debian's ``etcd-server`` package (``/usr/bin/etcd``; ``apt-get install etcd-server``,
 which ``.ci/run`` does in CI). Three members on free loopback ports, data in a fresh
-temporary directory (always removed), a unique ``--initial-cluster-token``, no auth, the
-default fsync'ing WAL. The client speaks to etcd's v3 JSON gateway (grpc-gateway) over
-HTTP/1.1 keep-alive connections — one per lane, spread over the three members as
-``clientv3`` spreads its requests — with the same asyncio load generator as our bench:
+temporary directory under the bench's work directory (always removed), a unique
+``--initial-cluster-token``, no auth, the default fsync'ing WAL. The client speaks to
+etcd's v3 JSON gateway (grpc-gateway) over HTTP/1.1 keep-alive connections — one per
+lane, spread over the three members as ``clientv3`` spreads its requests — with the same
+asyncio load generator as our bench:
 
 - one lease is granted; a registration is a txn ``compare create_revision(key) == 0 →
   put(key, kind, lease)`` (create-if-absent with a lease, what an etcd-based registry
@@ -125,7 +126,10 @@ class EtcdCluster:
     """Three ``etcd`` processes on loopback; ``close()`` kills them and removes the data."""
 
     def __init__(self, log_dir: Path) -> None:
-        self.data = Path(tempfile.mkdtemp(prefix="bench-etcd-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # Under the bench's work directory (so its processes are findable by path), but
+        # removed by close() even when the work directory is kept.
+        self.data = Path(tempfile.mkdtemp(prefix="etcd-data-", dir=log_dir))
         self.log_dir = log_dir
         ports = free_ports(2 * MEMBERS)
         self.client_ports = ports[:MEMBERS]
@@ -137,7 +141,6 @@ class EtcdCluster:
 
     def start(self) -> None:
         initial = ",".join(f"{n}={u}" for n, u in zip(self.names, self.peer_urls, strict=True))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         for name, client_port, peer_url in zip(
             self.names, self.client_ports, self.peer_urls, strict=True
         ):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,9 +90,15 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         print(f"registry bench: directory {args.json.parent} does not exist", file=sys.stderr)
         return 2
+    # SIGTERM unwinds like Ctrl-C, so every cluster and etcd the run started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     doc, table = run(params, Progress(quiet=args.quiet))
     print(table, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0 if doc["ok"] else 1
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
