@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from registry.core.replica import BeginHandoff, Replica, ReplicaReady, Start, Stop, StopReason
 
@@ -67,7 +68,7 @@ class EventLog:
             )
         )
 
-    def recent(self, limit: int | None = None) -> list[dict[str, object]]:
+    def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` events (default all kept), newest first, as JSON values."""
         events = list(self._events)[::-1]
         return [asdict(e) for e in events[:limit]]

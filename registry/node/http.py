@@ -64,6 +64,13 @@ class HttpServer:
         host, _, port = address.rpartition(":")
         self._server = await asyncio.start_server(self._handle, host, int(port))
 
+    @property
+    def address(self) -> str:
+        """The ``host:port`` actually bound (the real port when started with port 0)."""
+        assert self._server is not None, "not started"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
