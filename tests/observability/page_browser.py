@@ -179,10 +179,18 @@ class Page:
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.call(method, params, session=self.session)
 
-    def navigate(self, url: str) -> None:
+    def navigate(self, url: str, timeout: float = 15.0) -> None:
+        """Load ``url`` and wait until its document has loaded."""
         reply = self.call("Page.navigate", {"url": url})
         if reply.get("errorText"):
             raise BrowserError(f"navigating to {url}: {reply['errorText']}")
+        target = json.dumps(url)
+        self.wait_for(
+            f"{url} to load",
+            f"location.href === new URL({target}).href && document.readyState === 'complete'",
+            lambda loaded: loaded is True,
+            timeout,
+        )
 
     def evaluate(self, expression: str) -> Any:
         """The JSON value of ``expression`` in the page (promises are awaited)."""
