@@ -13,7 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from registry.node.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DISCOVERY_MODES
+from registry.core.errors import ConfigError
+from registry.node.config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    DISCOVERY_MODES,
+    NodeConfig,
+    load,
+)
 
 DEV_BASE_PORT = DEFAULT_GRPC_PORT
 DEV_HTTP_BASE_PORT = DEFAULT_HTTP_PORT
@@ -92,19 +99,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.set_defaults(handler=run_dev)
 
 
-def run_node(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from registry.core.errors import ConfigError
-    from registry.node.config import load
-    from registry.node.discovery import DiscoveryFailed, discover
-    from registry.node.server import serve
-    from registry.node.storage import DataDirLocked
-
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def node_config(args: argparse.Namespace) -> NodeConfig:
+    """The validated config of ``registry node`` (TOML file, then flags on top)."""
     overrides: dict[str, object] = {
         "id": args.id,
         "listen": args.listen,
@@ -122,19 +118,33 @@ def run_node(args: argparse.Namespace) -> int:
         try:
             overrides["peers"] = dict(p.split("=", 1) for p in args.peers.split(","))
         except ValueError:
-            print(f"error: --peers must look like n1=host:port,... (got {args.peers!r})")
-            return 2
+            raise ConfigError(
+                f"--peers must look like n1=host:port,... (got {args.peers!r})"
+            ) from None
     if args.roles:
         overrides["roles"] = [r for r in args.roles.split(",") if r]
     if args.worker_modules:
         overrides["worker_modules"] = args.worker_modules
+    return load(args.config, **overrides)
 
-    async def discover_and_serve() -> None:
+
+def run_node(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from registry.node.discovery import DiscoveryFailed, discover
+    from registry.node.server import serve
+    from registry.node.storage import DataDirLocked
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def discover_and_serve(cfg: NodeConfig) -> None:
         await serve(await discover(cfg))
 
     try:
-        cfg = load(args.config, **overrides)
-        asyncio.run(discover_and_serve())
+        asyncio.run(discover_and_serve(node_config(args)))
     except (ConfigError, DiscoveryFailed, DataDirLocked, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
