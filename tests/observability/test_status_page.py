@@ -227,3 +227,24 @@ def test_the_json_the_page_reads_answers_bad_queries_with_400(
     assert code == 200
     events = json.loads(body)["events"]
     assert events and {"seq", "time", "kind", "name", "token", "detail"} <= set(events[0])
+
+
+def test_the_page_says_when_its_node_is_gone_and_recovers_by_itself(
+    page_cluster: LocalCluster, page_browser: Browser
+) -> None:
+    c = page_cluster
+    node = c.ids[2]
+    page = page_browser.open(url(c, node))
+    wait_shown(page, "a first update", lambda v: v["conn"].startswith("updated "))
+    c.kill(node)
+    try:
+        view = wait_shown(
+            page, "the page to say the node is gone", lambda v: v["conn"].startswith("cannot")
+        )
+        assert "(retrying)" in view["conn"]
+        assert len(view["members"]) == len(c.ids), "the last data stays on screen"
+    finally:
+        c.restart(node)
+        c.wait_ready(30.0)
+    view = wait_shown(page, "the page to recover", lambda v: v["conn"].startswith("updated "))
+    assert view["node"] == node
