@@ -24,6 +24,7 @@ from registry.bench.clusters import seeds
 from registry.bench.load import Latency, Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
+from registry.bench.writes import Settled, settle
 from registry.client import Client, Registration
 from registry.testing.local_cluster import LocalCluster
 from registry.v1 import registry_pb2 as pb
@@ -43,8 +44,8 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     ops = params.ops
     rows: dict[str, Latency] = {}
     async with (
-        Client(seeds(c), timeout=30.0) as client,
-        Client(seeds(c), cache=False, timeout=30.0) as plain,
+        Client(seeds(c), timeout=120.0) as client,
+        Client(seeds(c), cache=False, timeout=120.0) as plain,
         grpc.aio.insecure_channel(seeds(c)[0]) as channel,
     ):
         stub = registry_pb2_grpc.RegistryStub(channel)
@@ -56,7 +57,8 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         missing = [k for k in keys if await plain.whereis(k) is None]
         for start in range(0, len(missing), params.batch):
             chunk = missing[start : start + params.batch]
-            await client.register_many([Registration(k, "echo") for k in chunk])
+            specs = [Registration(k, "echo") for k in chunk]
+            await settle(lambda specs=specs: client.register_many(specs), Settled())
         deadline = time.monotonic() + 120
         while not all(client.cached(k) for k in keys):
             if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ from registry.bench.clusters import disk_bytes, node_rss, seeds, wait_names
 from registry.bench.load import Progress
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
+from registry.bench.writes import Settled, settle
 from registry.client import Client, Registration
 from registry.testing.local_cluster import LocalCluster
 
@@ -31,13 +32,14 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     rss_before = node_rss(c)
     disk_before = {n: disk_bytes(c.nodes[n].data_dir) for n in c.running_ids()}
     progress.step(f"memory: registering {params.names:,} idle {KIND} names pinned to {pinned}")
+    settled = Settled()
     async with Client(seeds(c), timeout=120.0) as client:
         for start in range(0, params.names, params.batch):
             batch = [
                 Registration(f"{PREFIX}{i}", KIND, priority=pinned)
                 for i in range(start, min(start + params.batch, params.names))
             ]
-            await client.register_many(batch)
+            await settle(lambda batch=batch: client.register_many(batch), settled)
             progress.tick(start + len(batch), params.names, "names")
     wait_names(c, params.names, 300.0, progress)
     rss_after = node_rss(c)
@@ -85,6 +87,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     out.details.update(
         names=n,
         pinned_to=pinned,
+        writes=settled.to_json(),
         rss_before_bytes=rss_before,
         rss_after_bytes=rss_after,
         disk_before_bytes=disk_before,

@@ -33,6 +33,7 @@ from registry.bench.clusters import leader_status, seeds, wait_names, wait_whole
 from registry.bench.load import Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
+from registry.bench.writes import Settled, settle
 from registry.client import Client, Registration
 from registry.core.commands import NameSpec
 from registry.core.placement import Candidate, Placement
@@ -66,6 +67,8 @@ def expected_owners(names: list[str], up: list[str]) -> dict[str, str]:
 
 def _mismatches(c: LocalCluster, want: dict[str, str], limit: int) -> list[str]:
     leader = leader_status(c).leader
+    if not leader:
+        return ["no leader"]
     reply = c.stub(leader).List(pb.ListRequest(prefix=PREFIX, limit=limit + 1), timeout=60)
     held = {loc.name: loc.node for loc in reply.locations}
     wrong = [
@@ -98,7 +101,10 @@ def wait_converged(
             up = {m.id for m in s.members if m.up}
             have = {m.id: m.activations for m in s.members}
             if require_up in up and all(have.get(n, 0) == k for n, k in counts.items()):
-                wrong = _mismatches(c, want, len(want))
+                try:
+                    wrong = _mismatches(c, want, len(want))
+                except Exception as exc:  # the leader changed under the listing
+                    wrong = [f"listing failed: {exc.__class__.__name__}"]
                 if not wrong:
                     return Converged(at=now, polls=polls)
                 progress.say(f"counts match but {len(wrong)} names differ, e.g. {wrong[:2]}")
@@ -134,14 +140,11 @@ async def register(c: LocalCluster, params: Params, progress: Progress) -> float
     progress.step(f"rebalance: registering {n:,} names on {len(c.running_ids())} nodes")
     async with Client(seeds(c), timeout=120.0) as client:
 
-        async def many(b: int) -> object:
+        async def many(b: int) -> None:
             first = b * params.batch
-            return await client.register_many(
-                [
-                    Registration(f"{PREFIX}{i}", KIND)
-                    for i in range(first, min(first + params.batch, n))
-                ]
-            )
+            last = min(first + params.batch, n)
+            specs = [Registration(f"{PREFIX}{i}", KIND) for i in range(first, last)]
+            await settle(lambda: client.register_many(specs), Settled())
 
         batches = (n + params.batch - 1) // params.batch
         row = await run_lanes(
@@ -191,11 +194,11 @@ def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult)
         polls=done.polls,
         poll_s=POLL_S,
     )
-    wait_whole(c, c.ids, 60)
     heal(c, want, progress, out)
 
 
 def heal(c: LocalCluster, want: dict[str, str], progress: Progress, out: SectionResult) -> None:
+    wait_whole(c, c.ids, 60)
     status = leader_status(c)
     held = {m.id: m.activations for m in status.members}
     followers = [n for n in reversed(c.ids) if n != status.leader and held.get(n, 0) > 0]

@@ -7,7 +7,8 @@
 Every name is an ``echo`` worker placed by the ring, so each registration also starts an
 activation on its owner. The clock stops when the last acknowledgement arrives (the
 entry is committed, fsync'd on a majority and applied on the node that answered); the
-section then checks that the leader lists every name.
+section then checks that the leader lists every name. A write made ambiguous by a leader
+change is settled by retrying it (``writes``); the retries are counted in ``details``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from registry.bench.clusters import leader_status, seeds
 from registry.bench.load import Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
+from registry.bench.writes import Settled, settle
 from registry.client import Client, Registration
 from registry.testing.local_cluster import LocalCluster, wait_for
 
@@ -30,12 +32,14 @@ BATCH_TARGET_PER_S = 25_000.0
 
 async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
     n = params.names
-    names_before = leader_status(c).names
+    status = leader_status(c)
+    names_before, term_before = status.names, status.term
+    single_writes, batch_writes = Settled(), Settled()
     async with Client(seeds(c), timeout=60.0) as client:
         progress.step(f"registrations one by one ({n:,} names, {params.concurrency} in flight)")
 
-        async def one(i: int) -> object:
-            return await client.register(f"{ONE_PREFIX}{i}", KIND)
+        async def one(i: int) -> None:
+            await settle(lambda: client.register(f"{ONE_PREFIX}{i}", KIND), single_writes)
 
         single = await run_lanes(one, n, params.concurrency, progress, "names")
         out.add(
@@ -54,12 +58,13 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
             f"{params.batch_concurrency} calls in flight)"
         )
 
-        async def many(b: int) -> object:
+        async def many(b: int) -> None:
             first = b * params.batch
-            last = min(first + params.batch, n)
-            return await client.register_many(
-                [Registration(f"{BATCH_PREFIX}{i}", KIND) for i in range(first, last)]
-            )
+            specs = [
+                Registration(f"{BATCH_PREFIX}{i}", KIND)
+                for i in range(first, min(first + params.batch, n))
+            ]
+            await settle(lambda: client.register_many(specs), batch_writes)
 
         batched = await run_lanes(
             many, batches, params.batch_concurrency, progress, "names", weight=params.batch
@@ -88,5 +93,9 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         check_s=round(time.monotonic() - started, 3),
         one_by_one=single.to_json(),
         batched=batched.to_json(),
+        one_by_one_writes=single_writes.to_json(),
+        batched_writes=batch_writes.to_json(),
+        raft_term_before=term_before,
+        raft_term_after=leader_status(c).term,
         kind=KIND,
     )
