@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import grpc.aio
@@ -58,7 +59,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         for start in range(0, len(missing), params.batch):
             chunk = missing[start : start + params.batch]
             specs = [Registration(k, "echo") for k in chunk]
-            await settle(lambda specs=specs: client.register_many(specs), Settled())
+            await settle(partial(client.register_many, specs), Settled())
         deadline = time.monotonic() + 120
         while not all(client.cached(k) for k in keys):
             if time.monotonic() > deadline:

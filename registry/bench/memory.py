@@ -12,6 +12,7 @@ registration itself is included (the figure errs on the high side).
 from __future__ import annotations
 
 import statistics
+from functools import partial
 
 from registry.bench.clusters import disk_bytes, node_rss, seeds, wait_names
 from registry.bench.load import Progress
@@ -39,7 +40,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
                 Registration(f"{PREFIX}{i}", KIND, priority=pinned)
                 for i in range(start, min(start + params.batch, params.names))
             ]
-            await settle(lambda batch=batch: client.register_many(batch), settled)
+            await settle(partial(client.register_many, batch), settled)
             progress.tick(start + len(batch), params.names, "names")
     wait_names(c, params.names, 300.0, progress)
     rss_after = node_rss(c)
