@@ -61,10 +61,17 @@ class Progress:
 @dataclass(frozen=True, slots=True)
 class Latency:
     n: int
+    """Operations done (fewer than asked when the time budget ran out)."""
     wall_s: float
     p50_s: float
     p99_s: float
     max_s: float
+    asked: int = 0
+    """Operations asked for."""
+
+    @property
+    def complete(self) -> bool:
+        return self.n >= self.asked
 
     @property
     def per_s(self) -> float:
@@ -78,12 +85,14 @@ class Latency:
             "p99_ms": self.p99_s * 1e3,
             "max_ms": self.max_s * 1e3,
             "per_s": round(self.per_s, 1),
+            "asked": self.asked,
+            "complete": self.complete,
         }
 
 
-def summarize(samples: list[float], wall_s: float) -> Latency:
+def summarize(samples: list[float], wall_s: float, asked: int = 0) -> Latency:
     if not samples:
-        raise ValueError("no samples")
+        raise ValueError("no operation finished")
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return Latency(
@@ -92,6 +101,7 @@ def summarize(samples: list[float], wall_s: float) -> Latency:
         p50_s=statistics.median(ordered),
         p99_s=p99,
         max_s=ordered[-1],
+        asked=asked or len(ordered),
     )
 
 
@@ -102,15 +112,21 @@ async def run_lanes(
     progress: Progress | None = None,
     unit: str = "ops",
     weight: int = 1,
+    budget_s: float | None = None,
 ) -> Latency:
     """Run ``ops`` operations over ``concurrency`` lanes; ``weight`` items per operation
-    for the progress line (e.g. names per batch)."""
+    for the progress line (e.g. names per batch). After ``budget_s`` seconds lanes take
+    no new operation: the result then has fewer than ``ops`` (``complete`` is false), so
+    a slow system still gives a figure in bounded time."""
     samples: list[float] = []
     counter = iter(range(ops))
     perf = time.perf_counter
+    stop_at = perf() + budget_s if budget_s is not None else float("inf")
 
     async def lane() -> None:
         for i in counter:
+            if perf() > stop_at:
+                return
             started = perf()
             await op(i)
             samples.append(perf() - started)
@@ -119,4 +135,4 @@ async def run_lanes(
 
     wall_started = perf()
     await asyncio.gather(*(lane() for _ in range(max(1, min(concurrency, ops)))))
-    return summarize(samples, perf() - wall_started)
+    return summarize(samples, perf() - wall_started, ops)

@@ -75,23 +75,33 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
 
         progress.step(f"whereis from the cache ({ops * 10:,} lookups)")
         rows["whereis_cache"] = await run_lanes(
-            lambda i: client.whereis(key(i)), ops * 10, 1, progress
+            lambda i: client.whereis(key(i)), ops * 10, 1, progress, budget_s=params.budget_s
         )
         progress.step(f"whereis by RPC ({ops:,})")
-        rows["whereis_rpc"] = await run_lanes(lambda i: plain.whereis(key(i)), ops, 1, progress)
+        rows["whereis_rpc"] = await run_lanes(
+            lambda i: plain.whereis(key(i)), ops, 1, progress, budget_s=params.budget_s
+        )
         progress.step(f"whereis consistent ({ops:,})")
         rows["whereis_consistent"] = await run_lanes(
-            lambda i: plain.whereis(key(i), consistent=True), ops, 1, progress
+            lambda i: plain.whereis(key(i), consistent=True),
+            ops,
+            1,
+            progress,
+            budget_s=params.budget_s,
         )
         before = client.stats
         for concurrency in (1, params.concurrency):
             progress.step(f"call c={concurrency} ({ops:,})")
             rows[f"call_c{concurrency}"] = await run_lanes(
-                lambda i: client.call(key(i), PAYLOAD), ops, concurrency, progress
+                lambda i: client.call(key(i), PAYLOAD),
+                ops,
+                concurrency,
+                progress,
+                budget_s=params.budget_s,
             )
             progress.step(f"call via one node's stub c={concurrency} ({ops:,})")
             rows[f"bare_call_c{concurrency}"] = await run_lanes(
-                lambda i: bare_call(key(i)), ops, concurrency, progress
+                lambda i: bare_call(key(i)), ops, concurrency, progress, budget_s=params.budget_s
             )
         after = client.stats
 

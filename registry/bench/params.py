@@ -16,6 +16,8 @@ FULL_OPS = 10_000
 QUICK_OPS = 2_000
 FULL_FAILOVER_RUNS = 10
 QUICK_FAILOVER_RUNS = 3
+FULL_BUDGET_S = 300.0
+QUICK_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +37,9 @@ class Params:
     """Names per ``register_many`` call."""
     batch_concurrency: int = 4
     """``register_many`` calls in flight."""
+    budget_s: float = FULL_BUDGET_S
+    """Longest one measured run (a registration run, a latency row) may take, seconds;
+    past it no new operation starts and the figure is over what was done."""
     etcd_txn_ops: int = 128
     """Operations per etcd txn in its batched run (etcd's default ``--max-txn-ops``)."""
     sections: tuple[str, ...] = SECTIONS
@@ -52,6 +57,8 @@ class Params:
             problems.append(f"--names must be ≥ 10 (got {self.names})")
         if self.ops < 10:
             problems.append(f"--ops must be ≥ 10 (got {self.ops})")
+        if self.budget_s <= 0:
+            problems.append(f"--budget must be > 0 s (got {self.budget_s})")
         if self.failover_runs < 1:
             problems.append(f"--failover-runs must be ≥ 1 (got {self.failover_runs})")
         if not 1 <= self.batch <= 10_000:

@@ -252,14 +252,22 @@ async def _measure(
                 lane_of[task] = next(next_lane)
             return lane_of[task]
 
+        done: dict[str, int] = {ONE_PREFIX: 0, BATCH_PREFIX: 0}
+
         async def txn(keys: list[str]) -> None:
             reply = await conn().post(f"{prefix}/kv/txn", _txn(keys, lease))
             if not reply.get("succeeded"):
                 raise RuntimeError(f"etcd txn did not succeed (a key existed?): {reply}")
+            done[ONE_PREFIX if keys[0].startswith(ONE_PREFIX) else BATCH_PREFIX] += len(keys)
 
         progress.step(f"etcd one by one ({n:,} txns, {params.concurrency} in flight)")
         single = await run_lanes(
-            lambda i: txn([f"{ONE_PREFIX}{i}"]), n, params.concurrency, progress, "names"
+            lambda i: txn([f"{ONE_PREFIX}{i}"]),
+            n,
+            params.concurrency,
+            progress,
+            "names",
+            budget_s=params.budget_s,
         )
         lane_of.clear()
         next_lane = iter(lanes)
@@ -275,14 +283,16 @@ async def _measure(
             progress,
             "names",
             weight=size,
+            budget_s=params.budget_s,
         )
         counted = await admin.post(
             f"{prefix}/kv/range",
             {"key": b64("bench/"), "range_end": b64("bench0"), "count_only": True},
         )
         keys = int(counted.get("count", 0))
-        if keys != 2 * n + 1:  # + the readiness key
-            raise RuntimeError(f"etcd holds {keys} bench keys, expected {2 * n + 1}")
+        expected = done[ONE_PREFIX] + done[BATCH_PREFIX] + 1  # + the readiness key
+        if keys != expected:
+            raise RuntimeError(f"etcd holds {keys} bench keys, expected {expected}")
     finally:
         await admin.close()
         for lane in lanes:
@@ -297,7 +307,7 @@ async def _measure(
     out.add(
         "batched_per_s",
         f"etcd register batched ({size}/txn = max-txn-ops, {params.etcd_in_flight} in flight)",
-        n / batched.wall_s,
+        done[BATCH_PREFIX] / batched.wall_s,
         "names/s",
     )
     out.details.update(
@@ -305,6 +315,8 @@ async def _measure(
         members=MEMBERS,
         names=n,
         keys_counted=keys,
+        names_one_by_one=done[ONE_PREFIX],
+        names_batched=done[BATCH_PREFIX],
         txn_ops=size,
         batched_in_flight=params.etcd_in_flight,
         one_by_one=single.to_json(),

@@ -59,7 +59,7 @@ async def run(params: Params, progress: Progress, out: SectionResult) -> None:
             for concurrency in (1, params.concurrency):
                 progress.step(f"raw grpc.aio echo c={concurrency} ({params.ops:,})")
                 rows[f"echo_c{concurrency}"] = await run_lanes(
-                    call, params.ops, concurrency, progress
+                    call, params.ops, concurrency, progress, budget_s=params.budget_s
                 )
     finally:
         if server.stdin is not None:

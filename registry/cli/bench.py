@@ -41,6 +41,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=("local", "lan", "wan"),
         help="timing preset of every cluster (default lan: the failover target is for lan)",
     )
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="seconds one measured run may take before it stops early (300; quick 30)",
+    )
     p.add_argument("--skip-etcd", action="store_true", help="do not run the etcd reference")
     p.add_argument(
         "--only",
@@ -79,6 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
             failover_runs=args.failover_runs
             or (defaults.QUICK_FAILOVER_RUNS if quick else defaults.FULL_FAILOVER_RUNS),
             preset=args.preset,
+            budget_s=args.budget or (defaults.QUICK_BUDGET_S if quick else defaults.FULL_BUDGET_S),
             sections=sections,
             work_dir=args.dir,
             keep=args.dir is not None,

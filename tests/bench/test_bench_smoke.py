@@ -63,7 +63,7 @@ def bench_run(tmp_path: Path, etcd_present: None) -> Iterator[tuple[dict[str, An
     argv = [
         sys.executable, "-m", "registry.cli", "bench",
         "--names", str(NAMES), "--ops", "50", "--failover-runs", "1",
-        "--dir", str(work), "--json", str(out),
+        "--budget", "60", "--dir", str(work), "--json", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(
         argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -123,6 +123,7 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert fo["failover.median_s"]["value"] <= fo["failover.max_s"]["value"]
 
     reg = sections["registrations"]["details"]
+    assert reg["names_one_by_one"] == reg["names_batched"] == NAMES
     assert reg["names_listed"] == reg["names_before"] + 2 * NAMES
     assert sections["memory"]["details"]["names"] == NAMES
     assert len(sections["failover"]["details"]["runs"]) == 1
