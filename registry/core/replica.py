@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 from registry.core.commands import Command, InvalidCommand, Released, decode, encode
 from registry.core.config import RaftConfig
@@ -33,7 +34,7 @@ from registry.core.messages import (
     Snapshot,
 )
 from registry.core.raft import RawNode, Rng
-from registry.core.state import Activation, Code, RegistryState, Result
+from registry.core.state import Activation, Code, NameRecord, RegistryState, Result
 from registry.core.timing import MembershipConfig
 
 
@@ -112,6 +113,10 @@ class _Release:
 
 
 class Replica:
+    reconcile_everything: ClassVar[bool] = False
+    """Rescan every name on every Ready: the slow reference the incremental reconcile
+    is checked against (tests/sim/test_incremental_reconcile.py)."""
+
     def __init__(
         self,
         raft_cfg: RaftConfig,
@@ -141,6 +146,10 @@ class Replica:
         self._was_leader = False
         self._had_lease = False
         self._dirty = True
+        self._full_reconcile = True
+        self._reconciled_view: tuple[bool, int, int] | None = None
+        self._touched: set[str] = set()
+        """Names to reconcile besides those the state machine touched."""
 
     @property
     def id(self) -> NodeId:
@@ -215,6 +224,7 @@ class Replica:
         if rd.snapshot is not None:
             self.state = RegistryState.restore(rd.snapshot.data)
             self._dirty = True
+            self._full_reconcile = True
         applied = self._apply(rd)
         last = rd.committed[-1].index if rd.committed else 0
         snap = rd.snapshot.meta.index if rd.snapshot else 0
@@ -289,6 +299,7 @@ class Replica:
             if record is None or record.token != release.token:
                 del self._releases[name]
                 self._dirty = True
+                self._touched.add(name)
                 continue
             if now - release.sent_tick < self.cfg.retry_tick or not leader:
                 continue
@@ -326,41 +337,47 @@ class Replica:
             self._outbox.append(ack)
 
     def _reconcile(self) -> list[Effect]:
+        """Level-triggered, but only over what can have changed: every name after a
+        view, lease, incarnation or snapshot change; otherwise just the names the applied
+        entries touched (a batch of 1000 registrations must not rescan 100k names)."""
         self._dirty = False
         effects: list[Effect] = []
+        full = self._full_reconcile or self.reconcile_everything
         if self.agent.check_fence(running=bool(self._running)):
             self._new_incarnation = self.agent.incarnation
             for name, token in sorted(self._running.items()):
                 effects.append(Stop(name=name, token=token, reason=StopReason.QUORUM_LOST))
             self._running.clear()
             self._handoff_asked.clear()
+            full = True
         lease = self.agent.has_lease()
         self._had_lease = lease
-        desired = self.state.activations_for(self.id, self.incarnation) if lease else {}
-        for name, token in sorted(self._running.items()):
-            want = desired.get(name)
-            if want is None or want.token != token:
-                if not lease:
-                    reason = StopReason.QUORUM_LOST
-                elif self.state.registered(name) is None:
-                    reason = StopReason.UNREGISTERED
-                else:
-                    reason = StopReason.SUPERSEDED
-                effects.append(Stop(name=name, token=token, reason=reason))
-                del self._running[name]
-                record = self.state.names.get(name)
-                if lease and record is not None and record.unregistering and record.token == token:
-                    # Confirm the stop so the name can be registered again.
-                    self._releases[name] = _Release(token=token, state=None, sent_tick=-(10**9))
+        view = (lease, self.incarnation, self.state.epoch)
+        full = full or view != self._reconciled_view
+        self._reconciled_view = view
+        self._full_reconcile = False
+        touched = self.state.take_touched() | self._touched
+        self._touched = set()
+        if full:
+            held = list(self.state.held_by(self.id))
+            running = sorted(self._running.items())
+        else:
+            records = (self.state.names.get(name) for name in sorted(touched))
+            held = [r for r in records if r is not None and r.holder == self.id]
+            running = [(n, self._running[n]) for n in sorted(touched) if n in self._running]
+        mine = [r for r in held if r.holder_incarnation == self.incarnation]
+        desired = (
+            {r.spec.name: r.activation() for r in mine if not r.unregistering} if lease else {}
+        )
+        effects += self._stop_unwanted(running, desired, lease)
         if lease:
             # A name unregistered before this holder ever started it (both entries applied
             # in one Ready, say) is not running here either: confirm that too, or it stays
             # half-unregistered for as long as this incarnation lives.
-            for record in self.state.held_by(self.id):
+            for record in mine:
                 name = record.spec.name
                 if (
                     record.unregistering
-                    and record.holder_incarnation == self.incarnation
                     and name not in self._running
                     and name not in self._releases
                 ):
@@ -374,19 +391,50 @@ class Replica:
             effects.append(Start(activation=activation))
             self._running[name] = activation.token
         if lease:
-            epoch = self.state.epoch
-            for record in self.state.moving_from(self.id, self.incarnation):
-                name = record.spec.name
-                if self._running.get(name) != record.token:
-                    continue
-                if self._handoff_asked.get(name) == (record.token, epoch):
-                    continue
-                self._handoff_asked[name] = (record.token, epoch)
-                effects.append(
-                    BeginHandoff(
-                        name=name,
-                        token=record.token,
-                        deadline_tick=self.agent.ticks + self.cfg.handoff_deadline_tick,
-                    )
+            effects += self._begin_handoffs(mine)
+        return effects
+
+    def _stop_unwanted(
+        self, running: list[tuple[str, int]], desired: dict[str, Activation], lease: bool
+    ) -> list[Effect]:
+        effects: list[Effect] = []
+        for name, token in running:
+            want = desired.get(name)
+            if want is not None and want.token == token:
+                continue
+            if not lease:
+                reason = StopReason.QUORUM_LOST
+            elif self.state.registered(name) is None:
+                reason = StopReason.UNREGISTERED
+            else:
+                reason = StopReason.SUPERSEDED
+            effects.append(Stop(name=name, token=token, reason=reason))
+            del self._running[name]
+            record = self.state.names.get(name)
+            if lease and record is not None and record.unregistering and record.token == token:
+                # Confirm the stop so the name can be registered again.
+                self._releases[name] = _Release(token=token, state=None, sent_tick=-(10**9))
+        return effects
+
+    def _begin_handoffs(self, mine: list[NameRecord]) -> list[Effect]:
+        """Names held here whose owner is now someone else: hand them off, once per
+        (token, view epoch)."""
+        effects: list[Effect] = []
+        epoch = self.state.epoch
+        for record in mine:
+            name = record.spec.name
+            if record.unregistering or self._running.get(name) != record.token:
+                continue
+            if self._handoff_asked.get(name) == (record.token, epoch):
+                continue
+            if self.state.owner(name) == self.id:
+                continue
+            self._handoff_asked[name] = (record.token, epoch)
+            effects.append(
+                BeginHandoff(
+                    name=name,
+                    token=record.token,
+                    deadline_tick=self.agent.ticks + self.cfg.handoff_deadline_tick,
                 )
+            )
         return effects

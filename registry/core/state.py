@@ -121,6 +121,16 @@ class NameRecord:
     clients, yet it cannot be registered again until the holder releases it or is
     declared down (otherwise a lagging holder could still run it beside the new one)."""
 
+    def activation(self) -> Activation:
+        return Activation(
+            name=self.spec.name,
+            kind=self.spec.kind,
+            args=self.spec.args,
+            token=self.token,
+            reason=self.reason,
+            state=self.state,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Activation:
@@ -166,13 +176,21 @@ class RegistryState:
         """Keep a journal of names whose placement changed (for watchers; off by
         default so replicas that nobody watches do not grow it)."""
         self._changed: set[str] = set()
+        self._touched: set[str] = set()
 
     def drain_changes(self) -> list[str]:
         """Names registered, unregistered, or moved since the last call (sorted)."""
         changed, self._changed = sorted(self._changed), set()
         return changed
 
+    def take_touched(self) -> set[str]:
+        """Names whose holder, token or registration changed since the last call: the
+        replica reconciles just these instead of every name it holds."""
+        touched, self._touched = self._touched, set()
+        return touched
+
     def _touch(self, name: str) -> None:
+        self._touched.add(name)
         if self.track_changes:
             self._changed.add(name)
 
@@ -192,14 +210,7 @@ class RegistryState:
     def activations_for(self, node: NodeId, incarnation: int) -> dict[str, Activation]:
         """What ``node`` (in that incarnation) is entitled to run, by the log."""
         return {
-            r.spec.name: Activation(
-                name=r.spec.name,
-                kind=r.spec.kind,
-                args=r.spec.args,
-                token=r.token,
-                reason=r.reason,
-                state=r.state,
-            )
+            r.spec.name: r.activation()
             for r in self.held_by(node)
             if r.holder_incarnation == incarnation and not r.unregistering
         }
