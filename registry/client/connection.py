@@ -237,9 +237,14 @@ class Connection:
         attempts = backoffs = quick = 0
         failed = ""
         ran = False
+        error: RegistryError | None = None
         while True:
             address = target(failed)
             remaining = deadline - self.now()
+            if remaining <= 0 and error is not None:
+                # The backoff sleep overran the deadline (a starved CPU): the last
+                # refusal says more than "deadline passed".
+                raise self._final(error, what, attempts, started, ran, idempotent)
             if remaining <= 0:
                 raise DeadlineExceeded(
                     f"{what}: the deadline passed before it could be sent",

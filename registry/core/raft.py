@@ -233,12 +233,18 @@ class RawNode:
 
     # -- inputs ------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def tick(self, *, deaf: bool = False) -> None:
+        """One tick of time. ``deaf``: a tick that passed while this node could not
+        listen (its process stalled and is catching up). It advances the clock leases
+        are measured on, but not the failure detectors (election timeout, check-quorum):
+        hearing nobody while not listening says nothing about the others. Counting those
+        ticks later only makes this node wait longer before it votes or campaigns, so
+        the leader lease stays safe."""
         self._check_not_outstanding()
         self._ticks += 1
         if self._role is Role.LEADER:
-            self._tick_leader()
-        else:
+            self._tick_leader(deaf)
+        elif not deaf:
             self._tick_follower()
 
     def step(self, msg: Message) -> None:
@@ -482,10 +488,10 @@ class RawNode:
             self._election_elapsed = 0
             self._hup(force=False)
 
-    def _tick_leader(self) -> None:
+    def _tick_leader(self, deaf: bool) -> None:
         self._ticks_since_leader = 0
         self._heartbeat_elapsed += 1
-        self._election_elapsed += 1
+        self._election_elapsed += 0 if deaf else 1
         if self._election_elapsed >= self.cfg.election_tick:
             self._election_elapsed = 0
             if self.cfg.check_quorum and not self._quorum_recently_active():

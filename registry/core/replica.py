@@ -150,6 +150,8 @@ class Replica:
         self._reconciled_view: tuple[bool, int, int] | None = None
         self._touched: set[str] = set()
         """Names to reconcile besides those the state machine touched."""
+        self._listening_ticks = 0
+        """Ticks this node could hear in: the leader's failure detector runs on these."""
 
     @property
     def id(self) -> NodeId:
@@ -165,9 +167,13 @@ class Replica:
 
     # -- inputs ------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        self.raft.tick()
+    def tick(self, *, deaf: bool = False) -> None:
+        """One tick; ``deaf`` as in ``RawNode.tick``: leases run on, failure detectors
+        (elections, check-quorum, the leader's MemberDown timer) do not."""
+        self.raft.tick(deaf=deaf)
         self.agent.tick()
+        if not deaf:
+            self._listening_ticks += 1
         self._drive()
 
     def step(self, msg: PeerMessage) -> None:
@@ -279,11 +285,11 @@ class Replica:
     def _drive(self) -> None:
         """Everything that reacts to time or input and may propose: heartbeats, the
         leader's failure detector, retried releases."""
-        raft, now = self.raft, self.agent.ticks
+        raft, now, heard = self.raft, self.agent.ticks, self._listening_ticks
         leader = raft.leader
         is_leader = raft.role is Role.LEADER
         if is_leader and not self._was_leader:
-            self.monitor.became_leader(now)
+            self.monitor.became_leader(heard)
         self._was_leader = is_leader
         heartbeat = self.agent.heartbeat(leader)
         if heartbeat is not None:
@@ -292,7 +298,7 @@ class Replica:
             else:
                 self._outbox.append(heartbeat)
         if is_leader:
-            for command in self.monitor.changes(self.state, now):
+            for command in self.monitor.changes(self.state, heard):
                 self._try_propose(encode(command))
         for name, release in sorted(self._releases.items()):
             record = self.state.names.get(name)
@@ -324,7 +330,7 @@ class Replica:
         # and ``last_index`` covers every MemberDown that may still commit (rule 3).
         ack = self.monitor.on_heartbeat(
             hb,
-            self.agent.ticks,
+            self._listening_ticks,
             lease_holds=raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term,
             last_index=raft.last_index,
             member_up=bool((member := self.state.members.get(hb.src)) and member.up),

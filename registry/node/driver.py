@@ -35,6 +35,10 @@ from registry.node.storage import FileStorage, Loaded
 
 log = logging.getLogger("registry.node")
 
+LISTENING_CATCH_UP_TICKS = 2
+"""Of the ticks a late loop iteration catches up, this many count as listening time;
+the rest are ``deaf`` (see ``RawNode.tick``)."""
+
 
 class ProposalLost(RegistryError):
     """Leadership changed before the proposal committed; it was not applied. Retry."""
@@ -215,9 +219,12 @@ class Driver:
                 while not self._inputs.empty():
                     self._feed(self._inputs.get_nowait())
                 due = int((time.monotonic() - self._t0) / tick) - self._ticks
-                for _ in range(max(0, due)):
+                for i in range(max(0, due)):
                     self._ticks += 1
-                    self.replica.tick()
+                    # Past a little scheduling jitter, a catch-up means this process
+                    # stalled: it was not listening, so those ticks must not count as
+                    # silence from the others (or a busy node starts needless elections).
+                    self.replica.tick(deaf=i >= LISTENING_CATCH_UP_TICKS)
                 await self._process()
         except asyncio.CancelledError:
             raise

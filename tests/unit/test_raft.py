@@ -429,3 +429,27 @@ def test_lost_appends_with_a_full_inflight_window_do_not_stall_replication() -> 
     net.tick(10)
     assert net.nodes["n3"].commit_index == leader.commit_index
     assert net.data_applied("n3") == [f"v{k}".encode() for k in range(6)]
+
+
+def test_deaf_ticks_run_the_lease_down_but_not_the_failure_detectors() -> None:
+    """A stalled process catches up its ticks as ``deaf``: they must not count as
+    silence from the others (no needless election, no check-quorum step-down), yet the
+    leader's lease must still run out in real time."""
+    net = Net(IDS3)
+    leader = net.elect("n1")
+    net.tick(2)
+    assert leader.lease_remaining() > 0
+    follower = net.nodes["n2"]
+    stall = leader.cfg.election_tick * 3
+    for _ in range(stall):
+        follower.tick(deaf=True)
+        leader.tick(deaf=True)
+    assert follower.role is Role.FOLLOWER and follower.term == leader.term
+    assert leader.role is Role.LEADER, "deaf ticks tripped check-quorum"
+    assert leader.lease_remaining() == 0, "the lease must expire on deaf ticks too"
+    # The same number of ordinary ticks of silence does trip both detectors.
+    net.isolate("n1")
+    net.tick(stall, nodes=["n1", "n2"])
+    roles = {node: net.nodes[node].role for node in ("n1", "n2")}
+    assert roles["n1"] is Role.FOLLOWER, "ordinary silence trips check-quorum"
+    assert roles["n2"] is not Role.FOLLOWER, "ordinary silence starts a (pre-)campaign"

@@ -14,8 +14,8 @@ from registry.core.commands import (
     decode,
 )
 from registry.core.errors import NotLeader
-from registry.core.membership import MemberAck
-from registry.core.messages import Message, MessageType
+from registry.core.membership import MemberAck, MemberHeartbeat
+from registry.core.messages import Message, MessageType, Role
 from registry.core.replica import BeginHandoff, Forward, PeerMessage, Start, Stop, StopReason
 from registry.core.state import Code, StartReason
 from tests.unit.replicanet import Cluster
@@ -418,3 +418,24 @@ def test_a_draining_member_hands_every_name_away_with_state() -> None:
     cluster.tick(3)
     assert cluster.where("late") and cluster.where("late") != [leaving]
     assert cluster.violations == []
+
+
+def test_a_stalled_leader_does_not_declare_members_down_on_deaf_ticks() -> None:
+    """Ticks a stalled leader catches up are deaf: its MemberDown timer must not count
+    them as silence (the members' heartbeats were waiting unread). The same number of
+    ordinary ticks without member heartbeats does declare the members down."""
+    cluster = formed()
+    leader = cluster.leader()
+    down_after = cluster.timing.membership().down_after_tick
+    cluster.filters.append(lambda msg: not isinstance(msg, MemberHeartbeat))
+    for _ in range(3 * down_after):
+        leader.tick(deaf=True)
+        cluster.pump()
+    assert leader.raft.role is Role.LEADER
+    assert all(m.up for m in leader.state.members.values()), "deaf ticks declared a member down"
+    for _ in range(3 * down_after):
+        leader.tick()
+        cluster.pump()
+    assert leader.raft.role is Role.LEADER
+    down = sorted(n for n, m in leader.state.members.items() if not m.up)
+    assert down and leader.id not in down, down
