@@ -37,7 +37,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument("--id", help="node id, e.g. n1")
     node.add_argument("--listen", help="gRPC host:port (default 127.0.0.1:7400)")
     node.add_argument("--advertise", help="address others should use (default: --listen)")
-    node.add_argument("--http", help="HTTP host:port for /metrics /healthz /readyz /status")
+    node.add_argument(
+        "--http",
+        help="HTTP host:port for the status page (/), /status, /metrics, /healthz, /readyz "
+        "(default: no HTTP server)",
+    )
     node.add_argument("--data-dir", help="data directory (default ./data)")
     node.add_argument("--peers", help="bootstrap voters: n1=127.0.0.1:7400,n2=127.0.0.1:7401,...")
     node.add_argument(
@@ -77,8 +81,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "dev",
         help="run a local cluster of N nodes with the example workers",
         description="Start N node processes on loopback (gRPC from port 7400, HTTP from "
-        "9400), wait until a leader is elected and every node is ready, print how to use "
-        "it, and stop everything on Ctrl-C or SIGTERM.",
+        "9400: status page at http://127.0.0.1:9400/), wait until a leader is elected and "
+        "every node is ready, print how to use it, and stop everything on Ctrl-C or "
+        "SIGTERM. A node that exits is restarted.",
     )
     dev.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
     dev.add_argument("--base-port", type=int, default=DEV_BASE_PORT, help="first gRPC port")
@@ -249,8 +254,9 @@ def run_dev(args: argparse.Namespace) -> int:
             f"ready in {elapsed:.1f} s (preset {args.preset})"
         )
         for n in ids:
-            print(f"  {n}  grpc {grpc_addr[n]}  http http://{http_addr[n]}/status")
+            print(f"  {n}  grpc {grpc_addr[n]}  status page http://{http_addr[n]}/")
         print(f"  data and logs: {root}")
+        print(f"Status page: http://{http_addr[ids[0]]}/ (JSON: /status, metrics: /metrics)")
         print("Try, in another shell:")
         print("  registry status")
         print("  registry register visits --kind counter")

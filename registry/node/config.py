@@ -4,7 +4,7 @@ Example ``node.toml``::
 
     id = "n1"
     listen = "127.0.0.1:7400"        # gRPC: clients and peers
-    http = "127.0.0.1:9400"          # /metrics /healthz /readyz /status
+    http = "127.0.0.1:9400"          # status page (/), /status, /metrics, /healthz, /readyz
     data_dir = "/var/lib/registry/n1"
     preset = "lan"                   # local | lan | wan
     roles = ["web"]
@@ -56,7 +56,9 @@ class NodeConfig:
     """Address other nodes and clients should use. Default: ``listen`` (with DNS
     discovery: the address DNS gives for this node)."""
     http: str = ""
-    """HTTP address for /metrics, /healthz, /readyz, /status. Empty: no HTTP server."""
+    """HTTP address (host:port) for the status page (``/``, ``/status.html``), the status
+    JSON (``/status``, ``/status/names?q=&limit=&offset=``, ``/status/events``),
+    ``/metrics``, ``/healthz`` and ``/readyz``. Empty (default): no HTTP server."""
     data_dir: Path = Path("data")
     """Where the log, snapshots and the incarnation live. Default ./data."""
     peers: dict[str, str] = field(default_factory=dict)
