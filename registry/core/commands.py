@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +177,21 @@ def _spec_from_json(value: object, where: str) -> NameSpec:
     )
 
 
+def _specs_from_json(specs: list[object], where: str) -> Iterator[NameSpec]:
+    for i, spec in enumerate(specs):
+        # Fast path for the common {"name", "kind"} shape: a batch of 1000 names should
+        # not build error-message strings it never uses.
+        if (
+            type(spec) is dict
+            and len(spec) == 2
+            and type(name := spec.get("name")) is str
+            and type(kind := spec.get("kind")) is str
+        ):
+            yield NameSpec(name=name, kind=kind)
+        else:
+            yield _spec_from_json(spec, f"{where}: specs[{i}]")
+
+
 def encode(command: Command) -> bytes:
     tag = _TAGS[type(command)]
     body: dict[str, Any]
@@ -220,9 +236,7 @@ def decode(data: bytes) -> Command:
         specs = raw["specs"]
         if not isinstance(specs, list):
             raise InvalidCommand(f"{where}: specs must be a list")
-        return Register(
-            specs=tuple(_spec_from_json(s, f"{where}: specs[{i}]") for i, s in enumerate(specs))
-        )
+        return Register(specs=tuple(_specs_from_json(specs, where)))
     if cls is Released:
         raw = _fields(raw, where, {"kind", "name", "token"}, {"state"})
         state = raw.get("state")

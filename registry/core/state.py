@@ -148,6 +148,8 @@ def validate_identifier(what: str, value: str) -> str | None:
     """Why ``value`` is not a usable name/group/kind, or ``None`` if it is."""
     if not value:
         return f"{what} must not be empty"
+    if value.isascii() and value.isprintable() and len(value) <= MAX_NAME_BYTES:
+        return None  # the common case, checked cheaply
     if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return f"{what} is longer than {MAX_NAME_BYTES} bytes"
     try:
@@ -265,6 +267,7 @@ class RegistryState:
                 message=f"{len(specs)} names in one batch; the limit is {MAX_REGISTER_BATCH}",
             )
         seen: set[str] = set()
+        hostable_shapes: set[tuple[str, tuple[str, ...]]] = set()
         for spec in specs:
             problem = validate_identifier("name", spec.name) or validate_identifier(
                 "kind", spec.kind
@@ -296,13 +299,16 @@ class RegistryState:
                     code=Code.UNAVAILABLE,
                     message="no member has joined the cluster yet; retry shortly",
                 )
-            if not could_ever_host(spec, self._candidates):
+            hostable = spec.priority is None and (spec.kind, spec.roles) in hostable_shapes
+            if not hostable and not could_ever_host(spec, self._candidates):
                 roles = f" with roles {sorted(spec.roles)}" if spec.roles else ""
                 return Result(
                     code=Code.FAILED_PRECONDITION,
                     message=f"no member can host {spec.name!r}: none runs kind "
                     f"{spec.kind!r}{roles}",
                 )
+            if spec.priority is None:
+                hostable_shapes.add((spec.kind, spec.roles))
         for spec in specs:
             self.names[spec.name] = NameRecord(spec=spec)
             self._wait(spec.name, StartReason.NEW)
