@@ -225,6 +225,10 @@ class Driver:
                     # stalled: it was not listening, so those ticks must not count as
                     # silence from the others (or a busy node starts needless elections).
                     self.replica.tick(deaf=i >= LISTENING_CATCH_UP_TICKS)
+                # A lone node acks its own heartbeats inside tick() without producing a
+                # Ready, so the lease deadline must follow the agent here, not only in
+                # _process (else a one-node cluster lost its lease after one lease).
+                self._update_lease()
                 await self._process()
         except asyncio.CancelledError:
             raise
