@@ -140,6 +140,9 @@ class Replica:
         self._running: dict[str, int] = {}
         self._handoff_asked: dict[str, tuple[int, int]] = {}
         self._releases: dict[str, _Release] = {}
+        self._fresh_releases: list[str] = []
+        """Releases not sent yet (sent at the next chance, without a full scan)."""
+        self._release_scan_tick = 0
         self._outbox: list[PeerMessage] = []
         self._new_incarnation: int | None = None
         self._compaction: Snapshot | None = None
@@ -196,7 +199,7 @@ class Replica:
         next owner (``None``: it restarts fresh)."""
         if self._running.get(name) == token:
             del self._running[name]
-        self._releases[name] = _Release(token=token, state=state, sent_tick=-(10**9))
+        self._add_release(name, token, state)
         self._drive()
 
     def drain(self) -> None:
@@ -300,7 +303,25 @@ class Replica:
         if is_leader:
             for command in self.monitor.changes(self.state, heard):
                 self._try_propose(encode(command))
-        for name, release in sorted(self._releases.items()):
+        self._send_releases(now, leader, is_leader)
+
+    def _send_releases(self, now: int, leader: NodeId, is_leader: bool) -> None:
+        """Send new releases at once; re-check and resend the others once per
+        ``retry_tick``. (A sorted scan of every pending release on every message was
+        quadratic when thousands of names hand off together.)"""
+        if now >= self._release_scan_tick:
+            self._release_scan_tick = now + self.cfg.retry_tick
+            names = sorted(self._releases)
+            if leader:
+                self._fresh_releases.clear()
+        elif leader and self._fresh_releases:
+            names, self._fresh_releases = self._fresh_releases, []
+        else:
+            return
+        for name in names:
+            release = self._releases.get(name)
+            if release is None:
+                continue
             record = self.state.names.get(name)
             if record is None or record.token != release.token:
                 del self._releases[name]
@@ -315,6 +336,10 @@ class Replica:
                 self._try_propose(data)
             else:
                 self._outbox.append(Forward(src=self.id, dst=leader, data=data))
+
+    def _add_release(self, name: str, token: int, state: bytes | None) -> None:
+        self._releases[name] = _Release(token=token, state=state, sent_tick=-(10**9))
+        self._fresh_releases.append(name)
 
     def _try_propose(self, data: bytes) -> None:
         # A refusal (e.g. during a leadership transfer) is retried after retry_tick.
@@ -387,9 +412,7 @@ class Replica:
                     and name not in self._running
                     and name not in self._releases
                 ):
-                    self._releases[name] = _Release(
-                        token=record.token, state=None, sent_tick=-(10**9)
-                    )
+                    self._add_release(name, record.token, None)
         for name, activation in desired.items():
             released = self._releases.get(name)
             if name in self._running or (released and released.token == activation.token):
@@ -419,7 +442,7 @@ class Replica:
             record = self.state.names.get(name)
             if lease and record is not None and record.unregistering and record.token == token:
                 # Confirm the stop so the name can be registered again.
-                self._releases[name] = _Release(token=token, state=None, sent_tick=-(10**9))
+                self._add_release(name, token, None)
         return effects
 
     def _begin_handoffs(self, mine: list[NameRecord]) -> list[Effect]:
