@@ -65,6 +65,8 @@ class Placement:
         self._epoch = -1
         self._rings: dict[tuple[NodeId, ...], _Ring] = {}
         self._eligible: dict[tuple[str, tuple[str, ...]], tuple[NodeId, ...]] = {}
+        self._tiers: dict[tuple[Priority, tuple[NodeId, ...]], tuple[NodeId, ...]] = {}
+        """The first priority tier with an eligible member (empty: none), per list."""
 
     def owner(
         self, spec: NameSpec, members: Mapping[NodeId, Candidate], epoch: int
@@ -73,9 +75,14 @@ class Placement:
             self._epoch = epoch
             self._rings.clear()
             self._eligible.clear()
+            self._tiers.clear()
         eligible = self._eligible_nodes(spec, members)
         if spec.priority is not None:
-            return self._by_priority(spec.name, spec.priority, set(eligible))
+            key = (spec.priority, eligible)
+            tier = self._tiers.get(key)
+            if tier is None:
+                tier = self._tiers[key] = _first_present_tier(spec.priority, set(eligible))
+            return self._ring(tier).get(spec.name) if tier else None
         return self._ring(eligible).get(spec.name)
 
     def _eligible_nodes(
@@ -94,18 +101,19 @@ class Placement:
             self._eligible[key] = found
         return found
 
-    def _by_priority(self, name: str, priority: Priority, eligible: set[NodeId]) -> NodeId | None:
-        for tier in priority:
-            present = tuple(sorted(n for n in tier if n in eligible))
-            if present:
-                return self._ring(present).get(name)
-        return None
-
     def _ring(self, nodes: tuple[NodeId, ...]) -> _Ring:
         ring = self._rings.get(nodes)
         if ring is None:
             ring = self._rings[nodes] = _Ring(nodes, self._vnodes)
         return ring
+
+
+def _first_present_tier(priority: Priority, eligible: set[NodeId]) -> tuple[NodeId, ...]:
+    for tier in priority:
+        present = tuple(sorted(n for n in tier if n in eligible))
+        if present:
+            return present
+    return ()
 
 
 def could_ever_host(spec: NameSpec, members: Mapping[NodeId, Candidate]) -> bool:

@@ -369,8 +369,11 @@ class RawNode:
         if rd.committed:
             self._log.applied = rd.committed[-1].index
 
-    def should_compact(self) -> bool:
-        return self._log.applied - self._log.offset >= self.cfg.snapshot_threshold
+    def should_compact(self, at_least: int = 0) -> bool:
+        """Whether ``snapshot_threshold`` (or ``at_least``, if larger) applied entries
+        sit in the log."""
+        due = max(self.cfg.snapshot_threshold, at_least)
+        return self._log.applied - self._log.offset >= due
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Replace entries up to ``index`` (applied) by ``data``, the application state at

@@ -312,7 +312,7 @@ class RegistryState:
         for spec in specs:
             self.names[spec.name] = NameRecord(spec=spec)
             self._wait(spec.name, StartReason.NEW)
-        self._assign_waiting(index)
+        self._assign_waiting(index, [spec.name for spec in specs])
         return OK
 
     def _unregister(self, command: Unregister) -> Result:
@@ -417,7 +417,7 @@ class RegistryState:
             command.name,
             StartReason.HANDOFF if command.state is not None else StartReason.RESTART,
         )
-        self._assign_waiting(index)
+        self._assign_waiting(index, [command.name])
         return OK
 
     # -- holder bookkeeping ------------------------------------------------------------
@@ -452,8 +452,14 @@ class RegistryState:
             record.holder = ""
             record.holder_incarnation = 0
 
-    def _assign_waiting(self, index: int) -> None:
-        for name in sorted(self._waiting):
+    def _assign_waiting(self, index: int, only: list[str] | None = None) -> None:
+        """Give waiting names a holder. Placement depends only on the view and the name,
+        so outside a view change only the names that just started waiting (``only``)
+        can have gained an owner: the others are not rescanned (100k names waiting for
+        a down member must not make every registration cost 100k lookups)."""
+        for name in sorted(self._waiting) if only is None else sorted(only):
+            if name not in self._waiting:
+                continue
             record = self.names[name]
             owner = self._placement.owner(record.spec, self._candidates, self.epoch)
             if owner is None:
@@ -473,7 +479,10 @@ class RegistryState:
 
     def snapshot(self) -> bytes:
         def b64(data: bytes | None) -> str | None:
-            return None if data is None else base64.b64encode(data).decode()
+            # Most names carry no args and no state: skip the encoder for those.
+            if not data:
+                return None if data is None else ""
+            return base64.b64encode(data).decode()
 
         body: dict[str, Any] = {
             "epoch": self.epoch,
@@ -500,12 +509,12 @@ class RegistryState:
                     r.holder,
                     r.holder_incarnation,
                     r.token,
-                    r.reason.value,
+                    r.reason._value_,
                     b64(r.state),
-                    sorted(r.groups),
+                    sorted(r.groups) if r.groups else [],
                     r.unregistering,
                 ]
-                for _, r in sorted(self.names.items())
+                for r in (self.names[name] for name in sorted(self.names))
             ],
             "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
         }

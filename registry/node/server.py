@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,7 @@ class Node:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
         self._server = server
+        _tune_gc()
         self.driver.start()
         if cfg.http:
             self._http = HttpServer(
@@ -361,6 +363,18 @@ def _raft_part(node: str, leader: str, voter: bool) -> str:
     if node == leader:
         return "leader"
     return "voter" if voter else "learner"
+
+
+GC_THRESHOLDS = (50_000, 20, 20)
+"""CPython's default (700, 10, 10) runs a young collection every 700 allocations; a node
+holds a few objects per registered name, and with 100k names the resulting collections
+stalled the event loop long enough to cost heartbeats (a snapshot took 0.9 s instead of
+0.4 s)."""
+
+
+def _tune_gc() -> None:
+    gc.freeze()  # what start-up built lives as long as the process: never rescan it
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(cfg: NodeConfig) -> None:
