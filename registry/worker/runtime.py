@@ -38,6 +38,9 @@ from registry.worker.api import StopCause, Worker
 from registry.worker.errors import NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, ActivationStatus, Policy
 
+EFFECTS_PER_TURN = 256
+"""Effects the runtime applies per turn of the event loop (see ``apply``)."""
+
 log = logging.getLogger("registry.worker")
 
 
@@ -131,6 +134,9 @@ class WorkerRuntime:
         self._check_kinds()
         self._rng = rng if rng is not None else random.Random()
         self._slots: dict[str, _Slot] = {}
+        self._pending: deque[Effect] = deque()
+        """Effects not applied yet (beyond one turn's worth), in order."""
+        self._feeder: asyncio.Task[None] | None = None
         self._closed = False
         self._fatal_sent = False
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -147,14 +153,33 @@ class WorkerRuntime:
     # -- effects -----------------------------------------------------------------------
 
     def apply(self, effects: Sequence[Effect]) -> None:
-        """Carry out the core's effects, in order per name, without blocking."""
+        """Carry out the core's effects, in order, without blocking: up to
+        ``EFFECTS_PER_TURN`` at once, the rest in later turns of the event loop (a node
+        given 100k names at once must keep answering heartbeats while it starts them)."""
         if self._closed:
             if effects:
                 log.warning(
                     "runtime of %s is shut down; ignoring %d effects", self.node, len(effects)
                 )
             return
-        for effect in effects:
+        self._pending.extend(effects)
+        if self._feeder is None:
+            self._apply_some()
+            if self._pending:
+                self._feeder = asyncio.get_running_loop().create_task(self._feed())
+
+    async def _feed(self) -> None:
+        try:
+            while self._pending and not self._closed:
+                await asyncio.sleep(0)  # let the node's loop run between turns
+                self._apply_some()
+        finally:
+            self._feeder = None
+
+    def _apply_some(self) -> None:
+        pending = self._pending
+        for _ in range(min(EFFECTS_PER_TURN, len(pending))):
+            effect = pending.popleft()
             name = _name_of(effect)
             slot = self._slots.setdefault(name, _Slot())
             slot.backlog.append(effect)
@@ -350,6 +375,7 @@ class WorkerRuntime:
 
     async def _shutdown(self) -> None:
         self._closed = True
+        self._pending.clear()
         runners: list[ActivationRunner] = []
         for slot in self._slots.values():
             if slot.waiter is not None:

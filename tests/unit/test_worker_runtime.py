@@ -35,6 +35,7 @@ from registry.worker import (
     WorkerFailed,
     WorkerRuntime,
 )
+from registry.worker.runtime import EFFECTS_PER_TURN
 
 P = ParamSpec("P")
 GRACE = 0.2
@@ -496,3 +497,20 @@ def test_configuration_is_validated() -> None:
         runtime(Probe, restart_backoff=(1.0, 0.5))
     with pytest.raises(ConfigError, match="whose kind is 'probe'"):
         WorkerRuntime(node="n1", kinds={"other": Probe}, reports=Journal(), lease_holds=bool)
+
+
+@async_test
+async def test_a_large_batch_of_effects_is_applied_in_turns_and_in_order() -> None:
+    """100k names given to a node at once must not stall its event loop: the runtime
+    applies a turn's worth now and the rest in later turns, in order (a Stop queued
+    behind its Start still stops it)."""
+    rt = runtime(Probe)
+    count = 3 * EFFECTS_PER_TURN
+    effects: list[Start | Stop] = [start(f"p{i}", "probe", i + 1) for i in range(count)]
+    effects.append(stop("p0", 1, StopReason.UNREGISTERED))
+    rt.apply(effects)
+    assert len(rt.running()) <= EFFECTS_PER_TURN, "everything was applied in one turn"
+    await eventually(lambda: len(rt.running()) == count - 1)
+    assert "p0" not in rt.running()
+    await JOURNAL.until(lambda: JOURNAL.entries("stop", "p0"))
+    await rt.shutdown()
