@@ -44,6 +44,7 @@ from registry.core.commands import (
     MemberDown,
     MemberUp,
     NameSpec,
+    Priority,
     Register,
     Released,
     Unregister,
@@ -161,6 +162,14 @@ def validate_identifier(what: str, value: str) -> str | None:
     return None
 
 
+_Shape = tuple[str, tuple[str, ...], Priority | None]
+
+
+def _shape(spec: NameSpec) -> _Shape:
+    """What placement looks at besides the name itself."""
+    return (spec.kind, spec.roles, spec.priority)
+
+
 class RegistryState:
     def __init__(self, placement: Placement | None = None) -> None:
         self.names: dict[str, NameRecord] = {}
@@ -172,6 +181,9 @@ class RegistryState:
         self._placement = placement or Placement()
         self._held: dict[NodeId, set[str]] = {}
         self._waiting: set[str] = set()
+        self._waiting_by_shape: dict[_Shape, set[str]] = {}
+        """The waiting names by placement shape: a view change checks each shape once,
+        so 100k names waiting for a down member cost nothing until it returns."""
         self._waiting_reason: dict[str, StartReason] = {}
         self._candidates: dict[NodeId, Candidate] = {}
         self.track_changes = False
@@ -331,7 +343,7 @@ class RegistryState:
         name = record.spec.name
         self._leave_all_groups(record)
         self._release_holder(record)
-        self._waiting.discard(name)
+        self._unwait(name)
         self._waiting_reason.pop(name, None)
         del self.names[name]
 
@@ -439,9 +451,20 @@ class RegistryState:
 
     def _wait(self, name: str, reason: StartReason) -> None:
         self._waiting.add(name)
+        self._waiting_by_shape.setdefault(_shape(self.names[name].spec), set()).add(name)
         # FAILOVER sticks: a name that lost its holder never pretends to carry state.
         if self._waiting_reason.get(name) is not StartReason.FAILOVER:
             self._waiting_reason[name] = reason
+
+    def _unwait(self, name: str) -> None:
+        if name not in self._waiting:
+            return
+        self._waiting.discard(name)
+        shape = _shape(self.names[name].spec)
+        group = self._waiting_by_shape[shape]
+        group.discard(name)
+        if not group:
+            del self._waiting_by_shape[shape]
 
     def _release_holder(self, record: NameRecord) -> None:
         self._touch(record.spec.name)
@@ -457,14 +480,14 @@ class RegistryState:
         so outside a view change only the names that just started waiting (``only``)
         can have gained an owner: the others are not rescanned (100k names waiting for
         a down member must not make every registration cost 100k lookups)."""
-        for name in sorted(self._waiting) if only is None else sorted(only):
+        for name in self._placeable() if only is None else sorted(only):
             if name not in self._waiting:
                 continue
             record = self.names[name]
             owner = self._placement.owner(record.spec, self._candidates, self.epoch)
             if owner is None:
                 continue
-            self._waiting.discard(name)
+            self._unwait(name)
             reason = self._waiting_reason.pop(name, StartReason.NEW)
             self._touch(name)
             record.holder = owner
@@ -474,6 +497,16 @@ class RegistryState:
             if reason is not StartReason.HANDOFF:
                 record.state = None
             self._held.setdefault(owner, set()).add(name)
+
+    def _placeable(self) -> list[str]:
+        """Waiting names whose shape has an owner in this view (sorted). Whether a name
+        can be placed at all depends only on its shape, not on the name itself."""
+        names: list[str] = []
+        for group in self._waiting_by_shape.values():
+            sample = self.names[next(iter(group))].spec
+            if self._placement.owner(sample, self._candidates, self.epoch) is not None:
+                names.extend(group)
+        return sorted(names)
 
     # -- snapshot ----------------------------------------------------------------------
 
@@ -560,8 +593,7 @@ class RegistryState:
             for group in groups:
                 state.groups.setdefault(group, set()).add(name)
         for name, reason in body["waiting"]:
-            state._waiting.add(name)
-            state._waiting_reason[name] = StartReason(reason)
+            state._wait(name, StartReason(reason))
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}
