@@ -34,7 +34,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     disk_before = {n: disk_bytes(c.nodes[n].data_dir) for n in c.running_ids()}
     progress.step(f"memory: registering {params.names:,} idle {KIND} names pinned to {pinned}")
     settled = Settled()
-    async with Client(seeds(c), timeout=120.0) as client:
+    async with Client(seeds(c), cache=False, timeout=120.0) as client:
         for start in range(0, params.names, params.batch):
             batch = [
                 Registration(f"{PREFIX}{i}", KIND, priority=pinned)

@@ -138,7 +138,7 @@ async def register(c: LocalCluster, params: Params, progress: Progress) -> float
     """Register the rebalance names (batched); returns names per second."""
     n = params.names
     progress.step(f"rebalance: registering {n:,} names on {len(c.running_ids())} nodes")
-    async with Client(seeds(c), timeout=120.0) as client:
+    async with Client(seeds(c), cache=False, timeout=120.0) as client:
 
         async def many(b: int) -> None:
             first = b * params.batch

@@ -35,7 +35,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     status = leader_status(c)
     names_before, term_before = status.names, status.term
     single_writes, batch_writes = Settled(), Settled()
-    async with Client(seeds(c), timeout=60.0) as client:
+    async with Client(seeds(c), cache=False, timeout=60.0) as client:
         progress.step(f"registrations one by one ({n:,} names, {params.concurrency} in flight)")
 
         async def one(i: int) -> None:

@@ -217,6 +217,10 @@ class RegistryState:
             return None
         return self._placement.owner(record.spec, self._candidates, self.epoch)
 
+    def held_count(self, node: NodeId) -> int:
+        """How many names ``node`` holds (O(1): status pages poll this)."""
+        return len(self._held.get(node, ()))
+
     def held_by(self, node: NodeId) -> Iterator[NameRecord]:
         for name in sorted(self._held.get(node, ())):
             yield self.names[name]

@@ -248,10 +248,7 @@ class Node:
     def cluster_status(self) -> registry_pb2.ClusterStatus:
         replica = self.driver.replica
         raft, state = replica.raft, replica.state
-        counts: dict[str, int] = {}
-        for record in state.names.values():
-            if record.holder:
-                counts[record.holder] = counts.get(record.holder, 0) + 1
+        counts = {node: state.held_count(node) for node in state.members}
         members = [
             registry_pb2.MemberStatus(
                 id=m.node,
