@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from registry.node.server import Node
 
 QUEUE_LIMIT = 10_000
+LISTING_EVENTS_PER_TURN = 256
 _RESYNC = pb.WatchEvent(kind=pb.WatchEvent.KIND_RESET)
 
 
@@ -73,26 +74,34 @@ class WatchHub:
         location = service._location(record) if record.holder else pb.Location(name=name)
         return pb.WatchEvent(kind=pb.WatchEvent.KIND_PLACED, location=location, index=index)
 
-    def _listing(self, prefix: str) -> list[pb.WatchEvent]:
+    async def _listing(self, prefix: str) -> AsyncIterator[pb.WatchEvent]:
+        """Every live name under ``prefix``, built as it is sent and yielding to the loop
+        now and then: building 100k events in one go stalled the node for most of a
+        second. A name that changes meanwhile is also queued as a change event after
+        the listing, and events carry whole locations, so the subscriber converges."""
         state = self.node.driver.replica.state
         index = state.applied_index
-        events = [pb.WatchEvent(kind=pb.WatchEvent.KIND_RESET, index=index)]
-        events += [self._event(n, index) for n in sorted(state.names) if n.startswith(prefix)]
-        events = [e for e in events if e.kind != pb.WatchEvent.KIND_REMOVED]
-        events.append(pb.WatchEvent(kind=pb.WatchEvent.KIND_SYNCED, index=index))
-        return events
+        yield pb.WatchEvent(kind=pb.WatchEvent.KIND_RESET, index=index)
+        names = [n for n in sorted(state.names) if n.startswith(prefix)]
+        for i, name in enumerate(names):
+            if i % LISTING_EVENTS_PER_TURN == LISTING_EVENTS_PER_TURN - 1:
+                await asyncio.sleep(0)
+            event = self._event(name, index)
+            if event.kind != pb.WatchEvent.KIND_REMOVED:
+                yield event
+        yield pb.WatchEvent(kind=pb.WatchEvent.KIND_SYNCED, index=index)
 
     async def subscribe(self, prefix: str) -> AsyncIterator[pb.WatchEvent]:
         sub = _Subscriber(prefix)
         self._subscribers.add(sub)
         try:
-            for event in self._listing(prefix):
+            async for event in self._listing(prefix):
                 yield event
             while True:
                 event = await sub.queue.get()
                 if event.kind == pb.WatchEvent.KIND_RESET:
                     sub.reset_pending = False
-                    for listed in self._listing(prefix):
+                    async for listed in self._listing(prefix):
                         yield listed
                     continue
                 yield event
