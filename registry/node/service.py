@@ -333,7 +333,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
         async def here() -> pb.CallResponse:
             reply = await node.runtime.call(request.name, request.payload, timeout)
-            token = node.runtime.running().get(request.name, 0)
+            token = node.runtime.token_of(request.name) or 0
             return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:

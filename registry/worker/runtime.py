@@ -348,6 +348,13 @@ class WorkerRuntime:
             if slot.current is not None and not slot.current.finished
         }
 
+    def token_of(self, name: str) -> int | None:
+        """The token of ``name``'s live activation here, in O(1) (``running()`` walks
+        every activation: fine for a status page, not for every call)."""
+        slot = self._slots.get(name)
+        current = slot.current if slot is not None else None
+        return current.token if current is not None and not current.finished else None
+
     def status(self) -> dict[str, ActivationStatus]:
         """Name → status of every activation this runtime knows, failed ones included."""
         return {

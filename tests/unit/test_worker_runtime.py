@@ -221,6 +221,7 @@ async def test_mailbox_is_sequential_and_ordered() -> None:
     assert await rt.call("c", b"get", 1.0) == b"55"  # queued after the casts
     assert await rt.call("e", b"hello", 1.0) == b"hello"
     assert rt.running() == {"c": 1, "e": 2}
+    assert (rt.token_of("c"), rt.token_of("e"), rt.token_of("nope")) == (1, 2, None)
     assert rt.status()["c"].state is ActivationState.RUNNING
     with pytest.raises(WorkerFailed, match="unknown command b'nope'"):
         await rt.call("c", b"nope", 1.0)
