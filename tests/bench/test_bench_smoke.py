@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from registry.bench.params import SECTIONS
+from tests.system_tools import require_tool
 
 ETCD = Path("/usr/bin/etcd")
 NAMES = 200
@@ -33,11 +34,7 @@ STOP_GRACE_S = 30.0
 
 @pytest.fixture
 def etcd_present() -> None:
-    if not ETCD.is_file():
-        reason = f"{ETCD} is missing (apt-get install etcd-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
+    require_tool(str(ETCD), "etcd-server")
 
 
 def _pids_using(path: Path) -> list[int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ import pytest
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, Timeout, free_ports
 from tests.observability import dashboard
+from tests.system_tools import require_tool
 
 PROMETHEUS = "/usr/bin/prometheus"
 SCRAPE_INTERVAL = "500ms"
@@ -38,12 +38,7 @@ SETTLE_TIMEOUT_S = 30.0
 
 
 def _prometheus_binary() -> str:
-    if os.path.exists(PROMETHEUS):
-        return PROMETHEUS
-    reason = f"{PROMETHEUS} is not installed (Debian: apt-get install prometheus)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+    return require_tool(PROMETHEUS, "prometheus")
 
 
 class Prometheus:

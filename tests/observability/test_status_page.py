@@ -11,7 +11,6 @@ Without the binary the tests skip, unless ``CI=true`` (CI installs it): then the
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, wait_for
 from tests.observability.page_browser import CHROMIUM, Browser, Page
+from tests.system_tools import require_tool
 
 NAMES = ("page/alpha", "page/beta", "page/<b>gamma</b>", "other/delta")
 """One name is markup on purpose: names may hold any printable text, and the page must
@@ -52,12 +52,7 @@ tables, and the summary fields."""
 
 
 def _chromium() -> str:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    reason = f"{CHROMIUM} is not installed (Debian: apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+    return require_tool(CHROMIUM, "chromium")
 
 
 def placed(c: LocalCluster, name: str, via: str | None = None) -> tuple[str, int]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import configparser
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -25,6 +23,7 @@ from registry.cli import build_parser
 from registry.cli.node import node_config
 from registry.node.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, NodeConfig, load
 from registry.node.discovery import node_id_of
+from tests.system_tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -136,11 +135,7 @@ def test_prometheus_scrapes_exactly_the_nodes_http_ports() -> None:
 
 
 def test_prometheus_config_passes_promtool() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing under CI (.ci/run installs the prometheus package)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    promtool = require_tool("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
         capture_output=True,
