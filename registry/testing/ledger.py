@@ -210,7 +210,8 @@ class Ledger:
                 if not entry.stopped:
                     self._live[entry.id] = entry
         for entry, ok in (c for c in claims if c is not None):
-            entry.claimed.set_result(ok)
+            if not entry.claimed.done():  # its waiter may have been cancelled (shutdown)
+                entry.claimed.set_result(ok)
 
     def _apply(
         self, conn: sqlite3.Connection, kind: str, entry: Entry, row: tuple[object, ...], now: float
