@@ -27,6 +27,11 @@ from registry.wire.codec import peer_from_pb, peer_to_pb
 log = logging.getLogger("registry.transport")
 
 QUEUE_LIMIT = 4096
+MAX_BACKOFF_S = 0.25
+"""Longest wait between stream attempts. Short, because a peer that restarts is back
+within a second or two and the first messages it needs (a pre-vote, a member
+heartbeat's ack) are time-critical; an attempt to a dead peer on loopback or a LAN is a
+refused connection, which costs next to nothing."""
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 1000),
     ("grpc.keepalive_timeout_ms", 1000),
@@ -55,9 +60,11 @@ class _Link:
         self.peer = peer
         self._node = node
         self._resolve = resolve
-        self._queue: asyncio.Queue[peer_pb2.PeerEnvelope] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[peer_pb2.PeerEnvelope | None] = asyncio.Queue(QUEUE_LIMIT)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{peer}")
         self.dropped = 0
+        self.broken = 0
+        """Streams that ended (failed to connect, or broke) — for tests and debugging."""
 
     def send(self, envelope: peer_pb2.PeerEnvelope) -> None:
         if self._queue.full():
@@ -65,9 +72,15 @@ class _Link:
             self.dropped += 1
         self._queue.put_nowait(envelope)
 
-    async def _envelopes(self) -> AsyncIterator[peer_pb2.PeerEnvelope]:
-        while True:
-            yield await self._queue.get()
+    @staticmethod
+    async def _envelopes(
+        queue: asyncio.Queue[peer_pb2.PeerEnvelope | None],
+    ) -> AsyncIterator[peer_pb2.PeerEnvelope]:
+        # grpc.aio keeps consuming a request iterator after its RPC has failed: the
+        # iterator must belong to one stream only, and end when told (None), or each
+        # broken stream leaves a reader that steals, and loses, one later message.
+        while (envelope := await queue.get()) is not None:
+            yield envelope
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -79,7 +92,7 @@ class _Link:
             try:
                 async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
                     stub = peer_pb2_grpc.PeerStub(channel)
-                    await stub.Stream(self._envelopes())
+                    await stub.Stream(self._envelopes(self._queue))
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -87,11 +100,15 @@ class _Link:
                 log.debug("stream %s→%s broke: %s", self._node, self.peer, exc.code())
             except Exception:
                 log.exception("stream %s→%s failed", self._node, self.peer)
-            # Drop what queued up while the stream was down: it is stale by now.
-            while not self._queue.empty():
-                self._queue.get_nowait()
+            self.broken += 1
+            # What queued up while the stream was down is stale by now: the next stream
+            # gets a fresh queue, and this one only the end marker for its reader.
+            ended, self._queue = self._queue, asyncio.Queue(QUEUE_LIMIT)
+            while not ended.empty():
+                ended.get_nowait()
+            ended.put_nowait(None)
             await asyncio.sleep(backoff)
-            backoff = min(1.0, backoff * 2)
+            backoff = min(MAX_BACKOFF_S, backoff * 2)
 
     async def close(self) -> None:
         self._task.cancel()
