@@ -374,7 +374,8 @@ class Connection:
         self, prefix: str, on_break: Callable[[], None] | None
     ) -> AsyncIterator[WatchEvent]:
         """Watch events for ``prefix`` forever, reconnecting (to another node if need
-        be) with backoff after a failure; ``on_break`` runs when a stream breaks."""
+        be) with backoff after a failure; ``on_break`` runs when a stream breaks. The node
+        sends events in batches; they are yielded one by one, in order."""
         attempt = 0
         failed = ""
         request = pb.WatchRequest(prefix=prefix)
@@ -382,14 +383,15 @@ class Connection:
             address = self.peers.pick_any(self._rng, avoid=failed)
             call = self.stub(address).Watch(request)
             try:
-                async for raw in call:
+                async for batch in call:
                     attempt, failed = 0, ""
-                    event = event_from_pb(raw)
-                    if event is None:
-                        continue
-                    if isinstance(event, Placed):
-                        self.peers.learn(event.location.node, event.location.address)
-                    yield event
+                    for raw in batch.events:
+                        event = event_from_pb(raw)
+                        if event is None:
+                            continue
+                        if isinstance(event, Placed):
+                            self.peers.learn(event.location.node, event.location.address)
+                        yield event
             except asyncio.CancelledError:
                 if self._closed_under_us():
                     return  # close() ended the stream: the iteration just ends

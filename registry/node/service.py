@@ -398,9 +398,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     # -- watch -------------------------------------------------------------------------
 
-    async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvent]:
-        async for event in self.node.watches.subscribe(request.prefix):
-            yield event
+    async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvents]:
+        async for batch in self.node.watches.subscribe(request.prefix):
+            yield batch
 
 
 class _Aborted(Exception):

@@ -253,6 +253,12 @@ class WatchEvent(_message.Message):
     index: int
     def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., index: _Optional[int] = ...) -> None: ...
 
+class WatchEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ...) -> None: ...
+
 class ClusterRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

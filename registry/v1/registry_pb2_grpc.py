@@ -97,7 +97,7 @@ class RegistryStub:
         self.Watch = channel.unary_stream(
                 '/registry.v1.Registry/Watch',
                 request_serializer=registry_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
-                response_deserializer=registry_dot_v1_dot_registry__pb2.WatchEvent.FromString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.WatchEvents.FromString,
                 _registered_method=True)
         self.Cluster = channel.unary_unary(
                 '/registry.v1.Registry/Cluster',
@@ -259,7 +259,7 @@ def add_RegistryServicer_to_server(servicer, server):
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=registry_dot_v1_dot_registry__pb2.WatchRequest.FromString,
-                    response_serializer=registry_dot_v1_dot_registry__pb2.WatchEvent.SerializeToString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.WatchEvents.SerializeToString,
             ),
             'Cluster': grpc.unary_unary_rpc_method_handler(
                     servicer.Cluster,
@@ -617,7 +617,7 @@ class Registry:
             target,
             '/registry.v1.Registry/Watch',
             registry_dot_v1_dot_registry__pb2.WatchRequest.SerializeToString,
-            registry_dot_v1_dot_registry__pb2.WatchEvent.FromString,
+            registry_dot_v1_dot_registry__pb2.WatchEvents.FromString,
             options,
             channel_credentials,
             insecure,

@@ -274,10 +274,10 @@ def _raw(method: str, *fields: tuple[int, bytes]) -> Callable[[grpc.Channel], ob
 def _raw_body(method: str, body: bytes) -> Callable[[grpc.Channel], object]:
     def send(channel: grpc.Channel) -> object:
         if method == "Watch":
-            stream: grpc.UnaryStreamMultiCallable[bytes, pb.WatchEvent] = channel.unary_stream(
+            stream: grpc.UnaryStreamMultiCallable[bytes, pb.WatchEvents] = channel.unary_stream(
                 "/registry.v1.Registry/Watch",
                 request_serializer=None,
-                response_deserializer=pb.WatchEvent.FromString,
+                response_deserializer=pb.WatchEvents.FromString,
             )
             return list(stream(body, timeout=RPC_TIMEOUT_S))
         unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(

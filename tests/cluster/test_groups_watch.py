@@ -3,6 +3,7 @@ on a calm cluster (no node is stopped)."""
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Iterator
@@ -75,29 +76,37 @@ def test_groups_span_owners(calm_cluster: LocalCluster) -> None:
 
 
 class _Watcher:
-    """Reads a Watch stream on a thread; ``next`` takes events with a deadline."""
+    """Reads a Watch stream on a thread; ``next`` takes events one by one (flattening
+    the batches the node sends) with a deadline; ``messages`` counts the batches taken."""
 
     def __init__(self, c: LocalCluster, node_id: str, prefix: str) -> None:
         self._stream = c.stub(node_id).Watch(pb.WatchRequest(prefix=prefix), timeout=60)
-        self._events: queue.Queue[pb.WatchEvent | BaseException] = queue.Queue()
+        self._batches: queue.Queue[pb.WatchEvents | BaseException] = queue.Queue()
+        self._pending: list[pb.WatchEvent] = []
+        self.messages = 0
+        """Messages whose events ``next`` has started handing out."""
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
         try:
-            for event in self._stream:
-                self._events.put(event)
+            for batch in self._stream:
+                self._batches.put(batch)
         except BaseException as exc:
-            self._events.put(exc)
+            self._batches.put(exc)
 
     def next(self, timeout: float = 5.0) -> pb.WatchEvent:
-        try:
-            item = self._events.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no watch event within {timeout} s") from None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        while not self._pending:
+            try:
+                item = self._batches.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no watch event within {timeout} s") from None
+            if isinstance(item, BaseException):
+                raise item
+            assert item.events, "the node sent an empty WatchEvents message"
+            self._pending = list(item.events)
+            self.messages += 1
+        return self._pending.pop(0)
 
     def close(self) -> None:
         self._stream.cancel()
@@ -179,3 +188,61 @@ def test_watch_streams_end_cleanly_on_cancel(calm_cluster: LocalCluster) -> None
         while True:
             w.next(timeout=5)
     assert info.value.code() is grpc.StatusCode.CANCELLED
+
+
+def test_watch_listing_travels_in_batches(cluster: LocalCluster) -> None:
+    c = cluster
+    names = [f"batch/list/{i:05d}" for i in range(2000)]
+    reply = c.stub("n1").RegisterMany(
+        pb.RegisterManyRequest(specs=[pb.NameSpec(name=n, kind="echo") for n in names]),
+        timeout=30,
+    )
+    wait_for(
+        "n2 to apply the registration",
+        lambda: c.status("n2").applied_index >= reply.index,
+        timeout=30,
+    )
+    w = _Watcher(c, "n2", "batch/list/")
+    try:
+        assert w.next(timeout=30).kind == Kind.KIND_RESET
+        listed = []
+        event = w.next(timeout=30)
+        while event.kind != Kind.KIND_SYNCED:
+            assert event.kind == Kind.KIND_PLACED, event
+            listed.append(event.location.name)
+            event = w.next(timeout=30)
+        assert sorted(listed) == names, "every name exactly once"
+        # Up to 512 events a message (one message per event before batching: 2002).
+        assert w.messages <= math.ceil(len(names) / 512) + 1, w.messages
+    finally:
+        w.close()
+
+
+def test_watch_sends_one_register_many_as_one_message(
+    calm_cluster: LocalCluster,
+) -> None:
+    c = calm_cluster
+    names = [f"batch/change/{i:02d}" for i in range(20)]
+    w = _Watcher(c, "n2", "batch/change/")
+    try:
+        assert w.next().kind == Kind.KIND_RESET
+        assert w.next().kind == Kind.KIND_SYNCED
+        listing_messages = w.messages
+        c.stub("n1").RegisterMany(
+            pb.RegisterManyRequest(specs=[pb.NameSpec(name=n, kind="echo") for n in names]),
+            timeout=10,
+        )
+        first_message: dict[str, int] = {}
+        running: set[str] = set()
+        while running != set(names):
+            event = w.next(timeout=10)
+            assert event.kind == Kind.KIND_PLACED and event.location.name in names, event
+            first_message.setdefault(event.location.name, w.messages)
+            if event.location.node:
+                running.add(event.location.name)
+        # The names one log entry changed reach the subscriber together.
+        assert set(first_message) == set(names)
+        assert len(set(first_message.values())) == 1, first_message
+        assert w.messages - listing_messages < len(names), w.messages - listing_messages
+    finally:
+        w.close()

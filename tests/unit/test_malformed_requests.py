@@ -23,7 +23,8 @@ class _Servicer(registry_pb2_grpc.RegistryServicer):
         return pb.WhereIsResponse(location=pb.Location(name=request.name))
 
     async def Watch(self, request: pb.WatchRequest, context: Any) -> Any:
-        yield pb.WatchEvent(kind=pb.WatchEvent.KIND_RESET, location=pb.Location(name="x"))
+        reset = pb.WatchEvent(kind=pb.WatchEvent.KIND_RESET, location=pb.Location(name="x"))
+        yield pb.WatchEvents(events=[reset])
 
 
 Errors = dict[str, tuple[grpc.StatusCode, str]]
@@ -44,11 +45,11 @@ async def _exercise() -> tuple[Errors, dict[str, object]]:
                 request_serializer=None,
                 response_deserializer=pb.WhereIsResponse.FromString,
             )
-            watch: grpc.aio.UnaryStreamMultiCallable[bytes, pb.WatchEvent]
+            watch: grpc.aio.UnaryStreamMultiCallable[bytes, pb.WatchEvents]
             watch = channel.unary_stream(
                 "/registry.v1.Registry/Watch",
                 request_serializer=None,
-                response_deserializer=pb.WatchEvent.FromString,
+                response_deserializer=pb.WatchEvents.FromString,
             )
             for label, body in (("unary-utf8", NOT_UTF8), ("unary-truncated", TRUNCATED)):
                 try:
@@ -61,7 +62,9 @@ async def _exercise() -> tuple[Errors, dict[str, object]]:
                 good["stream-utf8"] = [e async for e in watch(NOT_UTF8, timeout=5)]
             except grpc.aio.AioRpcError as exc:
                 errors["stream-utf8"] = (exc.code(), exc.details() or "")
-            good["stream-good"] = [e.location.name async for e in watch(b"", timeout=5)]
+            good["stream-good"] = [
+                e.location.name async for batch in watch(b"", timeout=5) for e in batch.events
+            ]
     finally:
         await server.stop(None)
     return errors, good
