@@ -3,8 +3,6 @@ rolling restart, full restart."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.partition.support import Scenario
 
 FAILOVER_TARGET_S = 3.0
@@ -52,13 +50,11 @@ def test_rolling_restart_moves_names_with_their_state(scenario3: Scenario) -> No
     s.inject(s.plan("rolling-restart", ["n1", "n2", "n3"]))
     report = s.verify()  # safety first: no duplicate, nothing lost, handoff states intact
     assert report.handoffs > 0
-    # Graceful: every node drains by handoff before it stops, so nothing should fail over.
+    # Graceful: every node drains by handoff before it stops, so nothing may fail over.
+    # (It did, until the peer transport stopped losing the first messages to a node that
+    # had just restarted: members missed their lease acks and fenced.)
     failovers = s.starts("failover")
-    if failovers:
-        # Known server bug (reported): when the node being restarted is the leader, its
-        # graceful leadership transfer lets every other member's lease lapse; they fence
-        # and all their names restart without state.
-        pytest.xfail(f"{failovers} names failed over during a graceful rolling restart")
+    assert failovers == 0, f"{failovers} names failed over during a graceful rolling restart"
 
 
 def test_full_restart_keeps_every_registration(scenario3: Scenario) -> None:
