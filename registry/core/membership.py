@@ -20,6 +20,14 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
 5. The leader declares a member down (proposes ``MemberDown``) once it has not heard from
    it for ``down_after_tick`` of its own ticks — counted from when it became leader at
    the earliest, since a new leader cannot know what its predecessor acknowledged.
+   One exception, the *previous leader*: a leader grants itself a lease only until its
+   Raft leader lease ends plus ``leader_extra_tick`` (and, once it starts a leadership
+   transfer, from then on), so when a node wins term *T* having heard from the leader
+   of *T − 1* (no term, so no other leader, in between), that leader's self-granted
+   lease ended by ``leader_extra_tick`` after the win, and it is declared down
+   ``previous_leader_down_tick`` after the win. A lease some earlier leader granted it
+   began before it was elected, so ``down_after_tick`` after the new leader first heard
+   from it as leader covers that one.
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
    names are only given to a member that can run them.
@@ -89,6 +97,9 @@ class MemberAgent:
         self._seq = 0
         self._sent: dict[int, int] = {}
         self._lease_until = 0
+        """Granted by other leaders' acknowledgements."""
+        self._self_until = 0
+        """Granted by this node to itself while it led (rule 5: capped by its Raft lease)."""
         self._applied = 0
         self._pending: list[tuple[int, int]] = []
         """Acknowledged leases ``(index, until)`` waiting for the log to be applied."""
@@ -140,10 +151,32 @@ class MemberAgent:
         else:
             self._pending.append((ack.index, sent + self.cfg.lease_tick))
 
+    def on_self_ack(self, ack: MemberAck, cap: int) -> None:
+        """The leader acknowledged its own heartbeat: a lease, but never past ``cap``
+        (its Raft lease end plus ``leader_extra_tick``; rule 5)."""
+        if ack.dst != self.node or ack.incarnation != self.incarnation:
+            return
+        sent = self._sent.get(ack.seq)
+        if sent is not None:
+            until = min(sent + self.cfg.lease_tick, cap)
+            self._pending.append((ack.index, -until))  # negative: self-granted
+            self.applied_to(self._applied)
+
+    def cap_self_lease(self, cap: int) -> None:
+        """While leading: the self-granted lease (and any such lease still waiting for the
+        log to be applied) ends by ``cap``. A leadership transfer revokes the Raft lease,
+        so this brings it to ``leader_extra_tick`` from the transfer's start (rule 5)."""
+        self._self_until = min(self._self_until, cap)
+        self._pending = [(i, u if u > 0 else -min(-u, cap)) for i, u in self._pending]
+
     def _extend(self, until: int) -> None:
         # A lease about to lapse (an ack of a heartbeat sent long ago, say while the
         # network was cut) is worth nothing but a fence right after: ignore it.
-        if until - self.ticks >= 2 * self.cfg.heartbeat_tick:
+        if abs(until) - self.ticks < 2 * self.cfg.heartbeat_tick:
+            return
+        if until < 0:
+            self._self_until = max(self._self_until, -until)
+        else:
             self._lease_until = max(self._lease_until, until)
 
     def applied_to(self, index: int) -> None:
@@ -153,15 +186,15 @@ class MemberAgent:
         for needed, until in self._pending:
             if needed <= self._applied:
                 self._extend(until)
-            elif until > self.ticks:
+            elif abs(until) > self.ticks:
                 waiting.append((needed, until))
         self._pending = waiting
 
     def has_lease(self) -> bool:
-        return self.ticks < self._lease_until
+        return self.ticks < max(self._lease_until, self._self_until)
 
     def lease_remaining(self) -> int:
-        return max(0, self._lease_until - self.ticks)
+        return max(0, max(self._lease_until, self._self_until) - self.ticks)
 
     def check_fence(self, *, running: bool = True) -> bool:
         """True exactly once each time a held lease runs out while workers ran here
@@ -192,13 +225,17 @@ class LeaderMonitor:
     def __init__(self, cfg: MembershipConfig) -> None:
         self.cfg = cfg
         self._since = 0
+        self._previous: tuple[NodeId, int] | None = None
         self._last_heard: dict[NodeId, int] = {}
         self._latest: dict[NodeId, MemberHeartbeat] = {}
         self._proposed: dict[Command, int] = {}
         self._no_lease_since: dict[NodeId, int] = {}
 
-    def became_leader(self, now: int) -> None:
+    def became_leader(self, now: int, previous: tuple[NodeId, int] | None = None) -> None:
+        """``previous``: the leader of the term just before ours, and when we first heard
+        from it as leader (rule 5); ``None`` when we do not know that leader."""
         self._since = now
+        self._previous = previous
         self._last_heard.clear()
         self._latest.clear()
         self._proposed.clear()
@@ -230,7 +267,16 @@ class LeaderMonitor:
         )
 
     def last_heard(self, node: NodeId) -> int:
-        return self._last_heard.get(node, self._since)
+        heard = self._last_heard.get(node)
+        if heard is not None:
+            return heard
+        previous = self._previous
+        shortcut = self.cfg.previous_leader_down_tick
+        if previous is not None and previous[0] == node and shortcut is not None:
+            # Counted as heard early enough that "down" comes previous_leader_down_tick
+            # after we won, but never sooner than down_after_tick after it began to lead.
+            return max(previous[1], self._since - (self.cfg.down_after_tick - shortcut))
+        return self._since
 
     def changes(self, state: RegistryState, now: int) -> list[Command]:
         """Membership commands to propose now (each at most once per ``retry_tick``)."""

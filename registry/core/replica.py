@@ -155,6 +155,8 @@ class Replica:
         """Names to reconcile besides those the state machine touched."""
         self._listening_ticks = 0
         """Ticks this node could hear in: the leader's failure detector runs on these."""
+        self._leader_seen: tuple[int, NodeId, int] = (0, "", 0)
+        """(term, leader, listening tick when first heard from it as leader)."""
 
     @property
     def id(self) -> NodeId:
@@ -229,6 +231,10 @@ class Replica:
         )
 
     def ready(self) -> ReplicaReady:
+        if self.raft.role is Role.LEADER:
+            # Before any message leaves: a TIMEOUT_NOW (leadership transfer) lets the
+            # target win at once, so the revoked lease must already bound our own.
+            self.agent.cap_self_lease(self._self_lease_cap())
         rd = self.raft.ready()
         if rd.snapshot is not None:
             self.state = RegistryState.restore(rd.snapshot.data)
@@ -294,9 +300,17 @@ class Replica:
         raft, now, heard = self.raft, self.agent.ticks, self._listening_ticks
         leader = raft.leader
         is_leader = raft.role is Role.LEADER
-        if is_leader and not self._was_leader:
+        if leader and (raft.term, leader) != self._leader_seen[:2]:
+            previous = self._leader_seen
+            self._leader_seen = (raft.term, leader, heard)
+            if is_leader:
+                known = previous[0] == raft.term - 1 and previous[1] != self.id
+                self.monitor.became_leader(heard, previous[1:] if known else None)
+        elif is_leader and not self._was_leader:
             self.monitor.became_leader(heard)
         self._was_leader = is_leader
+        if is_leader:
+            self.agent.cap_self_lease(self._self_lease_cap())
         heartbeat = self.agent.heartbeat(leader)
         if heartbeat is not None:
             if leader == self.id:
@@ -344,6 +358,11 @@ class Replica:
         self._releases[name] = _Release(token=token, state=state, sent_tick=-(10**9))
         self._fresh_releases.append(name)
 
+    def _self_lease_cap(self) -> int:
+        """How far a leader may lease itself: its Raft lease plus ``leader_extra_tick``
+        (membership rule 5), on the agent's clock (it ticks with Raft's)."""
+        return self.agent.ticks + self.raft.lease_remaining() + self.cfg.leader_extra_tick
+
     def _try_propose(self, data: bytes) -> None:
         # A refusal (e.g. during a leadership transfer) is retried after retry_tick.
         with contextlib.suppress(ProposalRejected):
@@ -366,7 +385,7 @@ class Replica:
         if ack is None:
             return
         if ack.dst == self.id:
-            self.agent.on_ack(ack)
+            self.agent.on_self_ack(ack, self._self_lease_cap())
         else:
             self._outbox.append(ack)
 

@@ -37,6 +37,14 @@ class MembershipConfig:
     """``begin_handoff`` must answer within this; then the worker is released stateless."""
     retry_tick: int
     """Re-send a membership proposal or a release that has not been applied after this."""
+    leader_extra_tick: int = 0
+    """A leader grants itself a lease only until its Raft leader lease ends plus this
+    (DESIGN §3, "the previous leader"); it keeps a busy leader's stall tolerance near
+    ``lease`` while bounding how long a lost leader can run workers."""
+    previous_leader_down_tick: int | None = None
+    """How long a new leader of term *T* waits before declaring the leader of *T − 1*
+    down (its lease was bounded by that leader's Raft lease, which ended before *T*
+    was won). ``None``: ``down_after_tick``, like anybody else."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,10 +137,18 @@ class Timing:
         # Rounding is chosen for safety: the lease and the fence grace (how long a member
         # may still run workers) round down, down_after rounds up and gets one more tick
         # because a tick count only bounds time to within a tick.
+        down_after_tick = self._ticks(self.effective_down_after(), up=True) + 1
+        extra_tick = self._ticks(max(0.0, self.lease - self.election_timeout), up=False)
+        d = self.max_drift
+        # The previous leader ran workers at most ``extra`` past the end of its Raft lease
+        # (which ended before this term was won) plus ``fence_grace``, on its own clock.
+        previous = (extra_tick * self.tick + self.fence_grace) * (1 + d) / (1 - d) + self.margin
         return MembershipConfig(
             heartbeat_tick=self._ticks(self.member_heartbeat, up=False),
             lease_tick=self._ticks(self.lease, up=False),
-            down_after_tick=self._ticks(self.effective_down_after(), up=True) + 1,
+            down_after_tick=down_after_tick,
+            leader_extra_tick=extra_tick,
+            previous_leader_down_tick=min(down_after_tick, self._ticks(previous, up=True) + 1),
             fence_grace_tick=self._ticks(self.fence_grace, up=False),
             handoff_deadline_tick=self._ticks(self.handoff_deadline, up=True),
             retry_tick=self._ticks(self.election_timeout, up=True),

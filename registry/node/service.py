@@ -45,6 +45,8 @@ log = logging.getLogger("registry.service")
 T = TypeVar("T")
 WRITE_TIMEOUT_S = 10.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
+FORWARD_CATCH_UP_S = 1.0
+"""How long a forwarded call waits for this replica to learn a name the sender knows."""
 
 
 def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -306,6 +308,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         here: Callable[[], Awaitable[T]],
         there: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
     ) -> T:
+        _check("name", name)
+        if forwarded and self._replica.state.registered(name) is None:
+            # The sender found it registered and running here: this replica lags behind
+            # the sender's (say, it just restarted). Catch up briefly rather than answer
+            # NOT_FOUND for a registration that was acknowledged.
+            await self.node.driver.wait_for(
+                lambda: self._replica.state.registered(name) is not None, FORWARD_CATCH_UP_S
+            )
+            if self._replica.state.registered(name) is None:
+                raise Abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{name!r} is not registered on {self.node.cfg.id} yet, which the "
+                    "forwarding node saw registered here; retry",
+                )
         record = self._registered(name)
         if not record.holder:
             raise Abort(

@@ -438,3 +438,89 @@ def test_a_new_leader_gets_a_heartbeat_at_once() -> None:
     assert member.heartbeat("L1") is None, "not due yet"
     assert member.heartbeat("L2") is not None, "a new leader is asked straight away"
     assert member.heartbeat("L2") is None
+
+
+# -- rule 5: the previous leader -----------------------------------------------------------
+
+
+def test_a_leader_leases_itself_only_up_to_the_cap() -> None:
+    member = agent()
+    beat = member.heartbeat("m")
+    assert beat is not None
+    member.on_self_ack(ack_for(beat), cap=member.ticks + 7)
+    assert member.lease_remaining() == 7, "capped below sent + lease_tick (10)"
+    advance(member, CFG.heartbeat_tick)
+    beat2 = member.heartbeat("m")
+    assert beat2 is not None
+    member.on_self_ack(ack_for(beat2), cap=member.ticks + 100)
+    assert member.lease_remaining() == CFG.lease_tick, "never past sent + lease_tick"
+
+
+def test_capping_shortens_the_self_granted_lease_but_not_one_another_leader_granted() -> None:
+    member = agent()
+    beat = member.heartbeat("m")
+    assert beat is not None
+    member.on_self_ack(ack_for(beat), cap=member.ticks + CFG.lease_tick)
+    member.cap_self_lease(member.ticks + 4)  # say, a leadership transfer revoked the lease
+    assert member.lease_remaining() == 4
+    advance(member, CFG.heartbeat_tick)
+    other = member.heartbeat("L")  # a follower again: another leader acks
+    assert other is not None
+    member.on_ack(ack_for(other))
+    member.cap_self_lease(member.ticks)
+    assert member.lease_remaining() == CFG.lease_tick
+
+
+def test_a_cap_also_bounds_a_self_granted_lease_still_waiting_for_the_log() -> None:
+    member = agent()
+    beat = member.heartbeat("m")
+    assert beat is not None
+    member.on_self_ack(ack_for(beat, index=5), cap=member.ticks + CFG.lease_tick)
+    assert not member.has_lease(), "waits for index 5 to be applied"
+    member.cap_self_lease(member.ticks + 5)
+    member.applied_to(5)
+    assert member.lease_remaining() == 5
+
+
+PREVIOUS = replace(CFG, retry_tick=1000, previous_leader_down_tick=8)
+
+
+def test_the_previous_leader_is_declared_down_sooner_than_the_others() -> None:
+    state = state_with(("x", 1), ("y", 1))
+    monitor = LeaderMonitor(PREVIOUS)
+    monitor.became_leader(100, previous=("x", 60))
+    assert monitor.changes(state, 107) == []
+    assert monitor.changes(state, 108) == [MemberDown(node="x", incarnation=1)]
+    assert monitor.changes(state, 119) == []
+    assert monitor.changes(state, 120) == [MemberDown(node="y", incarnation=1)]
+
+
+def test_a_previous_leader_that_led_only_briefly_gets_down_after_from_its_start() -> None:
+    """A lease another leader granted it began before it was elected: that one is only
+    bounded by down_after from when we first heard from it as leader."""
+    state = state_with(("x", 1))
+    monitor = LeaderMonitor(PREVIOUS)
+    monitor.became_leader(100, previous=("x", 95))
+    assert monitor.changes(state, 114) == []
+    assert monitor.changes(state, 115) == [MemberDown(node="x", incarnation=1)]
+
+
+def test_without_a_known_previous_leader_everyone_waits_down_after() -> None:
+    state = state_with(("x", 1))
+    monitor = LeaderMonitor(PREVIOUS)
+    monitor.became_leader(100)
+    assert monitor.changes(state, 119) == []
+    assert monitor.changes(state, 120) == [MemberDown(node="x", incarnation=1)]
+
+
+def test_lan_timing_lets_the_previous_leader_go_sooner_within_the_drift_rule() -> None:
+    from registry.core.timing import preset
+
+    lan = preset("lan")
+    cfg = lan.membership()
+    assert cfg.previous_leader_down_tick is not None
+    assert cfg.previous_leader_down_tick < cfg.down_after_tick
+    extra_s = cfg.leader_extra_tick * lan.tick
+    d = lan.max_drift
+    needed_s = (extra_s + lan.fence_grace) * (1 + d) / (1 - d) + lan.margin
+    assert cfg.previous_leader_down_tick * lan.tick >= needed_s
