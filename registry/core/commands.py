@@ -87,7 +87,15 @@ class Released:
     """Handed to the next activation; ``None`` restarts it fresh."""
 
 
-Command = Register | Unregister | Join | Leave | MemberUp | MemberDown | Released
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Releases:
+    """Several ``Released`` in one entry: a rebalance hands off thousands of names at
+    once, and one entry (and one forwarded message) per name bounded how fast."""
+
+    items: tuple[Released, ...]
+
+
+Command = Register | Unregister | Join | Leave | MemberUp | MemberDown | Released | Releases
 
 _KINDS: dict[str, type[Any]] = {
     "register": Register,
@@ -97,6 +105,7 @@ _KINDS: dict[str, type[Any]] = {
     "member_up": MemberUp,
     "member_down": MemberDown,
     "released": Released,
+    "releases": Releases,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 
@@ -192,15 +201,32 @@ def _specs_from_json(specs: list[object], where: str) -> Iterator[NameSpec]:
             yield _spec_from_json(spec, f"{where}: specs[{i}]")
 
 
+def _released_to_json(command: Released) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": command.name, "token": command.token}
+    if command.state is not None:
+        body["state"] = _b64(command.state)
+    return body
+
+
+def _released_from_json(raw: object, where: str, required: set[str]) -> Released:
+    raw = _fields(raw, where, {"name", "token", *required}, {"state"})
+    state = raw.get("state")
+    return Released(
+        name=_str(raw["name"], f"{where}: name"),
+        token=_int(raw["token"], f"{where}: token"),
+        state=None if state is None else _unb64(state, f"{where}: state"),
+    )
+
+
 def encode(command: Command) -> bytes:
     tag = _TAGS[type(command)]
     body: dict[str, Any]
     if isinstance(command, Register):
         body = {"specs": [_spec_to_json(s) for s in command.specs]}
     elif isinstance(command, Released):
-        body = {"name": command.name, "token": command.token}
-        if command.state is not None:
-            body["state"] = _b64(command.state)
+        body = _released_to_json(command)
+    elif isinstance(command, Releases):
+        body = {"items": [_released_to_json(r) for r in command.items]}
     elif isinstance(command, MemberUp):
         body = {
             "node": command.node,
@@ -238,12 +264,16 @@ def decode(data: bytes) -> Command:
             raise InvalidCommand(f"{where}: specs must be a list")
         return Register(specs=tuple(_specs_from_json(specs, where)))
     if cls is Released:
-        raw = _fields(raw, where, {"kind", "name", "token"}, {"state"})
-        state = raw.get("state")
-        return Released(
-            name=_str(raw["name"], f"{where}: name"),
-            token=_int(raw["token"], f"{where}: token"),
-            state=None if state is None else _unb64(state, f"{where}: state"),
+        return _released_from_json(raw, where, {"kind"})
+    if cls is Releases:
+        items = _fields(raw, where, {"kind", "items"}, set())["items"]
+        if not isinstance(items, list) or not items:
+            raise InvalidCommand(f"{where}: items must be a non-empty list")
+        return Releases(
+            items=tuple(
+                _released_from_json(item, f"{where}: item {i}", set())
+                for i, item in enumerate(items)
+            )
         )
     if cls is MemberUp:
         raw = _fields(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from registry.core.commands import Command, InvalidCommand, Released, decode, encode
+from registry.core.commands import Command, InvalidCommand, Released, Releases, decode, encode
 from registry.core.config import RaftConfig
 from registry.core.errors import ProposalRejected
 from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
@@ -112,6 +113,27 @@ class _Release:
     sent_tick: int
 
 
+RELEASES_PER_ENTRY = 512
+RELEASE_STATE_BYTES_PER_ENTRY = 4 << 20
+"""A batch of releases stops growing at either bound (one state alone may be larger)."""
+
+
+def _release_batches(due: list[Released]) -> Iterator[list[Released]]:
+    batch: list[Released] = []
+    size = 0
+    for item in due:
+        weight = len(item.state or b"")
+        if batch and (
+            len(batch) >= RELEASES_PER_ENTRY or size + weight > RELEASE_STATE_BYTES_PER_ENTRY
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += weight
+    if batch:
+        yield batch
+
+
 class Replica:
     reconcile_everything: ClassVar[bool] = False
     """Rescan every name on every Ready: the slow reference the incremental reconcile
@@ -201,8 +223,9 @@ class Replica:
         next owner (``None``: it restarts fresh)."""
         if self._running.get(name) == token:
             del self._running[name]
+        # Sent with the next Ready, together with every other release that is done by
+        # then: a rebalance finishes thousands of handoffs in one turn of the loop.
         self._add_release(name, token, state)
-        self._drive()
 
     def drain(self) -> None:
         """Start a graceful stop: from the next heartbeat on, this member asks to be given
@@ -228,6 +251,7 @@ class Replica:
             or self._compaction
             or self._new_incarnation is not None
             or self.agent.has_lease() != self._had_lease
+            or bool(self._fresh_releases and self.raft.leader)
         )
 
     def ready(self) -> ReplicaReady:
@@ -235,6 +259,8 @@ class Replica:
             # Before any message leaves: a TIMEOUT_NOW (leadership transfer) lets the
             # target win at once, so the revoked lease must already bound our own.
             self.agent.cap_self_lease(self._self_lease_cap())
+        if self._fresh_releases:
+            self._send_releases(self.agent.ticks, self.raft.leader, self.raft.role is Role.LEADER)
         rd = self.raft.ready()
         if rd.snapshot is not None:
             self.state = RegistryState.restore(rd.snapshot.data)
@@ -335,6 +361,7 @@ class Replica:
             names, self._fresh_releases = self._fresh_releases, []
         else:
             return
+        due: list[Released] = []
         for name in names:
             release = self._releases.get(name)
             if release is None:
@@ -348,7 +375,9 @@ class Replica:
             if now - release.sent_tick < self.cfg.retry_tick or not leader:
                 continue
             release.sent_tick = now
-            data = encode(Released(name=name, token=release.token, state=release.state))
+            due.append(Released(name=name, token=release.token, state=release.state))
+        for batch in _release_batches(due):
+            data = encode(batch[0] if len(batch) == 1 else Releases(items=tuple(batch)))
             if is_leader:
                 self._try_propose(data)
             else:

@@ -47,6 +47,7 @@ from registry.core.commands import (
     Priority,
     Register,
     Released,
+    Releases,
     Unregister,
 )
 from registry.core.messages import NodeId
@@ -271,6 +272,11 @@ class RegistryState:
             return self._member_up(index, command)
         if isinstance(command, MemberDown):
             return self._member_down(index, command)
+        if isinstance(command, Releases):
+            for item in command.items:
+                self._released(index, item, assign=False)
+            self._assign_waiting(index, [item.name for item in command.items])
+            return OK  # a stale item changes nothing, as a stale Released does
         return self._released(index, command)
 
     def _register(self, index: int, command: Register) -> Result:
@@ -420,7 +426,7 @@ class RegistryState:
         self._view_changed(index)
         return OK
 
-    def _released(self, index: int, command: Released) -> Result:
+    def _released(self, index: int, command: Released, *, assign: bool = True) -> Result:
         record = self.names.get(command.name)
         if record is None or record.token != command.token or not record.holder:
             return Result(code=Code.STALE, message="that activation was already replaced")
@@ -433,7 +439,8 @@ class RegistryState:
             command.name,
             StartReason.HANDOFF if command.state is not None else StartReason.RESTART,
         )
-        self._assign_waiting(index, [command.name])
+        if assign:
+            self._assign_waiting(index, [command.name])
         return OK
 
     # -- holder bookkeeping ------------------------------------------------------------

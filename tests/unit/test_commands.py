@@ -16,6 +16,7 @@ from registry.core.commands import (
     NameSpec,
     Register,
     Released,
+    Releases,
     Unregister,
     decode,
     encode,
@@ -47,6 +48,7 @@ COMMANDS: list[Command] = [
     Released(name="a", token=12),
     Released(name="a", token=12, state=b""),
     Released(name="a", token=12, state=ALL_BYTES),
+    Releases(items=(Released(name="a", token=12), Released(name="b", token=3, state=b"s"))),
 ]
 
 
@@ -84,6 +86,7 @@ def test_every_command_type_is_covered() -> None:
         MemberUp,
         MemberDown,
         Released,
+        Releases,
     }
 
 
@@ -135,6 +138,10 @@ GARBAGE = [
     (b'{"kind":"released","name":"a","token":1,"state":"***"}', "state is not valid base64"),
     (b'{"kind":"released","name":"a","token":1,"state":5}', "state must be base64 text"),
     (b'{"kind":"register","specs":"abc"}', "specs must be a list"),
+    (b'{"kind":"releases","items":[]}', "items must be a non-empty list"),
+    (b'{"kind":"releases","items":{}}', "items must be a non-empty list"),
+    (b'{"kind":"releases","items":[{"name":"a"}]}', "item 0 is missing token"),
+    (b'{"kind":"releases","items":[{"name":"a","token":1,"kind":"x"}]}', "unknown fields kind"),
     (b'{"kind":"register","specs":[1]}', "specs[0] must be a JSON object"),
     (b'{"kind":"register","specs":[{"name":"a","kind":"k","args":"a"}]}', "args is not valid"),
     (b'{"kind":"register","specs":[{"name":"a","kind":"k","roles":"web"}]}', "roles must be a"),

@@ -10,6 +10,8 @@ from registry.core.commands import (
     MemberUp,
     NameSpec,
     Register,
+    Released,
+    Releases,
     Unregister,
     decode,
 )
@@ -194,6 +196,35 @@ def test_after_a_heal_names_come_back_through_handoff_with_state() -> None:
     )
     for name in NAMES:
         assert cluster.where(name) == [leader.state.owner(name)]
+    assert cluster.violations == []
+
+
+def test_handoffs_finished_together_are_released_in_one_entry() -> None:
+    cluster = formed()
+    register_all(cluster)
+    victim, names = isolate_and_fail_over(cluster)
+    cluster.heal()
+    cluster.tick_until(lambda: sum(len(h) for h in cluster.handoffs.values()) == len(names))
+    leader = cluster.leader()
+    mark = len(cluster.applied[leader.id])
+    for node, reqs in list(cluster.handoffs.items()):
+        for name, request in list(reqs.items()):  # all done in one turn of the loop
+            del reqs[name]
+            cluster.running[node].pop(name, None)
+            cluster.nodes[node].handoff_done(name, request.token, f"s/{name}".encode())
+        cluster._drain(node)
+    cluster.pump()
+    cluster.tick_until(lambda: all(cluster.where(n) == [victim] for n in names))
+    released = [a.command for a in cluster.applied[leader.id][mark:]]
+    batches = [c for c in released if isinstance(c, Releases)]
+    assert batches and max(len(b.items) for b in batches) > 1
+    assert sorted(i.name for b in batches for i in b.items) == names
+    assert not [c for c in released if isinstance(c, Released)], "no entry per name"
+    for act in cluster.starts(victim)[-len(names) :]:
+        assert (act.activation.reason, act.activation.state) == (
+            StartReason.HANDOFF,
+            f"s/{act.activation.name}".encode(),
+        )
     assert cluster.violations == []
 
 

@@ -18,6 +18,7 @@ from registry.core.commands import (
     Priority,
     Register,
     Released,
+    Releases,
     Unregister,
 )
 from registry.core.placement import Placement
@@ -445,6 +446,34 @@ def test_released_hands_the_name_to_the_owner_with_the_state() -> None:
     assert log.state.moving_from(old_holder, 1) == [
         r for r in log.state.moving_from(old_holder, 1) if r.spec.name != name
     ]
+
+
+def test_releases_in_one_entry_act_as_the_same_releases_one_by_one() -> None:
+    """Apart from the token (one entry's index for all), a batch is the sequence."""
+    batched, single = Log("n1", "n2", "n3"), Log("n1", "n2", "n3")
+    for log in (batched, single):
+        log.register(*NAMES)
+        log.up("n4")
+    moving = [n for n in NAMES if batched.state.owner(n) == "n4"]
+    assert len(moving) >= 3
+    items = [
+        Released(name=n, token=batched.record(n).token, state=f"s{i}".encode() if i else None)
+        for i, n in enumerate(moving)
+    ]
+    stale = Released(name=NAMES[0], token=10**6, state=b"x")  # changes nothing, as alone
+    assert batched.apply(Releases(items=(*items, stale))).ok
+    for item in items:
+        assert single.release(item.name, item.state).ok
+    assert single.apply(stale).code is Code.STALE
+    for name in NAMES:
+        a, b = batched.record(name), single.record(name)
+        assert (a.holder, a.reason, a.state) == (b.holder, b.reason, b.state), name
+        if name in moving:
+            assert a.token == batched.index, "the batch's entry activated it"
+    assert (
+        batched.state.activations_for("n4", 1).keys()
+        == single.state.activations_for("n4", 1).keys()
+    )
 
 
 def test_released_without_state_restarts_at_the_owner() -> None:
