@@ -254,10 +254,14 @@ class Driver:
             outer = item.future
 
             def done(f: asyncio.Future[Result], index: int = index) -> None:
+                # Retrieved even when nobody waits any more (else asyncio logs it).
+                error = None if f.cancelled() else f.exception()
                 if outer.done():
                     return
-                if f.exception() is not None:
-                    outer.set_exception(f.exception())  # type: ignore[arg-type]
+                if f.cancelled():
+                    outer.cancel()
+                elif error is not None:
+                    outer.set_exception(error)
                 else:
                     outer.set_result((index, f.result()))
 

@@ -113,6 +113,13 @@ class NodeMetrics(Collector):
             registry=self.registry,
             buckets=RPC_BUCKETS,
         )
+        self.gc_pause_seconds = Histogram(
+            "registry_gc_pause_seconds",
+            "Time CPython's garbage collector stopped this node's event loop, by generation.",
+            ["generation"],
+            registry=self.registry,
+            buckets=RPC_BUCKETS,
+        )
         self.rpc_errors = Counter(
             "registry_rpc_errors_total",
             "Client API calls on this node that ended with a status other than OK, by "

@@ -26,6 +26,7 @@ from registry.core.replica import ReplicaReady
 from registry.node.config import NodeConfig
 from registry.node.driver import Driver
 from registry.node.events import EventLog
+from registry.node.gc_pauses import GcPauses
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.rpc_metrics import RpcMetrics
@@ -83,6 +84,7 @@ class Node:
         )
         self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
+        self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
@@ -101,6 +103,7 @@ class Node:
         await server.start()
         self._server = server
         _tune_gc()
+        self._gc_pauses.install()
         self.driver.start()
         if cfg.http:
             self._http = HttpServer(
@@ -184,6 +187,7 @@ class Node:
             await self.transport.close()
             self.storage.close()
         finally:
+            self._gc_pauses.uninstall()
             self._stopped.set()
 
     async def run_until_signalled(self) -> None:

@@ -1,0 +1,52 @@
+"""How long CPython's garbage collector stops the node.
+
+A node is one event loop: while a collection runs, no heartbeat is sent or answered.
+With many activations (a few objects each) a full collection can take long enough to
+cost a lease or an election, so every pause goes into a histogram and a long one is
+logged — it is the first thing to look at when a busy node fences.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Histogram
+
+log = logging.getLogger("registry.node")
+
+WARN_AFTER_S = 0.1
+"""A pause this long is a tenth of the lan lease: worth a warning."""
+
+
+class GcPauses:
+    def __init__(self, histogram: Histogram, *, warn_after_s: float = WARN_AFTER_S) -> None:
+        self.histogram = histogram
+        self.warn_after_s = warn_after_s
+        self._started = 0.0
+
+    def install(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def uninstall(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        paused = time.perf_counter() - self._started
+        generation = int(info.get("generation", -1))
+        self.histogram.labels(str(generation)).observe(paused)
+        if paused >= self.warn_after_s:
+            log.warning(
+                "garbage collection (generation %d) stopped the node for %.0f ms "
+                "(%d objects collected)",
+                generation,
+                paused * 1000,
+                int(info.get("collected", 0)),
+            )

@@ -1,0 +1,34 @@
+"""The GC pause watcher: every collection is timed; a long one is logged."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from registry.node.gc_pauses import GcPauses
+
+
+def _count(registry: CollectorRegistry, generation: str) -> float:
+    value = registry.get_sample_value("pauses_seconds_count", {"generation": generation})
+    return value or 0.0
+
+
+def test_collections_are_timed_and_long_ones_logged(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+    histogram = Histogram("pauses_seconds", "test", ["generation"], registry=registry)
+    pauses = GcPauses(histogram, warn_after_s=0.0)  # every pause counts as long here
+    pauses.install()
+    try:
+        with caplog.at_level(logging.WARNING, logger="registry.node"):
+            gc.collect(2)
+    finally:
+        pauses.uninstall()
+    assert _count(registry, "2") >= 1
+    assert any("garbage collection (generation 2)" in r.getMessage() for r in caplog.records)
+    before = _count(registry, "2")
+    gc.collect(2)
+    assert _count(registry, "2") == before, "uninstalled: no longer observed"
+    assert pauses._on_gc not in gc.callbacks
