@@ -30,7 +30,12 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    from it as leader covers that one.
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
-   names are only given to a member that can run them.
+   names are only given to a member that can run them. An incarnation that was declared
+   down comes back up only on a heartbeat sent after the member applied that
+   ``MemberDown``: heartbeats queued during a partition arrive first after the heal,
+   claiming a lease the member has since lost (it fenced and took a new incarnation);
+   bringing the old incarnation up gave it names it could not run, and the next
+   ``MemberUp`` failed them over, dropping the state a takeover had just handed over.
 7. Acknowledgements can be lost one way only. A member that keeps reporting "no lease"
    for ``down_after_tick`` while it is up in the view is not getting them: the leader
    stops acknowledging it, so ``down_after_tick`` after the last acknowledgement it is
@@ -61,6 +66,8 @@ class MemberHeartbeat:
     """Whether the member holds a lease as it sends this (rule 7)."""
     draining: bool = False
     """The member is shutting down and wants its names moved away (graceful stop)."""
+    applied: int = 0
+    """The member's applied log index as it sends this (rule 6: stale heartbeats)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +145,7 @@ class MemberAgent:
             kinds=self.kinds,
             has_lease=self.has_lease(),
             draining=self.draining,
+            applied=self._applied,
         )
 
     def on_ack(self, ack: MemberAck) -> None:
@@ -296,6 +304,14 @@ class LeaderMonitor:
                 and record.kinds == frozenset(hb.kinds)
                 and record.draining == hb.draining
             )
+            stale = (
+                record is not None
+                and not record.up
+                and record.incarnation == hb.incarnation
+                and hb.applied < record.down_index
+            )
+            if stale:
+                continue
             if not current and (record is None or record.incarnation <= hb.incarnation):
                 due.append(
                     MemberUp(

@@ -101,6 +101,8 @@ class MemberRecord:
     up: bool = True
     draining: bool = False
     """Shutting down gracefully: up (its lease still counts) but eligible for nothing."""
+    down_index: int = 0
+    """The log index of the MemberDown that took this incarnation down (0: never)."""
 
     def candidate(self) -> Candidate:
         return Candidate(
@@ -422,6 +424,7 @@ class RegistryState:
         if existing is None or existing.incarnation != command.incarnation or not existing.up:
             return Result(code=Code.STALE, message="member already down or restarted")
         existing.up = False
+        existing.down_index = index
         self._fail_over_holder(command.node)
         self._view_changed(index)
         return OK
@@ -540,6 +543,7 @@ class RegistryState:
                     sorted(m.kinds),
                     m.up,
                     m.draining,
+                    m.down_index,
                 ]
                 for _, m in sorted(self.members.items())
             ],
@@ -570,7 +574,7 @@ class RegistryState:
         if not data:
             return state
         body = json.loads(data)
-        for node, inc, address, roles, kinds, up, draining in body["members"]:
+        for node, inc, address, roles, kinds, up, draining, *rest in body["members"]:
             state.members[node] = MemberRecord(
                 node=node,
                 incarnation=inc,
@@ -579,6 +583,7 @@ class RegistryState:
                 kinds=frozenset(kinds),
                 up=up,
                 draining=draining,
+                down_index=rest[0] if rest else 0,  # snapshots before down_index: 0
             )
         for row in body["names"]:
             name, kind, args, roles, priority, holder, inc, token, reason, blob, groups, gone = row

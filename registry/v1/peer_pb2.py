@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from registry.v1 import raft_pb2 as registry_dot_v1_dot_raft__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/peer.proto\x12\x0bregistry.v1\x1a\x16registry/v1/raft.proto\"\xa1\x01\n\x0fMemberHeartbeat\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12\r\n\x05kinds\x18\x07 \x03(\t\x12\x11\n\thas_lease\x18\x08 \x01(\x08\x12\x10\n\x08\x64raining\x18\t \x01(\x08\"V\n\tMemberAck\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\x04\"1\n\x07\x46orward\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xbf\x01\n\x0cPeerEnvelope\x12$\n\x04raft\x18\x01 \x01(\x0b\x32\x14.registry.v1.MessageH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.registry.v1.MemberHeartbeatH\x00\x12%\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x16.registry.v1.MemberAckH\x00\x12\'\n\x07\x66orward\x18\x04 \x01(\x0b\x32\x14.registry.v1.ForwardH\x00\x42\x06\n\x04\x62ody\"\x0f\n\rPeerStreamEnd2I\n\x04Peer\x12\x41\n\x06Stream\x12\x19.registry.v1.PeerEnvelope\x1a\x1a.registry.v1.PeerStreamEnd(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/peer.proto\x12\x0bregistry.v1\x1a\x16registry/v1/raft.proto\"\xb2\x01\n\x0fMemberHeartbeat\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12\r\n\x05kinds\x18\x07 \x03(\t\x12\x11\n\thas_lease\x18\x08 \x01(\x08\x12\x10\n\x08\x64raining\x18\t \x01(\x08\x12\x0f\n\x07\x61pplied\x18\n \x01(\x04\"V\n\tMemberAck\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\x04\"1\n\x07\x46orward\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xbf\x01\n\x0cPeerEnvelope\x12$\n\x04raft\x18\x01 \x01(\x0b\x32\x14.registry.v1.MessageH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.registry.v1.MemberHeartbeatH\x00\x12%\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x16.registry.v1.MemberAckH\x00\x12\'\n\x07\x66orward\x18\x04 \x01(\x0b\x32\x14.registry.v1.ForwardH\x00\x42\x06\n\x04\x62ody\"\x0f\n\rPeerStreamEnd2I\n\x04Peer\x12\x41\n\x06Stream\x12\x19.registry.v1.PeerEnvelope\x1a\x1a.registry.v1.PeerStreamEnd(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.peer_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEMBERHEARTBEAT']._serialized_start=64
-  _globals['_MEMBERHEARTBEAT']._serialized_end=225
-  _globals['_MEMBERACK']._serialized_start=227
-  _globals['_MEMBERACK']._serialized_end=313
-  _globals['_FORWARD']._serialized_start=315
-  _globals['_FORWARD']._serialized_end=364
-  _globals['_PEERENVELOPE']._serialized_start=367
-  _globals['_PEERENVELOPE']._serialized_end=558
-  _globals['_PEERSTREAMEND']._serialized_start=560
-  _globals['_PEERSTREAMEND']._serialized_end=575
-  _globals['_PEER']._serialized_start=577
-  _globals['_PEER']._serialized_end=650
+  _globals['_MEMBERHEARTBEAT']._serialized_end=242
+  _globals['_MEMBERACK']._serialized_start=244
+  _globals['_MEMBERACK']._serialized_end=330
+  _globals['_FORWARD']._serialized_start=332
+  _globals['_FORWARD']._serialized_end=381
+  _globals['_PEERENVELOPE']._serialized_start=384
+  _globals['_PEERENVELOPE']._serialized_end=575
+  _globals['_PEERSTREAMEND']._serialized_start=577
+  _globals['_PEERSTREAMEND']._serialized_end=592
+  _globals['_PEER']._serialized_start=594
+  _globals['_PEER']._serialized_end=667
 # @@protoc_insertion_point(module_scope)

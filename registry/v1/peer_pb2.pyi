@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class MemberHeartbeat(_message.Message):
-    __slots__ = ("src", "dst", "seq", "incarnation", "address", "roles", "kinds", "has_lease", "draining")
+    __slots__ = ("src", "dst", "seq", "incarnation", "address", "roles", "kinds", "has_lease", "draining", "applied")
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class MemberHeartbeat(_message.Message):
     KINDS_FIELD_NUMBER: _ClassVar[int]
     HAS_LEASE_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
     src: str
     dst: str
     seq: int
@@ -27,7 +28,8 @@ class MemberHeartbeat(_message.Message):
     kinds: _containers.RepeatedScalarFieldContainer[str]
     has_lease: bool
     draining: bool
-    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., seq: _Optional[int] = ..., incarnation: _Optional[int] = ..., address: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., has_lease: _Optional[bool] = ..., draining: _Optional[bool] = ...) -> None: ...
+    applied: int
+    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., seq: _Optional[int] = ..., incarnation: _Optional[int] = ..., address: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., kinds: _Optional[_Iterable[str]] = ..., has_lease: _Optional[bool] = ..., draining: _Optional[bool] = ..., applied: _Optional[int] = ...) -> None: ...
 
 class MemberAck(_message.Message):
     __slots__ = ("src", "dst", "seq", "incarnation", "index")

@@ -106,6 +106,7 @@ def peer_to_pb(msg: PeerMessage) -> peer_pb2.PeerEnvelope:
                 kinds=list(msg.kinds),
                 has_lease=msg.has_lease,
                 draining=msg.draining,
+                applied=msg.applied,
             )
         )
     if isinstance(msg, MemberAck):
@@ -134,6 +135,7 @@ def peer_from_pb(pb: peer_pb2.PeerEnvelope) -> PeerMessage | None:
             kinds=tuple(hb.kinds),
             has_lease=hb.has_lease,
             draining=hb.draining,
+            applied=hb.applied,
         )
     if body == "ack":
         ack = pb.ack

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
 from registry.testing.netns import cut
 from tests.partition.support import Live, Scenario
 
@@ -56,9 +54,7 @@ def test_priority_failover_and_takeover_repeatedly(scenario3: Scenario) -> None:
     failed_over = s.query("SELECT reason FROM activations WHERE name = ? AND node = ?", name, b)
     assert [r[0] for r in failed_over] == ["failover"] * CYCLES
     assert len(took_over) >= CYCLES
-    if any(r != ("handoff", 1) for r in took_over):
-        # Known server bug (reported): right after the heal, a gets a lease from acks of
-        # heartbeats it sent while cut off, loses it at once, fences and takes a new
-        # incarnation; the MemberUp for it fails over the name just handed to a, so b's
-        # handoff state is dropped. Safety holds (checked above); the state does not.
-        pytest.xfail(f"takeover without b's state: {took_over}")
+    # Every takeover is a handoff with b's state. (It was not, until the leader stopped
+    # bringing a's old incarnation back up on heartbeats queued during the cut: the next
+    # MemberUp then failed the name over and dropped the state.)
+    assert all(r == ("handoff", 1) for r in took_over), f"takeover without b's state: {took_over}"

@@ -524,3 +524,33 @@ def test_lan_timing_lets_the_previous_leader_go_sooner_within_the_drift_rule() -
     d = lan.max_drift
     needed_s = (extra_s + lan.fence_grace) * (1 + d) / (1 - d) + lan.margin
     assert cfg.previous_leader_down_tick * lan.tick >= needed_s
+
+
+def test_a_heartbeat_from_before_the_member_down_does_not_bring_that_incarnation_back() -> None:
+    """Rule 6: after a heal, heartbeats queued during the cut arrive first."""
+    state = state_with(("a", 3))
+    assert state.apply(10, MemberDown(node="a", incarnation=3)).ok
+    assert state.members["a"].down_index == 10
+    monitor = LeaderMonitor(replace(CFG, retry_tick=1000))
+    monitor.became_leader(0)
+    monitor.on_heartbeat(hb("a", incarnation=3, applied=9), 1, lease_holds=True)
+    assert monitor.changes(state, 2) == [], "sent before it knew it was down"
+    monitor.on_heartbeat(hb("a", incarnation=3, applied=10), 3, lease_holds=True)
+    assert [type(c) for c in monitor.changes(state, 4)] == [MemberUp]
+
+
+def test_a_new_incarnation_comes_up_whatever_it_has_applied() -> None:
+    state = state_with(("a", 3))
+    assert state.apply(10, MemberDown(node="a", incarnation=3)).ok
+    monitor = LeaderMonitor(CFG)
+    monitor.became_leader(0)
+    monitor.on_heartbeat(hb("a", incarnation=4, applied=0), 1, lease_holds=True)
+    [up] = monitor.changes(state, 2)
+    assert isinstance(up, MemberUp) and up.incarnation == 4
+
+
+def test_down_index_survives_a_snapshot() -> None:
+    state = state_with(("a", 3), ("b", 1))
+    assert state.apply(10, MemberDown(node="a", incarnation=3)).ok
+    back = RegistryState.restore(state.snapshot())
+    assert back.members["a"].down_index == 10 and back.members["b"].down_index == 0
