@@ -30,6 +30,7 @@ from registry.core.commands import (
     Register,
     Unregister,
 )
+from registry.core.errors import RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
 from registry.node.status import LEADER_KEY, OWNER_KEY, Abort, status_for
@@ -301,6 +302,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     # -- calls -------------------------------------------------------------------------
 
+    async def _catch_up(self) -> None:
+        """Apply what the cluster committed before now (a ReadIndex round), so that a
+        replica that lags behind a write this client just made does not answer NOT_FOUND
+        for it. Best effort: without a leader the local view stands."""
+        driver = self.node.driver
+        try:
+            index = await asyncio.wait_for(driver.read_index(), FORWARD_CATCH_UP_S)
+            await driver.wait_applied(index, FORWARD_CATCH_UP_S)
+        except (TimeoutError, RegistryError):
+            pass
+
     async def _route(
         self,
         name: str,
@@ -322,6 +334,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                     f"{name!r} is not registered on {self.node.cfg.id} yet, which the "
                     "forwarding node saw registered here; retry",
                 )
+        elif self._replica.state.registered(name) is None:
+            await self._catch_up()  # NOT_FOUND only if it is not registered cluster-wide
         record = self._registered(name)
         if not record.holder:
             raise Abort(
