@@ -146,6 +146,17 @@ class Cluster:
         self._drain(node)
         self.pump()
 
+    def all_handoffs_done(self, state: Callable[[str], bytes | None]) -> None:
+        """Every runtime finishes every pending ``begin_handoff`` in one turn of its loop,
+        before its next Ready (``state(name)`` is what each worker hands over)."""
+        for node, requests in self.handoffs.items():
+            for name, request in list(requests.items()):
+                del requests[name]
+                self.running[node].pop(name, None)
+                self.nodes[node].handoff_done(name, request.token, state(name))
+            self._drain(node)
+        self.pump()
+
     def _drain(self, node: str) -> None:
         replica = self.nodes[node]
         while replica.has_ready():

@@ -150,6 +150,17 @@ def isolate_and_fail_over(cluster: Cluster) -> tuple[str, list[str]]:
     return victim, names
 
 
+def healed_with_handoffs_asked() -> tuple[Cluster, str, list[str]]:
+    """A follower's names failed over while it was cut off; it is back, and every name
+    that moves back to it has been asked to hand off."""
+    cluster = formed()
+    register_all(cluster)
+    victim, names = isolate_and_fail_over(cluster)
+    cluster.heal()
+    cluster.tick_until(lambda: sum(len(h) for h in cluster.handoffs.values()) == len(names))
+    return cluster, victim, names
+
+
 def test_after_a_heal_names_come_back_through_handoff_with_state() -> None:
     cluster = formed()
     register_all(cluster)
@@ -200,20 +211,10 @@ def test_after_a_heal_names_come_back_through_handoff_with_state() -> None:
 
 
 def test_handoffs_finished_together_are_released_in_one_entry() -> None:
-    cluster = formed()
-    register_all(cluster)
-    victim, names = isolate_and_fail_over(cluster)
-    cluster.heal()
-    cluster.tick_until(lambda: sum(len(h) for h in cluster.handoffs.values()) == len(names))
+    cluster, victim, names = healed_with_handoffs_asked()
     leader = cluster.leader()
     mark = len(cluster.applied[leader.id])
-    for node, reqs in list(cluster.handoffs.items()):
-        for name, request in list(reqs.items()):  # all done in one turn of the loop
-            del reqs[name]
-            cluster.running[node].pop(name, None)
-            cluster.nodes[node].handoff_done(name, request.token, f"s/{name}".encode())
-        cluster._drain(node)
-    cluster.pump()
+    cluster.all_handoffs_done(lambda name: f"s/{name}".encode())
     cluster.tick_until(lambda: all(cluster.where(n) == [victim] for n in names))
     released = [a.command for a in cluster.applied[leader.id][mark:]]
     batches = [c for c in released if isinstance(c, Releases)]
@@ -229,11 +230,7 @@ def test_handoffs_finished_together_are_released_in_one_entry() -> None:
 
 
 def test_a_handoff_without_state_restarts_at_the_owner() -> None:
-    cluster = formed()
-    register_all(cluster)
-    victim, names = isolate_and_fail_over(cluster)
-    cluster.heal()
-    cluster.tick_until(lambda: sum(len(h) for h in cluster.handoffs.values()) == len(names))
+    cluster, victim, names = healed_with_handoffs_asked()
     for node, reqs in list(cluster.handoffs.items()):
         for name in list(reqs):
             cluster.handoff_done(node, name, None)
@@ -246,11 +243,7 @@ def test_a_handoff_without_state_restarts_at_the_owner() -> None:
 
 
 def test_an_ignored_handoff_keeps_the_worker_where_it_is() -> None:
-    cluster = formed()
-    register_all(cluster)
-    victim, names = isolate_and_fail_over(cluster)
-    cluster.heal()
-    cluster.tick_until(lambda: sum(len(h) for h in cluster.handoffs.values()) == len(names))
+    cluster, victim, names = healed_with_handoffs_asked()
     for node, reqs in list(cluster.handoffs.items()):
         for name, request in list(reqs.items()):
             cluster.nodes[node].handoff_ignored(name, request.token)
