@@ -330,7 +330,7 @@ class Replica:
             previous = self._leader_seen
             self._leader_seen = (raft.term, leader, heard)
             if is_leader:
-                known = previous[0] == raft.term - 1 and previous[1] != self.id
+                known = previous[0] == raft.term - 1 and previous[1] not in ("", self.id)
                 self.monitor.became_leader(heard, previous[1:] if known else None)
         elif is_leader and not self._was_leader:
             self.monitor.became_leader(heard)
