@@ -440,6 +440,7 @@ class FileStorage:
             where = f"the snapshot at {at}" if snapshot else "index 1"
             missing = f"entries {at + 1}..{first - 1} are missing"
             if resumed is not None and resumed.first == first:
+                missing = f"entries {max(resumed.before, at) + 1}..{first - 1} are missing"
                 gap = f" ({resumed.gap})" if resumed.gap else ""
                 after = f"resumes at index {first} after index {resumed.before}"
                 if not resumed.before:
