@@ -23,7 +23,7 @@ from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import PACKAGE_ROOT, RPC_TIMEOUT_S, LocalCluster, wait_for
 from tests.system_tools import require_root, require_tool
 
-SMALL_STORAGE = {"segment_bytes": 1024, "snapshot_entries": 64}
+SMALL_STORAGE: dict[str, object] = {"segment_bytes": 1024, "snapshot_entries": 64}
 """Segments of 1 KiB and a snapshot every ≥ 64 entries: several of each in a few
 hundred writes."""
 
