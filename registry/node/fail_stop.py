@@ -55,7 +55,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_STORAGE_IO, (
             f"storage IO error on {err.filename or 'the data directory'}: [Errno "
             f"{err.errno}] {what}; what reached the disk is unknown, so the node stops "
-            "(a failed fsync is never retried); check the disk, then restart it"
+            "(a failed write or fsync is never retried); check the disk, then restart it"
         )
     frames = traceback.extract_tb(exc.__traceback__)
     at = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""

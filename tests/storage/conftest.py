@@ -4,12 +4,13 @@
   frequent snapshots that registered names in two terms (a full restart in between),
   every node applied every write, then stopped gracefully. Tests damage *copies* of a
   node's data directory, never the original.
-- ``tmpfs``: a fresh small tmpfs (needs root and ``mount``: skipped with the reason
+- ``tmpfs``: fresh small tmpfs mounts (needs root and ``mount``: skipped with the reason
   otherwise, failed under ``CI=true``), always unmounted afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -90,16 +91,22 @@ def run_registry(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
     )
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs mounted at ``tmp_path/tmpfs``; unmounted after the test."""
+@contextlib.contextmanager
+def tmpfs(points: list[Path], size: str = "8m") -> Iterator[None]:
+    """A fresh tmpfs of ``size`` at each of ``points`` (needs root and ``mount``: skipped
+    with the reason otherwise, failed under ``CI=true``); always unmounted afterwards."""
     require_root("mounting a tmpfs")
     mount = require_tool("mount", "mount")
     umount = require_tool("umount", "mount")
-    point = tmp_path / "tmpfs"
-    point.mkdir()
-    subprocess.run([mount, "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point)], check=True)
+    mounted: list[Path] = []
     try:
-        yield point
+        for point in points:
+            point.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], check=True
+            )
+            mounted.append(point)
+        yield
     finally:
-        subprocess.run([umount, "-l", str(point)], check=False)
+        for point in mounted:
+            subprocess.run([umount, "-l", str(point)], check=False)
