@@ -98,14 +98,16 @@ def test_disk_below_reserve_refuses_writes_until_space_is_freed(
 
     err = register_refused(c, victim, "full/refused")
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = str(err.details())
     data_dir = re.escape(str(c.nodes[victim].data_dir))
     assert re.fullmatch(
         rf"disk full on {victim} \({data_dir}: \d+\.\d MiB free, reserve 4\.0 MiB\): "
         "writes refused until space is freed",
-        err.details(),
-    ), err.details()
-    assert ("registry-reason", "NOSPACE") in tuple(err.trailing_metadata() or ())
-    typed = translate(err.code(), err.details(), err.trailing_metadata() or ())
+        details,
+    ), details
+    metadata = [(str(m.key), str(m.value)) for m in err.trailing_metadata() or ()]
+    assert ("registry-reason", "NOSPACE") in metadata
+    typed = translate(err.code(), details, metadata)
     assert isinstance(typed, StorageFull) and typed.reason == "NOSPACE"
 
     # The leader hands leadership over; the cluster keeps taking writes elsewhere, and
