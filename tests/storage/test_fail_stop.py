@@ -124,7 +124,7 @@ def test_failed_fsync_stalls_healthz_then_exits_74(armed_fsync: Armed) -> None:
     line = one_critical_line(log, EXIT_STORAGE_IO)
     assert re.search(
         rf"storage IO error on {re.escape(str(c.nodes[victim].data_dir))}/log-\d+-\d+\.seg"
-        r"(\.tmp)?: \[Errno 5\] Input/output error; .*a failed fsync is never retried",
+        r"(\.tmp)?: \[Errno 5\] Input/output error; .*a failed write or fsync is never retried",
         line,
     ), line
     armed_fsync.triggers[victim].unlink()
