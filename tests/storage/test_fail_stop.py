@@ -86,6 +86,7 @@ def test_core_loop_failure_exits_within_a_second(armed_core: Armed) -> None:
     code, seen, log = armed_core.wait_exit(timeout=10)
 
     assert code == EXIT_CORE_FAILED
+    print(f"exited {seen - armed:.3f} s after the fault was armed")
     assert seen - armed < 1.0, f"exited {seen - armed:.2f} s after the fault"
     line = one_critical_line(log, EXIT_CORE_FAILED)
     assert re.search(r"the core loop failed: InjectedFault: injected core-loop failure", line)
@@ -105,7 +106,7 @@ def test_failed_fsync_stalls_healthz_then_exits_74(armed_fsync: Armed) -> None:
     register(c, armed_fsync.leader, acked)
     assert armed_fsync.healthz() == 200
 
-    armed_fsync.arm()
+    armed = armed_fsync.arm()
     # A write makes every voter persist: the victim's fsync hangs 3 s, then fails. The
     # leader commits it with the other follower.
     register(c, armed_fsync.leader, ["fs/io/trigger"])
@@ -117,8 +118,10 @@ def test_failed_fsync_stalls_healthz_then_exits_74(armed_fsync: Armed) -> None:
         lambda: proc.poll() is None and armed_fsync.healthz() == 503,
         timeout=3 + STALL_S,
     )
+    unhealthy = time.monotonic()
     assert proc.poll() is None, "/healthz went 503 before the process exited"
-    code, _, log = armed_fsync.wait_exit(timeout=10)
+    code, seen, log = armed_fsync.wait_exit(timeout=10)
+    print(f"/healthz 503 {unhealthy - armed:.2f} s, exit {seen - armed:.2f} s after arming")
 
     assert code == EXIT_STORAGE_IO
     line = one_critical_line(log, EXIT_STORAGE_IO)

@@ -118,3 +118,13 @@ def test_doctor_reports_a_torn_tail_without_cutting_it(tmp_path: Path) -> None:
     assert any("torn tail" in note for note in report.notes)
     assert seg.read_bytes() == raw
     assert report.loaded is not None and problems(report.loaded, tmp_path) == []
+
+
+def test_doctor_does_not_check_a_directory_in_use(tmp_path: Path) -> None:
+    with FileStorage(tmp_path, fsync=False) as st:
+        st.load()
+        report = inspect(tmp_path)
+    assert report.exit_code == 1 and "stop the node first" in report.error
+    assert report.lines()[-1].startswith("NOT CHECKED")
+    assert inspect(tmp_path / "missing").exit_code == 1
+    assert not (tmp_path / "missing").exists()
