@@ -77,8 +77,10 @@ class DiskAlarm:
         """Measure the free space now; True while the alarm is on."""
         try:
             st = os.statvfs(self._dir)
-        except OSError as exc:  # the directory vanished or the fs is gone: the log says
-            log.warning("storage alarm: cannot statvfs %s: %s", self._dir, exc)
+        except OSError as exc:  # the directory vanished or the fs is gone: say so once
+            if self.free_bytes != -1:
+                log.warning("storage alarm: cannot statvfs %s: %s", self._dir, exc)
+            self.free_bytes = -1
             return self.active
         self.free_bytes = st.f_bavail * st.f_frsize
         low = self.free_bytes < self._reserve
