@@ -1,4 +1,4 @@
-"""System tools some tests need (prometheus, promtool, chromium, etcd).
+"""System tools some tests need (prometheus, promtool, chromium, etcd, mount), and root.
 
 ``.ci/run`` installs them, so under ``CI=true`` a missing tool fails the test; elsewhere
 the test skips and says what to install."""
@@ -17,6 +17,16 @@ def require_tool(tool: str, package: str) -> str:
     if found:
         return found
     reason = f"{tool} is not installed (Debian: apt-get install {package})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def require_root(what: str) -> None:
+    """Skip (fail under ``CI=true``, which runs as root) unless running as root."""
+    if os.geteuid() == 0:
+        return
+    reason = f"{what} needs root"
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)

@@ -138,7 +138,7 @@ def run_node(args: argparse.Namespace) -> int:
 
     from registry.node.discovery import DiscoveryFailed, discover
     from registry.node.server import serve
-    from registry.node.storage import DataDirLocked
+    from registry.node.storage import DataDirLocked, StorageCorrupt
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -150,7 +150,9 @@ def run_node(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(discover_and_serve(node_config(args)))
-    except (ConfigError, DiscoveryFailed, DataDirLocked, OSError) as exc:
+    except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
+        # One line, no traceback: bad config, a locked or damaged data directory (the
+        # message names the file and the recovery), a port in use.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

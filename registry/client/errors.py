@@ -14,7 +14,8 @@ ALREADY_EXISTS           ``NameTaken``
 NOT_FOUND                ``NotFound``
 INVALID_ARGUMENT         ``InvalidArgument``
 FAILED_PRECONDITION      ``FailedPrecondition``
-RESOURCE_EXHAUSTED       ``PayloadTooLarge``
+RESOURCE_EXHAUSTED       ``StorageFull`` when the reason is ``NOSPACE`` (the node's disk
+                         is below its reserve), else ``PayloadTooLarge``
 DEADLINE_EXCEEDED        ``DeadlineExceeded``
 UNAUTHENTICATED          ``Unauthenticated`` (also PERMISSION_DENIED)
 ABORTED                  ``WorkerError`` (the worker raised, or cannot run)
@@ -44,6 +45,7 @@ __all__ = [
     "PayloadTooLarge",
     "Redirect",
     "RegistryError",
+    "StorageFull",
     "Unauthenticated",
     "Unavailable",
     "WorkerError",
@@ -52,6 +54,7 @@ __all__ = [
 
 LEADER_KEY = "registry-leader"
 OWNER_KEY = "registry-owner"
+REASON_KEY = "registry-reason"
 
 # UNAVAILABLE details that prove the request was refused before anything ran: the
 # server's own refusals (registry/node/service.py, registry/worker/errors.py) and the
@@ -120,6 +123,7 @@ class _StatusError(RegistryError):
         unreachable: bool = False,
         leader: Redirect | None = None,
         owner: Redirect | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -138,6 +142,8 @@ class _StatusError(RegistryError):
         """The leader a follower pointed to (``registry-leader`` metadata), if any."""
         self.owner = owner
         """The node that holds the name (``registry-owner`` metadata), if any."""
+        self.reason = reason
+        """A machine-readable reason (``registry-reason`` metadata), e.g. ``NOSPACE``."""
 
     def replace(self, message: str, *, may_have_run: bool) -> _StatusError:
         """A copy of this error, same class and fields, with a new message (and
@@ -150,6 +156,7 @@ class _StatusError(RegistryError):
             unreachable=self.unreachable,
             leader=self.leader,
             owner=self.owner,
+            reason=self.reason,
         )
 
 
@@ -174,6 +181,12 @@ class FailedPrecondition(_StatusError):
 class PayloadTooLarge(_StatusError):
     """RESOURCE_EXHAUSTED: a payload or ``args`` over the node's ``max_payload_bytes``
     (or over the gRPC message limit)."""
+
+
+class StorageFull(_StatusError):
+    """RESOURCE_EXHAUSTED with reason ``NOSPACE``: the node's disk is below its free-space
+    reserve and it refuses writes until space is freed (reads keep working). Nothing was
+    changed; another node (or the same one later) may take the write."""
 
 
 class DeadlineExceeded(_StatusError):
@@ -246,16 +259,21 @@ def translate(
         code = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
     details = details or code.name.lower().replace("_", " ")
     leader = owner = None
+    reason = ""
     for key, value in metadata:
         text = value.decode() if isinstance(value, bytes) else value
         if key == LEADER_KEY:
             leader = Redirect.parse(text)
         elif key == OWNER_KEY:
             owner = Redirect.parse(text)
+        elif key == REASON_KEY:
+            reason = text
     lowered = details.lower()
     cls = _BY_CODE.get(code, InternalError)
     if cls is Unavailable and any(m in lowered for m in _NO_QUORUM_MARKERS):
         cls = NoQuorum
+    if cls is PayloadTooLarge and reason == "NOSPACE":
+        cls = StorageFull
     if code in _MAY_HAVE_RUN:
         may_have_run = True
     elif code is grpc.StatusCode.UNAVAILABLE:
@@ -271,4 +289,5 @@ def translate(
         unreachable=cls is Unavailable and any(m in lowered for m in _TRANSPORT_MARKERS),
         leader=leader,
         owner=owner,
+        reason=reason,
     )

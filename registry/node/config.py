@@ -98,6 +98,18 @@ class NodeConfig:
     """Largest handoff state carried to the next owner, bytes. Default 1 MiB."""
     fsync: bool = True
     """fsync the log before acknowledging anything. Only tests may turn this off."""
+    storage_reserve_bytes: int = 64 << 20
+    """Free space kept on the data directory's file system, bytes. Below it the node
+    raises the storage alarm: client writes are refused (RESOURCE_EXHAUSTED, reason
+    NOSPACE) and a leader hands leadership over (``registry/node/disk_alarm.py``).
+    Default 64 MiB; 0 turns the alarm off."""
+    segment_bytes: int = 64 << 20
+    """Size at which a log segment is closed and a new one started, bytes. Default 64 MiB."""
+    snapshot_entries: int = 1024
+    """Applied entries (at least as many as names) between snapshots. Default 1024."""
+    healthz_stall_s: float = 5.0
+    """``/healthz`` answers 503 once the core loop has not turned for this long, seconds
+    (a hung disk, a blocked event loop). Default 5."""
 
     @property
     def address(self) -> str:
@@ -130,6 +142,12 @@ class NodeConfig:
                 problems.append(f"peer {peer} address must look like host:port (got {address!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
+        if self.storage_reserve_bytes < 0 or self.segment_bytes < 1 or self.snapshot_entries < 1:
+            problems.append(
+                "storage_reserve_bytes must be ≥ 0, segment_bytes and snapshot_entries ≥ 1"
+            )
+        if not self.healthz_stall_s > 0:
+            problems.append(f"healthz_stall_s must be > 0 s (got {self.healthz_stall_s})")
         problems.extend(self._discovery_problems())
         if problems:
             raise ConfigError("invalid node config: " + "; ".join(problems))

@@ -13,6 +13,12 @@ watchers, run worker effects) → ``advance``. Nothing reaches the replica betwe
 The worker runtime checks ``lease_holds()`` before every message it dispatches; that check
 uses the monotonic deadline derived from the last Ready, so it is right even when the
 core loop has not caught up yet.
+
+Fail-stop (``registry.node.fail_stop``): any exception out of the loop — a bug, an
+invariant failure, an ``OSError`` from a persist (memory is then ahead of the disk) —
+ends the process with one log line and a distinct exit code; nothing is retried. Each
+turn stamps ``_turned``; ``alive()`` (``/healthz``) turns false when the loop has not
+turned for a while (a hung disk, a blocked event loop), before any exit.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from registry.core.messages import Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
 from registry.node.config import NodeConfig
+from registry.node.fail_stop import StorageIOFailed, classify, fail_stop
+from registry.node.faults import CoreFault
 from registry.node.storage import FileStorage, Loaded
 
 log = logging.getLogger("registry.node")
@@ -104,17 +112,24 @@ class Driver:
         send: Callable[[list[PeerMessage]], None],
         effects: Callable[[ReplicaReady], None],
         rng: random.Random | None = None,
+        fatal: Callable[[int, str], None] = fail_stop,
     ) -> None:
         self.cfg = cfg
         self.storage = storage
         self.incarnation = loaded.incarnation + 1
+        self._fatal = fatal
+        """Called with (exit code, one-line reason) when the loop fails; exits."""
         # A restart is a new incarnation (the log gives the old one's names new tokens):
         # it must be on disk before anything is sent with it.
-        storage.persist(incarnation=self.incarnation, ready=Ready(), compaction=None)
+        try:
+            storage.persist(incarnation=self.incarnation, ready=Ready(), compaction=None)
+        except OSError as err:
+            fatal(*classify(StorageIOFailed(err)))
+            raise
         timing = cfg.timing
         voters = frozenset() if cfg.learner else frozenset(cfg.peers or {cfg.id: cfg.address})
         self.replica = Replica(
-            timing.raft(cfg.id, voters=voters),
+            timing.raft(cfg.id, voters=voters, snapshot_threshold=cfg.snapshot_entries),
             timing.membership(),
             rng or random.Random(),
             incarnation=self.incarnation,
@@ -137,6 +152,9 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._turned = time.monotonic()
+        """When the core loop last went round (``alive``)."""
+        self._core_fault = CoreFault.from_env()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -207,6 +225,10 @@ class Driver:
     def lease_remaining_s(self) -> float:
         return max(0.0, self._lease_deadline - time.monotonic())
 
+    def alive(self, within_s: float) -> bool:
+        """The core loop went round in the last ``within_s`` seconds (``/healthz``)."""
+        return time.monotonic() - self._turned < within_s
+
     # -- the core loop -----------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -214,6 +236,9 @@ class Driver:
         try:
             await self._process()  # the first Ready persists the new incarnation
             while not self._stopping:
+                self._turned = time.monotonic()
+                if self._core_fault is not None:
+                    self._core_fault.check()
                 next_tick = self._t0 + (self._ticks + 1) * tick
                 delay = next_tick - time.monotonic()
                 if delay > 0:
@@ -236,8 +261,8 @@ class Driver:
                 await self._process()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("the core loop failed; the node cannot continue")
+        except Exception as exc:
+            self._fatal(*classify(exc))
             raise
 
     def _feed(self, item: _Input) -> None:
@@ -293,12 +318,15 @@ class Driver:
             ready = replica.ready()
             if ready.incarnation is not None:
                 self.incarnation = ready.incarnation
-            await asyncio.to_thread(
-                self.storage.persist,
-                incarnation=ready.incarnation,
-                ready=ready.raft,
-                compaction=ready.compaction,
-            )
+            try:
+                await asyncio.to_thread(
+                    self.storage.persist,
+                    incarnation=ready.incarnation,
+                    ready=ready.raft,
+                    compaction=ready.compaction,
+                )
+            except OSError as err:
+                raise StorageIOFailed(err) from err
             self._send([*ready.raft.messages, *ready.messages])
             soft = ready.raft.soft_state
             if soft is not None:

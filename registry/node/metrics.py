@@ -59,6 +59,15 @@ GAUGES = {
 """Name → help of the single-value gauges, read from the node at each scrape."""
 MEMBERS = ("registry_members", "Members in this replica's view, by state (up, down, draining).")
 MEMBER_STATES = ("up", "down", "draining")
+STORAGE_ALARM = (
+    "registry_storage_alarm",
+    "1 while this node's storage alarm of that kind is on (nospace: free space on the data "
+    "directory below storage_reserve_bytes; client writes are refused), else 0.",
+)
+STORAGE_FREE = (
+    "registry_storage_free_bytes",
+    "Free bytes on the data directory's file system at the last check.",
+)
 
 
 class NodeMetrics(Collector):
@@ -171,6 +180,8 @@ class NodeMetrics(Collector):
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc)
         yield GaugeMetricFamily(*MEMBERS, labels=["state"])
+        yield GaugeMetricFamily(*STORAGE_ALARM, labels=["kind"])
+        yield GaugeMetricFamily(*STORAGE_FREE)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         values = self._gauge_values()
@@ -183,6 +194,10 @@ class NodeMetrics(Collector):
         for state in MEMBER_STATES:
             members.add_metric([state], counts[state])
         yield members
+        alarm = GaugeMetricFamily(*STORAGE_ALARM, labels=["kind"])
+        alarm.add_metric(["nospace"], float(self.node.disk.active))
+        yield alarm
+        yield GaugeMetricFamily(*STORAGE_FREE, value=self.node.disk.free_bytes)
 
     def _gauge_values(self) -> dict[str, float]:
         driver = self.node.driver

@@ -3,7 +3,11 @@
 Exit codes (documented for supervisors such as systemd or Kubernetes):
 
 - 0: stopped on request (SIGTERM/SIGINT).
-- 2: bad configuration, or the data directory is in use by another node.
+- 2: bad configuration, the data directory is in use by another node, or it is damaged
+  (one line names the file and the recovery; ``registry doctor`` shows more).
+- 70: the core loop failed (a bug or an invariant failure): one log line, no cleanup.
+- 74: a write or fsync of the data directory failed (EIO, ENOSPC): memory is ahead of
+  the disk and a failed fsync is never retried (``registry.node.fail_stop``).
 - 75 (``EXIT_FENCE_TIMEOUT``): a worker did not stop within ``fence_grace`` after this
   node lost its lease. The process exits so the supervisor restarts it; that is what
   keeps G1 when a worker ignores cancellation.
@@ -24,6 +28,7 @@ import grpc.aio
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node.config import NodeConfig
+from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
@@ -34,6 +39,7 @@ from registry.node.service import RegistryService
 from registry.node.status import MalformedRequests
 from registry.node.status_page import NamesQuery, names_page
 from registry.node.storage import FileStorage
+from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
 from registry.node.workers import load_kinds
@@ -59,8 +65,8 @@ class Node:
     async def start(self) -> None:
         cfg = self.cfg
         kinds = load_kinds(cfg.worker_modules)
-        self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync)
-        loaded = self.storage.load()
+        self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync, segment_bytes=cfg.segment_bytes)
+        loaded = load_checked(self.storage)
         if loaded.repaired:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
         self.transport = PeerTransport(cfg.id, self.address_of, self._deliver)
@@ -89,6 +95,7 @@ class Node:
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.service = RegistryService(self)
+        self.disk = DiskAlarm(self)
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
             interceptors=[
@@ -105,11 +112,12 @@ class Node:
         _tune_gc()
         self._gc_pauses.install()
         self.driver.start()
+        self.disk.start()
         if cfg.http:
             self._http = HttpServer(
                 Routes(
                     registry=self.metrics.registry,
-                    healthy=lambda: True,
+                    healthy=lambda: self.driver.alive(cfg.healthz_stall_s),
                     ready=self._ready,
                     status=self.status,
                     names=self.names,
@@ -178,6 +186,7 @@ class Node:
             if graceful:
                 await self.drain(self.cfg.drain_timeout)
             await self.runtime.shutdown()
+            await self.disk.stop()
             await self.driver.stop()
             if self._http is not None:
                 await self._http.close()
@@ -321,6 +330,7 @@ class Node:
                 for m in status.members
             ],
             "events": self.events.recent(STATUS_EVENTS),
+            "alarms": self.disk.alarms(),
         }
 
     def _member_leases(self) -> dict[str, dict[str, object]]:

@@ -33,7 +33,7 @@ from registry.core.commands import (
 from registry.core.errors import RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
-from registry.node.status import LEADER_KEY, OWNER_KEY, Abort, status_for
+from registry.node.status import LEADER_KEY, OWNER_KEY, REASON_KEY, Abort, status_for
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
@@ -132,6 +132,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         forward: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
         respond: Callable[[int], T],
     ) -> T:
+        self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
         raft = self._replica.raft
         if raft.role is Role.LEADER:
             index, result = await asyncio.wait_for(
@@ -149,10 +150,11 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         try:
             response = await forward(self._stub(address))
         except grpc.aio.AioRpcError as exc:
+            reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
             raise Abort(
                 exc.code(),
                 exc.details() or "",
-                ((LEADER_KEY, f"{leader}@{address}"),),
+                ((LEADER_KEY, f"{leader}@{address}"), *reason),
             ) from None
         # Read your writes through this node: answer once the write is applied here too,
         # so a Call or WhereIs that follows on this node finds it (not NOT_FOUND). The

@@ -27,6 +27,9 @@ CODE_TO_STATUS = {
 
 LEADER_KEY = "registry-leader"
 OWNER_KEY = "registry-owner"
+REASON_KEY = "registry-reason"
+"""A machine-readable reason for a refusal, where the status code alone is ambiguous
+(``NOSPACE``: RESOURCE_EXHAUSTED because this node's disk is full, not a large payload)."""
 
 
 class Abort(Exception):

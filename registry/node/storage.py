@@ -31,6 +31,16 @@ Theory of operation:
 4. Recovery: a bad record in the *last* segment with no valid record anywhere after it is a
    torn tail — the ``persist`` that wrote it never returned — so it is cut and reported.
    Any other bad record is corruption: ``StorageCorrupt`` names the file and offset.
+5. A new segment is written as ``*.seg.tmp`` and renamed only once its first records are
+   on disk, so a crash never leaves an empty or headless segment: a 0-byte segment, or
+   one whose first record is bad, is damage. So is a hole in the log (entries missing
+   between two segments, or between the snapshot and the first segment); segments
+   wholly covered by the snapshot may be missing in any combination (rule 3).
+6. Whenever a persist raises the term or changes the vote *and* writes entries or installs
+   a snapshot, a HARDSTATE record with the new term and vote goes first (before the
+   snapshot file, with its own fsync, for an install): a torn write can lose entries or
+   a commit, but never leave an entry or a snapshot with a term above the stored one.
+   ``registry.node.storage_check`` relies on that: a term behind the log is damage.
 
 Segment names carry a sequence number because first indexes alone do not order them: a
 truncation can take the log below the first index of the segment being written.
@@ -45,7 +55,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +70,7 @@ from registry.core.messages import (
     Snapshot,
     SnapshotMeta,
 )
+from registry.node.faults import FsyncFault
 
 __all__ = ["DataDirLocked", "FileStorage", "Loaded", "StorageCorrupt", "StorageFailed"]
 
@@ -85,6 +96,10 @@ class Loaded:
     """Last persisted incarnation (0 on a fresh directory)."""
     repaired: str | None
     """A human-readable note if a torn tail was cut, else None."""
+    hard_state_file: str = ""
+    """The segment holding the hard state record that was loaded ("" if none)."""
+    segments: int = 0
+    """Log segments found."""
 
 
 _MAGIC = 0xC351
@@ -185,21 +200,43 @@ def _decode_snapshot(raw: bytes) -> Snapshot:
     return Snapshot(meta=SnapshotMeta(index=index, term=term, conf=conf), data=body[off:])
 
 
-def _add(entries: list[Entry], e: Entry) -> None:
+def _add(entries: list[Entry], e: Entry) -> int | None:
     """Replay one ENTRY: Raft's truncate-then-append. Outside the stored range (a deleted
     segment, or one whose deletion reached the disk and an older one's did not) the list
-    restarts; ``load`` then checks that what remains joins the snapshot."""
+    restarts; ``load`` then checks that what remains joins the snapshot. Returns the last
+    index before such a restart (None if the entry continued the list)."""
     if entries and entries[0].index < e.index <= entries[-1].index + 1:
         del entries[e.index - entries[0].index :]
-    else:
-        entries.clear()
+        entries.append(e)
+        return None
+    before = entries[-1].index if entries else 0
+    entries.clear()
     entries.append(e)
+    return before
+
+
+def _missing_segments(low: int, high: int) -> str:
+    if low > high:
+        return ""
+    return f"segment {low} is missing" if low == high else f"segments {low}..{high} are missing"
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """Where replay found a hole: the entry list restarted at ``first`` in ``path``."""
+
+    path: Path
+    before: int
+    """The last index replayed before the hole (0: none)."""
+    first: int
+    gap: str
+    """Segments missing by sequence number before ``path`` (a note; may be empty)."""
 
 
 @dataclass(slots=True)
@@ -242,6 +279,9 @@ class FileStorage:
         self._size = 0
         self._hard = HardState()
         self._snap_index = self._last = 0
+        self._unnamed: Path | None = None
+        """The temp file of a new segment until its first records are synced (rule 5)."""
+        self._fsync_fault = FsyncFault.from_env()
 
     def __enter__(self) -> FileStorage:
         return self
@@ -258,22 +298,32 @@ class FileStorage:
 
     # -- load --------------------------------------------------------------------------
 
-    def load(self) -> Loaded:
+    def load(self, *, repair: bool = True) -> Loaded:
         """Read everything back, removing temp files and stale snapshots and cutting a
-        torn tail. Raises StorageCorrupt for damage that a crash cannot explain."""
+        torn tail. Raises StorageCorrupt for damage that a crash cannot explain.
+        ``repair=False`` (``registry doctor``) changes nothing on disk; the result is
+        what a repairing load would return, but ``persist`` must not follow it."""
         self._check_open()
         self._close_segment()
-        for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink()
+        self._repair = repair
+        if repair:
+            for tmp in self.dir.glob("*.tmp"):
+                tmp.unlink()
         snapshot = self._load_snapshot()
-        hard, entries, repaired = self._replay()
-        entries = self._join(entries, snapshot)
+        hard, entries, repaired, resumed, hard_file = self._replay()
+        entries = self._join(entries, snapshot, resumed)
         self._hard = hard
         self._snap_index = snapshot.meta.index if snapshot else 0
         self._last = entries[-1].index if entries else self._snap_index
-        self._loaded, self._broken = True, None
+        self._loaded, self._broken = repair, None
         persisted = PersistedState(hard_state=hard, snapshot=snapshot, entries=tuple(entries))
-        return Loaded(persisted=persisted, incarnation=self._load_incarnation(), repaired=repaired)
+        return Loaded(
+            persisted=persisted,
+            incarnation=self._load_incarnation(),
+            repaired=repaired,
+            hard_state_file=hard_file,
+            segments=len(self._segments),
+        )
 
     def _load_incarnation(self) -> int:
         path = self.dir / "incarnation"
@@ -293,36 +343,45 @@ class FileStorage:
             snapshot = _decode_snapshot(path.read_bytes())
         except (ValueError, struct.error) as err:
             raise StorageCorrupt(f"{path}: damaged snapshot ({err})") from None
-        for _, stale in found[:-1]:
+        for _, stale in found[:-1] if self._repair else ():
             stale.unlink()  # a crash came between writing the newest and deleting these
         return snapshot
 
-    def _replay(self) -> tuple[HardState, list[Entry], str | None]:
+    def _replay(self) -> tuple[HardState, list[Entry], str | None, _Resume | None, str]:
         found = self._listed(_SEGMENT)
-        hard, entries, repaired = HardState(), list[Entry](), None
+        hard, entries, repaired, resumed = HardState(), list[Entry](), None, None
+        hard_file, prev_seq = "", 0
         self._segments = []
         for i, (seq, path) in enumerate(found):
-            buf, off, top = path.read_bytes(), 0, 0
+            buf, off, top, last = path.read_bytes(), 0, 0, i == len(found) - 1
+            if not buf:
+                raise StorageCorrupt(
+                    f"{path}: empty segment (0 bytes); segments are named only once their "
+                    "first records are on disk, so this one was emptied or replaced"
+                )
+            gap = _missing_segments(prev_seq + 1, seq - 1)
+            prev_seq = seq
             while off < len(buf):
                 rec = _parse(buf, off)
                 if rec is None:
-                    after = -1 if i < len(found) - 1 else _next_valid(buf, off)
-                    if i < len(found) - 1 or after != -1:
-                        more = f"; a valid record follows at {after}" if after != -1 else ""
-                        raise StorageCorrupt(f"{path}: bad record at offset {off}{more}")
+                    self._bad_record(path, buf, off, last)
                     repaired = f"{path.name}: cut a torn tail of {len(buf) - off} bytes at {off}"
-                    self._cut(path, off)
+                    if self._repair:
+                        self._cut(path, off)
                     break
                 kind, payload, nxt = rec
                 try:
                     if kind == _ENTRY:
                         entry = _decode_entry(payload)
-                        _add(entries, entry)
+                        before = _add(entries, entry)
+                        if before is not None:
+                            resumed = _Resume(path=path, before=before, first=entry.index, gap=gap)
                         top = max(top, entry.index)
                     elif kind == _HARDSTATE:
-                        hard = _decode_hard(payload)
+                        hard, hard_file = _decode_hard(payload), path.name
                     elif kind == _RESET:
                         entries.clear()
+                        resumed = None
                         for seg in self._segments:
                             seg.top = 0  # nothing before a RESET is live
                         top = _RESET_BODY.unpack(payload)[0]
@@ -331,8 +390,28 @@ class FileStorage:
                 except (ValueError, struct.error) as err:
                     raise StorageCorrupt(f"{path}: bad record at offset {off}: {err}") from None
                 off = nxt
+            gap = ""
             self._segments.append(_Segment(path=path, seq=seq, top=top))
-        return hard, entries, repaired
+        return hard, entries, repaired, resumed, hard_file
+
+    @staticmethod
+    def _bad_record(path: Path, buf: bytes, off: int, last: bool) -> None:
+        """Raise StorageCorrupt unless the bad record at ``off`` is a torn tail (rule 4)."""
+        if not last:
+            raise StorageCorrupt(
+                f"{path}: bad record at offset {off} of {len(buf)} bytes in a segment that "
+                "is not the last (only the last one can end in a torn write)"
+            )
+        after = _next_valid(buf, off)
+        if after != -1:
+            raise StorageCorrupt(
+                f"{path}: bad record at offset {off}; a valid record follows at {after}"
+            )
+        if off == 0:
+            raise StorageCorrupt(
+                f"{path}: no valid record at all (its first records were synced before "
+                "it was named, so this is damage, not a torn write)"
+            )
 
     def _listed(self, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
         """Files named by ``pattern``, in the order of the number in its first group."""
@@ -350,14 +429,26 @@ class FileStorage:
             os.close(fd)
 
     @staticmethod
-    def _join(entries: list[Entry], snapshot: Snapshot | None) -> list[Entry]:
+    def _join(
+        entries: list[Entry], snapshot: Snapshot | None, resumed: _Resume | None
+    ) -> list[Entry]:
         """The entries after the snapshot, checking that nothing between them is missing."""
         if not entries:
             return entries
         first, at = entries[0].index, snapshot.meta.index if snapshot else 0
         if first > at + 1:
             where = f"the snapshot at {at}" if snapshot else "index 1"
-            raise StorageCorrupt(f"the log starts at {first}, after {where}: data is missing")
+            missing = f"entries {at + 1}..{first - 1} are missing"
+            if resumed is not None and resumed.first == first:
+                missing = f"entries {max(resumed.before, at) + 1}..{first - 1} are missing"
+                gap = f" ({resumed.gap})" if resumed.gap else ""
+                after = f"resumes at index {first} after index {resumed.before}"
+                if not resumed.before:
+                    after = f"starts at index {first}"
+                raise StorageCorrupt(
+                    f"{resumed.path}: the log {after}{gap}; {missing} (after {where})"
+                )
+            raise StorageCorrupt(f"the log starts at {first}, after {where}: {missing}")
         if snapshot is None or first == at + 1:
             return entries
         if entries[-1].index < at or entries[at - first].term != snapshot.meta.term:
@@ -387,6 +478,8 @@ class FileStorage:
             # A failed fsync may have dropped the dirty pages: appending after it could
             # leave a hole in the middle of the log. Stop until load() re-reads the disk.
             self._broken = err
+            if err.filename is None and self._segments:
+                err.filename = str(self._unnamed or self._segments[-1].path)
             raise
 
     def _validate(self, ready: Ready, compaction: Snapshot | None) -> None:
@@ -406,6 +499,19 @@ class FileStorage:
         if incarnation is not None:
             self._write_atomic("incarnation", f"{incarnation}\n".encode())
         records: list[bytes] = []
+        hs = ready.hard_state
+        if (
+            hs is not None
+            and (ready.entries or ready.snapshot)
+            and (hs.term, hs.vote) != (self._hard.term, self._hard.vote)
+        ):
+            # Rule 6: the new term first, with the commit already on disk.
+            early = _encode_hard(replace(hs, commit=self._hard.commit))
+            if ready.snapshot is not None:
+                self._write_records(early, self._open_segment(len(early), self._last + 1))
+            else:
+                records.append(early)
+            self._hard = replace(hs, commit=self._hard.commit)
         if ready.snapshot is not None:
             meta = ready.snapshot.meta
             self._save_snapshot(ready.snapshot)
@@ -416,9 +522,9 @@ class FileStorage:
         first = ready.entries[0].index if ready.entries else self._last + 1
         records += [_encode_entry(e) for e in ready.entries]
         self._last = ready.entries[-1].index if ready.entries else self._last
-        if ready.hard_state is not None:
-            self._hard = ready.hard_state
-            records.append(_encode_hard(ready.hard_state))
+        if hs is not None:
+            self._hard = hs
+            records.append(_encode_hard(hs))
         if compaction is not None:
             self._save_snapshot(compaction)
             self._snap_index = compaction.meta.index
@@ -427,23 +533,33 @@ class FileStorage:
         if ready.entries or ready.snapshot:  # after a RESET, its index stands for the rest
             self._segments[-1].top = max(self._segments[-1].top, self._last)
         doomed = self._doomed() if ready.snapshot or compaction else []
-        if doomed and ready.hard_state is None:
+        if doomed and hs is None:
             hard = _encode_hard(self._hard)  # the doomed segments may hold the latest one
             if not data:  # else the segment is open already: rolling now would misplace top
                 new_file = self._open_segment(len(hard), first)
             data += hard
         if not data:
             return  # a compaction that frees no segment: its snapshot file is durable
+        self._write_records(data, new_file)
+        for seg in doomed:
+            seg.path.unlink(missing_ok=True)
+        self._segments = [s for s in self._segments if s not in doomed]
+
+    def _write_records(self, data: bytes, new_file: bool) -> None:
+        """Append ``data`` to the open segment and make it durable; a new segment gets
+        its name only now (rule 5)."""
         assert self._fd is not None
         _write_all(self._fd, data)
         self._size += len(data)
         if self._fsync:
+            if self._fsync_fault is not None:
+                self._fsync_fault.check(self._unnamed or self._segments[-1].path)
             _datasync(self._fd)
-            if new_file:
+        if new_file and self._unnamed is not None:
+            os.rename(self._unnamed, self._segments[-1].path)
+            self._unnamed = None
+            if self._fsync:
                 self._sync_dir()
-        for seg in doomed:
-            seg.path.unlink(missing_ok=True)
-        self._segments = [s for s in self._segments if s not in doomed]
 
     def _doomed(self) -> list[_Segment]:
         """The oldest segments, not the current one, holding only compacted entries."""
@@ -468,7 +584,9 @@ class FileStorage:
         self._close_segment()
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self.dir / f"log-{seq:010d}-{first:020d}.seg"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._unnamed = path.with_name(path.name + ".tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        self._fd = os.open(self._unnamed, flags, 0o644)
         self._size = 0
         self._segments.append(_Segment(path=path, seq=seq, top=0))
         return True

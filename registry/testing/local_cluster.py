@@ -307,6 +307,14 @@ class LocalCluster:
                 codes[node.id] = None
         return codes
 
+    def wait_exit(self, node_id: str, timeout: float) -> int:
+        """Wait for the node's process to end on its own (a fail-stop); its exit code.
+        Raises ``subprocess.TimeoutExpired`` if it is still running after ``timeout``."""
+        node = self.nodes[node_id]
+        assert node.proc is not None, f"{node_id} was not started"
+        node.proc.wait(timeout)
+        return self._reap(node, 1.0)
+
     def restart(self, node_id: str) -> None:
         """Start a stopped node again with the same address and data directory."""
         self.start_node(node_id)

@@ -1,0 +1,71 @@
+"""Fault injection for tests of fail-stop: real faults raised inside the real classes.
+
+Off unless an environment variable names a *trigger file*; nothing happens until that file
+exists, so a test starts a healthy node, then arms the fault by creating the file:
+
+- ``REGISTRY_FAULT_FSYNC=/path/trigger[:SECONDS]`` — once the trigger exists, the next
+  fsync of the log (``FileStorage``) blocks SECONDS (default 0: a disk that hangs, then
+  fails) and raises ``OSError(EIO)``, as a failing disk does.
+- ``REGISTRY_FAULT_CORE=/path/trigger`` — once the trigger exists, the core loop
+  (``Driver._run``) raises ``InjectedFault`` on its next turn, as an invariant failure
+  or a bug in the core would.
+
+Production never sets these; they exist so that tests/storage can show the node's answer
+to each fault (exit code, one log line, ``/healthz``) on real node processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.core.errors import RegistryError
+
+__all__ = ["CORE_ENV", "FSYNC_ENV", "CoreFault", "FsyncFault", "InjectedFault"]
+
+FSYNC_ENV = "REGISTRY_FAULT_FSYNC"
+CORE_ENV = "REGISTRY_FAULT_CORE"
+
+
+class InjectedFault(RegistryError):
+    """Raised by an armed ``CoreFault``: stands for any failure inside the core loop."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FsyncFault:
+    trigger: Path
+    """The fault is armed once this file exists."""
+    hang_s: float = 0.0
+    """Seconds the failing fsync blocks before it raises."""
+
+    @staticmethod
+    def from_env() -> FsyncFault | None:
+        spec = os.environ.get(FSYNC_ENV, "")
+        if not spec:
+            return None
+        path, _, hang = spec.partition(":")
+        return FsyncFault(trigger=Path(path), hang_s=float(hang or 0))
+
+    def check(self, path: Path) -> None:
+        """Called before each log fsync: fail it if armed."""
+        if self.trigger.exists():
+            time.sleep(self.hang_s)  # in the persist thread: the core loop waits on it
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (injected)", str(path))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoreFault:
+    trigger: Path
+
+    @staticmethod
+    def from_env() -> CoreFault | None:
+        spec = os.environ.get(CORE_ENV, "")
+        return CoreFault(trigger=Path(spec)) if spec else None
+
+    def check(self) -> None:
+        """Called once per core-loop turn: raise if armed."""
+        if self.trigger.exists():
+            raise InjectedFault(f"injected core-loop failure ({self.trigger} exists)")
