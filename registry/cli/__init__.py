@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, client, jepsen, node, sim
+from registry.cli import bench, certs, client, jepsen, node, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -21,6 +21,7 @@ COMMANDS: tuple[Register, ...] = (
     sim.register,
     jepsen.register,
     bench.register,
+    certs.register,
 )
 
 __all__ = ["build_parser", "main"]
