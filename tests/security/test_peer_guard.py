@@ -5,7 +5,9 @@ raises, and (hypothesis) random envelopes never raise out and invalid ones never
 from __future__ import annotations
 
 import dataclasses
+import logging
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -225,30 +227,23 @@ def test_snapshot_transfers_are_capped_and_must_decode() -> None:
     assert guard.check(chunk(1, b'"members": 5}', True)) == "snapshot_undecodable"
 
 
-def test_refusals_are_logged_at_most_once_per_second_per_reason(caplog: object) -> None:
+def test_refusals_are_logged_at_most_once_per_second_per_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     counted: list[str] = []
     now = [100.0]
     refusals = RefusalLog(counted.append, clock=lambda: now[0])
-    import logging
-
-    logger = logging.getLogger("registry.peers")
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger.addHandler(handler)
-    try:
+    with caplog.at_level(logging.WARNING, logger="registry.peers"):
         for _ in range(50):
             refusals.refuse("term_jump", "x")
         refusals.refuse("unknown_member", "y")
         now[0] += 1.5
         refusals.refuse("term_jump", "z")
-    finally:
-        logger.removeHandler(handler)
     assert len(counted) == 52
-    lines = [r.getMessage() for r in records]
+    lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3, lines
     assert "and 49 more" in lines[2]
-    assert all(r.exc_info is None for r in records)
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 # -- the codec never raises --------------------------------------------------------------
@@ -264,7 +259,7 @@ def test_codec_never_raises_on_values_that_do_not_fit() -> None:
     bad_entry = peer_pb2.PeerEnvelope(
         raft=raft_pb2.Message(
             type=raft_pb2.MESSAGE_TYPE_APPEND,
-            entries=[raft_pb2.Entry(index=1, type=7)],  # type: ignore[list-item]
+            entries=[raft_pb2.Entry(index=1, type=7)],  # type: ignore[arg-type]
         )
     )
     assert decode_peer(bad_entry) is None
