@@ -144,7 +144,8 @@ class _Link:
             self._envelopes(self._queue), metadata=((CLUSTER_KEY, owner.cluster_id),)
         )
         theirs = _cluster_of(await call.initial_metadata())
-        if theirs != owner.cluster_id and not call.done():
+        # (No id at all: the server refused the stream, which ``await call`` raises.)
+        if theirs and theirs != owner.cluster_id:
             # Whatever the server decides, we do not talk to another cluster.
             owner.refusals.refuse(
                 "cluster_mismatch",

@@ -175,6 +175,7 @@ class LocalCluster:
         config: dict[str, object] | None = None,
         log_level: str = "INFO",
         peer_args: tuple[str, ...] | None = None,
+        certs: Path | None = None,
     ) -> None:
         self.root = root
         self.preset = preset
@@ -188,7 +189,8 @@ class LocalCluster:
         self.peer_addr = {f"n{i + 1}": f"127.0.0.1:{ports[2 * size + i]}" for i in range(size)}
         """Each node's peer port (given explicitly: +1000 might be taken on a busy host)."""
         self.cluster_id = new_cluster_id("test")
-        self.certs = dev_certs(root / "certs", list(self.peer_addr))
+        self.certs = dev_certs(certs or root / "certs", list(self.peer_addr))
+        """Peer mTLS files per node (``certs``: a CA directory shared with another cluster)."""
         for i in range(size):
             node_id = f"n{i + 1}"
             self.nodes[node_id] = NodeProc(
