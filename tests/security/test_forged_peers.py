@@ -32,7 +32,9 @@ HUGE = 2**64 - 1
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with cluster(tmp_path_factory.mktemp("forged"), 3, preset="local") as c:
+    # lan timings: a loaded CI machine must not elect a new leader on its own while the
+    # test asserts that the term did not move.
+    with cluster(tmp_path_factory.mktemp("forged"), 3, preset="lan") as c:
         try:
             yield c
         except BaseException:
@@ -75,7 +77,7 @@ def forged(c: LocalCluster, target: str, claimed: str, victim: str) -> dict[str,
             done=done,
         )
 
-    big = 4 << 20
+    big = 1 << 20
     return {
         "huge term heartbeat": [
             Message(type=MessageType.HEARTBEAT, src=claimed, dst=target, term=HUGE, commit=10**9)
@@ -210,11 +212,12 @@ def test_forged_peer_messages_change_nothing(c: LocalCluster) -> None:
             and seen[n].get("huge_value", 0) >= 1
             for n in c.ids
         )
-        at_leader = all(
-            seen[leader].get(reason, 0) >= 1
+        # Member traffic and leader traffic are refused where they are addressed to.
+        anywhere = all(
+            sum(seen[n].get(reason, 0) for n in c.ids) >= 1
             for reason in ("unknown_member", "forward_not_allowed", "second_leader")
         )
-        return seen if everywhere and at_leader else None
+        return seen if everywhere and anywhere else None
 
     wait_for("every refusal counted", counted, 15)
     assert observed(c) == before
