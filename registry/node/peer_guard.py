@@ -150,11 +150,19 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
     return None
 
 
+_INT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _int_fields(cls: type) -> tuple[str, ...]:
+    names = _INT_FIELDS.get(cls)
+    if names is None:  # annotations are strings here (``from __future__ import annotations``)
+        names = _INT_FIELDS[cls] = tuple(f.name for f in fields(cls) if f.type in ("int", int))
+    return names
+
+
 def _has_huge_int(msg: PeerMessage) -> bool:
-    for f in fields(msg):
-        value = getattr(msg, f.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_WIRE_INT:
-            return True
+    if any(getattr(msg, name) > MAX_WIRE_INT for name in _int_fields(type(msg))):
+        return True
     if isinstance(msg, Message):
         if any(e.term > MAX_WIRE_INT or e.index > MAX_WIRE_INT for e in msg.entries):
             return True
