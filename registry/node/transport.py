@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
@@ -65,6 +66,7 @@ SERVER_OPTIONS = [
 
 CLUSTER_KEY = "registry-cluster-id"
 MISMATCH = "cluster id mismatch"
+_TLS_FAILURE = re.compile(r"handshake|verification|certificate|ssl", re.IGNORECASE)
 
 
 def _cluster_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
@@ -125,6 +127,12 @@ class _Link:
                         "cluster_mismatch", f"{self.peer} at {address} refused us: {exc.details()}"
                     )
                     backoff = MAX_BACKOFF_S
+                elif _TLS_FAILURE.search(exc.details() or ""):
+                    # A certificate that does not name the peer meant, or does not verify:
+                    # a misconfiguration (or an impostor) an operator must hear about.
+                    self._owner.refusals.refuse(
+                        "tls_handshake", f"{self.peer} at {address}: {exc.details()}"
+                    )
                 log.debug("stream %s→%s broke: %s", self._node, self.peer, exc.code())
             except Exception:
                 log.exception("stream %s→%s failed", self._node, self.peer)

@@ -38,6 +38,8 @@ async def _serve(
 def test_a_link_delivers_only_to_the_node_its_certificate_names(tmp_path: Path) -> None:
     b_addr, c_addr = (f"127.0.0.1:{p}" for p in free_ports(2))
 
+    refusals: list[str] = []
+
     async def main() -> tuple[list[PeerMessage], list[PeerMessage], int]:
         at_b: list[PeerMessage] = []
         at_c: list[PeerMessage] = []
@@ -48,7 +50,12 @@ def test_a_link_delivers_only_to_the_node_its_certificate_names(tmp_path: Path) 
         # a's idea of where b and c are: c's address is wrong (it is b's).
         where = {"b": b_addr, "c": b_addr}
         sender = PeerTransport(
-            "a", where.get, lambda _: None, cluster_id="x", tls=_tls(tmp_path, "a")
+            "a",
+            where.get,
+            lambda _: None,
+            cluster_id="x",
+            tls=_tls(tmp_path, "a"),
+            refused=refusals.append,
         )
         try:
             loop = asyncio.get_running_loop()
@@ -73,3 +80,4 @@ def test_a_link_delivers_only_to_the_node_its_certificate_names(tmp_path: Path) 
     assert len(at_b) >= SENT and all(m.src == "a" and m.dst == "b" for m in at_b)
     assert at_c == [], "c's server was never reached"
     assert c_broken >= 1, "the link to 'c' at b's address failed its handshake"
+    assert refusals and set(refusals) == {"tls_handshake"}, refusals
