@@ -111,7 +111,8 @@ class NodeConfig:
     """fsync the log before acknowledging anything. Only tests may turn this off."""
     peer_listen: str = ""
     """gRPC address (host:port) of the peer port, which carries only node-to-node traffic
-    (Raft, member heartbeats). Default: ``listen``'s host with its port + 1000."""
+    (Raft, member heartbeats). Default: ``listen``'s host with this node's peer port from
+    ``peers`` (``client/peer``), else with ``listen``'s port + 1000."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Peer ports of the ``peers`` given as ``client/peer`` (``n1 = "h:7400/h:8400"``);
     the others are their client port + 1000."""
@@ -136,8 +137,14 @@ class NodeConfig:
 
     @property
     def peer_bind(self) -> str:
-        """The address the peer server listens on."""
-        return self.peer_listen or derive_peer_address(self.listen)
+        """The address the peer server listens on: ``peer_listen``, else ``listen``'s host
+        with the peer port ``peers`` gives this node (``client/peer``), or its port + 1000."""
+        if self.peer_listen:
+            return self.peer_listen
+        mine = self.peer_addresses.get(self.id)
+        if mine:
+            return f"{self.listen.rpartition(':')[0]}:{mine.rpartition(':')[2]}"
+        return derive_peer_address(self.listen)
 
     def peer_address(self, node: str) -> str | None:
         """Where to reach ``node``'s peer port, if it is a configured peer."""
@@ -189,9 +196,13 @@ class NodeConfig:
         bind = self.peer_bind
         if not _is_host_port(bind):
             problems.append(f"peer_listen must look like host:port (got {bind!r}); set it")
-        for peer, address in sorted(self.peer_addresses.items()):
+        for peer in sorted(self.peers):
+            address = self.peer_address(peer) or ""
             if not _is_host_port(address):
-                problems.append(f"peer {peer} peer address must look like host:port ({address!r})")
+                problems.append(
+                    f"peer {peer}'s peer address must look like host:port (got {address!r}); "
+                    "give it as client/peer"
+                )
         given = [name for name in ("peer_ca", "peer_cert", "peer_key") if getattr(self, name)]
         if given and len(given) < 3:
             problems.append(f"peer TLS needs peer_ca, peer_cert and peer_key (got {given})")

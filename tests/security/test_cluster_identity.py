@@ -111,3 +111,4 @@ def test_a_public_peer_port_needs_tls_or_insecure_peers() -> None:
     )
     assert cfg.peers == {"n1": "10.0.0.1:7400", "n2": "10.0.0.2:7400"}
     assert (cfg.peer_address("n1"), cfg.peer_address("n2")) == ("10.0.0.1:9000", "10.0.0.2:8400")
+    assert cfg.peer_bind == "127.0.0.1:9000", "listen's host, the port the others use"
