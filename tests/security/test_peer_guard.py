@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from registry.core.commands import (
     InvalidCommand,
     MemberDown,
+    MemberUp,
+    NameSpec,
     Register,
     Released,
     Releases,
@@ -214,7 +216,11 @@ def chunk(offset: int, data: bytes, done: bool, meta: SnapshotMeta = META) -> Me
 
 
 def test_snapshot_transfers_are_capped_and_must_decode() -> None:
-    state = RegistryState().snapshot()
+    registry = RegistryState()
+    registry.apply(1, MemberUp(node="n1", incarnation=1, address="127.0.0.1:7400"))
+    registry.apply(2, Register(specs=(NameSpec(name="room-a", kind="counter"),)))
+    state = registry.snapshot()
+    assert b"room-a" in state
     guard = SnapshotGuard(cap=1000)
     half = len(state) // 2
     assert guard.check(chunk(0, state[:half], False)) is None
