@@ -219,7 +219,8 @@ def test_forged_peer_messages_change_nothing(c: LocalCluster) -> None:
         )
         return seen if everywhere and anywhere else None
 
-    wait_for("every refusal counted", counted, 15)
+    seen = wait_for("every refusal counted", counted, 15)
+    print("refusals by node:", {n: {k: int(v) for k, v in r.items()} for n, r in seen.items()})
     assert observed(c) == before
     reply = c.stub(liar).Register(
         pb.RegisterRequest(spec=pb.NameSpec(name="sec/after", kind="counter")), timeout=5
