@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, client, doctor, jepsen, node, sim
+from registry.cli import bench, certs, client, doctor, jepsen, node, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -22,6 +22,7 @@ COMMANDS: tuple[Register, ...] = (
     jepsen.register,
     bench.register,
     doctor.register,
+    certs.register,
 )
 
 __all__ = ["build_parser", "main"]

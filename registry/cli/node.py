@@ -43,7 +43,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: no HTTP server)",
     )
     node.add_argument("--data-dir", help="data directory (default ./data)")
-    node.add_argument("--peers", help="bootstrap voters: n1=127.0.0.1:7400,n2=127.0.0.1:7401,...")
+    node.add_argument(
+        "--peers",
+        help="bootstrap voters by client address: n1=127.0.0.1:7400,n2=127.0.0.1:7401,... "
+        "(peer port = client port + 1000; n1=HOST:7400/HOST:8400 names it)",
+    )
+    node.add_argument(
+        "--peer-listen", help="peer-only gRPC host:port (default: --listen's port + 1000)"
+    )
+    node.add_argument("--peer-ca", help="peer mTLS: the cluster CA (PEM; registry certs init)")
+    node.add_argument("--peer-cert", help="peer mTLS: this node's certificate (PEM)")
+    node.add_argument("--peer-key", help="peer mTLS: this node's private key (PEM)")
+    node.add_argument(
+        "--insecure-peers",
+        action="store_const",
+        const=True,
+        help="allow a non-loopback peer port without TLS (anyone reaching it is a peer)",
+    )
+    node.add_argument(
+        "--cluster-id",
+        help="this cluster's id (like etcd's --initial-cluster-token; default: persisted, "
+        "else derived from --peers)",
+    )
     node.add_argument(
         "--discovery",
         choices=DISCOVERY_MODES,
@@ -80,8 +101,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev = commands.add_parser(
         "dev",
         help="run a local cluster of N nodes with the example workers",
-        description="Start N node processes on loopback (gRPC from port 7400, HTTP from "
-        "9400: status page at http://127.0.0.1:9400/), wait until a leader is elected and "
+        description="Start N node processes on loopback (gRPC from port 7400, peers from "
+        "8400 with mTLS from a throwaway CA in the data dir, HTTP from 9400: status page at "
+        "http://127.0.0.1:9400/), wait until a leader is elected and "
         "every node is ready, print how to use it, and stop everything on Ctrl-C or "
         "SIGTERM. A node that exits is restarted.",
     )
@@ -118,6 +140,12 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "dns_server": args.dns_server,
         "expect": args.expect,
         "discovery_timeout": args.discovery_timeout,
+        "peer_listen": args.peer_listen,
+        "peer_ca": args.peer_ca,
+        "peer_cert": args.peer_cert,
+        "peer_key": args.peer_key,
+        "insecure_peers": args.insecure_peers,
+        "cluster_id": args.cluster_id,
     }
     if args.peers:
         try:
@@ -188,6 +216,20 @@ def _wait_ready(addresses: list[str], timeout: float) -> str | None:
             channel.close()
 
 
+def _dev_security(root: Path, ids: list[str]) -> tuple[dict[str, list[str]], str]:
+    """Peer mTLS flags per node (a throwaway CA in ``<root>/certs``) and the cluster id
+    (kept in ``<root>/cluster_id``, so a kept ``--data-dir`` restarts the same cluster)."""
+    from registry.node.certs import dev_certs, new_cluster_id, tls_flags
+
+    files = dev_certs(root / "certs", ids)
+    path = root / "cluster_id"
+    cluster = path.read_text().strip() if path.exists() else ""
+    if not cluster:
+        cluster = new_cluster_id()
+        path.write_text(cluster + "\n")
+    return {n: tls_flags(files[n]) for n in ids}, cluster
+
+
 def run_dev(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 9:
         print("error: --nodes must be between 1 and 9", file=sys.stderr)
@@ -199,6 +241,7 @@ def run_dev(args: argparse.Namespace) -> int:
     temp = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="registry-dev-")) if temp else args.data_dir
     peers = ",".join(f"{n}={a}" for n, a in grpc_addr.items())
+    tls, cluster = _dev_security(root, ids)
     procs: list[subprocess.Popen[bytes]] = []
     stop = {"now": False}
 
@@ -230,6 +273,9 @@ def run_dev(args: argparse.Namespace) -> int:
                     peers,
                     "--preset",
                     args.preset,
+                    "--cluster-id",
+                    cluster,
+                    *tls[n],
                     *(
                         arg
                         for module in ["registry.examples", *args.worker_modules]

@@ -3,7 +3,12 @@
 Example ``node.toml``::
 
     id = "n1"
-    listen = "127.0.0.1:7400"        # gRPC: clients and peers
+    listen = "127.0.0.1:7400"        # gRPC: clients
+    peer_listen = "127.0.0.1:8400"   # gRPC: peers only (default: listen's port + 1000)
+    cluster_id = "prod-eu-1"         # all nodes of one cluster give the same (see below)
+    peer_ca = "/etc/registry/tls/ca.pem"        # peer mTLS (registry certs init|issue)
+    peer_cert = "/etc/registry/tls/n1.pem"
+    peer_key = "/etc/registry/tls/n1-key.pem"
     http = "127.0.0.1:9400"          # status page (/), /status, /metrics, /healthz, /readyz
     data_dir = "/var/lib/registry/n1"
     preset = "lan"                   # local | lan | wan
@@ -11,7 +16,8 @@ Example ``node.toml``::
     worker_modules = ["registry.examples"]
 
     [peers]                          # the bootstrap voters, this node included
-    n1 = "127.0.0.1:7400"
+    n1 = "127.0.0.1:7400"            # client address; the peer port is +1000, or
+                                     # "127.0.0.1:7400/127.0.0.1:8400" names it
     n2 = "127.0.0.1:7401"
     n3 = "127.0.0.1:7402"
 
@@ -44,6 +50,9 @@ DEFAULT_GRPC_PORT = 7400
 DEFAULT_HTTP_PORT = 9400
 """The conventional HTTP port (``registry dev``, deploy/); ``http`` itself defaults to off."""
 DISCOVERY_MODES = ("static", "dns")
+PEER_PORT_OFFSET = 1000
+"""A node's peer port is its client port plus this, unless configured (``peer_listen``,
+or ``client/peer`` in ``peers``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +60,8 @@ class NodeConfig:
     id: str
     """This node's id; must be a key of ``peers`` when it is a bootstrap voter."""
     listen: str = f"127.0.0.1:{DEFAULT_GRPC_PORT}"
-    """gRPC address (host:port) for clients and peers. Default 127.0.0.1:7400."""
+    """gRPC address (host:port) for clients (peers use ``peer_listen``). Default
+    127.0.0.1:7400."""
     advertise: str = ""
     """Address other nodes and clients should use. Default: ``listen`` (with DNS
     discovery: the address DNS gives for this node)."""
@@ -62,7 +72,8 @@ class NodeConfig:
     data_dir: Path = Path("data")
     """Where the log, snapshots and the incarnation live. Default ./data."""
     peers: dict[str, str] = field(default_factory=dict)
-    """Bootstrap voters, ``id -> gRPC address``, this node included."""
+    """Bootstrap voters, ``id -> client gRPC address``, this node included (in a file or
+    ``--peers``, a value ``client/peer`` also names the peer port; see ``peer_addresses``)."""
     discovery: str = "static"
     """How the bootstrap voters are found: ``static`` (``peers`` as given) or ``dns``
     (SRV records of ``dns_name``, resolved at startup). Default static."""
@@ -110,6 +121,49 @@ class NodeConfig:
     healthz_stall_s: float = 5.0
     """``/healthz`` answers 503 once the core loop has not turned for this long, seconds
     (a hung disk, a blocked event loop). Default 5."""
+    peer_listen: str = ""
+    """gRPC address (host:port) of the peer port, which carries only node-to-node traffic
+    (Raft, member heartbeats). Default: ``listen``'s host with this node's peer port from
+    ``peers`` (``client/peer``), else with ``listen``'s port + 1000."""
+    peer_addresses: dict[str, str] = field(default_factory=dict)
+    """Peer ports of the ``peers`` given as ``client/peer`` (``n1 = "h:7400/h:8400"``);
+    the others are their client port + 1000."""
+    peer_ca: str = ""
+    """PEM file of the cluster CA that signed every node's certificate (peer mTLS)."""
+    peer_cert: str = ""
+    """PEM file of this node's certificate; its CN/SAN is this node's id."""
+    peer_key: str = ""
+    """PEM file of this node's private key."""
+    insecure_peers: bool = False
+    """Allow plaintext, unauthenticated peer traffic on a non-loopback ``peer_listen``
+    (never in production: anyone who reaches the port can rewrite the cluster)."""
+    cluster_id: str = ""
+    """The cluster this node belongs to (like etcd's ``--initial-cluster-token``); peers
+    of another cluster are refused. Persisted in the data directory on first start; a
+    different value later is an error (exit 2). Default: the persisted one, else
+    ``peers-`` and 12 hex digits of a hash of the sorted bootstrap ``peers``."""
+
+    @property
+    def peer_tls(self) -> bool:
+        return bool(self.peer_ca and self.peer_cert and self.peer_key)
+
+    @property
+    def peer_bind(self) -> str:
+        """The address the peer server listens on: ``peer_listen``, else ``listen``'s host
+        with the peer port ``peers`` gives this node (``client/peer``), or its port + 1000."""
+        if self.peer_listen:
+            return self.peer_listen
+        mine = self.peer_addresses.get(self.id)
+        if mine:
+            return f"{self.listen.rpartition(':')[0]}:{mine.rpartition(':')[2]}"
+        return derive_peer_address(self.listen)
+
+    def peer_address(self, node: str) -> str | None:
+        """Where to reach ``node``'s peer port, if it is a configured peer."""
+        if node in self.peer_addresses:
+            return self.peer_addresses[node]
+        client = self.peers.get(node)
+        return derive_peer_address(client) if client else None
 
     @property
     def address(self) -> str:
@@ -148,11 +202,39 @@ class NodeConfig:
             )
         if not self.healthz_stall_s > 0:
             problems.append(f"healthz_stall_s must be > 0 s (got {self.healthz_stall_s})")
+        problems.extend(self._peer_problems())
         problems.extend(self._discovery_problems())
         if problems:
             raise ConfigError("invalid node config: " + "; ".join(problems))
         self.timing.validate()
         return self
+
+    def _peer_problems(self) -> list[str]:
+        problems = []
+        bind = self.peer_bind
+        if not _is_host_port(bind):
+            problems.append(f"peer_listen must look like host:port (got {bind!r}); set it")
+        for peer in sorted(self.peers):
+            address = self.peer_address(peer) or ""
+            if not _is_host_port(address):
+                problems.append(
+                    f"peer {peer}'s peer address must look like host:port (got {address!r}); "
+                    "give it as client/peer"
+                )
+        given = [name for name in ("peer_ca", "peer_cert", "peer_key") if getattr(self, name)]
+        if given and len(given) < 3:
+            problems.append(f"peer TLS needs peer_ca, peer_cert and peer_key (got {given})")
+        if not self.peer_tls and not self.insecure_peers and not _is_loopback(bind):
+            problems.append(
+                f"peer_listen {bind} is not a loopback address and peer TLS is off: give "
+                "peer_ca/peer_cert/peer_key (see `registry certs`), or --insecure-peers"
+            )
+        if self.cluster_id and not valid_cluster_id(self.cluster_id):
+            problems.append(
+                "cluster_id must be 1-64 letters, digits, '.', '_' or '-' "
+                f"(got {self.cluster_id!r})"
+            )
+        return problems
 
     def _discovery_problems(self) -> list[str]:
         if self.discovery not in DISCOVERY_MODES:
@@ -213,6 +295,42 @@ def _is_host_port(value: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
+def derive_peer_address(client: str) -> str:
+    """``host:port`` → ``host:(port + 1000)`` (the default peer port)."""
+    host, _, port = client.rpartition(":")
+    if not port.isdigit():
+        return client
+    return f"{host}:{int(port) + PEER_PORT_OFFSET}"
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def valid_cluster_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
+
+
+def _split_peers(raw: dict[str, Any]) -> None:
+    """``peers`` values may be ``client/peer``: the peer part goes to ``peer_addresses``."""
+    explicit = dict(raw.get("peer_addresses") or {})
+    peers = {}
+    for node, value in dict(raw["peers"]).items():
+        client, _, peer = str(value).partition("/")
+        peers[str(node)] = client
+        if peer:
+            explicit[str(node)] = peer
+    raw["peers"] = peers
+    if explicit:
+        raw["peer_addresses"] = explicit
+
+
 def load(path: Path | None, **overrides: Any) -> NodeConfig:
     """Read ``path`` (TOML) if given, apply non-``None`` ``overrides``, validate."""
     raw: dict[str, Any] = {}
@@ -224,6 +342,8 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if raw.get("peers"):
+        _split_peers(raw)
     timing_overrides = raw.pop("timing", {}) or {}
     known = {f.name for f in fields(NodeConfig)} - {"timing"}
     unknown = sorted(set(raw) - known)
@@ -247,7 +367,7 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
             value = tuple(str(v) for v in value)
         elif key == "data_dir":
             value = Path(value)
-        elif key == "peers":
+        elif key in ("peers", "peer_addresses"):
             value = {str(k): str(v) for k, v in dict(value).items()}
         elif key == "expect" and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"expect must be a whole number (got {value!r})")

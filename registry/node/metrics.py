@@ -136,6 +136,13 @@ class NodeMetrics(Collector):
             ["method", "code"],
             registry=self.registry,
         )
+        self.peer_refused = Counter(
+            "registry_peer_messages_refused_total",
+            "Peer messages (and peer streams) this node dropped before its core saw them, "
+            "by reason (registry/node/peer_guard.py lists them).",
+            ["reason"],
+            registry=self.registry,
+        )
 
     # -- event hooks -------------------------------------------------------------------
 

@@ -27,13 +27,16 @@ import grpc.aio
 
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
-from registry.node.config import NodeConfig
+from registry.node import cluster_id
+from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
+from registry.node.peer_guard import view_of
+from registry.node.peer_tls import PeerTls
 from registry.node.rpc_metrics import RpcMetrics
 from registry.node.service import RegistryService
 from registry.node.status import MalformedRequests
@@ -43,7 +46,7 @@ from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
 from registry.node.workers import load_kinds
-from registry.v1 import peer_pb2_grpc, registry_pb2, registry_pb2_grpc
+from registry.v1 import registry_pb2, registry_pb2_grpc
 from registry.worker import WorkerRuntime
 
 log = logging.getLogger("registry.node")
@@ -56,6 +59,7 @@ class Node:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self._server: grpc.aio.Server | None = None
+        self._peer_server: grpc.aio.Server | None = None
         self._http: HttpServer | None = None
         self._stopped = asyncio.Event()
         self._closing = False
@@ -69,7 +73,17 @@ class Node:
         loaded = load_checked(self.storage)
         if loaded.repaired:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
-        self.transport = PeerTransport(cfg.id, self.address_of, self._deliver)
+        self.cluster_id = cluster_id.resolve(cfg.data_dir, cfg.cluster_id, cfg.peers)
+        configured = frozenset(cfg.peers)
+        self.transport = PeerTransport(
+            cfg.id,
+            self.peer_address_of,
+            self._deliver,
+            cluster_id=self.cluster_id,
+            tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
+            view=lambda: view_of(self.driver.replica, configured),
+            refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
+        )
         timing = cfg.timing
         self.runtime = WorkerRuntime(
             node=cfg.id,
@@ -103,12 +117,12 @@ class Node:
                 MalformedRequests(),
             ],
         )
-        peer_pb2_grpc.add_PeerServicer_to_server(self.transport, server)
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
         if server.add_insecure_port(cfg.listen) == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
         self._server = server
+        await self._start_peer_server()
         _tune_gc()
         self._gc_pauses.install()
         self.driver.start()
@@ -133,6 +147,22 @@ class Node:
             cfg.data_dir,
             self.driver.incarnation,
         )
+
+    async def _start_peer_server(self) -> None:
+        """The Peer service, alone on its own port (never on the client port)."""
+        cfg = self.cfg
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        if self.transport.add_to(server, cfg.peer_bind) == 0:
+            raise OSError(f"cannot listen on {cfg.peer_bind} (peer_listen)")
+        await server.start()
+        self._peer_server = server
+        if not cfg.peer_tls:
+            log.warning(
+                "peer port %s has no TLS: any process that reaches it can act as a peer "
+                "(give peer_ca/peer_cert/peer_key; see `registry certs`)",
+                cfg.peer_bind,
+            )
+        log.info("peer port %s (%s), cluster %s", cfg.peer_bind, _tls_word(cfg), self.cluster_id)
 
     async def drain(self, timeout: float) -> None:
         """Graceful stop, first half: move every local name away by handoff (with state)
@@ -192,6 +222,8 @@ class Node:
                 await self._http.close()
             if self._server is not None:
                 await self._server.stop(grace=0.5)
+            if self._peer_server is not None:
+                await self._peer_server.stop(grace=0.5)
             await self.service.close()
             await self.transport.close()
             self.storage.close()
@@ -224,6 +256,14 @@ class Node:
             return self.cfg.peers[node]
         member = self.driver.replica.state.members.get(node)
         return member.address if member and member.address else None
+
+    def peer_address_of(self, node: str) -> str | None:
+        """A peer's peer port: configured, else its client address's port + 1000."""
+        configured = self.cfg.peer_address(node)
+        if configured is not None:
+            return configured
+        member = self.driver.replica.state.members.get(node)
+        return derive_peer_address(member.address) if member and member.address else None
 
     def _deliver(self, msg: Any) -> None:
         self.driver.deliver(msg)
@@ -368,6 +408,10 @@ class Node:
     def names(self, query: NamesQuery) -> dict[str, object]:
         """``/status/names``: the registered names matching a search, with their owners."""
         return names_page(self.driver.replica.state, query, self.address_of)
+
+
+def _tls_word(cfg: NodeConfig) -> str:
+    return "mTLS" if cfg.peer_tls else "plaintext"
 
 
 def _raft_part(node: str, leader: str, voter: bool) -> str:

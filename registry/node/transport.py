@@ -7,6 +7,14 @@ backoff, and whatever was in flight is gone. Keepalive pings notice a silent net
 
 It also keeps, per peer, when a message last arrived from it: ``reachable()`` is what the
 node reports when it refuses a write for lack of quorum.
+
+Trust (DESIGN G8): the peer server listens on a port of its own (``peer_listen``), with
+mTLS when configured (``registry.node.peer_tls``). Every stream carries the cluster id
+in its metadata both ways (``registry-cluster-id``); a stream from another cluster is
+refused by the server (``FAILED_PRECONDITION``) and a server of another cluster is left by
+the client, each with a rate-limited log line. Each decoded message then passes
+``registry.node.peer_guard`` — its ``src`` must be the stream's authenticated identity —
+before it reaches the core.
 """
 
 from __future__ import annotations
@@ -14,15 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import grpc
 import grpc.aio
 
 from registry.core.replica import PeerMessage
+from registry.node.peer_guard import PeerView, RefusalLog, SnapshotGuard, check, describe
+from registry.node.peer_tls import PeerTls, channel_options, stream_identity
 from registry.v1 import peer_pb2, peer_pb2_grpc
-from registry.wire.codec import peer_from_pb, peer_to_pb
+from registry.wire.codec import decode_peer, encode_peer
 
 log = logging.getLogger("registry.transport")
 
@@ -53,13 +64,26 @@ SERVER_OPTIONS = [
 ]
 
 
+CLUSTER_KEY = "registry-cluster-id"
+MISMATCH = "cluster id mismatch"
+_TLS_FAILURE = re.compile(r"handshake|verification|certificate|ssl", re.IGNORECASE)
+
+
+def _cluster_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    for key, value in metadata or ():
+        if key == CLUSTER_KEY:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return ""
+
+
 class _Link:
     """The stream to one peer."""
 
-    def __init__(self, node: str, peer: str, resolve: Callable[[str], str | None]) -> None:
+    def __init__(self, owner: PeerTransport, peer: str) -> None:
         self.peer = peer
-        self._node = node
-        self._resolve = resolve
+        self._owner = owner
+        self._node = owner.node
+        self._resolve = owner.resolve
         self._queue: asyncio.Queue[peer_pb2.PeerEnvelope | None] = asyncio.Queue(QUEUE_LIMIT)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{peer}")
         self.dropped = 0
@@ -90,13 +114,25 @@ class _Link:
                 await asyncio.sleep(0.5)  # unknown address: wait for the view to name it
                 continue
             try:
-                async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-                    stub = peer_pb2_grpc.PeerStub(channel)
-                    await stub.Stream(self._envelopes(self._queue))
+                async with self._owner.channel(self.peer, address) as channel:
+                    await self._stream(channel)
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and MISMATCH in (
+                    exc.details() or ""
+                ):
+                    self._owner.refusals.refuse(
+                        "cluster_mismatch", f"{self.peer} at {address} refused us: {exc.details()}"
+                    )
+                    backoff = MAX_BACKOFF_S
+                elif _TLS_FAILURE.search(exc.details() or ""):
+                    # A certificate that does not name the peer meant, or does not verify:
+                    # a misconfiguration (or an impostor) an operator must hear about.
+                    self._owner.refusals.refuse(
+                        "tls_handshake", f"{self.peer} at {address}: {exc.details()}"
+                    )
                 log.debug("stream %s→%s broke: %s", self._node, self.peer, exc.code())
             except Exception:
                 log.exception("stream %s→%s failed", self._node, self.peer)
@@ -110,6 +146,25 @@ class _Link:
             await asyncio.sleep(backoff)
             backoff = min(MAX_BACKOFF_S, backoff * 2)
 
+    async def _stream(self, channel: grpc.aio.Channel) -> None:
+        owner = self._owner
+        call = peer_pb2_grpc.PeerStub(channel).Stream(
+            self._envelopes(self._queue), metadata=((CLUSTER_KEY, owner.cluster_id),)
+        )
+        theirs = _cluster_of(await call.initial_metadata())
+        # (No id at all: the server refused the stream, which ``await call`` raises.)
+        if theirs and theirs != owner.cluster_id:
+            # Whatever the server decides, we do not talk to another cluster.
+            owner.refusals.refuse(
+                "cluster_mismatch",
+                f"{self.peer} is in cluster {theirs!r}, we are in {owner.cluster_id!r}: "
+                "not sending to it",
+            )
+            call.cancel()
+            await asyncio.sleep(MAX_BACKOFF_S)
+            return
+        await call
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -122,27 +177,60 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         node: str,
         resolve: Callable[[str], str | None],
         deliver: Callable[[PeerMessage], None],
+        *,
+        cluster_id: str = "",
+        tls: PeerTls | None = None,
+        view: Callable[[], PeerView] | None = None,
+        refused: Callable[[str], None] | None = None,
     ) -> None:
-        self._node = node
-        self._resolve = resolve
+        """``resolve``: a peer's peer-port address; ``view``: what the guard reads of the
+        replica (``None``: messages are not checked — only for transport tests);
+        ``refused``: counts a refusal by reason (the metric)."""
+        self.node = node
+        self.resolve = resolve
+        self.cluster_id = cluster_id
+        self._tls = tls
         self._deliver = deliver
+        self._view = view
+        self.refusals = RefusalLog(refused or (lambda _reason: None))
+        self._snapshots = SnapshotGuard()
         self._links: dict[str, _Link] = {}
         self._heard: dict[str, float] = {}
 
+    def channel(self, peer: str, address: str) -> grpc.aio.Channel:
+        if self._tls is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            address,
+            self._tls.channel_credentials(),
+            options=[*CHANNEL_OPTIONS, *channel_options(peer)],
+        )
+
+    def add_to(self, server: grpc.aio.Server, address: str) -> int:
+        """Serve the Peer service on ``address`` (with mTLS when configured); the port."""
+        peer_pb2_grpc.add_PeerServicer_to_server(self, server)
+        if self._tls is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, self._tls.server_credentials())
+
     def send(self, messages: list[PeerMessage]) -> None:
         for msg in messages:
-            if msg.dst == self._node:
+            if msg.dst == self.node:
                 self._deliver(msg)
+                continue
+            envelope = encode_peer(msg)
+            if envelope is None:
+                log.error("cannot encode %s; dropped", describe(msg))
                 continue
             link = self._links.get(msg.dst)
             if link is None:
-                link = self._links[msg.dst] = _Link(self._node, msg.dst, self._resolve)
-            link.send(peer_to_pb(msg))
+                link = self._links[msg.dst] = _Link(self, msg.dst)
+            link.send(envelope)
 
     def reachable(self, peers: list[str], within: float) -> list[str]:
         """The peers (of ``peers``) heard from within ``within`` seconds, plus us."""
         now = time.monotonic()
-        return [p for p in peers if p == self._node or now - self._heard.get(p, -1e9) <= within]
+        return [p for p in peers if p == self.node or now - self._heard.get(p, -1e9) <= within]
 
     async def close(self) -> None:
         for link in self._links.values():
@@ -156,10 +244,36 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         request_iterator: AsyncIterator[peer_pb2.PeerEnvelope],
         context: grpc.aio.ServicerContext[peer_pb2.PeerEnvelope, peer_pb2.PeerStreamEnd],
     ) -> peer_pb2.PeerStreamEnd:
+        theirs = _cluster_of(context.invocation_metadata())
+        identity = stream_identity(context)  # type: ignore[arg-type]
+        who = identity or context.peer()
+        if self._tls is not None and identity is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+        if theirs != self.cluster_id:
+            detail = (
+                f"{MISMATCH}: {self.node} is in cluster {self.cluster_id!r}, "
+                f"the stream from {who} says {theirs!r}"
+            )
+            self.refusals.refuse("cluster_mismatch", detail)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, detail)
+        await context.send_initial_metadata(((CLUSTER_KEY, self.cluster_id),))
+        pinned = identity
         async for envelope in request_iterator:
-            msg = peer_from_pb(envelope)
-            if msg is None or msg.dst != self._node:
+            msg = decode_peer(envelope)
+            if msg is None:
+                self.refusals.refuse("undecodable", f"an envelope from {who}")
+                continue
+            if pinned is None and self._tls is None:
+                pinned = msg.src  # without TLS a stream still speaks for one node only
+            reason = self._refusal(msg, pinned)
+            if reason is not None:
+                self.refusals.refuse(reason, f"{describe(msg)} on a stream from {who}")
                 continue
             self._heard[msg.src] = time.monotonic()
             self._deliver(msg)
         return peer_pb2.PeerStreamEnd()
+
+    def _refusal(self, msg: PeerMessage, sender: str | None) -> str | None:
+        if self._view is None:
+            return None if msg.dst == self.node else "wrong_dst"
+        return check(msg, sender=sender, view=self._view()) or self._snapshots.check(msg)

@@ -4,8 +4,9 @@
 starts ``registry node`` in every node namespace (``ip netns exec NS python -m
 registry.cli node ...``, so the process is the node itself: ``kill -9``, ``SIGSTOP`` and
 ``SIGCONT`` go straight to it) and an ``AgentClient`` in the client namespace. Each node
-listens on its namespace address, keeps its data directory under ``root`` across
-restarts, writes its log to ``root/<id>.log`` and inherits ``$REGISTRY_LEDGER``.
+listens on its namespace address (clients on 7400, peers on 8400 with mTLS from a
+throwaway CA in ``root/certs``, one cluster id), keeps its data directory under ``root``
+across restarts, writes its log to ``root/<id>.log`` and inherits ``$REGISTRY_LEDGER``.
 
 Every wait has a deadline and polls a condition. ``close()`` stops everything — paused
 processes are resumed first, then SIGTERM, then SIGKILL after a bound — and removes the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from registry.node.certs import dev_certs, new_cluster_id, tls_flags
 from registry.testing import ledger as ledger_mod
 from registry.testing.agent import AgentClient, AgentError
 from registry.testing.netns import Network, cleanup_leftovers
@@ -108,6 +110,7 @@ class NetnsCluster:
         self.grpc = {n: f"{self.net.addr[n]}:{GRPC_PORT}" for n in self.ids}
         self.http = {n: f"{self.net.addr[n]}:{HTTP_PORT}" for n in self.ids}
         self.nodes = {n: NodeProc(n, root / n, root / f"{n}.log") for n in self.ids}
+        self.cluster_id = new_cluster_id("netns")
         self._agent: AgentClient | None = None
         self._closed = False
 
@@ -144,7 +147,8 @@ class NetnsCluster:
         argv = [sys.executable, "-m", "registry.cli", "node", "--id", n]
         argv += ["--listen", self.grpc[n], "--http", self.http[n], "--peers", peers]
         argv += ["--data-dir", str(node.data_dir), "--preset", self.preset]
-        argv += ["--log-level", self.log_level]
+        argv += ["--log-level", self.log_level, "--cluster-id", self.cluster_id]
+        argv += tls_flags(dev_certs(self.root / "certs", self.ids)[n])
         for module in self.worker_modules:
             argv += ["--worker-module", module]
         env = {**os.environ, ledger_mod.ENV: str(self.ledger)}

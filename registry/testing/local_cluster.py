@@ -13,6 +13,8 @@ Rules it keeps:
   cluster's life: a restarted node reuses its address and its data directory.
 - Every wait has a deadline and polls a condition (``wait_for``); nothing sleeps in place
   of a condition.
+- Peers talk on ports of their own with mTLS: a throwaway CA and one certificate per node
+  in ``<root>/certs``, and a random cluster id per cluster (``cluster_id``).
 - ``close()`` always stops every process it started (SIGTERM, then SIGKILL after a bound)
   and is safe to call twice; an ``atexit`` hook does the same if the caller never gets to
   it.
@@ -39,6 +41,7 @@ from typing import Any, TypeVar
 import grpc
 
 import registry
+from registry.node.certs import dev_certs, new_cluster_id, tls_flags
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
 
@@ -172,6 +175,7 @@ class LocalCluster:
         config: dict[str, object] | None = None,
         log_level: str = "INFO",
         peer_args: tuple[str, ...] | None = None,
+        certs: Path | None = None,
     ) -> None:
         self.root = root
         self.preset = preset
@@ -180,8 +184,13 @@ class LocalCluster:
         self.log_level = log_level
         self.peer_args = peer_args
         """Flags that replace ``--peers <static list>`` for every node (e.g. DNS discovery)."""
-        ports = free_ports(2 * size)
+        ports = free_ports(3 * size)
         self.nodes: dict[str, NodeProc] = {}
+        self.peer_addr = {f"n{i + 1}": f"127.0.0.1:{ports[2 * size + i]}" for i in range(size)}
+        """Each node's peer port (given explicitly: +1000 might be taken on a busy host)."""
+        self.cluster_id = new_cluster_id("test")
+        self.certs = dev_certs(certs or root / "certs", list(self.peer_addr))
+        """Peer mTLS files per node (``certs``: a CA directory shared with another cluster)."""
         for i in range(size):
             node_id = f"n{i + 1}"
             self.nodes[node_id] = NodeProc(
@@ -191,7 +200,9 @@ class LocalCluster:
                 data_dir=root / node_id,
                 log_path=root / f"{node_id}.log",
             )
-        self.peers = ",".join(f"{n.id}={n.grpc_addr}" for n in self.nodes.values())
+        self.peers = ",".join(
+            f"{n.id}={n.grpc_addr}/{self.peer_addr[n.id]}" for n in self.nodes.values()
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -231,7 +242,14 @@ class LocalCluster:
             node.http_addr,
             "--data-dir",
             str(node.data_dir),
-            *(("--peers", self.peers) if self.peer_args is None else self.peer_args),
+            *(
+                ("--peers", self.peers, "--peer-listen", self.peer_addr[node.id])
+                if self.peer_args is None
+                else self.peer_args  # peer port: the discovered client port + 1000
+            ),
+            "--cluster-id",
+            self.cluster_id,
+            *tls_flags(self.certs[node.id]),
             "--preset",
             self.preset,
             "--log-level",

@@ -1,6 +1,10 @@
 """Core values ↔ protobuf messages. The only module that knows both sides.
 
 Field-for-field copies; the proto drift test keeps the two definitions in step.
+
+The transport uses ``encode_peer``/``decode_peer``, which never raise: whatever arrives
+from the network (an unknown enum value, a field out of range) or cannot be put on it
+(an integer past uint64) becomes ``None`` — one message dropped, never a dead loop.
 """
 
 from __future__ import annotations
@@ -116,6 +120,22 @@ def peer_to_pb(msg: PeerMessage) -> peer_pb2.PeerEnvelope:
             )
         )
     return peer_pb2.PeerEnvelope(forward=peer_pb2.Forward(src=msg.src, dst=msg.dst, data=msg.data))
+
+
+def encode_peer(msg: PeerMessage) -> peer_pb2.PeerEnvelope | None:
+    """``peer_to_pb``, or ``None`` when a value does not fit the wire (say a term ≥ 2**64)."""
+    try:
+        return peer_to_pb(msg)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def decode_peer(pb: peer_pb2.PeerEnvelope) -> PeerMessage | None:
+    """``peer_from_pb``, or ``None`` for anything it cannot turn into a core value."""
+    try:
+        return peer_from_pb(pb)
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def peer_from_pb(pb: peer_pb2.PeerEnvelope) -> PeerMessage | None:

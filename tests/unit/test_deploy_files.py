@@ -21,13 +21,21 @@ import yaml
 
 from registry.cli import build_parser
 from registry.cli.node import node_config
-from registry.node.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, NodeConfig, load
+from registry.node.config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    PEER_PORT_OFFSET,
+    NodeConfig,
+    load,
+)
 from registry.node.discovery import node_id_of
 from tests.system_tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "registry.json"
+DEFAULT_PEER_PORT = DEFAULT_GRPC_PORT + PEER_PORT_OFFSET
+TLS_DIR = PurePosixPath("/etc/registry/tls")
 TRANSFER_ELECTIONS = 4
 """A graceful stop transfers leadership for up to this many election timeouts
 (``Node.drain`` in registry/node/server.py)."""
@@ -106,8 +114,16 @@ def test_compose_node_command_lines_are_valid_configs() -> None:
         assert cfg.peers == {n: f"{n}:{DEFAULT_GRPC_PORT}" for n in nodes}, name
         published = {int(m.split(":")[1]): int(m.split(":")[0]) for m in service["ports"]}
         assert sorted(published) == [DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT], name
+        assert port_of(cfg.peer_bind) == DEFAULT_PEER_PORT not in published, "peers: unpublished"
         host_ports += published.values()
         volumes = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+        assert cfg.peer_tls and cfg.cluster_id == "compose-demo", name
+        mounted = {
+            cfg.peer_ca: "./tls/ca.pem",
+            cfg.peer_cert: f"./tls/{name}.pem",
+            cfg.peer_key: f"./tls/{name}-key.pem",
+        }
+        assert {path: volumes.get(path) for path in mounted} == mounted, name
         assert str(cfg.data_dir) in volumes, f"{name}: the data dir must be a volume"
         assert volumes[str(cfg.data_dir)] in compose()["volumes"], "a named volume"
     assert len(host_ports) == len(set(host_ports)), f"host ports clash: {host_ports}"
@@ -197,8 +213,12 @@ def test_dockerfile_runs_registry_node_as_a_user_with_a_data_volume() -> None:
     cfg = node_config(defaults)
     assert json.loads(d["VOLUME"][0]) == [str(cfg.data_dir)]
     assert any(f"chown {user} {cfg.data_dir}" in run for run in d["RUN"]), "owned by the user"
-    assert {int(p) for p in d["EXPOSE"][0].split()} == {DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT}
+    exposed = {int(p) for p in d["EXPOSE"][0].split()}
+    assert exposed == {DEFAULT_GRPC_PORT, DEFAULT_PEER_PORT, DEFAULT_HTTP_PORT}
     assert (port_of(cfg.listen), port_of(cfg.http)) == (DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT)
+    assert port_of(cfg.peer_bind) == DEFAULT_PEER_PORT
+    assert cfg.peer_tls, "a container listens on 0.0.0.0: peers need TLS"
+    assert all(PurePosixPath(f).parent == TLS_DIR for f in (cfg.peer_ca, cfg.peer_cert))
     (healthcheck,) = d["HEALTHCHECK"]
     assert f"http://127.0.0.1:{DEFAULT_HTTP_PORT}/healthz" in healthcheck
     assert "urllib" in healthcheck, "slim has no curl"
@@ -260,7 +280,7 @@ def pod_labels() -> dict[str, str]:
 def k8s_config(pod: str = "registry-0", namespace: str = "default") -> NodeConfig:
     """The node config of one pod: args with $(VAR) expanded as the kubelet does, and the
     id the node takes from its host name (the pod name)."""
-    env = {"POD_NAMESPACE": namespace}
+    env = {"POD_NAMESPACE": namespace, "POD_NAME": pod}
     args = [re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], a) for a in container()["args"]]
     parsed = node_args(args)
     assert parsed.id is None, "the id comes from the pod's host name"
@@ -290,8 +310,8 @@ def test_statefulset_discovers_exactly_its_replicas_through_the_headless_service
     assert (proto, service, namespace) == ("_tcp", headless["metadata"]["name"], "default")
     grpc = {p["name"]: p for p in headless["spec"]["ports"]}[port_name.lstrip("_")]
     assert grpc["port"] == container_port(grpc["targetPort"]) == DEFAULT_GRPC_PORT
-    (env,) = container()["env"]
-    assert env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container()["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
     # The node id a pod gets (its host name) is the first label of its SRV target.
     target = f"registry-1.{service}.{namespace}.svc.cluster.local."
     assert node_id_of(target) == k8s_config(pod="registry-1").id == "registry-1"
@@ -315,6 +335,7 @@ def test_container_ports_and_probes_match_the_node() -> None:
     cfg = k8s_config()
     assert container_port("grpc") == port_of(cfg.listen) == DEFAULT_GRPC_PORT
     assert container_port("http") == port_of(cfg.http) == DEFAULT_HTTP_PORT
+    assert container_port("peer") == port_of(cfg.peer_bind) == DEFAULT_PEER_PORT
     probes = {
         kind: (container()[kind]["httpGet"]["path"], container()[kind]["httpGet"]["port"])
         for kind in ("readinessProbe", "livenessProbe", "startupProbe")
@@ -346,12 +367,36 @@ def test_selectors_match_the_pods_and_the_budget_keeps_a_quorum() -> None:
     assert selects(client["selector"])
     assert {p["name"]: container_port(p["targetPort"]) for p in client["ports"]} == {
         "grpc": DEFAULT_GRPC_PORT
-    }
+    }, "the client Service must not expose the peer port"
     (pdb,) = [doc for (kind, _), doc in k8s().items() if kind == "PodDisruptionBudget"]
     assert selects(pdb["spec"]["selector"]["matchLabels"])
     voters = sts["spec"]["replicas"]
     assert pdb["spec"]["maxUnavailable"] == 1
     assert voters - pdb["spec"]["maxUnavailable"] >= voters // 2 + 1, "a quorum stays up"
+
+
+def test_pods_authenticate_as_their_pod_name_with_the_mounted_certificates() -> None:
+    cfg = k8s_config(pod="registry-2")
+    assert cfg.peer_tls and cfg.cluster_id == "registry.default"
+    assert PurePosixPath(cfg.peer_cert) == TLS_DIR / "registry-2.pem", "the CN is the node id"
+    assert PurePosixPath(cfg.peer_key) == TLS_DIR / "registry-2-key.pem"
+    mounts = {m["name"]: m for m in container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    (tls,) = [name for name, m in mounts.items() if m["mountPath"] == str(TLS_DIR)]
+    assert mounts[tls]["readOnly"] is True
+    assert volumes[tls]["secret"]["secretName"] == "registry-peer-tls"
+    assert volumes[tls]["secret"]["defaultMode"] & 0o007 == 0, "keys not world-readable"
+
+
+def test_only_registry_pods_reach_the_peer_port() -> None:
+    (policy,) = [doc for (kind, _), doc in k8s().items() if kind == "NetworkPolicy"]
+    assert selects(policy["spec"]["podSelector"]["matchLabels"])
+    rules = policy["spec"]["ingress"]
+    peer_rules = [r for r in rules if any(p["port"] == "peer" for p in r["ports"])]
+    (peer_rule,) = peer_rules
+    assert [selects(f["podSelector"]["matchLabels"]) for f in peer_rule["from"]] == [True]
+    open_ports = {p["port"] for r in rules if "from" not in r for p in r["ports"]}
+    assert open_ports == {"grpc", "http"}
 
 
 # -- systemd ------------------------------------------------------------------------------
@@ -396,3 +441,6 @@ def test_systemd_example_config_is_valid() -> None:
     assert cfg.id in cfg.peers and len(cfg.peers) == 3
     assert port_of(cfg.listen) == DEFAULT_GRPC_PORT and port_of(cfg.http) == DEFAULT_HTTP_PORT
     assert cfg.advertise == cfg.peers[cfg.id]
+    assert cfg.peer_tls and cfg.cluster_id, "a LAN node needs peer TLS and a cluster id"
+    assert port_of(cfg.peer_bind) == DEFAULT_PEER_PORT
+    assert cfg.peer_address("n2") == "10.0.0.12:8400"
