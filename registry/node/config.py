@@ -98,6 +98,11 @@ class NodeConfig:
     """Largest handoff state carried to the next owner, bytes. Default 1 MiB."""
     fsync: bool = True
     """fsync the log before acknowledging anything. Only tests may turn this off."""
+    segment_bytes: int = 64 << 20
+    """Roll the log to a new segment file past this many bytes. Default 64 MiB."""
+    snapshot_threshold: int = 1024
+    """Snapshot once this many applied entries sit in the log (or as many as there are
+    names, if more). Default 1024 entries."""
 
     @property
     def address(self) -> str:
@@ -130,6 +135,8 @@ class NodeConfig:
                 problems.append(f"peer {peer} address must look like host:port (got {address!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
+        if self.segment_bytes < 1 or self.snapshot_threshold < 1:
+            problems.append("segment_bytes and snapshot_threshold must be at least 1")
         problems.extend(self._discovery_problems())
         if problems:
             raise ConfigError("invalid node config: " + "; ".join(problems))

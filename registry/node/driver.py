@@ -114,7 +114,7 @@ class Driver:
         timing = cfg.timing
         voters = frozenset() if cfg.learner else frozenset(cfg.peers or {cfg.id: cfg.address})
         self.replica = Replica(
-            timing.raft(cfg.id, voters=voters),
+            timing.raft(cfg.id, voters=voters, snapshot_threshold=cfg.snapshot_threshold),
             timing.membership(),
             rng or random.Random(),
             incarnation=self.incarnation,

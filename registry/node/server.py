@@ -59,7 +59,7 @@ class Node:
     async def start(self) -> None:
         cfg = self.cfg
         kinds = load_kinds(cfg.worker_modules)
-        self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync)
+        self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync, segment_bytes=cfg.segment_bytes)
         loaded = self.storage.load()
         if loaded.repaired:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
