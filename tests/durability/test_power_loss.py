@@ -9,6 +9,7 @@ The acknowledged/lost counts are attached to the report (``user_properties``).
 
 from __future__ import annotations
 
+from registry.testing.lazyfs import TornWrite
 from registry.testing.local_cluster import LocalCluster, wait_for
 from tests.durability.conftest import ClusterFactory, RecordProperty
 from tests.durability.support import RECOVERY_S, Storm, check_survived, owners, wait_whole
@@ -110,3 +111,28 @@ def _leader(c: LocalCluster, among: list[str]) -> str | None:
     if len(leaders) != 1 or "" in leaders or not all(s.quorum for s in statuses):
         return None
     return leaders.pop()
+
+
+def test_a_torn_log_write_keeps_every_acknowledged_registration(
+    lazy_cluster: ClusterFactory, record_property: RecordProperty
+) -> None:
+    # One node: its own log is the only copy, so torn-tail recovery alone must keep
+    # every acknowledged write. Its first segment's 200th write is torn — half of it
+    # reaches the disk — and LazyFS dies at once: a power cut in the middle of a write.
+    c = lazy_cluster(1)
+    node = c.nodes["n1"]
+    segment = node.data_dir / "log-0000000001-00000000000000000001.seg"
+    c.arm_torn_write("n1", TornWrite(file=segment, occurrence=200, parts=2, persist=(1,)))
+    c.start()
+    storm = Storm(c, "torn", writers=4, limit=5000, seconds=20).start()
+    c.disks["n1"].wait_crashed(20.0)
+    storm.stop()
+    seen = storm.top_token
+    if node.running:
+        c.kill("n1")
+    c.disks["n1"].restart()
+    c.restart("n1")
+    outcome = check_survived(c, storm, restarted={"n1"}, seen=seen)
+    log = node.log_path.read_text(encoding="utf-8")
+    assert "cut a torn tail" in log, "the torn write should have left a torn tail to cut"
+    record_property("power_loss", outcome)
