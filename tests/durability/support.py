@@ -241,6 +241,7 @@ def check_survived(
     restarted: set[str],
     seen: int,
     before: dict[str, tuple[str, int]] | None = None,
+    restarted_at: float | None = None,
 ) -> Outcome:
     """After a power loss of ``restarted`` and their restart: no node refused to start,
     the cluster is whole, every acknowledged name is listed on every node, and tokens kept
@@ -248,8 +249,9 @@ def check_survived(
     tokens the storm's writes returned); ``seen`` the largest token seen before it. A
     name whose token changed has one above ``seen``; a name owned by a restarted node
     (any name, when every node lost power) has a new one; a name registered now gets a
-    token above ``seen``."""
-    started = time.monotonic()
+    token above ``seen``. ``restarted_at`` (``time.monotonic()``; default: now) is when
+    the restart began, for the recovery time reported."""
+    started = time.monotonic() if restarted_at is None else restarted_at
     wait_whole(c)
     ready_s = time.monotonic() - started
     acked = storm.acked

@@ -9,6 +9,8 @@ The acknowledged/lost counts are attached to the report (``user_properties``).
 
 from __future__ import annotations
 
+import time
+
 from registry.testing.lazyfs import TornWrite
 from registry.testing.local_cluster import LocalCluster, wait_for
 from tests.durability.conftest import ClusterFactory, RecordProperty
@@ -21,7 +23,7 @@ def test_all_nodes_lose_power_during_a_registration_storm(
     c = lazy_cluster(3)
     c.start()
     storm = Storm(c, "storm", writers=8, limit=4000, seconds=15).start()
-    storm.wait_acked(400)
+    storm.wait_acked(1000)
     c.power_loss(c.ids)  # mid-storm: writers are still sending
     storm.stop()
     seen = storm.top_token
@@ -44,11 +46,14 @@ def test_one_node_loses_power_during_a_batch_storm_and_catches_up(
     seen = max(storm.top_token, *(token for _, token in before.values()))
     storm.wait_idle()
     storm.go(300)  # through the survivors, while the old leader is down
+    restarted_at = time.monotonic()
     c.restart(leader)
     wait_whole(c)
     storm.go(300)  # the rejoined node takes writes again
     storm.stop()
-    outcome = check_survived(c, storm, restarted={leader}, seen=seen, before=before)
+    outcome = check_survived(
+        c, storm, restarted={leader}, seen=seen, before=before, restarted_at=restarted_at
+    )
     record_property("power_loss", outcome)
 
 
