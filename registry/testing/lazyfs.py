@@ -19,13 +19,15 @@ Rules it keeps:
 - ``start()`` returns only once ``mount`` is a mount point (LazyFS pre-allocates its
   cache first); every wait is bounded.
 - ``close()`` always unmounts (``fusermount3 -u``, lazily if busy) and stops the LazyFS
-  process; it is safe to call twice. LazyFS does not model directory entries: creates,
+  process; it is safe to call twice, and an ``atexit`` hook calls it for a caller that
+  never got to it. LazyFS does not model directory entries: creates,
   renames and unlinks reach ``backing`` at once, so a missing directory fsync is
   invisible to it.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
@@ -39,6 +41,15 @@ __all__ = ["LazyFS", "LazyFSError", "TornWrite", "missing_requirements"]
 
 CACHE_SIZE = "64mb"
 """LazyFS's cache (pre-allocated at mount). A test writes a few MB per node."""
+
+
+_mounted: set[LazyFS] = set()
+
+
+@atexit.register
+def _unmount_leftovers() -> None:  # pragma: no cover - only when a caller forgot close()
+    for fs in list(_mounted):
+        fs.close()
 
 
 class LazyFSError(RuntimeError):
@@ -98,6 +109,7 @@ class LazyFS:
     def start(self, torn: TornWrite | None = None, timeout: float = 20.0) -> None:
         """Mount, with ``torn`` armed if given; returns once ``mount`` is a mount point."""
         assert self._proc is None, "already started"
+        _mounted.add(self)
         for path in (self.mount, self.backing, self.work):
             path.mkdir(parents=True, exist_ok=True)
         config = self.work / "lazyfs.toml"
@@ -205,6 +217,7 @@ class LazyFS:
         if self._done is not None:
             os.close(self._done)
             self._done = None
+        _mounted.discard(self)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -30,7 +30,7 @@ def test_all_nodes_lose_power_during_a_registration_storm(
     for node_id in c.ids:
         c.restart(node_id)
     outcome = check_survived(c, storm, restarted=set(c.ids), seen=seen)
-    record_property("power_loss", outcome)
+    record_property("power_loss", str(outcome))
 
 
 def test_one_node_loses_power_during_a_batch_storm_and_catches_up(
@@ -54,7 +54,7 @@ def test_one_node_loses_power_during_a_batch_storm_and_catches_up(
     outcome = check_survived(
         c, storm, restarted={leader}, seen=seen, before=before, restarted_at=restarted_at
     )
-    record_property("power_loss", outcome)
+    record_property("power_loss", str(outcome))
 
 
 def test_power_loss_while_snapshots_are_taken_and_segments_roll(
@@ -75,7 +75,7 @@ def test_power_loss_while_snapshots_are_taken_and_segments_roll(
     for node_id in c.ids:
         c.restart(node_id)
     outcome = check_survived(c, storm, restarted=set(c.ids), seen=seen)
-    record_property("power_loss", outcome)
+    record_property("power_loss", str(outcome))
 
 
 def test_power_loss_right_after_a_node_joins_and_the_leader_hands_over(
@@ -106,7 +106,7 @@ def test_power_loss_right_after_a_node_joins_and_the_leader_hands_over(
     for node_id in c.ids:
         c.restart(node_id)
     outcome = check_survived(c, storm, restarted=set(c.ids), seen=seen)
-    record_property("power_loss", outcome)
+    record_property("power_loss", str(outcome))
 
 
 def _leader(c: LocalCluster, among: list[str]) -> str | None:
@@ -140,4 +140,4 @@ def test_a_torn_log_write_keeps_every_acknowledged_registration(
     outcome = check_survived(c, storm, restarted={"n1"}, seen=seen)
     log = node.log_path.read_text(encoding="utf-8")
     assert "cut a torn tail" in log, "the torn write should have left a torn tail to cut"
-    record_property("power_loss", outcome)
+    record_property("power_loss", str(outcome))
