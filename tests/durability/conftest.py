@@ -19,6 +19,7 @@ import os
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -35,7 +36,7 @@ RecordProperty = Callable[[str, object], None]
 _CLUSTERS = pytest.StashKey[list[LazyCluster]]()
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"the power-loss suite must run in CI, but it {reason}")
     pytest.skip(f"power-loss suite: {reason}")
@@ -61,10 +62,14 @@ def _build() -> Path | None:
 def lazyfs_binary() -> Path:
     env = os.environ.get("LAZYFS_BIN")
     binary = Path(env) if env else _build()
+    if binary is None:
+        _unavailable(
+            f"needs a LazyFS build: set LAZYFS_BIN, or run as root with {BUILD_SCRIPT} "
+            f"present (it builds into {CACHE})"
+        )
     problem = missing_requirements(binary)
     if problem is not None:
         _unavailable(problem)
-    assert binary is not None
     return binary
 
 

@@ -109,15 +109,6 @@ def test_power_loss_right_after_a_node_joins_and_the_leader_hands_over(
     record_property("power_loss", str(outcome))
 
 
-def _leader(c: LocalCluster, among: list[str]) -> str | None:
-    """The leader all of ``among`` know, once each of them also sees a quorum."""
-    statuses = [c.status(n) for n in among]
-    leaders = {s.leader for s in statuses}
-    if len(leaders) != 1 or "" in leaders or not all(s.quorum for s in statuses):
-        return None
-    return leaders.pop()
-
-
 def test_a_torn_log_write_keeps_every_acknowledged_registration(
     lazy_cluster: ClusterFactory, record_property: RecordProperty
 ) -> None:
@@ -141,3 +132,12 @@ def test_a_torn_log_write_keeps_every_acknowledged_registration(
     log = node.log_path.read_text(encoding="utf-8")
     assert "cut a torn tail" in log, "the torn write should have left a torn tail to cut"
     record_property("power_loss", str(outcome))
+
+
+def _leader(c: LocalCluster, among: list[str]) -> str | None:
+    """The leader all of ``among`` know, once each of them also sees a quorum."""
+    statuses = [c.status(n) for n in among]
+    leaders = {s.leader for s in statuses}
+    if len(leaders) != 1 or "" in leaders or not all(s.quorum for s in statuses):
+        return None
+    return leaders.pop()
