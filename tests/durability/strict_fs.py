@@ -6,8 +6,9 @@ the disk below, so a missing directory fsync is invisible to it (and ext4, xfs a
 happen to persist a new file's name when the file is fsynced, so a real disk would not
 show it either). POSIX promises neither: a name is durable only once its directory is
 fsynced, a file's bytes only once the file is. ``StrictDir`` records the storage
-module's ``os.open``/``os.replace``/``os.fsync``/``fdatasync``/``Path.unlink`` (passing
-every call through) and ``crash_copy()`` writes what a power cut right now may leave:
+module's ``os.open``/``replace``/``rename``/``unlink``/``fsync``/``fdatasync`` and
+``Path.unlink`` (passing every call through) and ``crash_copy()`` writes what a power
+cut right now may leave:
 
 - the names as of the directory's last fsync (later creates, renames and unlinks undone),
 - each file's bytes as of its own last fsync (a rename carries the file, synced or not).
@@ -48,8 +49,7 @@ class StrictDir:
 
         def recorded_unlink(path: Path, missing_ok: bool = False) -> None:
             unlink(path, missing_ok=missing_ok)
-            if path.resolve().parent == self.dir:
-                self._names.pop(path.name, None)
+            self._unlinked(path)
 
         monkeypatch.setattr(Path, "unlink", recorded_unlink)
 
@@ -75,6 +75,14 @@ class StrictDir:
         source, target = Path(src).resolve(), Path(dst).resolve()
         if source.parent == self.dir and target.parent == self.dir:
             self._names[target.name] = self._names.pop(source.name)
+
+    def unlink(self, path: Any) -> None:
+        os.unlink(path)
+        self._unlinked(Path(path))
+
+    def _unlinked(self, path: Path) -> None:
+        if path.resolve().parent == self.dir:
+            self._names.pop(path.name, None)
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
@@ -103,8 +111,9 @@ class _OsProxy:
     def __init__(self, recorder: StrictDir) -> None:
         self.open = recorder.open
         self.close = recorder.close
-        self.replace = recorder.replace
-        self.fsync = recorder.fsync
+        self.replace = self.rename = recorder.replace
+        self.unlink = self.remove = recorder.unlink
+        self.fsync = self.fdatasync = recorder.fsync
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
