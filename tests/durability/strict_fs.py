@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class StrictDir:
         self._fds: dict[int, int | None] = {}
         """Open descriptor → inode (None: the directory itself)."""
         self._inodes = itertools.count(1)
+        self.after_sync: Callable[[], None] | None = None
+        """Called after every recorded fsync: a power cut may come at that point."""
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Route the storage module's file-system calls through this recorder."""
@@ -91,9 +94,11 @@ class StrictDir:
         inode = self._fds[fd]
         if inode is None:
             self._durable_names = dict(self._names)
-            return
-        name = next(n for n, i in self._names.items() if i == inode)
-        self._durable_bytes[inode] = (self.dir / name).read_bytes()
+        else:
+            name = next(n for n, i in self._names.items() if i == inode)
+            self._durable_bytes[inode] = (self.dir / name).read_bytes()
+        if self.after_sync is not None:
+            self.after_sync()
 
     # -- the crash -----------------------------------------------------------------------
 
