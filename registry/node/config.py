@@ -371,6 +371,10 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
             value = {str(k): str(v) for k, v in dict(value).items()}
         elif key == "expect" and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"expect must be a whole number (got {value!r})")
+        elif key in ("segment_bytes", "snapshot_entries", "storage_reserve_bytes") and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            raise ConfigError(f"{key} must be a whole number (got {value!r})")
         elif key == "discovery_timeout" and (
             isinstance(value, bool) or not isinstance(value, int | float)
         ):
