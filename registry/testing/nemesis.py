@@ -253,11 +253,12 @@ class Nemesis:
     def _pause(self, node: str, hold: float) -> tuple[list[int], float]:
         t0 = time.monotonic()
         pid = self.cluster.pause(node)
+        pause = self.history.paused(pid, t0)
         fid = self.record("pause", f"SIGSTOP {node} (pid {pid}) for {hold:.2f} s", [node], t0)
         _sleep_until(t0 + hold)
         self.cluster.resume(node)
         t1 = time.monotonic()
-        self.history.pause(pid, t0, t1)
+        self.history.resumed(pause, t1)
         self.history.healed(fid, t1)
         return [fid], t1
 
