@@ -304,6 +304,8 @@ class ClusterSummary:
     stale_tokens: int
     failover: tuple[float, ...]
     failover_leader: tuple[float, ...]
+    failover_cancelled: int
+    """Failover samples cancelled (no failover owed any more)."""
     heal: tuple[float, ...]
     starts: dict[str, int]
     handoffs: int
@@ -328,6 +330,7 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         stale_tokens=sum(r.stale_tokens for r in results),
         failover=tuple(s for r in results for s in r.failover_s),
         failover_leader=tuple(s for r in results for s in r.failover_leader_s),
+        failover_cancelled=sum(r.stats.get("failover_censored", 0) for r in results),
         heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
         starts=starts,
         handoffs=sum(r.handoffs for r in results),
