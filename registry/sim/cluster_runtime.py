@@ -323,15 +323,27 @@ class NodeRuntime:
         act = self.active.pop(name)
         self._host.sim.world.record("end", self.node, name, act.token, why)
         self._ledger.ended(self.node, act, why, self._now())
-        queued = self._after_kill.pop(name, None)
-        if queued is not None:
-            self.run(queued)
+        if name in self._after_kill:
+            self._start_queued(name)
+
+    def _start_queued(self, name: str) -> None:
+        """The predecessor is gone: the control process runs the waiting start (once it
+        is not frozen itself; a Stop meanwhile cancels it)."""
+        world = self._host.sim.world
+        effect = self._after_kill.get(name)
+        if effect is None or not self.alive:
+            return
+        if world.is_paused(self.node):
+            world.after(PAUSED_RETRY_US, lambda: self._start_queued(name))
+            return
+        del self._after_kill[name]
+        self.run(effect)
 
     def crash(self) -> None:
-        for name in sorted(self.active):
-            self.end(name, "crash")
         self._delayed.clear()
         self._after_kill.clear()
+        for name in sorted(self.active):
+            self.end(name, "crash")
         self.alive = False
 
     # -- the sub-lease and the hosts' watchdog -----------------------------------------

@@ -86,7 +86,6 @@ def test_no_violations(start: int) -> None:
     assert cancelled <= MAX_CANCELLED_SHARE * (cancelled + len(failovers)), (
         f"{cancelled} failover samples cancelled, {len(failovers)} measured"
     )
-    assert totals["watchdog_exits"] > 0  # paused control processes' hosts did exit
     assert totals["registrations_checked"] > 0 and totals["unregistrations_acked"] > 0
     assert totals["snapshots_installed"] > 0
     assert totals["messages_lost"] > 0

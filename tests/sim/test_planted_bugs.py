@@ -55,10 +55,11 @@ def test_planted_bug_is_caught(faults: SimFaults, seed: int, checker: str, words
     assert clean.violations == ()
 
 
-def _isolation_run(*, faults: SimFaults) -> tuple[list[str], int, int]:
+def _isolation_run(*, faults: SimFaults, pause: bool = False) -> tuple[list[str], int, int]:
     """Three nodes whose every worker ignores stop; a node that holds names is cut off
-    for 5 s (past down_after, so they fail over), then the cluster heals. Returns the G1
-    violations, the hosts killed and the names that failed over."""
+    (or its control process paused) for 5 s, past down_after, so they fail over; then the
+    cluster heals. Returns the G1 violations, the hosts killed or exited by their
+    watchdog, and the names that failed over."""
     rng = random.Random(7)
     suite = ClusterSuite()
     both = ("batch", "web")
@@ -83,26 +84,34 @@ def _isolation_run(*, faults: SimFaults) -> tuple[list[str], int, int]:
     victim = next(h for n, h in sorted(sim.hosts.items()) if n != leader.id)
     assert victim.runtime is not None and victim.runtime.active, "the victim must run names"
     others = [n for n in sim.hosts if n != victim.id]
-    sim.world.network.split([[victim.id], others])
+    if pause:
+        sim.world.pause(victim.id, 5 * S)
+    else:
+        sim.world.network.split([[victim.id], others])
     sim.world.run_until(10 * S)
     heal.start()
     sim.world.run_until(sim.world.now_us + heal.bound_us)
     finish(sim, heal)
     g1 = suite.get(SingleActivation).violations
-    return g1, sim.ledger.kills, sim.ledger.starts["failover"]
+    return g1, sim.ledger.kills + sim.ledger.watchdog_exits, sim.ledger.starts["failover"]
 
 
-def test_host_that_ignores_stop_is_killed_in_time() -> None:
-    g1, kills, failovers = _isolation_run(faults=SimFaults())
-    assert failovers > 0 and kills > 0
+@pytest.mark.parametrize("pause", [False, True], ids=["cut-off", "control-paused"])
+def test_host_that_ignores_stop_is_killed_in_time(pause: bool) -> None:
+    """Cut off: the control process SIGKILLs the hosts fence_grace after the stop. Control
+    process paused (SIGSTOP): it can kill nothing, and the hosts' watchdog ends them
+    fence_grace after the sub-lease."""
+    g1, ended, failovers = _isolation_run(faults=SimFaults(), pause=pause)
+    assert failovers > 0 and ended > 0
     assert g1 == []
 
 
-def test_no_sigkill_is_caught() -> None:
+@pytest.mark.parametrize("pause", [False, True], ids=["cut-off", "control-paused"])
+def test_no_sigkill_is_caught(pause: bool) -> None:
     """G1 planted: the control process never kills a host that ignores stop, and the
-    host has no watchdog: the cut-off node's workers run on beside their failovers."""
-    g1, kills, failovers = _isolation_run(faults=SimFaults(no_kill=True))
-    assert kills == 0 and failovers > 0
+    host has no watchdog: the lost node's workers run on beside their failovers."""
+    g1, ended, failovers = _isolation_run(faults=SimFaults(no_kill=True), pause=pause)
+    assert ended == 0 and failovers > 0
     assert g1 and all("ran twice" in v for v in g1)
 
 
