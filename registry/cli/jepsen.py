@@ -47,6 +47,7 @@ REPORT_KEYS = (
     "heal_converge_p50_s",
     "heal_converge_p99_s",
     "heal_converge_max_s",
+    "heal_partition_p99_s",
     "handoffs",
     "state_continuity_violations",
     "handoff_state_lost",

@@ -51,6 +51,9 @@ from typing import Any
 from registry.testing.ledger import connect
 
 FAILOVER_KINDS = ("split", "isolate", "isolate-leader", "kill", "pause")
+PARTITION_KINDS = ("split", "isolate", "isolate-leader", "bridge", "one-way", "flap")
+"""Faults whose heal is a network heal (G5); a restart's convergence also waits for the
+process to boot."""
 
 
 class CheckerError(ValueError):
@@ -134,6 +137,8 @@ class Report:
     heal_converge_p50_s: float | None = None
     heal_converge_p99_s: float | None = None
     heal_converge_max_s: float | None = None
+    heal_partition_p99_s: float | None = None
+    """Heal → convergence after network partitions only (``PARTITION_KINDS``)."""
     handoffs: int = 0
     state_continuity_violations: int = 0
     handoff_state_lost: int = 0
@@ -416,6 +421,15 @@ def _g5(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
     ).fetchone()[0]
     for (fid,) in conn.execute("SELECT id FROM faults WHERE t_converged = -1 LIMIT 5"):
         _example(rep, f"G5 no convergence after fault {fid}")
+    marks = ",".join("?" * len(PARTITION_KINDS))
+    partition_heals = [
+        max(0.0, t_conv - t_heal)
+        for t_heal, t_conv in conn.execute(
+            f"SELECT t_heal, t_converged FROM faults WHERE t_converged >= 0 AND kind IN ({marks})",
+            PARTITION_KINDS,
+        )
+    ]
+    rep.heal_partition_p99_s = percentile(partition_heals, 99)
     rep.heal_samples = len(samples)
     rep.heal_converge_p50_s = percentile(samples, 50)
     rep.heal_converge_p99_s = percentile(samples, 99)

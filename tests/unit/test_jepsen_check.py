@@ -201,7 +201,7 @@ def test_failover_is_measured_from_the_fault_to_the_next_start(db: Path) -> None
     report = check(db)
     assert (report.failover_samples, report.failover_missing) == (1, 1)
     assert report.failover_p50_s == 1.5
-    assert report.heal_converge_p99_s == 0.5
+    assert report.heal_converge_p99_s == 0.5 and report.heal_partition_p99_s == 0.5
 
 
 def test_state_must_arrive_intact(db: Path) -> None:
