@@ -55,17 +55,24 @@ def test_kill_9_of_every_node_right_after_acknowledged_batches(cluster: LocalClu
     survivors = list(acked)
     for node_id in cluster.ids:
         cluster.restart(node_id)
-    cluster.wait_ready(timeout=30)
+    leader = cluster.wait_ready(timeout=30)
+    commit = cluster.stub(leader).Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S).commit_index
 
     def listed(via: str) -> set[str]:
         reply = cluster.stub(via).List(pb.ListRequest(prefix="kill9/"), timeout=RPC_TIMEOUT_S)
         assert not reply.truncated
         return {loc.name for loc in reply.locations}
 
-    # Every node has applied what the cluster committed (a consistent read on each first).
     for node_id in cluster.ids:
-        cluster.stub(node_id).WhereIs(
-            pb.WhereIsRequest(name=survivors[0], consistent=True), timeout=RPC_TIMEOUT_S + 5
+        wait_for(
+            f"{node_id} to apply what the cluster committed",
+            lambda node_id=node_id: (
+                cluster.stub(node_id)
+                .Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S)
+                .applied_index
+                >= commit
+            ),
+            10,
         )
         missing = sorted(set(survivors) - listed(node_id))
         assert not missing, (
