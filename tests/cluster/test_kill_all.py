@@ -6,6 +6,7 @@ acknowledged before a quorum had fsync'd) loses the last batches here."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import grpc
 
@@ -56,24 +57,21 @@ def test_kill_9_of_every_node_right_after_acknowledged_batches(cluster: LocalClu
     for node_id in cluster.ids:
         cluster.restart(node_id)
     leader = cluster.wait_ready(timeout=30)
-    commit = cluster.stub(leader).Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S).commit_index
+    commit = int(
+        cluster.stub(leader).Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S).commit_index
+    )
 
     def listed(via: str) -> set[str]:
         reply = cluster.stub(via).List(pb.ListRequest(prefix="kill9/"), timeout=RPC_TIMEOUT_S)
         assert not reply.truncated
         return {loc.name for loc in reply.locations}
 
+    def applied(node_id: str) -> bool:
+        status = cluster.stub(node_id).Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S)
+        return int(status.applied_index) >= commit
+
     for node_id in cluster.ids:
-        wait_for(
-            f"{node_id} to apply what the cluster committed",
-            lambda node_id=node_id: (
-                cluster.stub(node_id)
-                .Cluster(pb.ClusterRequest(), timeout=RPC_TIMEOUT_S)
-                .applied_index
-                >= commit
-            ),
-            10,
-        )
+        wait_for(f"{node_id} to apply the commit index", partial(applied, node_id), 10)
         missing = sorted(set(survivors) - listed(node_id))
         assert not missing, (
             f"{node_id} lost {len(missing)} of {len(survivors)} acknowledged names, e.g. "
