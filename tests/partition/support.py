@@ -184,12 +184,13 @@ class Scenario:
 
     # -- the verdict -------------------------------------------------------------------
 
-    def verify(self) -> Report:
-        """Record the final listing, run the checker, and fail on any violation."""
+    def verify(self, *, excuse_pauses: bool = False) -> Report:
+        """Record the final listing, run the checker, and fail on any violation
+        (``excuse_pauses``: see ``jepsen_check``; for workers frozen with their node)."""
         self.converge()
         leader = self.cluster.leader() or self.cluster.ids[0]
         listing = self.cluster.agent.request("list", leader, timeout=5.0)
         self.history.final({name: (node, int(token)) for name, node, token, _ in listing})
-        report = check(self.cluster.ledger)
+        report = check(self.cluster.ledger, excuse_pauses=excuse_pauses)
         assert report.ok, "checker found violations:\n" + "\n".join(report.examples)
         return report
