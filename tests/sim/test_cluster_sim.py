@@ -47,6 +47,8 @@ FAILOVER_P50_S = 3.0
 seeds 0–59: chunk medians 1.85–1.96 s). The tail is bounded per sample by the checker
 (6 s: a second fault during a failover does not reset its clock; the worst chunk p99 was
 4.8 s)."""
+MIN_CHECKED_SHARE = 0.6
+"""The registrations checker must judge at least this share of the names."""
 MAX_CANCELLED_SHARE = 0.5
 """Failover samples cancelled (no failover owed any more) may not exceed this share of
 all samples in a chunk (measured: 21–40 % per chunk over seeds 0–59)."""
@@ -86,7 +88,11 @@ def test_no_violations(start: int) -> None:
     assert cancelled <= MAX_CANCELLED_SHARE * (cancelled + len(failovers)), (
         f"{cancelled} failover samples cancelled, {len(failovers)} measured"
     )
-    assert totals["registrations_checked"] > 0 and totals["unregistrations_acked"] > 0
+    # Names skipped for an op of unknown outcome must stay few (measured: 27–100 % of the
+    # names checked per seed, 85–100 % per chunk of seeds 0–59).
+    checked = totals["registrations_checked"]
+    assert checked >= MIN_CHECKED_SHARE * NAMES * len(results), f"{checked} names checked"
+    assert totals["unregistrations_acked"] > 0
     assert totals["snapshots_installed"] > 0
     assert totals["messages_lost"] > 0
 
