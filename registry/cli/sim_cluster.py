@@ -90,7 +90,7 @@ def _print_table(summary: ClusterSummary, elapsed: float) -> None:
     print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
     starts = ", ".join(f"{k} {v}" for k, v in sorted(summary.starts.items()))
     print(
-        f"failover: {len(summary.failover)} samples, p90 "
+        f"failover: {len(summary.failover)} samples ({summary.failover_cancelled} cancelled), p90 "
         f"{_s(percentile(summary.failover, 90))}, max {_s(percentile(summary.failover, 100))}; "
         f"leader lost: p50 {_s(percentile(summary.failover_leader, 50))}, p99 "
         f"{_s(percentile(summary.failover_leader, 99))}"
@@ -130,6 +130,7 @@ def json_summary(
         "lost_registrations": summary.lost_registrations,
         "stale_tokens": summary.stale_tokens,
         "failover_samples": len(failover),
+        "failover_cancelled": summary.failover_cancelled,
         "failover_leader_samples": len(summary.failover_leader),
         "failover_leader_p99_s": _r(percentile(summary.failover_leader, 99)),
         "starts": dict(sorted(summary.starts.items())),

@@ -8,21 +8,58 @@ counts). Every ``POLL_US`` the phase checks whether the cluster has converged:
   current incarnation; every learner is in the leader's Raft configuration;
 - every replica has applied the leader's commit index;
 - no name waits, none is half-unregistered, no handoff is in flight;
-- every registered name runs exactly once, on ``state.owner(name)`` with the state's
-  token, and no runtime runs anything else.
+- every registered name runs exactly once, on its owner by an *independent placement
+  oracle* (``oracle_owner``: a few lines over uhashring, built from the view and the
+  harness's own roles and kinds — not the implementation's ``Placement``) with the
+  state's token, and no runtime runs anything else.
 
-The first time it holds, ``Converged`` is observed and the run stops; if it never does
-within the bound, ``describe()`` says what is still wrong.
+Convergence must then *hold* for ``STABLE_US`` (a cluster that converges and swings back
+has not converged): ``Converged`` is observed with the first instant of the stretch that
+held, and the run stops; if that never happens within the bound, ``describe()`` says what
+is still wrong.
 """
 
 from __future__ import annotations
 
-from registry.sim.cluster_harness import ClusterSim
+import functools
+
+from uhashring import HashRing
+
+from registry.core.commands import NameSpec
+from registry.core.placement import DEFAULT_VNODES
+from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_observations import Converged, HealStarted
 from registry.sim.cluster_workload import ClusterWorkload
 from registry.sim.nemesis import Nemesis
 
 POLL_US = 50_000
+STABLE_US = 1_000_000
+"""How long convergence must hold before it counts (true µs). Default 1 s."""
+
+
+def oracle_owner(spec: NameSpec, up: set[str], config: ClusterConfig) -> str | None:
+    """Where the design says ``spec`` belongs (DESIGN §3 Placement), from first
+    principles: the up members that carry its roles and run its kind; the first tier of
+    its priority list with such a member; the ketama ring over those."""
+    eligible = sorted(
+        node
+        for node in up
+        if set(spec.roles) <= set(config.roles.get(node, ()))
+        and (not config.kinds.get(node) or spec.kind in config.kinds[node])
+    )
+    if spec.priority is not None:
+        tiers = ([n for n in eligible if n in tier] for tier in spec.priority)
+        eligible = next((t for t in tiers if t), [])
+    if len(eligible) <= 1:
+        return eligible[0] if eligible else None
+    owner: str = _ring(tuple(eligible)).get_node(spec.name)
+    return owner
+
+
+@functools.lru_cache(maxsize=256)
+def _ring(nodes: tuple[str, ...]) -> HashRing:
+    """Building a ketama ring costs ~4 ms: one per node set, not one per name."""
+    return HashRing(nodes=list(nodes), hash_fn="ketama", vnodes=DEFAULT_VNODES)
 
 
 class HealPhase:
@@ -35,6 +72,8 @@ class HealPhase:
         self.bound_us = bound_us
         self.start_us = 0
         self.converged_us: int | None = None
+        self._good_since: int | None = None
+        """Start of the current stretch during which convergence held."""
 
     def start(self) -> None:
         world = self._sim.world
@@ -47,10 +86,15 @@ class HealPhase:
     def _poll(self) -> None:
         if self.converged_us is not None:
             return
-        if self.problem() is None:
-            world = self._sim.world
-            self.converged_us = world.now_us
-            self._sim.observe(Converged(at_us=world.now_us))
+        world = self._sim.world
+        if self.problem() is not None:
+            self._good_since = None
+            return
+        if self._good_since is None:
+            self._good_since = world.now_us
+        if world.now_us - self._good_since >= STABLE_US:
+            self.converged_us = self._good_since
+            self._sim.observe(Converged(at_us=self._good_since))
             world.stop()
 
     def problem(self) -> str | None:
@@ -90,10 +134,11 @@ class HealPhase:
                 if act.handoff is not None:
                     return f"{name!r} is being handed off by {host.id}"
                 runs.setdefault(name, []).append((host.id, act.token))
+        up = {n for n, m in state.members.items() if m.up and not m.draining}
         for name, record in sorted(state.names.items()):
             if record.unregistering:
                 return f"{name!r} is still being unregistered"
-            owner = state.owner(name)
+            owner = oracle_owner(record.spec, up, sim.config)
             here = runs.pop(name, [])
             if here != [(owner, record.token)]:
                 return (

@@ -6,28 +6,37 @@ synthetic bad history proves it can fail (tests/sim/test_cluster_checkers.py).
 ==================  ====================================================================
 checker             rule
 ==================  ====================================================================
-single-activation   G1: no two live segments of different activations of one name
-                    overlap in true time
+single-activation   G1: no two activations of one name overlap in true time, each live
+                    from its start until its stop ran / its host died (the model
+                    runtime's own events, not lease possession)
 fencing             G2: every activation's token is greater than every earlier one's
 registrations       G3: every acknowledged registration (not later unregistered by an
                     acknowledged unregister) is registered in every live replica at the
-                    end; an acknowledged unregister stays unregistered
+                    end; an acknowledged unregister stays unregistered; a name whose
+                    last op has an unknown outcome is in all live replicas or in none
 failover            G4: after a node is lost (crash, cut off, paused) while a majority stays
                     connected, each name it ran runs again within ``bound_us``; the
                     latencies are kept for the distribution
 heal                G5: after the calm phase begins, the cluster converges within its bound
 handoff-state       G5: a HANDOFF start resumes exactly the count its predecessor ended
-                    with; every other start (new, failover, restart) begins at zero
+                    with; every other start (new, failover, restart) begins at zero; a
+                    predecessor that answered ``Resume(state)`` is followed by a HANDOFF
+                    start (or a FAILOVER, when its release never committed), never by a
+                    RESTART — that would be its state dropped on the way
 ==================  ====================================================================
 
 How G4 decides what counts (documented because it is a measurement, not a law):
 a *loss* is a node leaving the majority group (``MajorityChanged``). Its names — those it
 ran at that instant, that some node in the new group could host — open a sample each,
 closed by the next start of that name with a higher token (anywhere, the same node after a
-restart included). A sample is dropped (censored) when a later loss or an ambiguous
-topology (no unique majority group) arrives first, when the name is unregistered, or when
-the lost node rejoins while its original activation still runs (the loss healed before a
-failover was due). Open samples at the end count only if they already exceed the bound.
+restart included). A later loss does not cancel an open sample: a name whose failover is
+hit by a second fault simply takes longer, and the bound still applies. A sample is
+cancelled only when the failover is no longer owed: no unique majority group remains, the
+name is unregistered, or the lost node rejoins while its original activation still runs
+(the loss healed first). Cancelled samples are counted by cause (``cancelled``); the
+seeds test bounds their share over a run of seeds, since a checker that cancels
+everything measures nothing.
+Open samples at the end count only if they already exceed the bound.
 """
 
 from __future__ import annotations
@@ -54,8 +63,10 @@ from registry.sim.cluster_observations import (
 )
 
 MAX_REPORTED = 20
-FAILOVER_BOUND_US = 30_000_000
-"""10× the 3 s failover target: anything slower is a failure, not a slow tail."""
+FAILOVER_BOUND_US = 6_000_000
+"""Twice the 3 s failover target (DESIGN §5): per name, and a second fault during a
+failover does not reset the clock, so compound faults get headroom — a 10 s failover
+does not."""
 
 
 def _t(at_us: int) -> str:
@@ -117,7 +128,7 @@ class SingleActivation(ClusterChecker):
         for other in earlier:
             if (other.node, other.token) == (obs.node, obs.token):
                 continue
-            common = overlap(other.live, obs.live)
+            common = overlap([other.live], [obs.live])
             if common is None:
                 continue
             start, end = common
@@ -126,8 +137,8 @@ class SingleActivation(ClusterChecker):
                 obs.node,
                 f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {_t(start)}: "
                 f"on {other.node} (token {other.token}, {other.reason}, live "
-                f"{_segments(other.live)}) and on {obs.node} (token {obs.token}, "
-                f"{obs.reason}, live {_segments(obs.live)})",
+                f"{_segments([other.live])}, ended: {other.why}) and on {obs.node} (token "
+                f"{obs.token}, {obs.reason}, live {_segments([obs.live])}, ended: {obs.why})",
             )
         earlier.append(obs)
 
@@ -188,6 +199,15 @@ class Registrations(ClusterChecker):
         if not obs.nodes:
             self.violation(obs.at_us, "", "no live replica at the end of the run")
             return
+        for name in sorted(self.uncertain):
+            holding = [node.node for node in obs.nodes if name in node.registered]
+            if holding and len(holding) != len(obs.nodes):
+                self.violation(
+                    obs.at_us,
+                    "",
+                    f"replicas disagree on {name!r} (last op of unknown outcome): registered "
+                    f"on {holding} only",
+                )
         for name, ack in sorted(self.expected.items()):
             if name in self.uncertain:
                 continue
@@ -241,7 +261,8 @@ class Failover(ClusterChecker):
         self.latencies_us: list[int] = []
         self.leader_latencies_us: list[int] = []
         """The subset of ``latencies_us`` where the lost node was the leader."""
-        self.censored = 0
+        self.cancelled: dict[str, int] = {}
+        """Samples cancelled because the failover was no longer owed, by cause."""
 
     def feed(self, obs: ClusterObservation) -> None:
         if isinstance(obs, ActivationStarted):
@@ -260,7 +281,7 @@ class Failover(ClusterChecker):
         elif isinstance(obs, OpAccepted):
             if obs.op == "unregister":
                 for name in obs.names:
-                    self._censor(name)
+                    self._censor(name, "unregistered")
         else:
             assert isinstance(obs, ClusterRunEnded)
             for name, sample in sorted(self.open.items()):
@@ -272,7 +293,7 @@ class Failover(ClusterChecker):
                         f"{_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
                     )
                 else:
-                    self.censored += 1
+                    self._count("still open at the end")
             self.open.clear()
 
     def _measured(self, sample: _Sample, at_us: int, where: str) -> None:
@@ -288,23 +309,31 @@ class Failover(ClusterChecker):
                 f"lost at {_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
             )
 
-    def _censor(self, name: str) -> None:
+    @property
+    def censored(self) -> int:
+        return sum(self.cancelled.values())
+
+    def _count(self, cause: str) -> None:
+        self.cancelled[cause] = self.cancelled.get(cause, 0) + 1
+
+    def _censor(self, name: str, cause: str) -> None:
         if self.open.pop(name, None) is not None:
-            self.censored += 1
+            self._count(cause)
 
     def _topology(self, obs: MajorityChanged) -> None:
         before, self.group = self.group, obs.group
         if obs.group is None or before is None:
             for name in sorted(self.open):
-                self._censor(name)
+                self._censor(name, "no majority")
             return
         now = set(obs.group)
         lost = set(before) - now
         for name, sample in sorted(self.open.items()):
-            healed = sample.node in now and self.running.get(name) == (sample.node, sample.token)
-            if lost or healed:
-                self._censor(name)  # another loss; or the loss healed before a failover
+            if sample.node in now and self.running.get(name) == (sample.node, sample.token):
+                self._censor(name, "healed")  # the loss healed before a failover was due
         for name, (node, token) in sorted(self.running.items()):
+            if name in self.open:
+                continue  # already failing over: a second loss does not restart the clock
             if node in lost and now.intersection(self.eligible.get(name, ())):
                 self.open[name] = _Sample(
                     name=name, node=node, token=token, at_us=obs.at_us, leader=node == obs.leader
@@ -350,15 +379,26 @@ class HandoffState(ClusterChecker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.finals: dict[str, dict[int, tuple[int, str]]] = {}
-        """name → token → (final count, node) of ended activations."""
+        self.finals: dict[str, dict[int, tuple[int, str, str]]] = {}
+        """name → token → (final count, node, why it ended) of ended activations."""
         self.handoffs = 0
 
     def feed(self, obs: ClusterObservation) -> None:
         if isinstance(obs, ActivationEnded):
-            self.finals.setdefault(obs.name, {})[obs.token] = (obs.final, obs.node)
+            self.finals.setdefault(obs.name, {})[obs.token] = (obs.final, obs.node, obs.why)
             return
         assert isinstance(obs, ActivationStarted)
+        if obs.reason == "restart":
+            ended = self.finals.get(obs.name, {})
+            earlier = [t for t in ended if t < obs.token]
+            if earlier and ended[max(earlier)][2] == "handoff":
+                final, node, _ = ended[max(earlier)]
+                self.violation(
+                    obs.at_us,
+                    obs.node,
+                    f"{obs.name!r} restarted without state (token {obs.token}) although {node} "
+                    f"(token {max(earlier)}) handed off with Resume(state={final})",
+                )
         if obs.reason != "handoff":
             if obs.initial != 0:
                 self.violation(
@@ -380,7 +420,7 @@ class HandoffState(ClusterChecker):
             )
             return
         token = max(earlier)
-        final, node = ended[token]
+        final, node, _ = ended[token]
         if obs.initial < final:
             self.violation(
                 obs.at_us,

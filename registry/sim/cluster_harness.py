@@ -34,6 +34,7 @@ from registry.sim.clock import ClockConfig
 from registry.sim.cluster_checkers import ClusterSuite
 from registry.sim.cluster_observations import ClusterObservation, MajorityChanged
 from registry.sim.cluster_runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.faults import NO_FAULTS, SimFaults
 from registry.sim.network import NetworkConfig
 from registry.sim.raft_disk import RaftDisk
 from registry.sim.world import World
@@ -67,6 +68,8 @@ class ClusterConfig:
     handoff: HandoffBehaviour = field(default_factory=HandoffBehaviour)
     clock: ClockConfig = field(default_factory=ClockConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    faults: SimFaults = NO_FAULTS
+    """Planted bugs (``registry.sim.faults``); default none."""
 
     @property
     def ids(self) -> list[str]:
@@ -126,6 +129,9 @@ class ClusterHost:
         self.replica: Replica | None = None
         self.runtime: NodeRuntime | None = None
         self.boot_us = 0
+        self.last_token: dict[str, int] = {}
+        """name → the token it last started with here (kept across crashes; read only by
+        the ``reuse_token`` plant)."""
 
     # -- Process -----------------------------------------------------------------------
 
@@ -144,7 +150,9 @@ class ClusterHost:
             roles=sim.config.roles.get(self.id, ()),
             kinds=sim.config.kinds.get(self.id, ()),
         )
-        self.runtime = NodeRuntime(self, sim.ledger, sim.config.handoff, runtime_rng)
+        self.runtime = NodeRuntime(
+            self, sim.ledger, sim.config.handoff, runtime_rng, sim.config.faults
+        )
         self.settle()
 
     def on_tick(self) -> None:
@@ -221,7 +229,7 @@ class ClusterHost:
         if agent.has_lease():
             clock = sim.world.clock(self.id)
             tick = agent.ticks + agent.lease_remaining()
-            runtime.note_lease(True, self.boot_us + clock.phase_us + (tick - 1) * clock.period_us)
+            runtime.note_lease(self.boot_us + clock.phase_us + (tick - 1) * clock.period_us)
         sim.after_step(self)
 
     def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
@@ -303,7 +311,6 @@ class ClusterSim:
     # -- topology ----------------------------------------------------------------------
 
     def _on_lifecycle(self, event: str, node: str) -> None:
-        self.ledger.on_lifecycle(event, node)
         self._on_topology()
 
     def _on_topology(self) -> None:

@@ -5,8 +5,8 @@ dataclass carrying the true time (``at_us``) at which it was seen, so every chec
 tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
 
 Activations are reported twice: when they start (G2 needs the order of starts) and when
-they end, with their *live* segments — the true-time stretches during which the node's
-runtime would dispatch to them (up, not paused, lease held). G1 compares live segments.
+they end — when their stop actually ran, their host was killed or exited, or their node
+crashed. G1 compares the true-time intervals ``[start_us, at_us)``.
 """
 
 from __future__ import annotations
@@ -38,13 +38,18 @@ class ActivationEnded:
     reason: str
     """Its start reason (repeated so that a checker can read one observation alone)."""
     why: str
-    """What ended it: a ``StopReason`` value, ``handoff``, ``handoff-deadline``,
-    ``crash``, or ``run-ended`` for activations still running at the end of the run."""
+    """What ended it: a ``StopReason`` value, ``handoff`` (its worker answered
+    ``Resume(state)``), ``handoff-restart`` (it answered ``Restart()``), ``handoff-deadline``,
+    ``killed`` (SIGKILL of a host that ignored stop), ``watchdog`` (its host's sub-lease
+    ran out), ``crash``, or ``run-ended`` for activations still running at the end."""
     start_us: int
     final: int
     """The counter value when it ended (what a handoff passed on)."""
-    live: tuple[Segment, ...]
-    """True-time segments during which the runtime could dispatch to it."""
+
+    @property
+    def live(self) -> Segment:
+        """``[start_us, at_us)``: it may have run at any instant of it."""
+        return (self.start_us, self.at_us)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

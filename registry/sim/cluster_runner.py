@@ -35,6 +35,7 @@ from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_observations import ClusterRunEnded, FinalRegistry, NodeRegistry
 from registry.sim.cluster_runtime import HandoffBehaviour
 from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.faults import NO_FAULTS, SimFaults
 from registry.sim.nemesis import Nemesis
 from registry.sim.runner import _describe_exception
 
@@ -44,9 +45,15 @@ DEFAULT_NAMES = 200
 
 
 def draw_config(
-    rng: random.Random, nodes: int, membership: MembershipConfig | None = None
+    rng: random.Random,
+    nodes: int,
+    membership: MembershipConfig | None = None,
+    faults: SimFaults = NO_FAULTS,
+    ignore_stop: float = 0.0,
 ) -> ClusterConfig:
-    """The cluster's shape for one seed."""
+    """The cluster's shape for one seed. ``ignore_stop``: the share of workers that block
+    (see ``HandoffBehaviour``); off by default because of the known G1 gap that
+    tests/sim/test_planted_bugs.py shows."""
     ids = [f"n{i}" for i in range(1, nodes + 1)]
     voters = 5 if nodes >= 5 and rng.random() < 0.5 else 3
     roles: dict[str, tuple[str, ...]] = {}
@@ -64,6 +71,7 @@ def draw_config(
     handoff = HandoffBehaviour(
         late=0.1 if style < 0.25 else 0.0,
         restart=0.15 if 0.25 <= style < 0.5 else 0.0,
+        ignore_stop=ignore_stop,
     )
     return ClusterConfig(
         nodes=nodes,
@@ -72,6 +80,7 @@ def draw_config(
         kinds=kinds,
         handoff=handoff,
         membership=membership,
+        faults=faults,
     )
 
 
@@ -127,14 +136,18 @@ def run_cluster_seed(
     calm_bound_s: float = DEFAULT_CALM_BOUND_S,
     membership: MembershipConfig | None = None,
     keep_timeline: bool = False,
+    faults: SimFaults = NO_FAULTS,
+    ignore_stop: float = 0.0,
 ) -> ClusterSeedResult:
-    """Run one seed. ``membership`` overrides the member timing (the unsafe switch)."""
+    """Run one seed. ``membership`` overrides the member timing (the unsafe switch);
+    ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
+    fail)."""
     wall_start = time.perf_counter()
     root = random.Random(seed)
     shape_rng, world_rng, nemesis_rng, client_rng = (
         random.Random(root.getrandbits(64)) for _ in range(4)
     )
-    config = draw_config(shape_rng, nodes, membership)
+    config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
     workload = ClusterWorkload(sim, client_rng, names=names)
@@ -161,6 +174,7 @@ def run_cluster_seed(
     stats.update(
         {f"nemesis_{k}": v for k, v in nemesis.counts.items()},
         failover_censored=failover.censored,
+        **{f"failover_cancelled_{k.replace(' ', '_')}": v for k, v in failover.cancelled.items()},
         registrations_checked=suite.get(Registrations).checked,
         messages_sent=net.sent,
         messages_lost=net.lost,
@@ -169,6 +183,8 @@ def run_cluster_seed(
         elections=sim.elections,
         fences=sim.fences,
         late_handoff_answers=sim.ledger.late_answers,
+        hosts_killed=sim.ledger.kills,
+        watchdog_exits=sim.ledger.watchdog_exits,
     )
     learners = nodes - config.voters
     style = (
@@ -177,7 +193,7 @@ def run_cluster_seed(
         else ", restart handoffs"
         if config.handoff.restart
         else ""
-    )
+    ) + (", blocking workers" if config.handoff.ignore_stop else "")
     return ClusterSeedResult(
         seed=seed,
         nodes=nodes,
@@ -236,6 +252,8 @@ def run_cluster_seeds(
     jobs: int = 1,
     progress: Callable[[ClusterSeedResult], None] | None = None,
     keep_timeline: bool = False,
+    faults: SimFaults = NO_FAULTS,
+    ignore_stop: float = 0.0,
 ) -> list[ClusterSeedResult]:
     """Run ``seeds`` (results in the same order); ``jobs`` > 1 uses worker processes."""
     run = partial(
@@ -246,6 +264,8 @@ def run_cluster_seeds(
         calm_bound_s=calm_bound_s,
         membership=membership,
         keep_timeline=keep_timeline,
+        faults=faults,
+        ignore_stop=ignore_stop,
     )
     seed_list = list(seeds)
     results: list[ClusterSeedResult] = []
@@ -284,6 +304,8 @@ class ClusterSummary:
     stale_tokens: int
     failover: tuple[float, ...]
     failover_leader: tuple[float, ...]
+    failover_cancelled: int
+    """Failover samples cancelled (no failover owed any more)."""
     heal: tuple[float, ...]
     starts: dict[str, int]
     handoffs: int
@@ -308,6 +330,7 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         stale_tokens=sum(r.stale_tokens for r in results),
         failover=tuple(s for r in results for s in r.failover_s),
         failover_leader=tuple(s for r in results for s in r.failover_leader_s),
+        failover_cancelled=sum(r.stats.get("failover_censored", 0) for r in results),
         heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
         starts=starts,
         handoffs=sum(r.handoffs for r in results),

@@ -172,6 +172,12 @@ class ClusterWorkload(ClientHooks):
                     at_us=world.now_us, node=host.id, op=op.kind, names=op.names, index=index
                 )
             )
+        if self.sim.config.faults.ack_on_accept:  # planted G3 bug: answered before commit
+            del self._pending[host.id][index]
+            self._busy.difference_update(op.names)
+            self._acked(op, host.id, index)
+            host.settle()
+            return
         world.after(OP_TIMEOUT_US, lambda: self._timeout(host.id, index, op))
         host.settle()
 
@@ -212,6 +218,9 @@ class ClusterWorkload(ClientHooks):
             elif op.kind == "unregister" and result.code is Code.NOT_FOUND:
                 self.registered.discard(op.names[0])
             return
+        self._acked(op, node, applied.index)
+
+    def _acked(self, op: _Op, node: str, index: int) -> None:
         self.stats["ops_acked"] += 1
         now = self.sim.world.now_us
         if op.kind == "register":
@@ -228,9 +237,7 @@ class ClusterWorkload(ClientHooks):
             assert isinstance(op.command, Leave)
             self._joined.discard((op.command.group, op.command.name))
         if op.kind in ("register", "unregister"):
-            self.sim.observe(
-                OpAcked(at_us=now, node=node, op=op.kind, names=op.names, index=applied.index)
-            )
+            self.sim.observe(OpAcked(at_us=now, node=node, op=op.kind, names=op.names, index=index))
 
     def on_restored(self, node: str, index: int) -> None:
         pending = self._pending[node]

@@ -11,7 +11,7 @@ registry.testing.agent '<json config>'`` and talks to it in JSON lines:
 Requests are served concurrently (a thread pool), so a slow call to a cut-off node does
 not hold up the others. ``AgentClient`` is the test side: ``request()`` blocks until the
 answer arrives or its own deadline passes. Ops: ``cluster``, ``register_many``, ``list``,
-``whereis``, ``http``.
+``whereis``, ``http``, ``unregister``, ``call`` (payload as text).
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class _Server:
             "list": self.listing,
             "whereis": self.whereis,
             "http": self.http,
+            "unregister": self.unregister,
+            "call": self.call,
         }
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +117,23 @@ class _Server:
             pb.RegisterManyRequest(specs=specs), timeout=req["timeout"]
         )
         return int(reply.index)
+
+    def unregister(self, req: dict[str, Any]) -> int:
+        from registry.v1 import registry_pb2 as pb
+
+        reply = self.stubs[req["node"]].Unregister(
+            pb.UnregisterRequest(name=req["name"]), timeout=req["timeout"]
+        )
+        return int(reply.index)
+
+    def call(self, req: dict[str, Any]) -> str:
+        from registry.v1 import registry_pb2 as pb
+
+        reply = self.stubs[req["node"]].Call(
+            pb.CallRequest(name=req["name"], payload=req["payload"].encode()),
+            timeout=req["timeout"],
+        )
+        return str(reply.payload.decode())
 
     def listing(self, req: dict[str, Any]) -> list[list[Any]]:
         from registry.v1 import registry_pb2 as pb

@@ -7,13 +7,20 @@ Tables (times are ``time.monotonic()``, the clock the workers use):
   workers (``targets``, JSON), ``t_inject``, ``t_heal``, ``t_converged`` (``-1`` if the
   cluster did not converge within the bound, ``NULL`` if not measured — e.g. all but the
   last node of a rolling restart) and how many faults it counts for.
-- ``pauses``: ``pid`` SIGSTOPped at ``t0`` and SIGCONTinued at ``t1``.
+- ``pauses``: ``pid`` SIGSTOPped at ``t0`` and SIGCONTinued at ``t1`` (written at the
+  SIGSTOP, completed at the SIGCONT).
 - ``kills``: ``pid`` got SIGKILL and was reaped by ``t``.
 - ``acks``: registrations the cluster acknowledged (``t_sent``, ``t_ack``).
 - ``ops``: every client operation: kind, node, ok, gRPC code.
 - ``minority``: G6 probes of a node without quorum — the write's status code and message,
   and whether ``/status`` answered 200 with JSON.
 - ``final``: the leader's listing at the end (name, holder, token).
+- ``unregs``: unregisters the workload sent: ``acked`` 1 if the cluster acknowledged it,
+  0 if its outcome is unknown (an error: it may or may not have committed).
+- ``calls``: calls a worker answered — the name asked, the node and token the worker
+  said it was (``whoami``), sent and answered times.
+- ``leaders``: (term, leader) as a node's ``/status`` reported it, sampled through the
+  run (election safety: one leader per term).
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ CREATE TABLE IF NOT EXISTS ops (kind TEXT, node TEXT, ok INTEGER, code TEXT, t R
 CREATE TABLE IF NOT EXISTS minority (
     node TEXT, t REAL, code TEXT, message TEXT, status_ok INTEGER);
 CREATE TABLE IF NOT EXISTS final (name TEXT PRIMARY KEY, node TEXT, token INTEGER);
+CREATE TABLE IF NOT EXISTS unregs (name TEXT PRIMARY KEY, acked INTEGER, t REAL);
+CREATE TABLE IF NOT EXISTS calls (
+    name TEXT, node TEXT, token INTEGER, t_sent REAL, t_answer REAL);
+CREATE TABLE IF NOT EXISTS leaders (node TEXT, t REAL, term INTEGER, leader TEXT);
 """
 
 
@@ -72,8 +83,16 @@ class History:
     def converged(self, fault: int, t: float | None) -> None:
         self._write("UPDATE faults SET t_converged = ? WHERE id = ?", [(t, fault)])
 
-    def pause(self, pid: int, t0: float, t1: float) -> None:
-        self._write("INSERT INTO pauses VALUES (?, ?, ?)", [(pid, t0, t1)])
+    def paused(self, pid: int, t0: float) -> int:
+        """``pid`` got SIGSTOP at ``t0``; ``resumed`` completes the row (a row left
+        without ``t1`` makes the history unjudgeable: the checker refuses it)."""
+        with self._lock:
+            cur = self._conn.execute("INSERT INTO pauses VALUES (?, ?, NULL)", (pid, t0))
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def resumed(self, pause: int, t1: float) -> None:
+        self._write("UPDATE pauses SET t1 = ? WHERE rowid = ?", [(t1, pause)])
 
     def kill(self, pid: int, t: float) -> None:
         self._write("INSERT INTO kills VALUES (?, ?)", [(pid, t)])
@@ -93,6 +112,20 @@ class History:
             "INSERT INTO minority VALUES (?,?,?,?,?)",
             [(node, time.monotonic(), code, message, status_ok)],
         )
+
+    def unregistered(self, name: str, acked: bool) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO unregs VALUES (?, ?, ?)", [(name, int(acked), time.monotonic())]
+        )
+
+    def answered(self, name: str, node: str, token: int, t_sent: float, t_answer: float) -> None:
+        self._write(
+            "INSERT INTO calls VALUES (?, ?, ?, ?, ?)", [(name, node, token, t_sent, t_answer)]
+        )
+
+    def leaders(self, rows: Sequence[tuple[str, float, int, str]]) -> None:
+        """/status samples: (node asked, time, its term, the leader it named)."""
+        self._write("INSERT INTO leaders VALUES (?, ?, ?, ?)", rows)
 
     def final(self, names: dict[str, tuple[str, int]]) -> None:
         self._write(

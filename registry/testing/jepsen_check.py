@@ -5,11 +5,16 @@ An activation's life is ``[called_t, end]``: from ``on_start`` to the last evide
 it was still there — its ``on_stop``, or its last heartbeat attempt (accepted or not).
 
 - **G1 single activation.** Two activations of one name overlap when one starts before
-  the other's end. The one tolerated case is a paused process (``SIGSTOP``): if the older
-  activation's process was paused before the newer one started and the older one ended
-  within ``resume_grace`` of its ``SIGCONT``, the overlap is counted in
-  ``paused_overlaps``, not ``duplicates`` — provided the fence held (next point). Every
-  other overlap is a duplicate.
+  the other's end. Two cases around a frozen process are told apart, provided every
+  write of the older activation after the newer one's start was refused by the fence (no
+  accepted claim or heartbeat after it) and the older one ended within ``resume_grace``
+  of its ``SIGCONT``: the newer activation started *while* the older one's process was
+  SIGSTOPped (``paused_overlaps``), or within ``resume_grace`` after its SIGCONT, before
+  the resumed process had fenced (``resume_overlaps``). ``Report.ok`` counts both as
+  violations unless the check was asked to excuse them (``excuse_pauses``: while workers
+  run inside the paused node process they resume with it and cannot stop earlier).
+  Every other overlap is a duplicate. A pause without a recorded resume is a checker
+  error (``CheckerError``): the history cannot be judged.
 - **Fencing.** A *stale write* is a write accepted from an activation after an activation
   that started later had already written its claim (Kleppmann's definition: the store had
   seen the newer token). ``stale_writes_accepted`` counts those, from the writer's own
@@ -17,7 +22,11 @@ it was still there — its ``on_stop``, or its last heartbeat attempt (accepted 
   activations (accepted heartbeat after a newer claim). Rejected writes are counted too.
 - **G2 tokens.** Ordered by start, each activation's token is greater than every earlier
   one's; only an in-place crash restart (same process, reason ``restart``) may repeat it.
-- **G3 durability.** Every acknowledged registration is in the final listing.
+- **G3 durability.** Every acknowledged registration is in the final listing, unless an
+  unregister of it was sent (acknowledged: it must be gone; unknown outcome: either).
+- **Calls.** Every call a worker answered was answered by an activation of that name,
+  node and token that was live at some instant between the call's send and its answer.
+- **Election safety.** At most one leader per term, over the nodes' ``/status`` samples.
 - **G4 failover.** For each fault that takes nodes away (split, isolate, isolate-leader,
   kill, pause): every name running on them at injection, time to its next activation.
 - **G5 heal.** Time from heal to convergence (every name at its owner, running once);
@@ -42,6 +51,15 @@ from typing import Any
 from registry.testing.ledger import connect
 
 FAILOVER_KINDS = ("split", "isolate", "isolate-leader", "kill", "pause")
+PARTITION_KINDS = ("split", "isolate", "isolate-leader", "bridge", "one-way", "flap")
+"""Faults whose heal is a network heal (G5); a restart's convergence also waits for the
+process to boot."""
+
+
+class CheckerError(ValueError):
+    """The history is incomplete or inconsistent: it cannot be judged."""
+
+
 RESUME_GRACE_S = 1.0
 """How long after ``SIGCONT`` a resumed node may take to fence its old activations."""
 
@@ -66,6 +84,11 @@ class Act:
     killed_t: float | None = None
     """When its process got SIGKILL (no ``on_stop`` then): it ran until then."""
 
+    def last_accepted_write(self) -> float | None:
+        """When the fence last accepted a write of this activation (claim or beat)."""
+        times = [self.last_ok_t, self.claim_t if self.claim_ok else None]
+        return max((t for t in times if t is not None), default=None)
+
     @property
     def end(self) -> float:
         times = [self.called_t, self.claim_t, self.stop_t, self.last_try_t, self.last_ok_t]
@@ -84,10 +107,26 @@ class Report:
     activations: int = 0
     duplicates: int = 0
     paused_overlaps: int = 0
+    """Overlaps whose newer activation started while the older one was frozen (see the
+    module docstring)."""
+    resume_overlaps: int = 0
+    """Overlaps whose newer activation started just after the older one's SIGCONT."""
+    paused_overlaps_excused: bool = False
+    """Whether ``ok`` accepts ``paused_overlaps`` and ``resume_overlaps``
+    (``check(excuse_pauses=True)``)."""
+    elections: int = 0
+    """Leader terms seen (from the nodes' /status samples)."""
+    split_brains: int = 0
+    """Terms in which two different nodes said they were the leader (election safety)."""
     stale_writes_accepted: int = 0
     rejected_writes: int = 0
     token_regressions: int = 0
     lost_registrations: int = 0
+    resurrected: int = 0
+    """Names in the final listing although their unregister was acknowledged."""
+    calls_answered: int = 0
+    calls_unexplained: int = 0
+    """Calls answered by no activation live at the time (wrong node, token or time)."""
     failover_samples: int = 0
     failover_missing: int = 0
     failover_p50_s: float | None = None
@@ -98,6 +137,8 @@ class Report:
     heal_converge_p50_s: float | None = None
     heal_converge_p99_s: float | None = None
     heal_converge_max_s: float | None = None
+    heal_partition_p99_s: float | None = None
+    """Heal → convergence after network partitions only (``PARTITION_KINDS``)."""
     handoffs: int = 0
     state_continuity_violations: int = 0
     handoff_state_lost: int = 0
@@ -124,6 +165,10 @@ class Report:
             self.heal_unconverged,
             self.state_continuity_violations,
             self.minority_violations,
+            self.split_brains,
+            self.resurrected,
+            self.calls_unexplained,
+            0 if self.paused_overlaps_excused else self.paused_overlaps + self.resume_overlaps,
         )
         return not any(bad)
 
@@ -169,16 +214,19 @@ def load_activations(conn: sqlite3.Connection) -> dict[str, list[Act]]:
     return by_name
 
 
-def check(path: Path, *, resume_grace: float = RESUME_GRACE_S) -> Report:
+def check(
+    path: Path, *, resume_grace: float = RESUME_GRACE_S, excuse_pauses: bool = False
+) -> Report:
+    """Judge the ledger at ``path``; raises ``CheckerError`` if it cannot be judged."""
     conn = connect(path)
     try:
-        return _check(conn, resume_grace)
+        return _check(conn, resume_grace, excuse_pauses)
     finally:
         conn.close()
 
 
-def _check(conn: sqlite3.Connection, resume_grace: float) -> Report:
-    rep = Report()
+def _check(conn: sqlite3.Connection, resume_grace: float, excuse_pauses: bool) -> Report:
+    rep = Report(paused_overlaps_excused=excuse_pauses)
     acts = load_activations(conn)
     rep.names = len(acts)
     rep.activations = sum(len(v) for v in acts.values())
@@ -188,11 +236,15 @@ def _check(conn: sqlite3.Connection, resume_grace: float) -> Report:
             a.killed_t = kills.get(a.pid)
     pauses: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for pid, t0, t1 in conn.execute("SELECT pid, t0, t1 FROM pauses"):
-        pauses[pid].append((t0, t1 if t1 is not None else math.inf))
+        if t1 is None:
+            raise CheckerError(f"pid {pid} was SIGSTOPped at {t0:.3f} with no recorded SIGCONT")
+        pauses[pid].append((t0, t1))
     _g1(rep, acts, pauses, resume_grace)
+    _election_safety(rep, conn)
     _fencing(rep, conn, acts)
     _g2(rep, acts)
     _g3(rep, conn, acts)
+    _calls(rep, conn, acts)
     _g4(rep, conn, acts)
     _g5(rep, conn, acts)
     _g6(rep, conn)
@@ -226,17 +278,34 @@ def _g1(
             for a in history[:j]:
                 if a.end <= b.called_t:
                     continue
-                excused = any(
-                    t0 < b.called_t and a.end <= t1 + resume_grace for t0, t1 in pauses[a.pid]
-                )
-                if excused:
+                wrote = a.last_accepted_write()
+                fenced = wrote is None or wrote <= b.called_t
+                around = [(t0, t1) for t0, t1 in pauses[a.pid] if a.end <= t1 + resume_grace]
+                if fenced and any(t0 <= b.called_t <= t1 for t0, t1 in around):
                     rep.paused_overlaps += 1
+                elif fenced and any(t1 < b.called_t <= t1 + resume_grace for _, t1 in around):
+                    rep.resume_overlaps += 1
+                    _example(
+                        rep, f"G1 overlap right after SIGCONT: {_describe(a)} and {_describe(b)}"
+                    )
                 else:
                     rep.duplicates += 1
                     overlap = a.end - b.called_t
                     _example(
                         rep, f"G1 duplicate ({overlap:.3f} s): {_describe(a)} and {_describe(b)}"
                     )
+
+
+def _election_safety(rep: Report, conn: sqlite3.Connection) -> None:
+    """At most one leader per term, over every /status sample of every node."""
+    leaders: dict[int, set[str]] = defaultdict(set)
+    for term, leader in conn.execute("SELECT DISTINCT term, leader FROM leaders"):
+        leaders[int(term)].add(str(leader))
+    rep.elections = len(leaders)
+    for term, who in sorted(leaders.items()):
+        if len(who) > 1:
+            rep.split_brains += 1
+            _example(rep, f"election safety: term {term} had leaders {sorted(who)}")
 
 
 def _fencing(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> None:
@@ -280,9 +349,16 @@ def _g2(rep: Report, acts: dict[str, list[Act]]) -> None:
 
 def _g3(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> None:
     final = {row[0] for row in conn.execute("SELECT name FROM final")}
+    unregs = dict(conn.execute("SELECT name, acked FROM unregs").fetchall())
     lost = [
-        name for (name,) in conn.execute("SELECT name FROM acks ORDER BY name") if name not in final
+        name
+        for (name,) in conn.execute("SELECT name FROM acks ORDER BY name")
+        if name not in final and name not in unregs
     ]
+    back = sorted(name for name, acked in unregs.items() if acked and name in final)
+    rep.resurrected = len(back)
+    for name in back[:5]:
+        _example(rep, f"G3 {name} is listed although its unregister was acknowledged")
     rep.lost_registrations = len(lost)
     for name in lost[:5]:
         _example(rep, f"G3 acknowledged registration lost: {name}")
@@ -294,8 +370,22 @@ def _g3(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
     rep.register_to_running_p99_s = percentile(latencies, 99)
 
 
+def _calls(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> None:
+    for name, node, token, t_sent, t_answer in conn.execute(
+        "SELECT name, node, token, t_sent, t_answer FROM calls"
+    ):
+        rep.calls_answered += 1
+        if not any(
+            a.node == node and a.token == token and a.called_t <= t_answer and t_sent <= a.end
+            for a in acts.get(name, ())
+        ):
+            rep.calls_unexplained += 1
+            _example(rep, f"call to {name} answered by {node}#{token}, live at no time then")
+
+
 def _g4(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> None:
     samples = []
+    unregistered = {row[0] for row in conn.execute("SELECT name FROM unregs")}
     marks = ",".join("?" * len(FAILOVER_KINDS))
     faults = conn.execute(
         f"SELECT id, kind, targets, t_inject FROM faults WHERE kind IN ({marks})", FAILOVER_KINDS
@@ -308,6 +398,8 @@ def _g4(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
             later = [a.called_t for a in history if a.called_t > t0]
             if later:
                 samples.append(min(later) - t0)
+            elif name in unregistered:
+                continue  # the workload unregistered it: no failover owed
             else:
                 rep.failover_missing += 1
                 _example(rep, f"G4 {name} never ran again after fault {fid} ({kind})")
@@ -329,6 +421,15 @@ def _g5(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
     ).fetchone()[0]
     for (fid,) in conn.execute("SELECT id FROM faults WHERE t_converged = -1 LIMIT 5"):
         _example(rep, f"G5 no convergence after fault {fid}")
+    marks = ",".join("?" * len(PARTITION_KINDS))
+    partition_heals = [
+        max(0.0, t_conv - t_heal)
+        for t_heal, t_conv in conn.execute(
+            f"SELECT t_heal, t_converged FROM faults WHERE t_converged >= 0 AND kind IN ({marks})",
+            PARTITION_KINDS,
+        )
+    ]
+    rep.heal_partition_p99_s = percentile(partition_heals, 99)
     rep.heal_samples = len(samples)
     rep.heal_converge_p50_s = percentile(samples, 50)
     rep.heal_converge_p99_s = percentile(samples, 99)

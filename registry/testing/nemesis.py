@@ -21,8 +21,8 @@ exactly from the seed. Only ``isolate-leader``'s target depends on the run (whoe
 
 Hold times are derived from the timing preset: a fault that takes a node away lasts past
 ``down_after`` so that its names fail over; short pauses (between the lease and
-``down_after``) make a node fence itself without a failover, long ones outlast the
-failover. A hold is the fault's duration, not a wait for a condition.
+``down_after``, less two member heartbeats) make a node fence itself without a failover,
+long ones outlast the failover. A hold is the fault's duration, not a wait for a condition.
 
 ``Nemesis.run(plan)`` injects, holds, heals and records every step in the ``History``;
 the caller then waits for convergence. A split/isolation also probes the cut-off node
@@ -103,7 +103,11 @@ def schedule(seed: int, kinds: Sequence[str], size: int, timing: Timing) -> Iter
         elif kind == "pause":
             picks = order[:1]
             if rng.random() < 0.5:  # fences itself on resume, nobody takes over
-                hold = rng.uniform(1.2 * lease, max(1.25 * lease, 0.9 * down))
+                # The leader counts down_after from the last heartbeat before the pause
+                # (up to one heartbeat earlier): stay two heartbeats short of it, or the
+                # MemberDown races the SIGCONT.
+                short = down - 2 * timing.member_heartbeat
+                hold = rng.uniform(1.2 * lease, max(1.25 * lease, short))
         elif kind in ("isolate", "kill", "isolate-leader"):
             picks = order[:1]
         elif kind == "one-way":
@@ -253,11 +257,12 @@ class Nemesis:
     def _pause(self, node: str, hold: float) -> tuple[list[int], float]:
         t0 = time.monotonic()
         pid = self.cluster.pause(node)
+        pause = self.history.paused(pid, t0)
         fid = self.record("pause", f"SIGSTOP {node} (pid {pid}) for {hold:.2f} s", [node], t0)
         _sleep_until(t0 + hold)
         self.cluster.resume(node)
         t1 = time.monotonic()
-        self.history.pause(pid, t0, t1)
+        self.history.resumed(pause, t1)
         self.history.healed(fid, t1)
         return [fid], t1
 

@@ -58,10 +58,13 @@ def test_kill_9_owner_name_runs_elsewhere_with_higher_token(cluster: LocalCluste
     )
     assert failover_starts(cluster, reply.node) >= 1, "the start is counted as a FAILOVER"
 
-    # The killed node comes back with its data directory and rejoins; the name keeps
-    # answering and its count goes on from where the new activation left it.
+    # The killed node comes back with its data directory and rejoins. It is the name's
+    # ring owner again, so the name moves back to it by handoff (G5): a new activation
+    # there, a higher token (G2), and the count handed over from the failover activation.
     cluster.restart(owner)
     cluster.wait_ready(timeout=30)
+    back = call_until(cluster, owner, name, b"get", 15, lambda r: r.node == owner)
+    assert back.token > reply.token, "the handoff back must carry a higher fencing token"
+    assert back.payload == b"1", "the state came back with the handoff"
     after = call_until(cluster, owner, name, b"incr", timeout=15)
-    assert after.payload == b"2"
-    assert after.token >= reply.token
+    assert (after.node, after.token, after.payload) == (owner, back.token, b"2")

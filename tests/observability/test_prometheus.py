@@ -18,13 +18,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from registry.v1 import registry_pb2 as pb
-from tests.cluster.harness import LocalCluster, Timeout, free_ports
+from tests.cluster.harness import LocalCluster, Timeout, free_ports, wait_for
 from tests.observability import dashboard
 from tests.system_tools import require_tool
 
@@ -217,6 +218,21 @@ def _wait_prometheus_ready(server: Prometheus) -> None:
         time.sleep(0.2)
 
 
+def each_runs_once(cluster: LocalCluster, names: list[str]) -> None:
+    """Per name, not only in sum: every name runs on exactly one node (a duplicate plus a
+    missing name would keep ``sum(registry_activations)`` right), by the nodes' /status."""
+
+    def running() -> Counter[str]:
+        return Counter(
+            n
+            for node in cluster.running_ids()
+            for n in cluster.http_json(node, "/status")["activations"]
+        )
+
+    wanted = Counter(names)
+    wait_for("each name to run on exactly one node", lambda: running() == wanted, 15)
+
+
 def test_prometheus_sees_leader_quorum_names_and_failover(
     prom_cluster: LocalCluster, prom_server: Prometheus
 ) -> None:
@@ -237,6 +253,7 @@ def test_prometheus_sees_leader_quorum_names_and_failover(
     prom.wait("max(registry_names)", lambda v: v == NAMES, "every replica sees the names")
     prom.wait("min(registry_names)", lambda v: v == NAMES, "every replica sees the names")
     prom.wait("sum(registry_activations)", lambda v: v == NAMES, "each name running once")
+    each_runs_once(cluster, names)
     failovers_before = prom.value("sum(registry_failovers_total)")
     assert failovers_before == 0, "nothing failed over yet"
 
@@ -262,6 +279,7 @@ def test_prometheus_sees_leader_quorum_names_and_failover(
         f"the {held[victim]} names of {victim} failed over",
     )
     prom.wait("sum(registry_activations)", lambda v: v == NAMES, "every name running again")
+    each_runs_once(cluster, names)
     prom.wait(f'registry_activations{{node="{victim}"}}', lambda v: v is None, "victim gone")
     prom.wait('max(registry_members{state="down"})', lambda v: v == 1, "the victim declared down")
     prom.wait("sum(registry_raft_is_leader)", lambda v: v == 1, "still exactly one leader")

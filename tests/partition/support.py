@@ -103,6 +103,26 @@ class Scenario:
 
         return wait_for(what, probe, timeout)
 
+    def sample_leaders(self, duration: float) -> list[tuple[str, int, str]]:
+        """Ask every running node for its term and leader, again and again for
+        ``duration`` seconds (the fault's length); returns (node, term, leader) for every
+        answer that named a leader, and records them for the checker's election safety."""
+        seen: list[tuple[str, int, str]] = []
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            for node in self.cluster.running_ids():
+                try:
+                    status = self.cluster.status(node, timeout=1.0)
+                except AgentError:
+                    continue
+                if status["leader"]:
+                    seen.append((node, int(status["term"]), str(status["leader"])))
+                    self.history.leaders(
+                        [(node, time.monotonic(), int(status["term"]), str(status["leader"]))]
+                    )
+            time.sleep(0.1)  # sampling period, within the fault's fixed duration
+        return seen
+
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         """Rows of one read-only query on the ledger."""
         return convergence.query(self.cluster.ledger, sql, args)
@@ -164,12 +184,13 @@ class Scenario:
 
     # -- the verdict -------------------------------------------------------------------
 
-    def verify(self) -> Report:
-        """Record the final listing, run the checker, and fail on any violation."""
+    def verify(self, *, excuse_pauses: bool = False) -> Report:
+        """Record the final listing, run the checker, and fail on any violation
+        (``excuse_pauses``: see ``jepsen_check``; for workers frozen with their node)."""
         self.converge()
         leader = self.cluster.leader() or self.cluster.ids[0]
         listing = self.cluster.agent.request("list", leader, timeout=5.0)
         self.history.final({name: (node, int(token)) for name, node, token, _ in listing})
-        report = check(self.cluster.ledger)
+        report = check(self.cluster.ledger, excuse_pauses=excuse_pauses)
         assert report.ok, "checker found violations:\n" + "\n".join(report.examples)
         return report

@@ -1,11 +1,13 @@
 """Every registry checker can fail: each is fed a synthetic bad history and must report it
 (and stays silent on the matching good history). Also the harness's pure helpers: the
-majority group and the live segments of an activation."""
+majority group and the independent placement oracle."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from registry.core.commands import NameSpec
+from registry.sim.cluster_calm import oracle_owner
 from registry.sim.cluster_checkers import (
     ClusterChecker,
     ClusterSuite,
@@ -17,7 +19,7 @@ from registry.sim.cluster_checkers import (
     SingleActivation,
     overlap,
 )
-from registry.sim.cluster_harness import majority_group
+from registry.sim.cluster_harness import ClusterConfig, majority_group
 from registry.sim.cluster_observations import (
     ActivationEnded,
     ActivationStarted,
@@ -34,7 +36,6 @@ from registry.sim.cluster_observations import (
     OpUncertain,
     Segment,
 )
-from registry.sim.cluster_runtime import Ledger, _Activation
 
 S = 1_000_000
 ALL = ("n1", "n2", "n3")
@@ -59,22 +60,21 @@ def ended(
     node: str,
     name: str,
     token: int,
-    live: tuple[Segment, ...],
+    live: Segment,
     final: int = 0,
     reason: str = "new",
+    why: str = "quorum_lost",
 ) -> ActivationEnded:
-    end = live[-1][1] if live else 0
-    start = live[0][0] if live else 0
+    start, end = live
     return ActivationEnded(
         at_us=end,
         node=node,
         name=name,
         token=token,
         reason=reason,
-        why="quorum_lost",
+        why=why,
         start_us=start,
         final=final,
-        live=live,
     )
 
 
@@ -86,15 +86,14 @@ def test_overlap_of_half_open_segments() -> None:
 
 def test_single_activation() -> None:
     good = [
-        ended("n1", "a", 3, ((0, 2 * S),)),
-        ended("n2", "a", 9, ((2 * S, 3 * S),)),  # starts the instant the first one ends
-        ended("n3", "b", 4, ((0, 3 * S),)),  # another name
+        ended("n1", "a", 3, (0, 2 * S)),
+        ended("n2", "a", 9, (2 * S, 3 * S)),  # starts the instant the first one ends
+        ended("n3", "b", 4, (0, 3 * S)),  # another name
     ]
     assert run(SingleActivation(), good) == []
-    # Wall-clock intervals overlap, but n1 was paused (not live) while n2 ran.
-    paused = [ended("n1", "a", 3, ((0, S), (3 * S, 4 * S))), ended("n2", "a", 9, ((S, 3 * S),))]
-    assert run(SingleActivation(), paused) == []
-    bad = [ended("n1", "a", 3, ((0, 2 * S),)), ended("n2", "a", 9, ((S, 3 * S),))]
+    # Live until the stop actually ran: a paused node's or an unleased node's activation
+    # counts until its host was killed, whatever the lease said.
+    bad = [ended("n1", "a", 3, (0, 2 * S), why="killed"), ended("n2", "a", 9, (S, 3 * S))]
     [line] = run(SingleActivation(), bad)
     assert "'a' ran twice for 1000.0ms from t=1.000000s" in line
     assert "on n1 (token 3" in line and "on n2 (token 9" in line
@@ -143,6 +142,9 @@ def test_registrations() -> None:
     assert "lost registration: 'b'" in again
     [none] = run(Registrations(), [*history, FinalRegistry(at_us=0, nodes=())])
     assert "no live replica" in none
+    # Unknown outcome still means one answer for all replicas.
+    [split] = run(Registrations(), [*unsure, final(("a", "b"), ("a",))])
+    assert "replicas disagree on 'b' (last op of unknown outcome): registered on ['n1']" in split
 
 
 def topology(group: tuple[str, ...] | None, at: int = 0, leader: str = "") -> MajorityChanged:
@@ -172,7 +174,7 @@ def test_failover_records_latency_and_flags_slow_ones() -> None:
     # Ended before the bound: censored, not a failure.
     checker = Failover(bound_us=30 * S)
     assert run(checker, [*base, ClusterRunEnded(at_us=20 * S)]) == []
-    assert checker.censored == 1
+    assert checker.cancelled == {"still open at the end": 1}
 
 
 def test_failover_censors_what_it_cannot_judge() -> None:
@@ -189,20 +191,27 @@ def test_failover_censors_what_it_cannot_judge() -> None:
     checker = Failover()
     run(checker, [*base, started("n2", "a", 9, at=12 * S), late])
     assert checker.latencies_us == [2 * S]
-    # A second loss, or an ambiguous topology, before the name runs again.
-    for second in (topology(("n2",), at=11 * S), topology(None, at=11 * S)):
-        checker = Failover()
-        assert run(checker, [*base, second, late]) == []
-        assert checker.censored == 1 and checker.latencies_us == []
+    # An ambiguous topology before the name runs again: no failover is owed.
+    checker = Failover()
+    assert run(checker, [*base, topology(None, at=11 * S), late]) == []
+    assert checker.cancelled == {"no majority": 1} and checker.latencies_us == []
+    # A second loss does not cancel the sample, nor restart its clock: the bound holds.
+    second = topology(("n2", "n3"), at=11 * S)
+    checker = Failover(bound_us=6 * S)
+    third = [topology(("n2",), at=10_500_000), second]
+    assert run(checker, [*base, *third, started("n2", "a", 9, at=15 * S)]) == []
+    assert checker.latencies_us == [5 * S] and checker.censored == 0
+    [slow] = run(Failover(bound_us=6 * S), [*base, *third, started("n2", "a", 9, at=17 * S)])
+    assert "'a' ran again 7.000s after n1 was lost at t=10.000000s (bound 6s)" in slow
     # The loss heals while the original activation still runs.
     checker = Failover()
     assert run(checker, [*base, topology(ALL, at=11 * S), late]) == []
-    assert checker.censored == 1
+    assert checker.cancelled == {"healed": 1}
     # The name is unregistered meanwhile.
     gone = OpAccepted(at_us=11 * S, node="n2", op="unregister", names=("a",), index=30)
     checker = Failover()
     assert run(checker, [*base, gone, late]) == []
-    assert checker.censored == 1
+    assert checker.cancelled == {"unregistered": 1}
 
 
 def test_heal() -> None:
@@ -219,7 +228,7 @@ def test_heal() -> None:
 def test_handoff_state() -> None:
     history: list[ClusterObservation] = [
         started("n1", "a", 3),
-        ended("n1", "a", 3, ((0, S),), final=7),
+        ended("n1", "a", 3, (0, S), final=7, why="handoff"),
     ]
     checker = HandoffState()
     good = started("n2", "a", 9, reason="handoff", initial=7)
@@ -231,8 +240,16 @@ def test_handoff_state() -> None:
     assert "resumed at 8 after a handoff, but n1 (token 3) ended at 7" in ahead
     reset = started("n2", "a", 9, reason="failover", initial=0)
     assert run(HandoffState(), [*history, reset]) == []
-    [kept] = run(HandoffState(), [*history, started("n2", "a", 9, reason="restart", initial=7)])
+    [kept] = run(HandoffState(), [*history[:1], started("n2", "a", 9, reason="restart", initial=7)])
     assert "started (restart, token 9) with count 7; only a handoff carries state" in kept
+    # Resume(state) was answered, yet the successor restarted without it: state dropped.
+    [dropped] = run(HandoffState(), [*history, started("n2", "a", 9, reason="restart")])
+    assert "'a' restarted without state (token 9) although n1 (token 3) handed off" in dropped
+    # A worker that answered Restart() may well be followed by a RESTART start.
+    restarted = ended("n1", "a", 3, (0, S), why="handoff-restart")
+    assert (
+        run(HandoffState(), [history[0], restarted, started("n2", "a", 9, reason="restart")]) == []
+    )
     [orphan] = run(HandoffState(), [started("n2", "b", 9, reason="handoff", initial=1)])
     assert "with no earlier activation to hand it off" in orphan
 
@@ -262,16 +279,20 @@ def test_majority_group() -> None:
     assert group() == ("n1", "n2", "n3")
 
 
-def test_live_segments_leave_out_pauses_and_lease_gaps() -> None:
-    now = [0]
-    seen: list[ClusterObservation] = []
-    ledger = Ledger(lambda: now[0], seen.append)
-    for at, event in ((2 * S, "pause"), (3 * S, "resume"), (8 * S, "pause")):
-        now[0] = at
-        ledger.on_lifecycle(event, "n1")
-    act = _Activation(name="a", token=3, reason="new", start_us=S, count=4)
-    leases = [[0, 5 * S], [6 * S, 12 * S]]
-    ledger.ended("n1", act, "crash", leases, end_us=10 * S)
-    [obs] = seen
-    assert isinstance(obs, ActivationEnded) and obs.final == 4
-    assert obs.live == ((S, 2 * S), (3 * S, 5 * S), (6 * S, 8 * S))
+def test_placement_oracle() -> None:
+    config = ClusterConfig(
+        nodes=4,
+        roles={"n1": ("web",), "n2": ("web",), "n3": ("batch",), "n4": ("web",)},
+        kinds={"n4": ("counter",)},
+    )
+    up = {"n1", "n2", "n3", "n4"}
+    web = NameSpec(name="x", kind="session", roles=("web",))
+    assert oracle_owner(web, up, config) in ("n1", "n2")  # n3 lacks the role, n4 the kind
+    assert oracle_owner(web, {"n2", "n3"}, config) == "n2"
+    assert oracle_owner(web, {"n3"}, config) is None
+    tiers = NameSpec(name="y", kind="counter", priority=(("n3",), ("n1", "n2")))
+    assert oracle_owner(tiers, up, config) == "n3"
+    assert oracle_owner(tiers, {"n1", "n2"}, config) in ("n1", "n2")
+    # The ring spreads names: over many names every eligible node owns some.
+    owners = {oracle_owner(NameSpec(name=f"w{i}", kind="counter"), up, config) for i in range(200)}
+    assert owners == up

@@ -29,6 +29,7 @@ from registry.sim.cluster_observations import ClusterObservation, Converged
 from registry.sim.cluster_runner import (
     ClusterSeedResult,
     finish,
+    percentile,
     run_cluster_seed,
     run_cluster_seeds,
 )
@@ -41,6 +42,16 @@ DURATION_S = float(os.environ.get("CLUSTER_SIM_DURATION", "30"))
 NAMES = int(os.environ.get("CLUSTER_SIM_NAMES", "150"))
 CHUNK = 6
 S = 1_000_000
+FAILOVER_P50_S = 3.0
+"""DESIGN §5's failover target, for the median of each chunk's samples (measured over
+seeds 0–59: chunk medians 1.85–1.96 s). The tail is bounded per sample by the checker
+(6 s: a second fault during a failover does not reset its clock; the worst chunk p99 was
+4.8 s)."""
+MIN_CHECKED_SHARE = 0.6
+"""The registrations checker must judge at least this share of the names."""
+MAX_CANCELLED_SHARE = 0.5
+"""Failover samples cancelled (no failover owed any more) may not exceed this share of
+all samples in a chunk (measured: 21–40 % per chunk over seeds 0–59)."""
 
 
 def _report(failing: list[ClusterSeedResult]) -> str:
@@ -69,8 +80,19 @@ def test_no_violations(start: int) -> None:
     starts = {k: sum(r.starts.get(k, 0) for r in results) for k in results[0].starts}
     assert starts["new"] > 0 and starts["failover"] > 0 and starts["handoff"] > 0
     assert sum(r.handoffs for r in results) > 0
-    assert sum(len(r.failover_s) for r in results) > 0
-    assert totals["registrations_checked"] > 0 and totals["unregistrations_acked"] > 0
+    failovers = [s for r in results for s in r.failover_s]
+    assert failovers
+    p50 = percentile(failovers, 50)
+    assert p50 is not None and p50 <= FAILOVER_P50_S, f"failover p50 {p50:.3f}s"
+    cancelled = totals["failover_censored"]
+    assert cancelled <= MAX_CANCELLED_SHARE * (cancelled + len(failovers)), (
+        f"{cancelled} failover samples cancelled, {len(failovers)} measured"
+    )
+    # Names skipped for an op of unknown outcome must stay few (measured: 27–100 % of the
+    # names checked per seed, 85–100 % per chunk of seeds 0–59).
+    checked = totals["registrations_checked"]
+    assert checked >= MIN_CHECKED_SHARE * NAMES * len(results), f"{checked} names checked"
+    assert totals["unregistrations_acked"] > 0
     assert totals["snapshots_installed"] > 0
     assert totals["messages_lost"] > 0
 

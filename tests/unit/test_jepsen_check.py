@@ -14,7 +14,7 @@ import pytest
 
 from registry.testing import ledger
 from registry.testing.history import History
-from registry.testing.jepsen_check import Report, check, percentile
+from registry.testing.jepsen_check import CheckerError, Report, check, percentile
 
 
 @pytest.fixture
@@ -92,14 +92,74 @@ def test_an_overlap_is_a_duplicate(db: Path) -> None:
     assert "G1 duplicate" in report.examples[0]
 
 
-def test_an_overlap_by_a_paused_process_is_tolerated_only_around_the_pause(db: Path) -> None:
-    act(db, "x", "n1", 5, 0.0, 4.05, pid=77)  # stopped right after its SIGCONT at 4.0
+def test_an_overlap_by_a_paused_process_is_excused_only_if_frozen_and_fenced(db: Path) -> None:
+    sql(db, "INSERT INTO pauses VALUES (77, 1.0, 4.0)")  # pid 77 frozen from 1.0 to 4.0
+    # Excused: x's successor started during the pause, x wrote nothing accepted after
+    # that (its last accepted write was before the pause), and it stopped right after
+    # its SIGCONT.
+    act(db, "x", "n1", 5, 0.0, 4.05, pid=77, last_ok=0.9)
     act(db, "x", "n2", 9, 2.5, 6.0)
-    act(db, "y", "n1", 5, 0.0, 9.0, pid=77)  # still running 5 s after the SIGCONT
+    # Still running 5 s after the SIGCONT.
+    act(db, "y", "n1", 5, 0.0, 9.0, pid=77, last_ok=0.9)
     act(db, "y", "n2", 9, 2.5, 10.0)
-    sql(db, "INSERT INTO pauses VALUES (77, 1.0, 4.0)")
+    # Its successor started before the pause: the old process was not frozen then.
+    act(db, "z", "n1", 5, 0.0, 4.05, pid=77, last_ok=0.5)
+    act(db, "z", "n2", 9, 0.8, 6.0)
+    # The fence accepted a write of the old one after the new one started.
+    act(db, "w", "n1", 5, 0.0, 4.05, pid=77, last_ok=4.01)
+    act(db, "w", "n2", 9, 2.5, 6.0)
+    # Started 0.1 s after the SIGCONT, before the resumed process fenced: a resume race.
+    act(db, "v", "n1", 5, 0.0, 4.15, pid=77, last_ok=0.9)
+    act(db, "v", "n2", 9, 4.1, 6.0)
     report = check(db)
-    assert (report.paused_overlaps, report.duplicates) == (1, 1)
+    assert (report.paused_overlaps, report.resume_overlaps, report.duplicates) == (1, 1, 3)
+    assert not report.ok
+    # Only the excused overlaps left: ok only when pauses are excused explicitly.
+    sql(db, "DELETE FROM activations WHERE name NOT IN ('x', 'v')")
+    assert check(db).paused_overlaps == 1 and not check(db).ok
+    sql(db, "DELETE FROM activations WHERE name = 'x'")
+    assert check(db).resume_overlaps == 1 and not check(db).ok
+    assert check(db, excuse_pauses=True).ok
+
+
+def test_a_pause_without_a_resume_cannot_be_judged(db: Path) -> None:
+    act(db, "x", "n1", 5, 0.0, 4.0, pid=77)
+    sql(db, "INSERT INTO pauses VALUES (77, 1.0, NULL)")
+    with pytest.raises(CheckerError, match=r"pid 77 was SIGSTOPped at 1\.000 with no recorded"):
+        check(db)
+
+
+def test_election_safety_counts_terms_with_two_leaders(db: Path) -> None:
+    history = History(db)
+    history.leaders([("n1", 1.0, 3, "n1"), ("n2", 1.1, 3, "n1"), ("n3", 2.0, 4, "n2")])
+    report = check(db)
+    assert (report.elections, report.split_brains) == (2, 0) and report.ok
+    history.leaders([("n3", 2.5, 4, "n3")])  # n3 also claims term 4
+    history.close()
+    report = check(db)
+    assert report.split_brains == 1 and not report.ok
+    assert "term 4 had leaders ['n2', 'n3']" in report.examples[0]
+
+
+def test_unregisters_and_calls(db: Path) -> None:
+    history = History(db)
+    history.acked(["a", "b", "c"], 0.0, 0.1)
+    history.unregistered("a", acked=True)  # acknowledged: must be gone
+    history.unregistered("b", acked=False)  # unknown outcome: either is right
+    history.final({"b": ("n1", 3), "c": ("n1", 3)})
+    act(db, "c", "n1", 3, 0.2, 9.0)
+    history.answered("c", "n1", 3, 1.0, 1.01)  # live then
+    history.close()
+    report = check(db)
+    assert report.ok, report.examples
+    assert (report.lost_registrations, report.resurrected, report.calls_answered) == (0, 0, 1)
+    history = History(db)
+    history.final({"a": ("n1", 2)})
+    history.answered("c", "n1", 3, 9.5, 9.6)  # after c ended
+    history.answered("c", "n2", 3, 1.0, 1.01)  # wrong node
+    history.close()
+    report = check(db)
+    assert (report.resurrected, report.calls_unexplained) == (1, 2) and not report.ok
 
 
 def test_tokens_must_grow(db: Path) -> None:
@@ -135,11 +195,13 @@ def test_failover_is_measured_from_the_fault_to_the_next_start(db: Path) -> None
     act(db, "x", "n2", 9, 11.5, 20.0)
     act(db, "y", "n2", 5, 0.0, 20.0)  # not on the target: not a sample
     act(db, "z", "n1", 5, 0.0, 10.4)  # never ran again
+    act(db, "u", "n1", 5, 0.0, 10.4)  # unregistered meanwhile: no failover owed
+    sql(db, "INSERT INTO unregs VALUES ('u', 1, 10.2)")
     sql(db, "INSERT INTO faults VALUES (1, 'isolate', '', '[\"n1\"]', 10.0, 13.0, 13.5, 1)")
     report = check(db)
     assert (report.failover_samples, report.failover_missing) == (1, 1)
     assert report.failover_p50_s == 1.5
-    assert report.heal_converge_p99_s == 0.5
+    assert report.heal_converge_p99_s == 0.5 and report.heal_partition_p99_s == 0.5
 
 
 def test_state_must_arrive_intact(db: Path) -> None:

@@ -1,0 +1,56 @@
+"""Planted bugs: sim-only switches that break one promise of the shell on purpose.
+
+Why they exist: a checker that never fails proves nothing. Each switch below plants one
+bug in the *simulated shell* (the model runtime, the clients' acknowledgements), never in
+the core, and tests/sim/test_planted_bugs.py shows that the checker for that guarantee
+fails on it. Only ``run_cluster_seed(..., faults=...)`` takes them; nothing in
+``registry.node`` or ``registry.core`` reads them, so production cannot switch them on.
+
+===================  =====  ================================================================
+switch               G      the bug
+===================  =====  ================================================================
+``no_kill``          G1     a worker host that ignores stop is never SIGKILLed and has no
+                            watchdog: it keeps running after its node lost the lease
+``reuse_token``      G2     the runtime hands a worker the token its name last had on this
+                            node instead of the activation's own (a stale token cache)
+``ack_on_accept``    G3     the client is answered when the leader *accepts* a write, not
+                            when it is committed and applied (acknowledged, then lost)
+``drop_handoff``     G5     ``begin_handoff`` answers ``Resume(state)``, but the runtime
+                            reports the handoff without the state
+``failover_delay``   G4     a FAILOVER start waits this long (µs) before the worker runs (a
+                            host that takes seconds to spawn)
+===================  =====  ================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimFaults:
+    """Which planted bugs are on (default: none)."""
+
+    no_kill: bool = False
+    """G1: hosts that ignore stop are never killed; no host watchdog. Default off."""
+    reuse_token: bool = False
+    """G2: a start reuses the name's previous token on this node. Default off."""
+    ack_on_accept: bool = False
+    """G3: acknowledge writes when accepted, not when applied. Default off."""
+    drop_handoff: bool = False
+    """G5: handoffs are reported without the worker's state. Default off."""
+    failover_delay_us: int = 0
+    """G4: FAILOVER starts are delayed this many true µs. Default 0."""
+
+    @property
+    def any(self) -> bool:
+        return (
+            self.no_kill
+            or self.reuse_token
+            or self.ack_on_accept
+            or self.drop_handoff
+            or self.failover_delay_us > 0
+        )
+
+
+NO_FAULTS = SimFaults()
