@@ -1,7 +1,11 @@
 """The client API (``registry.v1.Registry``) served by every node.
 
 - Writes go through the leader: a follower forwards them once; with no leader known it
-  answers UNAVAILABLE with what it can see ("no quorum: 1 of 3 voters reachable").
+  answers UNAVAILABLE with the reason it can see: "no quorum: 1 of 3 voters reachable"
+  only when fewer than a quorum answered lately, else "no leader yet: election in
+  progress". A forward that could not connect is sent once more when a new leader is
+  known or the channel is back within a second; else it is UNAVAILABLE "leader … is
+  unreachable", safe to retry (the leader never received it).
 - Lookups come from the local replica; a node without a lease marks them ``stale``.
   ``consistent=True`` does a ReadIndex round first.
 - Calls go to the holder: run here, or forwarded one hop; a forwarded call that finds the
@@ -16,6 +20,7 @@ import contextlib
 import functools
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,6 +53,11 @@ WRITE_TIMEOUT_S = 10.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
 FORWARD_CATCH_UP_S = 1.0
 """How long a forwarded call waits for this replica to learn a name the sender knows."""
+FORWARD_RECONNECT_S = 1.0
+"""How long a forward that could not connect waits for a new leader, or for the channel
+to come back (the peer channels' longest reconnect backoff, CHANNEL_OPTIONS)."""
+_NEVER_SENT = "failed to connect"
+"""gRPC's UNAVAILABLE detail when no connection was made, so the request was not sent."""
 
 
 def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -120,10 +130,36 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._channels.clear()
 
     def no_quorum_message(self) -> str:
-        voters = sorted(self._replica.raft.conf.voters)
+        """Why this node cannot serve a write or a current read: it sees no quorum, or
+        it does (peers heard lately, the dead leader possibly among them) and a leader
+        is being elected or has not yet granted it a lease."""
+        raft = self._replica.raft
+        voters = sorted(raft.conf.voters)
         within = 2 * self.node.cfg.timing.election_timeout
         seen = self.node.transport.reachable(voters, within)
-        return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
+        if len(seen) <= len(voters) // 2:
+            return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
+        if not raft.leader:
+            return f"no leader yet: election in progress (term {raft.term})"
+        return f"no lease yet from leader {raft.leader} (term {raft.term})"
+
+    async def _leader_back(self, leader: str) -> tuple[str, str] | None:
+        """After a forward to ``leader`` that never left: wait, a bounded time, until a
+        new leader is known or the channel to this one is up again (it restarted, and
+        the channel was backing off); that leader and its address, or None."""
+        deadline = time.monotonic() + FORWARD_RECONNECT_S
+        while time.monotonic() < deadline:
+            now = self._replica.raft.leader
+            address = self.node.address_of(now) if now else None
+            if address is not None and (now != leader or self._channel_up(address)):
+                return now, address
+            await asyncio.sleep(self.node.cfg.timing.tick)
+        return None
+
+    def _channel_up(self, address: str) -> bool:
+        channel = self._channels.get(address)
+        ready = grpc.ChannelConnectivity.READY
+        return channel is not None and channel.get_state(try_to_connect=True) is ready
 
     async def _write(
         self,
@@ -147,15 +183,22 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         address = self.node.address_of(leader) if leader else None
         if address is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message())
-        try:
-            response = await forward(self._stub(address))
-        except grpc.aio.AioRpcError as exc:
-            reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
-            raise Abort(
-                exc.code(),
-                exc.details() or "",
-                ((LEADER_KEY, f"{leader}@{address}"), *reason),
-            ) from None
+        for last_try in (False, True):
+            try:
+                response = await forward(self._stub(address))
+                break
+            except grpc.aio.AioRpcError as exc:
+                reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
+                code, details = exc.code(), exc.details() or ""
+                never_sent = code is grpc.StatusCode.UNAVAILABLE and _NEVER_SENT in details.lower()
+                if never_sent and not last_try and (back := await self._leader_back(leader)):
+                    leader, address = back  # nothing was sent: forwarding again is safe
+                    continue
+                if never_sent:
+                    # The leader never got it (it is gone, e.g. killed): a plain refusal
+                    # the client may retry, naming why; not gRPC's bare transport error.
+                    details = f"leader {leader} at {address} is unreachable ({details}); retry"
+                raise Abort(code, details, ((LEADER_KEY, f"{leader}@{address}"), *reason)) from None
         # Read your writes through this node: answer once the write is applied here too,
         # so a Call or WhereIs that follows on this node finds it (not NOT_FOUND). The
         # write has succeeded either way; a slow replica only delays the answer.

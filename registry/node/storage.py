@@ -12,7 +12,9 @@ Layout of ``data_dir``::
 
 A segment is a run of records ``[u16 magic][u8 type][u32 length][u32 crc32][payload]``; the
 crc covers the seven header bytes before it and the payload. Types: ENTRY (an ``Entry``),
-HARDSTATE (last one wins) and RESET (a leader's snapshot was installed: forget every entry).
+HARDSTATE (last one wins), RESET (a leader's snapshot was installed: forget every entry) and
+BATCH (``[u32 length]``: the first record of every write, giving the byte length of the
+records that follow it in that write, so the write boundaries are visible on disk).
 
 Theory of operation:
 
@@ -28,9 +30,16 @@ Theory of operation:
    accepts any subset of them having reached the disk: at a gap the entry list restarts,
    and ``load`` checks that the log still joins the snapshot. Before segments are deleted a
    HARDSTATE record is re-written into the current segment, so the hard state survives.
-4. Recovery: a bad record in the *last* segment with no valid record anywhere after it is a
-   torn tail — the ``persist`` that wrote it never returned — so it is cut and reported.
-   Any other bad record is corruption: ``StorageCorrupt`` names the file and offset.
+4. Recovery: only the newest write can be torn — its ``persist`` never returned, and the
+   next write starts only after that fsync — and a power cut may keep any part of it
+   (the later half without the earlier one, too). So a bad record in the *last* segment
+   with no BATCH record after it is a torn tail: the segment is cut where that write
+   began (the start of the BATCH the bad record lies in, or the bad record itself when it
+   is where a BATCH should start) and the cut is reported. A BATCH after the damage
+   means a later write began, so the damaged one had been synced: that, and a bad record
+   in any other segment, is corruption: ``StorageCorrupt`` names the file and offset.
+   Segments written before BATCH records existed keep the older rule: a bad record with
+   no valid record anywhere after it is a torn tail, cut at that record.
 5. A new segment is written as ``*.seg.tmp`` and renamed only once its first records are
    on disk, so a crash never leaves an empty or headless segment: a 0-byte segment, or
    one whose first record is bad, is damage. So is a hole in the log (entries missing
@@ -105,7 +114,9 @@ class Loaded:
 _MAGIC = 0xC351
 _HEADER = struct.Struct("<HBII")  # magic, type, payload length, crc32
 _MAGIC_BYTES = _HEADER.pack(_MAGIC, 0, 0, 0)[:2]
-_ENTRY, _HARDSTATE, _RESET = 1, 2, 3
+_ENTRY, _HARDSTATE, _RESET, _BATCH = 1, 2, 3, 4
+_BATCH_BODY = struct.Struct("<I")  # byte length of the records after it in the same write
+_BATCH_SIZE = _HEADER.size + _BATCH_BODY.size
 _ENTRY_HEAD = struct.Struct("<QQB")  # term, index, entry type; data follows
 _HARD_HEAD = struct.Struct("<QQ")  # term, commit; vote (utf-8) follows
 _RESET_BODY = struct.Struct("<QQ")  # snapshot index, term
@@ -141,15 +152,21 @@ def _parse(buf: bytes, off: int) -> tuple[int, bytes, int] | None:
     return kind, payload, end
 
 
-def _next_valid(buf: bytes, off: int) -> int:
-    """Offset of the first valid record starting after ``off``, or -1: tells a torn tail
-    (nothing valid follows) from damage in the middle of the log."""
+def _next_valid(buf: bytes, off: int, kind: int | None = None) -> int:
+    """Offset of the first valid record (of type ``kind``, if given) starting after
+    ``off``, or -1: tells a torn tail from damage in the middle of the log (rule 4)."""
     pos = buf.find(_MAGIC_BYTES, off + 1)
     while pos != -1:
-        if _parse(buf, pos) is not None:
+        rec = _parse(buf, pos)
+        if rec is not None and kind in (None, rec[0]):
             return pos
         pos = buf.find(_MAGIC_BYTES, pos + 1)
     return -1
+
+
+def _batched(data: bytes) -> bytes:
+    """One write's records behind the BATCH record that marks where the write began."""
+    return _record(_BATCH, _BATCH_BODY.pack(len(data))) + data
 
 
 def _encode_entry(e: Entry) -> bytes:
@@ -225,6 +242,55 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _intact(path: Path, buf: bytes, last: bool) -> tuple[list[tuple[int, int, bytes]], int]:
+    """The valid records of a segment as (offset, type, payload), and where they end:
+    ``len(buf)``, or where a torn tail starts. Raises StorageCorrupt for other damage."""
+    records: list[tuple[int, int, bytes]] = []
+    off, batch = 0, (0, 0)  # where the newest write began, and where it ends (0: no BATCH)
+    while off < len(buf):
+        rec = _parse(buf, off)
+        if rec is None:
+            cut = _torn_at(path, buf, off, last, batch)
+            return [r for r in records if r[0] < cut], cut
+        kind, payload, nxt = rec
+        if kind == _BATCH:
+            if len(payload) != _BATCH_BODY.size:
+                raise StorageCorrupt(f"{path}: bad record at offset {off}: short batch record")
+            batch = (off, nxt + _BATCH_BODY.unpack(payload)[0])
+        records.append((off, kind, payload))
+        off = nxt
+    return records, off
+
+
+def _torn_at(path: Path, buf: bytes, off: int, last: bool, batch: tuple[int, int]) -> int:
+    """Where to cut for the bad record at ``off`` if it is a torn tail (rule 4): the start
+    of the write it belongs to. Raises StorageCorrupt if it is not a torn tail."""
+    if not last:
+        raise StorageCorrupt(
+            f"{path}: bad record at offset {off} of {len(buf)} bytes in a segment that "
+            "is not the last (only the last one can end in a torn write)"
+        )
+    start, end = batch
+    if end:
+        later = _next_valid(buf, off, _BATCH)
+        if later != -1:
+            raise StorageCorrupt(
+                f"{path}: bad record at offset {off}; a later write begins at {later}, "
+                "so the damaged one had been synced"
+            )
+        off = start if off < end else off  # inside the newest write: cut all of it
+    elif (after := _next_valid(buf, off)) != -1:  # written before BATCH records existed
+        raise StorageCorrupt(
+            f"{path}: bad record at offset {off}; a valid record follows at {after}"
+        )
+    if off == 0:
+        raise StorageCorrupt(
+            f"{path}: no valid record at all before the damage (its first write was "
+            "synced before it was named, so this is damage, not a torn write)"
+        )
+    return off
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +419,7 @@ class FileStorage:
         hard_file, prev_seq = "", 0
         self._segments = []
         for i, (seq, path) in enumerate(found):
-            buf, off, top, last = path.read_bytes(), 0, 0, i == len(found) - 1
+            buf, top, last = path.read_bytes(), 0, i == len(found) - 1
             if not buf:
                 raise StorageCorrupt(
                     f"{path}: empty segment (0 bytes); segments are named only once their "
@@ -361,15 +427,12 @@ class FileStorage:
                 )
             gap = _missing_segments(prev_seq + 1, seq - 1)
             prev_seq = seq
-            while off < len(buf):
-                rec = _parse(buf, off)
-                if rec is None:
-                    self._bad_record(path, buf, off, last)
-                    repaired = f"{path.name}: cut a torn tail of {len(buf) - off} bytes at {off}"
-                    if self._repair:
-                        self._cut(path, off)
-                    break
-                kind, payload, nxt = rec
+            records, end = _intact(path, buf, last)
+            if end < len(buf):
+                repaired = f"{path.name}: cut a torn tail of {len(buf) - end} bytes at {end}"
+                if self._repair:
+                    self._cut(path, end)
+            for off, kind, payload in records:
                 try:
                     if kind == _ENTRY:
                         entry = _decode_entry(payload)
@@ -385,33 +448,13 @@ class FileStorage:
                         for seg in self._segments:
                             seg.top = 0  # nothing before a RESET is live
                         top = _RESET_BODY.unpack(payload)[0]
-                    else:
+                    elif kind != _BATCH:  # a BATCH only marks where a write began
                         raise ValueError(f"unknown record type {kind}")
                 except (ValueError, struct.error) as err:
                     raise StorageCorrupt(f"{path}: bad record at offset {off}: {err}") from None
-                off = nxt
             gap = ""
             self._segments.append(_Segment(path=path, seq=seq, top=top))
         return hard, entries, repaired, resumed, hard_file
-
-    @staticmethod
-    def _bad_record(path: Path, buf: bytes, off: int, last: bool) -> None:
-        """Raise StorageCorrupt unless the bad record at ``off`` is a torn tail (rule 4)."""
-        if not last:
-            raise StorageCorrupt(
-                f"{path}: bad record at offset {off} of {len(buf)} bytes in a segment that "
-                "is not the last (only the last one can end in a torn write)"
-            )
-        after = _next_valid(buf, off)
-        if after != -1:
-            raise StorageCorrupt(
-                f"{path}: bad record at offset {off}; a valid record follows at {after}"
-            )
-        if off == 0:
-            raise StorageCorrupt(
-                f"{path}: no valid record at all (its first records were synced before "
-                "it was named, so this is damage, not a torn write)"
-            )
 
     def _listed(self, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
         """Files named by ``pattern``, in the order of the number in its first group."""
@@ -549,6 +592,7 @@ class FileStorage:
         """Append ``data`` to the open segment and make it durable; a new segment gets
         its name only now (rule 5)."""
         assert self._fd is not None
+        data = _batched(data)
         _write_all(self._fd, data)
         self._size += len(data)
         if self._fsync:
@@ -578,7 +622,7 @@ class FileStorage:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
         if self._fd is not None and not (
-            self._size and self._size + incoming > self._segment_bytes
+            self._size and self._size + _BATCH_SIZE + incoming > self._segment_bytes
         ):
             return False
         self._close_segment()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from registry.testing.lazyfs import TornWrite
 from registry.testing.local_cluster import LocalCluster, wait_for
 from tests.durability.conftest import ClusterFactory, RecordProperty
@@ -109,16 +111,19 @@ def test_power_loss_right_after_a_node_joins_and_the_leader_hands_over(
     record_property("power_loss", str(outcome))
 
 
+@pytest.mark.parametrize("half", [1, 2], ids=["earlier-half", "later-half"])
 def test_a_torn_log_write_keeps_every_acknowledged_registration(
-    lazy_cluster: ClusterFactory, record_property: RecordProperty
+    lazy_cluster: ClusterFactory, record_property: RecordProperty, half: int
 ) -> None:
     # One node: its own log is the only copy, so torn-tail recovery alone must keep
-    # every acknowledged write. Its first segment's 200th write is torn — half of it
+    # every acknowledged write. Its first segment's 200th write is torn — one half of it
     # reaches the disk — and LazyFS dies at once: a power cut in the middle of a write.
+    # With only the later half on disk, valid records follow the damage: the write's
+    # BATCH record is what tells this torn tail from corruption (storage rule 4).
     c = lazy_cluster(1)
     node = c.nodes["n1"]
     segment = node.data_dir / "log-0000000001-00000000000000000001.seg"
-    c.arm_torn_write("n1", TornWrite(file=segment, occurrence=200, parts=2, persist=(1,)))
+    c.arm_torn_write("n1", TornWrite(file=segment, occurrence=200, parts=2, persist=(half,)))
     c.start()
     storm = Storm(c, "torn", writers=4, limit=5000, seconds=20).start()
     c.disks["n1"].wait_crashed(20.0)

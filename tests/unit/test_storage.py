@@ -317,6 +317,90 @@ def test_bad_record_at_the_end_of_an_older_segment_is_corruption(tmp_path: Path)
         reopen(tmp_path)
 
 
+def three_writes(path: Path) -> tuple[Path, list[int]]:
+    """Three persists of two entries each; returns the segment and where each write began."""
+    st, _ = reopen(path)
+    starts = []
+    for i in (1, 3, 5):
+        starts.append(segments(path)[0].stat().st_size if segments(path) else 0)
+        append(st, ents(i, i + 1), HardState(term=1, commit=i))
+    st.close()
+    [seg] = segments(path)
+    return seg, starts
+
+
+def test_a_write_whose_later_half_alone_reached_the_disk_is_a_torn_tail(tmp_path: Path) -> None:
+    # A power cut may keep the later pages of the last write and not the earlier ones:
+    # valid records follow the damage, but no later write does (storage rule 4).
+    seg, starts = three_writes(tmp_path)
+    raw = bytearray(seg.read_bytes())
+    half = (len(raw) - starts[2]) // 2
+    raw[starts[2] : starts[2] + half] = bytes(half)
+    seg.write_bytes(raw)
+    st, loaded = reopen(tmp_path)
+    assert loaded.persisted.entries == ents(1, 4)
+    assert loaded.persisted.hard_state == HardState(term=1, commit=3)
+    assert (
+        loaded.repaired
+        == f"{seg.name}: cut a torn tail of {len(raw) - starts[2]} bytes at {starts[2]}"
+    )
+    append(st, ents(5, 5, term=2))
+    st, loaded = reopen(tmp_path, st)
+    assert loaded.persisted.entries == (*ents(1, 4), *ents(5, 5, term=2))
+    assert loaded.repaired is None
+    st.close()
+
+
+def test_damage_inside_the_last_write_cuts_all_of_that_write(tmp_path: Path) -> None:
+    # Its first entry is intact, but the write never returned: it goes as a whole.
+    seg, starts = three_writes(tmp_path)
+    raw = bytearray(seg.read_bytes())
+    raw[-1] ^= 0x40  # the hard state record that ends the third write
+    seg.write_bytes(raw)
+    st, loaded = reopen(tmp_path)
+    assert loaded.persisted.entries == ents(1, 4)
+    assert loaded.persisted.hard_state == HardState(term=1, commit=3)
+    assert seg.stat().st_size == starts[2]
+    st.close()
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "flipped"])
+def test_damage_followed_by_a_later_write_is_corruption(tmp_path: Path, damage: str) -> None:
+    # The second write's later half is gone but the third write began after it: the
+    # second one's fsync had returned, so this is lost acknowledged data, not a torn tail.
+    seg, starts = three_writes(tmp_path)
+    raw = bytearray(seg.read_bytes())
+    if damage == "zeroed":
+        raw[starts[1] : starts[1] + 20] = bytes(20)
+    else:
+        raw[starts[2] - 1] ^= 0x40
+    seg.write_bytes(raw)
+    st = FileStorage(tmp_path, fsync=False)
+    with pytest.raises(
+        StorageCorrupt, match=rf"bad record at offset \d+; a later write begins at {starts[2]}"
+    ):
+        st.load()
+    st.close()
+    assert seg.read_bytes() == raw  # nothing was cut
+
+
+def test_a_segment_written_before_batch_records_keeps_the_older_rule(tmp_path: Path) -> None:
+    old = [storage_mod._encode_entry(e) for e in ents(1, 3)]
+    seg = tmp_path / "log-0000000001-00000000000000000001.seg"
+    seg.write_bytes(b"".join(old)[:-3])  # a torn tail in the old format
+    st, loaded = reopen(tmp_path)
+    assert loaded.persisted.entries == ents(1, 2) and loaded.repaired is not None
+    append(st, ents(3, 4, term=2))  # appended in the new format
+    st, loaded = reopen(tmp_path, st)
+    assert loaded.persisted.entries == (*ents(1, 2), *ents(3, 4, term=2))
+    st.close()
+    seg.write_bytes(bytes(len(old[0])) + b"".join(old[1:]))  # old format, damage mid-log
+    with pytest.raises(
+        StorageCorrupt, match=rf"bad record at offset 0; a valid record follows at {len(old[0])}"
+    ):
+        reopen(tmp_path)
+
+
 def test_damaged_snapshot_is_corruption(tmp_path: Path) -> None:
     st, _ = reopen(tmp_path)
     append(st, ents(1, 3))
