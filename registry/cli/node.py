@@ -74,6 +74,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="worker_modules",
         help="module with Worker classes (repeatable; default registry.examples)",
     )
+    node.add_argument(
+        "--workers", type=int, help="worker host processes (default: the number of CPUs)"
+    )
     node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     node.set_defaults(handler=run_node)
 
@@ -118,6 +121,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "dns_server": args.dns_server,
         "expect": args.expect,
         "discovery_timeout": args.discovery_timeout,
+        "workers": args.workers,
     }
     if args.peers:
         try:
@@ -228,6 +232,8 @@ def run_dev(args: argparse.Namespace) -> int:
                     peers,
                     "--preset",
                     args.preset,
+                    "--workers",
+                    "1",  # one host per node: a dev cluster starts in a few seconds
                     *(
                         arg
                         for module in ["registry.examples", *args.worker_modules]

@@ -29,6 +29,7 @@ Instead of ``[peers]``, the bootstrap voters can be found in DNS (see
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -98,6 +99,9 @@ class NodeConfig:
     """Largest handoff state carried to the next owner, bytes. Default 1 MiB."""
     fsync: bool = True
     """fsync the log before acknowledging anything. Only tests may turn this off."""
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    """Worker host processes that run this node's activations (names are spread over
+    them by a hash of the name). Default: the number of CPUs, at least 1."""
 
     @property
     def address(self) -> str:
@@ -128,6 +132,8 @@ class NodeConfig:
         for peer, address in sorted(self.peers.items()):
             if not _is_host_port(address):
                 problems.append(f"peer {peer} address must look like host:port (got {address!r})")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            problems.append(f"workers must be a whole number ≥ 1 (got {self.workers!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
         problems.extend(self._discovery_problems())

@@ -1,12 +1,17 @@
 """One registry node: storage, core driver, peer transport, client API, workers, HTTP.
 
+This is the *control process*: it runs no user code. Activations run in ``cfg.workers``
+worker host processes (``registry.node.hosts``), which it supervises: a host whose worker
+does not stop within ``fence_grace`` of a lost lease (or of a stop) is SIGKILLed and
+restarted, and the node itself stays up.
+
 Exit codes (documented for supervisors such as systemd or Kubernetes):
 
 - 0: stopped on request (SIGTERM/SIGINT).
-- 2: bad configuration, or the data directory is in use by another node.
-- 75 (``EXIT_FENCE_TIMEOUT``): a worker did not stop within ``fence_grace`` after this
-  node lost its lease. The process exits so the supervisor restarts it; that is what
-  keeps G1 when a worker ignores cancellation.
+- 2: bad configuration (worker modules that do not import included), or the data
+  directory is in use by another node.
+- A worker host exits 75 when its watchdog finds its sub-lease over with workers running
+  (the control process stalled); the control process restarts it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from typing import Any
 
@@ -27,6 +31,7 @@ from registry.node.config import NodeConfig
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
+from registry.node.hosts import HostSupervisor
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.rpc_metrics import RpcMetrics
@@ -36,12 +41,9 @@ from registry.node.status_page import NamesQuery, names_page
 from registry.node.storage import FileStorage
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
-from registry.node.workers import load_kinds
 from registry.v1 import peer_pb2_grpc, registry_pb2, registry_pb2_grpc
-from registry.worker import WorkerRuntime
 
 log = logging.getLogger("registry.node")
-EXIT_FENCE_TIMEOUT = 75
 STATUS_EVENTS = 50
 """Recent events included in ``/status`` (``/status/events`` has all that are kept)."""
 
@@ -58,27 +60,29 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.cfg
-        kinds = load_kinds(cfg.worker_modules)
+        timing = cfg.timing
+        self.runtime = HostSupervisor(
+            node=cfg.id,
+            workers=cfg.workers,
+            worker_modules=cfg.worker_modules,
+            reports=self,
+            lease_deadline=self._lease_deadline,
+            fence_grace=timing.fence_grace,
+            handoff_deadline=timing.handoff_deadline,
+            max_state_bytes=cfg.max_state_bytes,
+            log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        )
+        kinds = await self.runtime.start()
         self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync)
         loaded = self.storage.load()
         if loaded.repaired:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
         self.transport = PeerTransport(cfg.id, self.address_of, self._deliver)
-        timing = cfg.timing
-        self.runtime = WorkerRuntime(
-            node=cfg.id,
-            kinds=kinds,
-            reports=self,
-            lease_holds=self._lease_holds,
-            fence_grace=timing.fence_grace,
-            handoff_deadline=timing.handoff_deadline,
-            max_state_bytes=cfg.max_state_bytes,
-        )
         self.driver = Driver(
             cfg,
             self.storage,
             loaded,
-            kinds=tuple(sorted(kinds)),
+            kinds=kinds,
             send=self.transport.send,
             effects=self._on_ready,
         )
@@ -219,8 +223,9 @@ class Node:
     def _deliver(self, msg: Any) -> None:
         self.driver.deliver(msg)
 
-    def _lease_holds(self) -> bool:
-        return self.driver.lease_holds()
+    def _lease_deadline(self) -> float:
+        driver = getattr(self, "driver", None)  # the hosts start before the driver
+        return driver.lease_deadline() if driver is not None else 0.0
 
     def _on_ready(self, ready: ReplicaReady) -> None:
         self.metrics.on_ready(ready)
@@ -236,11 +241,6 @@ class Node:
     def handoff_ignored(self, name: str, token: int) -> None:
         self.metrics.handoff_finished(name, token)
         self.driver.handoff_ignored(name, token)
-
-    def fatal(self, reason: str) -> None:
-        log.critical("exiting with code %d: %s", EXIT_FENCE_TIMEOUT, reason)
-        logging.shutdown()
-        os._exit(EXIT_FENCE_TIMEOUT)
 
     # -- status ------------------------------------------------------------------------
 
@@ -304,6 +304,7 @@ class Node:
             "names_waiting": len(state.waiting()),
             "names_per_node": {m.id: m.activations for m in status.members},
             "activations": sorted(self.runtime.running()),
+            "hosts": self.runtime.hosts(),
             "is_leader": raft.role is Role.LEADER,
             "members": [
                 {
