@@ -228,8 +228,11 @@ class HostSupervisor:
         host.connected = True
         log.info("worker host %d up: pid %d, kinds %s", host.index, proc.pid, list(hello.kinds))
         self._renew(host)
-        for activation in host.desired.values():
-            self._send_start(host, activation)
+        if host.sent_until > time.monotonic():
+            for activation in host.desired.values():
+                self._send_start(host, activation)
+        # Without a lease, nothing restarts: the core is about to stop all of it (a lapse
+        # always fences), and another node may already run these names.
         return hello
 
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -454,11 +457,11 @@ class HostSupervisor:
 
     # -- death and restart -------------------------------------------------------------
 
-    def _kill(self, host: _Host, why: str) -> None:
+    def _kill(self, host: _Host, why: str, *, quiet: bool = False) -> None:
         proc = host.proc
         if proc is None or proc.returncode is not None:
             return
-        if not self._closed:
+        if not (self._closed or quiet):
             log.critical(
                 "killing worker host %d (pid %d) of %s: %s", host.index, proc.pid, self.node, why
             )
@@ -469,7 +472,7 @@ class HostSupervisor:
     def _broken(self, host: _Host, exc: BaseException | None) -> None:
         if host.connected and not self._closed:
             log.error("worker host %d: connection lost (%s)", host.index, exc or "closed")
-        self._kill(host, "its connection broke")
+        self._kill(host, "its connection broke", quiet=True)
 
     def _disconnect(self, host: _Host) -> None:
         host.connected = False
