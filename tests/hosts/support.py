@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +29,29 @@ def gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def wait_until_gone(pid: int, deadline: float) -> float:
-    """When ``pid`` was first seen ended (monotonic), polling until ``deadline``;
-    ``math.inf`` if it was still running then."""
-    while True:
-        now = time.monotonic()
-        if gone(pid):
-            return now
-        if now > deadline:
-            return math.inf
-        time.sleep(0.01)
+class DeathWatch:
+    """Watches ``pid`` from a thread (every 5 ms) and remembers when it was first seen
+    ended, while the test waits for other things; ``ended(deadline)`` waits for it until
+    ``deadline`` (monotonic) and returns that time, ``math.inf`` if it still runs then."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.t = math.inf
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if gone(self.pid):
+                self.t = time.monotonic()
+                return
+            self._stop.wait(0.005)
+
+    def ended(self, deadline: float) -> float:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        return self.t
 
 
 class Ledger:

@@ -19,7 +19,7 @@ from pathlib import Path
 from registry.core.timing import preset
 from registry.testing.local_cluster import call_until, wait_for
 from registry.v1 import registry_pb2 as pb
-from tests.hosts.support import Ledger, host_pids, ledger, local_cluster, wait_until_gone
+from tests.hosts.support import DeathWatch, Ledger, host_pids, ledger, local_cluster
 
 __all__ = ["ledger"]
 
@@ -42,10 +42,13 @@ def test_paused_control_process_its_blocked_host_exits_before_the_name_moves(
         c.stub(owner).Cast(pb.CastRequest(name=name, payload=b"block 30"), timeout=5)
         wait_for(
             "the job writing",
-            lambda: ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token),
+            lambda: (
+                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
+            ),
             10.0,
         )
 
+        death = DeathWatch(host_pid)
         t_pause = time.monotonic()
         os.kill(control.pid, signal.SIGSTOP)
         try:
@@ -58,7 +61,7 @@ def test_paused_control_process_its_blocked_host_exits_before_the_name_moves(
 
             new_token, reason, t_new = wait_for(f"{name} to start elsewhere", moved, 20.0)
             assert c.owner(name, via=others[0])[1] == new_token
-            ended = wait_until_gone(host_pid, t_pause + bound + 2.0)
+            ended = death.ended(t_pause + bound + 2.0)
         finally:
             os.kill(control.pid, signal.SIGCONT)
 
