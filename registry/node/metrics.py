@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -59,6 +59,16 @@ GAUGES = {
 """Name → help of the single-value gauges, read from the node at each scrape."""
 MEMBERS = ("registry_members", "Members in this replica's view, by state (up, down, draining).")
 MEMBER_STATES = ("up", "down", "draining")
+HOST_ACTIVATIONS = (
+    "registry_host_activations",
+    "Activations running in each worker host process of this node (host = its index; "
+    "summed over hosts: registry_activations).",
+)
+HOST_RESTARTS = (
+    "registry_host_restarts",
+    "Times each worker host process of this node died (crash, kill -9, or killed by the "
+    "control process for outliving its lease) and was started again.",
+)
 
 
 class NodeMetrics(Collector):
@@ -171,6 +181,8 @@ class NodeMetrics(Collector):
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc)
         yield GaugeMetricFamily(*MEMBERS, labels=["state"])
+        yield GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
+        yield CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         values = self._gauge_values()
@@ -183,6 +195,13 @@ class NodeMetrics(Collector):
         for state in MEMBER_STATES:
             members.add_metric([state], counts[state])
         yield members
+        activations = GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
+        restarts = CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
+        for host in self.node.runtime.hosts():
+            activations.add_metric([str(host["id"])], host["activations"])
+            restarts.add_metric([str(host["id"])], host["restarts"])
+        yield activations
+        yield restarts
 
     def _gauge_values(self) -> dict[str, float]:
         driver = self.node.driver

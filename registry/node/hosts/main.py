@@ -12,14 +12,16 @@ Rules
 3. Runs ``WorkerRuntime`` unchanged; its ``lease_holds`` is the sub-lease: true while
    ``time.monotonic() < until``, where ``until`` is the last ``SubLease`` received. The
    control process never grants past its own member lease and may move ``until`` back.
-4. A *reader thread* receives frames: it applies a ``SubLease`` itself and hands every
-   other command to the event loop, so a worker that blocks the loop does not stop
-   renewals (a busy host is not a failed one).
-5. A *watchdog thread* ``os._exit``s (code 75) once ``until + fence_grace`` has passed
-   while any activation's code may still run: the control process may be stalled
-   (``SIGSTOP``, swapped out) and unable to kill this host itself. It needs the GIL to
-   run; a C extension that holds the GIL is covered by the control process's SIGKILL.
-6. Exits when the control process closes the socket.
+4. Two sockets: effects, calls and casts arrive on the *work* socket, read by the event
+   loop; sub-leases arrive on the *lease* socket, read by the *lease thread*, so a worker
+   that blocks the loop does not stop renewals (a busy host is not a failed one), and
+   calls pay no thread handoff.
+5. The lease thread is also the watchdog: it ``os._exit``s (code 75) once
+   ``until + fence_grace`` has passed while any activation's code may still run — the
+   control process may be stalled (``SIGSTOP``, swapped out) and unable to kill this
+   host itself. It needs the GIL to run; a C extension that holds the GIL is covered by
+   the control process's SIGKILL.
+6. Exits when the control process closes the work socket.
 """
 
 from __future__ import annotations
@@ -106,11 +108,12 @@ def _effect(command: pb.HostCommand) -> Effect | None:
 class Host:
     """One worker host (see the module rules)."""
 
-    def __init__(self, sock: socket.socket, init: pb.HostInit) -> None:
+    def __init__(self, sock: socket.socket, lease_sock: socket.socket, init: pb.HostInit) -> None:
         self.sock = sock
+        self.lease_sock = lease_sock
         self.init = init
         self.until = 0.0
-        """The sub-lease (rule 3); written by the reader thread only."""
+        """The sub-lease (rule 3); written by the lease thread only."""
         self._done: asyncio.Future[None] | None = None
         self._reader: FrameReader[pb.ToHost] = FrameReader(pb.ToHost)
 
@@ -130,38 +133,20 @@ class Host:
             max_state_bytes=init.max_state_bytes,
             on_finished=self._finished,
         )
-        threading.Thread(target=self._read, name="host-reader", daemon=True).start()
-        threading.Thread(target=self._watchdog, name="host-watchdog", daemon=True).start()
+        loop.add_reader(self.sock.fileno(), self._readable)
+        threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
         await self._done
 
     # -- threads -----------------------------------------------------------------------
 
-    def _read(self) -> None:
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        while True:
-            poller.poll()
-            try:
-                data = self.sock.recv(READ_CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                self.loop.call_soon_threadsafe(self._lost, None)
-                return
-            commands: list[pb.HostCommand] = []
-            for frame in self._reader.feed(data):
-                for command in frame.commands:
-                    if command.HasField("sub_lease"):
-                        self.until = command.sub_lease.until
-                    else:
-                        commands.append(command)
-            if commands:
-                self.loop.call_soon_threadsafe(self._on_commands, commands)
-
-    def _watchdog(self) -> None:
+    def _watch_lease(self) -> None:
+        """The lease thread (rules 4 and 5): applies sub-leases as they arrive on the
+        lease socket, and exits the process once one has run out by ``fence_grace``
+        while activations may still run."""
         grace = self.init.fence_grace
+        reader: FrameReader[pb.ToHost] = FrameReader(pb.ToHost)
+        poller = select.poll()
+        poller.register(self.lease_sock.fileno(), select.POLLIN)
         while True:
             now = time.monotonic()
             due = self.until + grace
@@ -172,7 +157,35 @@ class Host:
                     f"{now - self.until:.3f} s ago with workers running; exiting\n".encode(),
                 )
                 os._exit(EXIT_WATCHDOG)
-            time.sleep(min(WATCHDOG_PERIOD_S, max(due - now, 0.001)))
+            wait_s = min(WATCHDOG_PERIOD_S, due - now) if due > now else WATCHDOG_PERIOD_S
+            if not poller.poll(max(1, int(wait_s * 1000))):
+                continue
+            try:
+                data = self.lease_sock.recv(READ_CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:  # the control process is gone; the work socket ends us
+                poller.unregister(self.lease_sock.fileno())
+                continue
+            for frame in reader.feed(data):
+                for command in frame.commands:
+                    if command.HasField("sub_lease"):
+                        self.until = command.sub_lease.until
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        commands = [c for frame in self._reader.feed(data) for c in frame.commands]
+        if commands:
+            self._on_commands(commands)
 
     # -- commands (on the loop) --------------------------------------------------------
 
@@ -279,6 +292,7 @@ def _read_init(sock: socket.socket) -> pb.HostInit:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="registry.node.hosts.main")
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--lease-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--nice", type=int, default=HOST_NICE)
     parser.add_argument("--log-level", default="INFO")
@@ -306,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     if hello.error:
         return 2
     sock.setblocking(False)
-    asyncio.run(Host(sock, init).run(kinds))
+    lease_sock = socket.socket(fileno=args.lease_fd)
+    lease_sock.setblocking(False)
+    asyncio.run(Host(sock, lease_sock, init).run(kinds))
     logging.shutdown()
     os._exit(0)  # user threads must not keep a host alive once its control process is gone
 

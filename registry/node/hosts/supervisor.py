@@ -92,6 +92,9 @@ class _Host:
         self.proc: asyncio.subprocess.Process | None = None
         self.sock: socket.socket | None = None
         self.writer: FrameWriter | None = None
+        self.lease_sock: socket.socket | None = None
+        self.lease_writer: FrameWriter | None = None
+        """Sub-leases go on a socket of their own, read by a thread of the host."""
         self.connected = False
         self.hello: asyncio.Future[pb.HostHello] | None = None
         self.stopped: asyncio.Future[None] | None = None
@@ -171,6 +174,7 @@ class HostSupervisor:
     async def _spawn(self, host: _Host) -> pb.HostHello:
         loop = asyncio.get_running_loop()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        lease_mine, lease_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
         # The host imports the same modules the control process could (a checkout's
         # tests, the directory `python -m` was started in).
@@ -182,20 +186,28 @@ class HostSupervisor:
                 "registry.node.hosts.main",
                 "--fd",
                 str(theirs.fileno()),
+                "--lease-fd",
+                str(lease_theirs.fileno()),
                 "--parent",
                 str(os.getpid()),
                 "--log-level",
                 self._log_level,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), lease_theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
             )
         finally:
             theirs.close()
+            lease_theirs.close()
         mine.setblocking(False)
+        lease_mine.setblocking(False)
         host.generation += 1
         host.proc, host.sock = proc, mine
         host.writer = FrameWriter(mine, loop, to_host, lambda exc: self._broken(host, exc))
+        host.lease_sock = lease_mine
+        host.lease_writer = FrameWriter(
+            lease_mine, loop, to_host, lambda exc: self._broken(host, exc)
+        )
         host.hello = loop.create_future()
         host.stopped = loop.create_future()
         host.sent_until = -1.0
@@ -294,7 +306,8 @@ class HostSupervisor:
         until = self._lease_deadline() if deadline is None else deadline
         if until != host.sent_until and host.connected:
             host.sent_until = until
-            host.send(pb.HostCommand(sub_lease=pb.SubLease(until=until)))
+            assert host.lease_writer is not None
+            host.lease_writer.put(pb.HostCommand(sub_lease=pb.SubLease(until=until)))
 
     def _check_lapse(self, host: _Host, generation: int, snapshot: set[tuple[str, int]]) -> None:
         if host.generation != generation:
@@ -476,9 +489,13 @@ class HostSupervisor:
 
     def _disconnect(self, host: _Host) -> None:
         host.connected = False
-        if host.writer is not None:
-            host.writer.close()
-            host.writer = None
+        for writer in (host.writer, host.lease_writer):
+            if writer is not None:
+                writer.close()
+        host.writer = host.lease_writer = None
+        if host.lease_sock is not None:
+            host.lease_sock.close()
+            host.lease_sock = None
         if host.hello is not None and not host.hello.done():
             host.hello.set_exception(
                 ConfigError(f"worker host {host.index} exited before it was ready")
