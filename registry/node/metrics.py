@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -176,7 +176,7 @@ class NodeMetrics(Collector):
 
     # -- collector ---------------------------------------------------------------------
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         """The gauges' names and help, without reading the node (it may not be up)."""
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc)
@@ -184,7 +184,7 @@ class NodeMetrics(Collector):
         yield GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
         yield CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         values = self._gauge_values()
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc, value=values[name])
