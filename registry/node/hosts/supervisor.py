@@ -26,15 +26,9 @@ Fencing rules (the argument is in ``registry.core.membership``, rule 8)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import socket
-import sys
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -42,7 +36,7 @@ from typing import Any, Protocol
 from registry.core.errors import ConfigError
 from registry.core.replica import Effect, Start, Stop
 from registry.core.state import Activation, StartReason
-from registry.node.hosts.frames import READ_CHUNK, FrameError, FrameReader, FrameWriter, to_host
+from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, ActivationStatus
@@ -82,45 +76,6 @@ def _call_error(name: str, node: str, reply: pb.CallReply, timeout: float) -> Ex
     return WorkerFailed(name, reply.message)
 
 
-class _Host:
-    """One host process and what the control process knows of it."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = 0
-        """Bumped per process, so a timer armed for a dead one does nothing."""
-        self.proc: asyncio.subprocess.Process | None = None
-        self.sock: socket.socket | None = None
-        self.writer: FrameWriter | None = None
-        self.lease_sock: socket.socket | None = None
-        self.lease_writer: FrameWriter | None = None
-        """Sub-leases go on a socket of their own, read by a thread of the host."""
-        self.connected = False
-        self.hello: asyncio.Future[pb.HostHello] | None = None
-        self.stopped: asyncio.Future[None] | None = None
-        self.desired: dict[str, Activation] = {}
-        """What the core wants running here (restarted after a crash)."""
-        self.live: dict[str, set[int]] = {}
-        """Tokens whose code may be running (started, not reported ended)."""
-        self.failed: dict[str, tuple[int, str]] = {}
-        self.handoffs: set[tuple[str, int]] = set()
-        self.calls: dict[int, tuple[asyncio.Future[bytes], str, float]] = {}
-        self.restarts = 0
-        self.deaths: deque[float] = deque()
-        self.sent_until = -1.0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else 0
-
-    def live_below(self, name: str, token: int) -> bool:
-        return any(t <= token for t in self.live.get(name, ()))
-
-    def send(self, command: pb.HostCommand) -> None:
-        if self.writer is not None and self.connected:
-            self.writer.put(command)
-
-
 class HostSupervisor:
     """Spawns, feeds, fences and restarts a node's worker hosts (module rules)."""
 
@@ -147,7 +102,7 @@ class HostSupervisor:
         self._handoff_deadline = handoff_deadline
         self._max_state = max_state_bytes
         self._log_level = log_level
-        self._hosts = [_Host(i) for i in range(workers)]
+        self._hosts = [HostProcess(i, self._on_event) for i in range(workers)]
         self._next_call = 0
         self._closed = False
         self._lapsed_at: float | None = None
@@ -171,67 +126,23 @@ class HostSupervisor:
         self._spawn_task(self._watch_lease())
         return self.kinds
 
-    async def _spawn(self, host: _Host) -> pb.HostHello:
-        loop = asyncio.get_running_loop()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        lease_mine, lease_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
-        # The host imports the same modules the control process could (a checkout's
-        # tests, the directory `python -m` was started in).
-        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "registry.node.hosts.main",
-                "--fd",
-                str(theirs.fileno()),
-                "--lease-fd",
-                str(lease_theirs.fileno()),
-                "--parent",
-                str(os.getpid()),
-                "--log-level",
-                self._log_level,
-                pass_fds=(theirs.fileno(), lease_theirs.fileno()),
-                stdin=asyncio.subprocess.DEVNULL,
-                env=env,
-            )
-        finally:
-            theirs.close()
-            lease_theirs.close()
-        mine.setblocking(False)
-        lease_mine.setblocking(False)
-        host.generation += 1
-        host.proc, host.sock = proc, mine
-        host.writer = FrameWriter(mine, loop, to_host, lambda exc: self._broken(host, exc))
-        host.lease_sock = lease_mine
-        host.lease_writer = FrameWriter(
-            lease_mine, loop, to_host, lambda exc: self._broken(host, exc)
+    async def _spawn(self, host: HostProcess) -> pb.HostHello:
+        init = pb.HostInit(
+            node=self.node,
+            host=host.index,
+            worker_modules=self._modules,
+            fence_grace=self._grace,
+            handoff_deadline=self._handoff_deadline,
+            max_state_bytes=self._max_state,
         )
-        host.hello = loop.create_future()
-        host.stopped = loop.create_future()
-        host.sent_until = -1.0
-        reader: FrameReader[pb.FromHost] = FrameReader(pb.FromHost)
-        loop.add_reader(mine.fileno(), self._readable, host, reader)
+        proc = await host.launch(init, self._log_level)
         generation = host.generation
         self._spawn_task(self._reap(host, proc, generation))
-        host.writer.put(  # alone in the first frame: nothing else is sent before hello
-            pb.HostCommand(
-                init=pb.HostInit(
-                    node=self.node,
-                    host=host.index,
-                    worker_modules=self._modules,
-                    fence_grace=self._grace,
-                    handoff_deadline=self._handoff_deadline,
-                    max_state_bytes=self._max_state,
-                )
-            )
-        )
-        hello_future = host.hello
+        assert host.hello is not None
         try:
-            hello = await asyncio.wait_for(asyncio.shield(hello_future), HELLO_TIMEOUT_S)
+            hello = await asyncio.wait_for(asyncio.shield(host.hello), HELLO_TIMEOUT_S)
         except TimeoutError:
-            self._kill(host, f"it did not start within {HELLO_TIMEOUT_S:g} s")
+            host.kill(f"it did not start within {HELLO_TIMEOUT_S:g} s")
             raise ConfigError(f"worker host {host.index} did not start") from None
         if hello.error:
             raise ConfigError(hello.error)
@@ -261,15 +172,16 @@ class HostSupervisor:
         self._closed = True
         waits = []
         for host in self._hosts:
+            host.closing = True
             if host.connected and host.stopped is not None:
                 host.send(pb.HostCommand(shutdown=pb.HostShutdown()))
                 waits.append(host.stopped)
         if waits:
             await asyncio.wait(waits, timeout=self._grace + 0.5)
         for host in self._hosts:
-            self._disconnect(host)
+            host.disconnect()
             if host.proc is not None and host.proc.returncode is None:
-                self._kill(host, "shutting down")
+                host.kill("shutting down")
         procs = [h.proc.wait() for h in self._hosts if h.proc is not None]
         if procs:
             await asyncio.wait_for(asyncio.gather(*procs), 10.0)
@@ -302,27 +214,27 @@ class HostSupervisor:
         for host in self._hosts:
             self._renew(host, deadline)
 
-    def _renew(self, host: _Host, deadline: float | None = None) -> None:
+    def _renew(self, host: HostProcess, deadline: float | None = None) -> None:
         until = self._lease_deadline() if deadline is None else deadline
         if until != host.sent_until and host.connected:
             host.sent_until = until
-            assert host.lease_writer is not None
-            host.lease_writer.put(pb.HostCommand(sub_lease=pb.SubLease(until=until)))
+            host.send_lease(until)
 
-    def _check_lapse(self, host: _Host, generation: int, snapshot: set[tuple[str, int]]) -> None:
+    def _check_lapse(
+        self, host: HostProcess, generation: int, snapshot: set[tuple[str, int]]
+    ) -> None:
         if host.generation != generation:
             return
         stuck = sorted((n, t) for n, t in snapshot if host.live_below(n, t))
         if stuck:
-            self._kill(
-                host,
+            host.kill(
                 f"{len(stuck)} worker(s) still running {self._grace:g} s (fence_grace) after "
                 f"the member lease ended, e.g. {stuck[0][0]} (token {stuck[0][1]})",
             )
 
     # -- effects -----------------------------------------------------------------------
 
-    def host_of(self, name: str) -> _Host:
+    def host_of(self, name: str) -> HostProcess:
         hosts = self._hosts
         return hosts[host_index(name, len(hosts))] if len(hosts) > 1 else hosts[0]
 
@@ -381,7 +293,7 @@ class HostSupervisor:
                     effect.token,
                 )
 
-    def _send_start(self, host: _Host, spec: Activation) -> None:
+    def _send_start(self, host: HostProcess, spec: Activation) -> None:
         if not host.connected:
             return  # sent when the host is back (see _spawn)
         host.live.setdefault(spec.name, set()).add(spec.token)
@@ -397,34 +309,13 @@ class HostSupervisor:
             start.state = spec.state
         host.send(pb.HostCommand(start=start))
 
-    def _check_stopped(self, host: _Host, generation: int, name: str, token: int) -> None:
+    def _check_stopped(self, host: HostProcess, generation: int, name: str, token: int) -> None:
         if host.generation == generation and host.live_below(name, token):
-            self._kill(host, f"worker {name} (token {token}) did not stop in time")
+            host.kill(f"worker {name} (token {token}) did not stop in time")
 
     # -- events from hosts -------------------------------------------------------------
 
-    def _readable(self, host: _Host, reader: FrameReader[pb.FromHost]) -> None:
-        assert host.sock is not None
-        try:
-            data = host.sock.recv(READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._broken(host, exc)
-            return
-        if not data:
-            self._broken(host, None)
-            return
-        try:
-            frames = reader.feed(data)
-        except FrameError as exc:
-            self._kill(host, f"protocol error: {exc}")
-            return
-        for frame in frames:
-            for event in frame.events:
-                self._on_event(host, event)
-
-    def _on_event(self, host: _Host, event: pb.HostEvent) -> None:
+    def _on_event(self, host: HostProcess, event: pb.HostEvent) -> None:
         kind = event.WhichOneof("kind")
         if kind == "reply":
             self._on_reply(host, event.reply)
@@ -449,14 +340,14 @@ class HostSupervisor:
             state = report.state if report.has_state else None
             self._reports.handoff_done(report.name, report.token, state)
         elif kind == "fatal":
-            self._kill(host, event.fatal.reason)
+            host.kill(event.fatal.reason)
         elif kind == "hello":
             if host.hello is not None and not host.hello.done():
                 host.hello.set_result(event.hello)
         elif kind == "stopped" and host.stopped is not None and not host.stopped.done():
             host.stopped.set_result(None)
 
-    def _on_reply(self, host: _Host, reply: pb.CallReply) -> None:
+    def _on_reply(self, host: HostProcess, reply: pb.CallReply) -> None:
         waiting = host.calls.pop(reply.id, None)
         if waiting is None:
             return  # the caller gave up
@@ -470,51 +361,13 @@ class HostSupervisor:
 
     # -- death and restart -------------------------------------------------------------
 
-    def _kill(self, host: _Host, why: str, *, quiet: bool = False) -> None:
-        proc = host.proc
-        if proc is None or proc.returncode is not None:
-            return
-        if not (self._closed or quiet):
-            log.critical(
-                "killing worker host %d (pid %d) of %s: %s", host.index, proc.pid, self.node, why
-            )
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        self._disconnect(host)
-
-    def _broken(self, host: _Host, exc: BaseException | None) -> None:
-        if host.connected and not self._closed:
-            log.error("worker host %d: connection lost (%s)", host.index, exc or "closed")
-        self._kill(host, "its connection broke", quiet=True)
-
-    def _disconnect(self, host: _Host) -> None:
-        host.connected = False
-        for writer in (host.writer, host.lease_writer):
-            if writer is not None:
-                writer.close()
-        host.writer = host.lease_writer = None
-        if host.lease_sock is not None:
-            host.lease_sock.close()
-            host.lease_sock = None
-        if host.hello is not None and not host.hello.done():
-            host.hello.set_exception(
-                ConfigError(f"worker host {host.index} exited before it was ready")
-            )
-        if host.sock is not None:
-            assert self._loop is not None
-            self._loop.remove_reader(host.sock.fileno())
-            host.sock.close()
-            host.sock = None
-        for future, name, _ in host.calls.values():
-            if not future.done():
-                future.set_exception(NotHere(name, "its worker host stopped; retry"))
-        host.calls.clear()
-
-    async def _reap(self, host: _Host, proc: asyncio.subprocess.Process, generation: int) -> None:
+    async def _reap(
+        self, host: HostProcess, proc: asyncio.subprocess.Process, generation: int
+    ) -> None:
         code = await proc.wait()
         if host.generation != generation:
             return
-        self._disconnect(host)
+        host.disconnect()
         # Nothing of that process runs any more (rule 4): forget its live activations.
         host.generation += 1
         host.live.clear()
@@ -555,7 +408,7 @@ class HostSupervisor:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _serving(self, name: str) -> _Host:
+    def _serving(self, name: str) -> HostProcess:
         if self._closed:
             raise NotHere(name, "the node is shutting down")
         if self._lease_deadline() <= time.monotonic():
