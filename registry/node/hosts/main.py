@@ -22,6 +22,8 @@ Rules
    host itself. It needs the GIL to run; a C extension that holds the GIL is covered by
    the control process's SIGKILL.
 6. Exits when the control process closes the work socket.
+7. ``$REGISTRY_NODE_PID`` holds the control process's pid, for worker code that wants
+   to name its node's process (the test ledger does).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ log = logging.getLogger("registry.host")
 
 EXIT_WATCHDOG = 75
 """The watchdog's exit code (the node's old exit code for the same event)."""
+NODE_PID_ENV = "REGISTRY_NODE_PID"
 HOST_NICE = 10
 """How much lower than the control process a host runs (``os.nice`` increment)."""
 WATCHDOG_PERIOD_S = 0.02
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
+    os.environ[NODE_PID_ENV] = str(args.parent)
     if args.nice:
         os.nice(args.nice)
     sock = socket.socket(fileno=args.fd)
