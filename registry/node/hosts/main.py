@@ -232,12 +232,14 @@ class Host:
         reply.add_done_callback(done)
 
     def _reply(self, id: int, name: str, payload: bytes | None, exc: BaseException | None) -> None:
-        out = pb.CallReply(id=id, token=self.runtime.token_of(name) or 0)
+        event = pb.HostEvent()
+        out = event.reply  # filled in place: a nested message passed in would be copied
+        out.id, out.token = id, self.runtime.token_of(name) or 0
         if exc is None:
             out.payload = payload or b""
         else:
             out.error, out.message = error_reply(exc)
-        self.writer.put(pb.HostEvent(reply=out))
+        self.writer.put(event)
 
     def _cast(self, cast: pb.HostCast) -> None:
         try:

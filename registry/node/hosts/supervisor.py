@@ -433,11 +433,10 @@ class HostSupervisor:
         future: asyncio.Future[bytes] = self._loop.create_future()
         host.calls[call_id] = (future, name, timeout)
         deadline = time.monotonic() + timeout
-        host.send(
-            pb.HostCommand(
-                call=pb.HostCall(id=call_id, name=name, payload=payload, deadline=deadline)
-            )
-        )
+        command = pb.HostCommand()
+        call = command.call  # filled in place: a nested message passed in would be copied
+        call.id, call.name, call.payload, call.deadline = call_id, name, payload, deadline
+        host.send(command)
         try:
             async with asyncio.timeout_at(deadline):
                 return await future
