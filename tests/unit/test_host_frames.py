@@ -16,6 +16,7 @@ from registry.node.hosts.frames import (
     encode,
     to_host,
 )
+from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
 
 
@@ -62,3 +63,20 @@ def test_writer_sends_one_frame_per_loop_turn() -> None:
     frames = asyncio.run(main())
     assert [len(f.commands) for f in frames] == [200, 1]
     assert [c.call.id for c in frames[0].commands] == list(range(200))
+
+
+def test_live_tokens_of_a_host_cover_a_superseded_activation_still_ending() -> None:
+    """What the control process fences on: a stop of token t is confirmed only when no
+    code of the name with a token ≤ t runs any more, however the ends interleave."""
+    host = HostProcess(0, lambda _host, _event: None)
+    host.started("a", 5)
+    assert host.live_below("a", 5) and not host.live_below("a", 4)
+    host.started("a", 7)  # 5 was superseded and is still ending
+    assert host.live == {"a": 7} and host.live_below("a", 6)
+    host.ended("a", 5)
+    assert not host.live_below("a", 6) and host.live_below("a", 7)
+    host.started("a", 9)
+    host.ended("a", 9)
+    assert host.live == {"a": 7}
+    host.ended("a", 7)
+    assert host.live == {} and not host.live_below("a", 100)

@@ -55,8 +55,12 @@ class HostProcess:
         self.stopped: asyncio.Future[None] | None = None
         self.desired: dict[str, Activation] = {}
         """What the core wants running here (restarted after a crash)."""
-        self.live: dict[str, set[int]] = {}
-        """Tokens whose code may be running (started, not reported ended)."""
+        self.live: dict[str, int] = {}
+        """Name → highest token whose code may be running (started, not reported
+        ended). An int, not a set per name: 100k names are 100k fewer objects for the
+        control process's garbage collector."""
+        self._older: dict[str, set[int]] = {}
+        """Lower tokens of a name still ending beside ``live`` (rare: a superseded one)."""
         self.failed: dict[str, tuple[int, str]] = {}
         self.handoffs: set[tuple[str, int]] = set()
         self.calls: dict[int, tuple[asyncio.Future[bytes], str, float]] = {}
@@ -69,7 +73,36 @@ class HostProcess:
         return self.proc.pid if self.proc is not None else 0
 
     def live_below(self, name: str, token: int) -> bool:
-        return any(t <= token for t in self.live.get(name, ()))
+        """Whether code of ``name`` with a token ≤ ``token`` may still run here."""
+        current = self.live.get(name)
+        if current is None:
+            return False
+        return current <= token or any(t <= token for t in self._older.get(name, ()))
+
+    def started(self, name: str, token: int) -> None:
+        current = self.live.get(name)
+        if current is None or current == token:
+            self.live[name] = token
+            return
+        self._older.setdefault(name, set()).add(min(current, token))
+        self.live[name] = max(current, token)
+
+    def ended(self, name: str, token: int) -> None:
+        older = self._older.get(name)
+        if self.live.get(name) == token:
+            if older:
+                self.live[name] = max(older)
+                older.discard(self.live[name])
+            else:
+                del self.live[name]
+        elif older is not None:
+            older.discard(token)
+        if older is not None and not older:
+            del self._older[name]
+
+    def forget_live(self) -> None:
+        self.live.clear()
+        self._older.clear()
 
     # -- spawn -------------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ class HostSupervisor:
             self._lapsed_at = lapse = min(self._held_until, deadline or self._held_until)
             assert self._loop is not None
             for host in self._hosts:
-                snapshot = {(n, max(ts)) for n, ts in host.live.items() if ts}
+                snapshot = set(host.live.items())
                 if snapshot:
                     self._loop.call_at(
                         lapse + self._grace, self._check_lapse, host, host.generation, snapshot
@@ -296,7 +296,7 @@ class HostSupervisor:
     def _send_start(self, host: HostProcess, spec: Activation) -> None:
         if not host.connected:
             return  # sent when the host is back (see _spawn)
-        host.live.setdefault(spec.name, set()).add(spec.token)
+        host.started(spec.name, spec.token)
         start = pb.HostStart(
             name=spec.name,
             kind=spec.kind,
@@ -321,11 +321,7 @@ class HostSupervisor:
             self._on_reply(host, event.reply)
         elif kind == "ended":
             ended = event.ended
-            tokens = host.live.get(ended.name)
-            if tokens is not None:
-                tokens.discard(ended.token)
-                if not tokens:
-                    del host.live[ended.name]
+            host.ended(ended.name, ended.token)
             if ended.failure:
                 host.failed[ended.name] = (ended.token, ended.failure)
         elif kind == "handoff":
@@ -370,7 +366,7 @@ class HostSupervisor:
         host.disconnect()
         # Nothing of that process runs any more (rule 4): forget its live activations.
         host.generation += 1
-        host.live.clear()
+        host.forget_live()
         host.failed.clear()
         assert self._loop is not None
         for name, token in sorted(host.handoffs):
@@ -452,16 +448,10 @@ class HostSupervisor:
     # -- queries -----------------------------------------------------------------------
 
     def running(self) -> dict[str, int]:
-        return {
-            name: max(tokens)
-            for host in self._hosts
-            for name, tokens in sorted(host.live.items())
-            if tokens
-        }
+        return dict(sorted(item for host in self._hosts for item in host.live.items()))
 
     def token_of(self, name: str) -> int | None:
-        tokens = self.host_of(name).live.get(name)
-        return max(tokens) if tokens else None
+        return self.host_of(name).live.get(name)
 
     def status(self) -> dict[str, ActivationStatus]:
         """Name → status as the control process knows it (failed ones included)."""
