@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         hello.error = str(exc)
     hello.kinds.extend(sorted(kinds))
-    sock.sendall(encode(pb.FromHost(events=[pb.HostEvent(hello=hello)])))
+    try:
+        sock.sendall(encode(pb.FromHost(events=[pb.HostEvent(hello=hello)])))
+    except OSError:
+        return 0  # the control process gave up (another host failed to start)
     if hello.error:
         return 2
     sock.setblocking(False)
