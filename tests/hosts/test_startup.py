@@ -13,9 +13,9 @@ from registry.testing.local_cluster import free_ports
 def test_a_worker_module_that_does_not_import_is_a_config_error(tmp_path: Path) -> None:
     (port,) = free_ports(1)
     node = ["--id", "n1", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "n1")]
+    bad = ["--worker-module", "no_such_module_xyz", "--workers", "2"]
     result = subprocess.run(
-        [sys.executable, "-m", "registry.cli", "node", *node]
-        + ["--worker-module", "no_such_module_xyz", "--workers", "2"],
+        [sys.executable, "-m", "registry.cli", "node", *node, *bad],
         capture_output=True,
         text=True,
         timeout=60,
