@@ -82,3 +82,50 @@ def test_paused_control_process_its_blocked_host_exits_before_the_name_moves(
         # The resumed node notices it lost its lease, restarts its host, and rejoins.
         c.wait_ready(30.0)
         wait_for("a new host", lambda: host_pids(c, owner) != [host_pid], 10.0)
+
+
+def test_unregistering_a_blocked_worker_kills_its_host_not_its_node(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A stop the worker cannot obey (its host's loop is blocked) gets the host killed
+    ``fence_grace`` after the stop — where the node used to exit 75. The node stays up;
+    the host comes back and runs its other names again (``restart``, same tokens)."""
+    timing = preset("local")
+    with local_cluster(tmp_path, workers=1) as c:
+        names = [f"stuck-{i}" for i in range(6)]
+        c.stub("n1").RegisterMany(
+            pb.RegisterManyRequest(specs=[pb.NameSpec(name=n, kind="blocker") for n in names]),
+            timeout=10,
+        )
+        placed = {n: c.owner(n) for n in names}
+        stuck, (owner, token) = next(iter(placed.items()))
+        for name, (node, _) in placed.items():
+            call_until(c, node, name, b"reason", 10.0, lambda r: r.payload == b"new")
+        (host_pid,) = host_pids(c, owner)
+        c.stub(owner).Cast(pb.CastRequest(name=stuck, payload=b"block 30"), timeout=5)
+        wait_for(
+            "the job writing",
+            lambda: (
+                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
+            ),
+            10.0,
+        )
+        death = DeathWatch(host_pid)
+        t_stop = time.monotonic()
+        c.stub(owner).Unregister(pb.UnregisterRequest(name=stuck), timeout=5)
+        bound = timing.fence_grace + 2 * SLACK_S  # the unregister commits first
+        ended = death.ended(t_stop + bound + 2.0)
+        assert ended - t_stop <= bound, f"the host lived {ended - t_stop:.2f} s after the stop"
+        assert ledger.last_write(stuck, token) <= ended
+        assert c.nodes[owner].running, "the node exited instead of killing its host"
+        wait_for("a new host", lambda: host_pids(c, owner) != [host_pid] or None, 10.0)
+        for name, (node, tok) in placed.items():
+            if name == stuck:
+                continue
+            expected = b"restart" if node == owner else b"new"
+
+            def answers(reply: pb.CallResponse, expected: bytes = expected) -> bool:
+                return reply.payload == expected
+
+            call_until(c, node, name, b"reason", 10.0, answers)
+            assert c.owner(name) == (node, tok)

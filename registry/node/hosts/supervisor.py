@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from registry.core.errors import ConfigError
-from registry.core.replica import Effect, Start, Stop
+from registry.core.replica import Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
 from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
@@ -245,6 +245,9 @@ class HostSupervisor:
         self.check_lease()
         now = time.monotonic()
         assert self._loop is not None
+        # One timer per host and deadline for the whole batch, not one per stop: a
+        # fence or a rebalance stops thousands of names in one Ready.
+        due: dict[tuple[int, float], list[tuple[str, int]]] = {}
         for effect in effects:
             if isinstance(effect, Start):
                 spec = effect.activation
@@ -268,6 +271,8 @@ class HostSupervisor:
                         )
                     )
                 )
+                if effect.reason is StopReason.QUORUM_LOST and self._lapsed_at is not None:
+                    continue  # the lapse check (rule 2) already covers it, and earlier
                 grace = self._grace
             else:
                 if not host.connected:  # restarting: nothing runs it, move it stateless
@@ -284,14 +289,10 @@ class HostSupervisor:
                 )
                 grace = self._handoff_deadline + self._grace
             if host.live_below(effect.name, effect.token):
-                self._loop.call_at(
-                    now + grace,
-                    self._check_stopped,
-                    host,
-                    host.generation,
-                    effect.name,
-                    effect.token,
-                )
+                due.setdefault((host.index, grace), []).append((effect.name, effect.token))
+        for (index, grace), stops in due.items():
+            host = self._hosts[index]
+            self._loop.call_at(now + grace, self._check_stopped, host, host.generation, stops)
 
     def _send_start(self, host: HostProcess, spec: Activation) -> None:
         if not host.connected:
@@ -309,9 +310,15 @@ class HostSupervisor:
             start.state = spec.state
         host.send(pb.HostCommand(start=start))
 
-    def _check_stopped(self, host: HostProcess, generation: int, name: str, token: int) -> None:
-        if host.generation == generation and host.live_below(name, token):
-            host.kill(f"worker {name} (token {token}) did not stop in time")
+    def _check_stopped(
+        self, host: HostProcess, generation: int, stops: list[tuple[str, int]]
+    ) -> None:
+        if host.generation != generation:
+            return
+        for name, token in stops:
+            if host.live_below(name, token):
+                host.kill(f"worker {name} (token {token}) did not stop in time")
+                return
 
     # -- events from hosts -------------------------------------------------------------
 
