@@ -26,6 +26,7 @@ Fencing rules (the argument is in ``registry.core.membership``, rule 8)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -184,7 +185,8 @@ class HostSupervisor:
                 host.kill("shutting down")
         procs = [h.proc.wait() for h in self._hosts if h.proc is not None]
         if procs:
-            await asyncio.wait_for(asyncio.gather(*procs), 10.0)
+            with contextlib.suppress(TimeoutError):  # SIGKILLed: a reap that hangs is moot
+                await asyncio.wait_for(asyncio.gather(*procs), 10.0)
         for task in list(self._tasks):
             task.cancel()
 
@@ -401,13 +403,19 @@ class HostSupervisor:
             len(host.desired),
         )
         await asyncio.sleep(delay)
-        if self.closed:
-            return
         host.restarts += 1
-        try:
-            await self._spawn(host)
-        except ConfigError as exc:
-            log.critical("worker host %d cannot restart: %s", host.index, exc)
+        while not self.closed:
+            try:
+                await self._spawn(host)
+            except ConfigError as exc:  # it ran and died: its own reaper restarts it
+                log.critical("worker host %d did not come back: %s", host.index, exc)
+            except OSError as exc:  # could not even spawn it (fds, processes, memory)
+                log.critical(
+                    "cannot start worker host %d: %s; retrying in %g s", host.index, exc, cap
+                )
+                await asyncio.sleep(cap)
+                continue
+            return
 
     # -- requests ----------------------------------------------------------------------
 
