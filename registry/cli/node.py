@@ -95,6 +95,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="worker_modules",
         help="module with Worker classes (repeatable; default registry.examples)",
     )
+    node.add_argument(
+        "--workers", type=int, help="worker host processes (default: the number of CPUs)"
+    )
     node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     node.set_defaults(handler=run_node)
 
@@ -146,6 +149,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "peer_key": args.peer_key,
         "insecure_peers": args.insecure_peers,
         "cluster_id": args.cluster_id,
+        "workers": args.workers,
     }
     if args.peers:
         try:
@@ -276,6 +280,8 @@ def run_dev(args: argparse.Namespace) -> int:
                     "--cluster-id",
                     cluster,
                     *tls[n],
+                    "--workers",
+                    "1",  # one host per node: a dev cluster starts in a few seconds
                     *(
                         arg
                         for module in ["registry.examples", *args.worker_modules]

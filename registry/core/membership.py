@@ -41,6 +41,20 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    stops acknowledging it, so ``down_after_tick`` after the last acknowledgement it is
    declared down like any silent member, and its names run elsewhere (G4). Once it is
    down, acknowledgements resume, and if they get through, rule 6 brings it back.
+8. Rule 4 must hold whatever the worker code does, so workers do not run in the process
+   that keeps this lease (``registry.node.hosts``). The member's control process, which
+   runs no user code, grants each worker host a sub-lease ``until ≤ L`` (``L``: this
+   lease's end); a host serves nothing past ``until``. At ``L + fence_grace`` the
+   control process SIGKILLs every host still running an activation it had at ``L``, and
+   a host's own watchdog thread exits once ``until + fence_grace`` has passed without
+   renewal (the control process may be paused). Both read one machine's
+   ``CLOCK_MONOTONIC``, the clock ``L`` is measured on, so no drift enters between
+   them: every activation of the member has ended by ``L + fence_grace`` on the
+   member's clock, which is exactly what ``down_after`` (``timing``) already assumes —
+   it stays safe unchanged; only the timers' scheduling latency (milliseconds: the
+   control loop runs no user code, the watchdog checks every 20 ms) comes out of
+   ``margin``. The one gap: a control process that is paused while a host's worker
+   holds the GIL in C code (neither the SIGKILL nor the watchdog can run).
 """
 
 from __future__ import annotations

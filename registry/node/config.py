@@ -35,6 +35,7 @@ Instead of ``[peers]``, the bootstrap voters can be found in DNS (see
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -165,6 +166,10 @@ class NodeConfig:
         client = self.peers.get(node)
         return derive_peer_address(client) if client else None
 
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    """Worker host processes that run this node's activations (names are spread over
+    them by a hash of the name). Default: the number of CPUs, at least 1."""
+
     @property
     def address(self) -> str:
         return self.advertise or self.listen
@@ -194,6 +199,8 @@ class NodeConfig:
         for peer, address in sorted(self.peers.items()):
             if not _is_host_port(address):
                 problems.append(f"peer {peer} address must look like host:port (got {address!r})")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            problems.append(f"workers must be a whole number ≥ 1 (got {self.workers!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
         if self.storage_reserve_bytes < 0 or self.segment_bytes < 1 or self.snapshot_entries < 1:

@@ -222,6 +222,11 @@ class Driver:
     def lease_holds(self) -> bool:
         return time.monotonic() < self._lease_deadline
 
+    def lease_deadline(self) -> float:
+        """When this node's member lease ends (``time.monotonic()`` seconds; in the past
+        when it holds none). Worker hosts get sub-leases that never outlast it."""
+        return self._lease_deadline
+
     def lease_remaining_s(self) -> float:
         return max(0.0, self._lease_deadline - time.monotonic())
 

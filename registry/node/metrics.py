@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -67,6 +67,16 @@ STORAGE_ALARM = (
 STORAGE_FREE = (
     "registry_storage_free_bytes",
     "Free bytes on the data directory's file system at the last check.",
+)
+HOST_ACTIVATIONS = (
+    "registry_host_activations",
+    "Activations running in each worker host process of this node (host = its index; "
+    "summed over hosts: registry_activations).",
+)
+HOST_RESTARTS = (
+    "registry_host_restarts",
+    "Times each worker host process of this node died (crash, kill -9, or killed by the "
+    "control process for outliving its lease) and was started again.",
 )
 
 
@@ -182,15 +192,17 @@ class NodeMetrics(Collector):
 
     # -- collector ---------------------------------------------------------------------
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         """The gauges' names and help, without reading the node (it may not be up)."""
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc)
         yield GaugeMetricFamily(*MEMBERS, labels=["state"])
         yield GaugeMetricFamily(*STORAGE_ALARM, labels=["kind"])
         yield GaugeMetricFamily(*STORAGE_FREE)
+        yield GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
+        yield CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         values = self._gauge_values()
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc, value=values[name])
@@ -205,6 +217,13 @@ class NodeMetrics(Collector):
         alarm.add_metric(["nospace"], float(self.node.disk.active))
         yield alarm
         yield GaugeMetricFamily(*STORAGE_FREE, value=self.node.disk.free_bytes)
+        activations = GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
+        restarts = CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
+        for host in self.node.runtime.hosts():
+            activations.add_metric([str(host["id"])], host["activations"])
+            restarts.add_metric([str(host["id"])], host["restarts"])
+        yield activations
+        yield restarts
 
     def _gauge_values(self) -> dict[str, float]:
         driver = self.node.driver

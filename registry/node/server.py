@@ -1,16 +1,21 @@
 """One registry node: storage, core driver, peer transport, client API, workers, HTTP.
 
+This is the *control process*: it runs no user code. Activations run in ``cfg.workers``
+worker host processes (``registry.node.hosts``), which it supervises: a host whose worker
+does not stop within ``fence_grace`` of a lost lease (or of a stop) is SIGKILLed and
+restarted, and the node itself stays up.
+
 Exit codes (documented for supervisors such as systemd or Kubernetes):
 
 - 0: stopped on request (SIGTERM/SIGINT).
-- 2: bad configuration, the data directory is in use by another node, or it is damaged
-  (one line names the file and the recovery; ``registry doctor`` shows more).
+- 2: bad configuration (worker modules that do not import included), the data directory
+  is in use by another node, or it is damaged (one line names the file and the recovery;
+  ``registry doctor`` shows more).
 - 70: the core loop failed (a bug or an invariant failure): one log line, no cleanup.
 - 74: a write or fsync of the data directory failed (EIO, ENOSPC): memory is ahead of
   the disk and a failed fsync is never retried (``registry.node.fail_stop``).
-- 75 (``EXIT_FENCE_TIMEOUT``): a worker did not stop within ``fence_grace`` after this
-  node lost its lease. The process exits so the supervisor restarts it; that is what
-  keeps G1 when a worker ignores cancellation.
+- A worker host exits 75 when its watchdog finds its sub-lease over with workers running
+  (the control process stalled); the control process restarts it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from typing import Any
 
@@ -33,6 +37,7 @@ from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
+from registry.node.hosts import HostSupervisor
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.peer_guard import view_of
@@ -45,12 +50,9 @@ from registry.node.storage import FileStorage
 from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
-from registry.node.workers import load_kinds
 from registry.v1 import registry_pb2, registry_pb2_grpc
-from registry.worker import WorkerRuntime
 
 log = logging.getLogger("registry.node")
-EXIT_FENCE_TIMEOUT = 75
 STATUS_EVENTS = 50
 """Recent events included in ``/status`` (``/status/events`` has all that are kept)."""
 
@@ -68,9 +70,8 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.cfg
-        kinds = load_kinds(cfg.worker_modules)
         self.storage = FileStorage(cfg.data_dir, fsync=cfg.fsync, segment_bytes=cfg.segment_bytes)
-        loaded = load_checked(self.storage)
+        loaded = load_checked(self.storage)  # a damaged data directory stops us before hosts
         if loaded.repaired:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
         self.cluster_id = cluster_id.resolve(cfg.data_dir, cfg.cluster_id, cfg.peers)
@@ -85,20 +86,23 @@ class Node:
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
         )
         timing = cfg.timing
-        self.runtime = WorkerRuntime(
+        self.runtime = HostSupervisor(
             node=cfg.id,
-            kinds=kinds,
+            workers=cfg.workers,
+            worker_modules=cfg.worker_modules,
             reports=self,
-            lease_holds=self._lease_holds,
+            lease_deadline=self._lease_deadline,
             fence_grace=timing.fence_grace,
             handoff_deadline=timing.handoff_deadline,
             max_state_bytes=cfg.max_state_bytes,
+            log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         )
+        kinds = await self.runtime.start()
         self.driver = Driver(
             cfg,
             self.storage,
             loaded,
-            kinds=tuple(sorted(kinds)),
+            kinds=kinds,
             send=self.transport.send,
             effects=self._on_ready,
         )
@@ -268,8 +272,9 @@ class Node:
     def _deliver(self, msg: Any) -> None:
         self.driver.deliver(msg)
 
-    def _lease_holds(self) -> bool:
-        return self.driver.lease_holds()
+    def _lease_deadline(self) -> float:
+        driver = getattr(self, "driver", None)  # the hosts start before the driver
+        return driver.lease_deadline() if driver is not None else 0.0
 
     def _on_ready(self, ready: ReplicaReady) -> None:
         self.metrics.on_ready(ready)
@@ -285,11 +290,6 @@ class Node:
     def handoff_ignored(self, name: str, token: int) -> None:
         self.metrics.handoff_finished(name, token)
         self.driver.handoff_ignored(name, token)
-
-    def fatal(self, reason: str) -> None:
-        log.critical("exiting with code %d: %s", EXIT_FENCE_TIMEOUT, reason)
-        logging.shutdown()
-        os._exit(EXIT_FENCE_TIMEOUT)
 
     # -- status ------------------------------------------------------------------------
 
@@ -353,6 +353,7 @@ class Node:
             "names_waiting": len(state.waiting()),
             "names_per_node": {m.id: m.activations for m in status.members},
             "activations": sorted(self.runtime.running()),
+            "hosts": self.runtime.hosts(),
             "is_leader": raft.role is Role.LEADER,
             "members": [
                 {

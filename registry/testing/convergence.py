@@ -15,6 +15,7 @@ can both poll it and report the last thing it saw when its deadline passes:
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,18 +57,27 @@ def owners(
     }
 
 
+SILENT_AFTER_S = 2.0
+"""An activation whose ledger heartbeats stopped this long ago is not running: its worker
+host was killed (the node's fencing SIGKILL, or the host's watchdog while the node was
+paused), so ``on_stop`` never wrote its end, though the node's pid lives on."""
+
+
 def live_activations(ledger: Path, pids: Collection[int]) -> dict[str, list[tuple[str, int, bool]]]:
-    """name → [(node, token, claim accepted)] for activations not stopped, in ``pids``."""
+    """name → [(node, token, claim accepted)] for activations not stopped, in ``pids``,
+    still heartbeating."""
     conn = connect(ledger)
     try:
         rows = conn.execute(
-            "SELECT name, node, token, claim_ok, pid FROM activations WHERE stop_t IS NULL"
+            "SELECT name, node, token, claim_ok, pid, COALESCE(last_try_t, called_t) "
+            "FROM activations WHERE stop_t IS NULL"
         ).fetchall()
     finally:
         conn.close()
+    silent = time.monotonic() - SILENT_AFTER_S  # one machine: the ledger's clock
     out: dict[str, list[tuple[str, int, bool]]] = {}
-    for name, node, token, claim_ok, pid in rows:
-        if pid in pids:
+    for name, node, token, claim_ok, pid, heard in rows:
+        if pid in pids and heard >= silent:
             out.setdefault(name, []).append((node, token, bool(claim_ok)))
     return out
 

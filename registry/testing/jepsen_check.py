@@ -60,6 +60,9 @@ class CheckerError(ValueError):
     """The history is incomplete or inconsistent: it cannot be judged."""
 
 
+HOST_DIED_S = 1.0
+"""Heartbeats (every 50 ms) silent this long before the node was killed: the activation's
+worker host had died already (hosts are never paused; only node processes are)."""
 RESUME_GRACE_S = 1.0
 """How long after ``SIGCONT`` a resumed node may take to fence its old activations."""
 
@@ -82,7 +85,10 @@ class Act:
     state_in: str | None
     state_out: str | None
     killed_t: float | None = None
-    """When its process got SIGKILL (no ``on_stop`` then): it ran until then."""
+    """When its node's process got SIGKILL (no ``on_stop`` then): it ran until then —
+    unless its heartbeats had stopped ``HOST_DIED_S`` before: its worker host died first
+    (killed by the node's fencing, or by its own watchdog while the node was paused), and
+    it ended with its last heartbeat."""
 
     def last_accepted_write(self) -> float | None:
         """When the fence last accepted a write of this activation (claim or beat)."""
@@ -92,9 +98,11 @@ class Act:
     @property
     def end(self) -> float:
         times = [self.called_t, self.claim_t, self.stop_t, self.last_try_t, self.last_ok_t]
-        if self.stop_t is None:
-            times.append(self.killed_t)
-        return max(t for t in times if t is not None)
+        heard = max(t for t in times if t is not None)
+        died_with_node = self.killed_t is not None and self.killed_t - heard < HOST_DIED_S
+        if self.stop_t is None and self.killed_t is not None and died_with_node:
+            return max(heard, self.killed_t)
+        return heard
 
 
 @dataclass(slots=True)

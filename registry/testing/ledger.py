@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("registry.testing.ledger")
+NODE_PID_ENV = "REGISTRY_NODE_PID"
+"""Set in worker host processes to the pid of their node's control process."""
 
 ENV = "REGISTRY_LEDGER"
 """Environment variable with the ledger's path (node processes inherit it)."""
@@ -125,7 +127,9 @@ class Ledger:
     def __init__(self, path: Path | str, node: str) -> None:
         self.path = str(path)
         self.node = node
-        self.pid = os.getpid()
+        # The node's pid (its control process), which tests kill, pause and watch; the
+        # worker itself runs in one of the node's worker host processes.
+        self.pid = int(os.environ.get(NODE_PID_ENV, os.getpid()))
         self._cv = threading.Condition()
         self._queue: list[tuple[str, Entry, tuple[object, ...]]] = []
         self._live: dict[str, Entry] = {}

@@ -148,13 +148,18 @@ class ActivationRunner:
 
     async def call(self, payload: bytes, timeout: float) -> bytes:
         """Queue a call and wait for its reply (see ``WorkerRuntime.call``)."""
-        self._check_accepting()
-        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._put(_Call(payload, reply))
+        reply = self.submit_call(payload)
         try:
             return await asyncio.wait_for(reply, timeout)
         except TimeoutError:
             raise CallTimeout(self.name, timeout) from None
+
+    def submit_call(self, payload: bytes) -> asyncio.Future[bytes]:
+        """Queue a call; its reply future (cancelling it drops a call still queued)."""
+        self._check_accepting()
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._put(_Call(payload, reply))
+        return reply
 
     def cast(self, payload: bytes) -> None:
         """Queue a cast (see ``WorkerRuntime.cast``)."""

@@ -101,6 +101,11 @@ class WorkerRuntime:
     - ``max_restarts`` (5) within ``restart_window`` (10.0): one more crash marks the
       activation failed.
 
+    ``on_finished(name, token, failure)``, if given, is told (never from inside ``apply``)
+    when no code of an activation runs any more: its task ended, or it failed before it
+    started; ``failure`` is why it gave up, ``""`` for a plain stop. A worker host reports
+    this to the control process, which fences on it.
+
     All methods must be called from the event loop the runtime runs on.
     """
 
@@ -118,8 +123,10 @@ class WorkerRuntime:
         max_restarts: int = 5,
         restart_window: float = 10.0,
         rng: random.Random | None = None,
+        on_finished: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.node = node
+        self._on_finished = on_finished
         self._kinds = dict(kinds)
         self._reports = reports
         self._lease_holds = lease_holds
@@ -140,6 +147,9 @@ class WorkerRuntime:
         self._closed = False
         self._fatal_sent = False
         self._shutdown_task: asyncio.Task[None] | None = None
+        self.live_tasks = 0
+        """Activations whose task has started and not ended: code that may still run
+        (an int, so a watchdog thread can read it while the loop is blocked)."""
 
     def _check_kinds(self) -> None:
         for kind, cls in self._kinds.items():
@@ -218,8 +228,12 @@ class WorkerRuntime:
             if current is not None and not current.finished:
                 current.stop(StopCause.SUPERSEDED)
                 return current
-            slot.current = self._new_runner(spec)
-            slot.current.start()
+            slot.current = runner = self._new_runner(spec)
+            runner.start()
+            if runner.task is not None:
+                self.live_tasks += 1
+            elif self._on_finished is not None:  # failed before it started
+                self._report(self._on_finished, runner.name, runner.token, runner.failure)
         elif isinstance(effect, Stop):
             if current is None or current.token > effect.token:
                 log.debug("%s: nothing to stop for token %d", name, effect.token)
@@ -274,6 +288,10 @@ class WorkerRuntime:
         self._report(self._reports.handoff_ignored, runner.name, runner.token)
 
     def _ended(self, runner: ActivationRunner) -> None:
+        self.live_tasks -= 1
+        if self._on_finished is not None:
+            failure = runner.failure if runner.state is ActivationState.FAILED else ""
+            self._report(self._on_finished, runner.name, runner.token, failure)
         if runner.report_handoff:
             self._report(
                 self._reports.handoff_done, runner.name, runner.token, runner.handoff_state
@@ -332,11 +350,21 @@ class WorkerRuntime:
         (no reply within ``timeout`` seconds)."""
         return await self._serving(name).call(payload, timeout)
 
+    def submit_call(self, name: str, payload: bytes) -> asyncio.Future[bytes]:
+        """Queue a call without a task of its own and return the future of its reply (a
+        worker host serves thousands of calls this way); cancel the future to give up.
+        Raises what ``call`` raises when the call cannot be queued."""
+        return self._serving(name).submit_call(payload)
+
     async def cast(self, name: str, payload: bytes) -> None:
         """Queue ``payload`` for ``name``'s ``handle_cast`` and return at once.
 
         Raises ``NotHere``, ``NoLease`` or ``WorkerFailed`` as ``call`` does, but only for
         what is known when it is queued; a later failure is only logged."""
+        self.submit_cast(name, payload)
+
+    def submit_cast(self, name: str, payload: bytes) -> None:
+        """``cast`` without a coroutine (it never waits)."""
         self._serving(name).cast(payload)
 
     def running(self) -> dict[str, int]:

@@ -515,3 +515,31 @@ async def test_a_large_batch_of_effects_is_applied_in_turns_and_in_order() -> No
     assert "p0" not in rt.running()
     await JOURNAL.until(lambda: JOURNAL.entries("stop", "p0"))
     await rt.shutdown()
+
+
+@async_test
+async def test_on_finished_and_live_tasks_follow_the_code_that_may_run() -> None:
+    """What a worker host reports to its control process (which fences on it): an
+    activation is live from its Start until its task has ended, and ``on_finished`` says
+    so once, with the failure of one that could not start."""
+    finished: list[tuple[str, int, str]] = []
+
+    def on_finished(name: str, token: int, failure: str) -> None:
+        finished.append((name, token, failure))
+        JOURNAL.note("finished", name, token)
+
+    rt = runtime(Probe, Stubborn, on_finished=on_finished)
+    rt.apply([start("a", "probe", 1), start("b", "stubborn", 2), start("c", "nope", 3)])
+    assert rt.live_tasks == 2
+    await JOURNAL.until(lambda: finished)
+    assert finished == [("c", 3, "no worker class for kind 'nope' on node n1")]
+    reply = rt.submit_call("b", b"hold")
+    await JOURNAL.until(lambda: JOURNAL.entries("busy", "b"))
+    rt.apply([stop("a", 1), stop("b", 2)])
+    await JOURNAL.until(lambda: len(finished) == 2)
+    assert finished[1] == ("a", 1, "")
+    assert rt.live_tasks == 1, "b swallows its cancel: its code may still run"
+    GATE.set()
+    await JOURNAL.until(lambda: len(finished) == 3)
+    assert finished[2] == ("b", 2, "") and rt.live_tasks == 0
+    assert reply.done()

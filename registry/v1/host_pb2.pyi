@@ -1,0 +1,195 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ToHost(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[HostCommand]
+    def __init__(self, commands: _Optional[_Iterable[_Union[HostCommand, _Mapping]]] = ...) -> None: ...
+
+class HostCommand(_message.Message):
+    __slots__ = ("init", "start", "stop", "begin_handoff", "call", "cast", "sub_lease", "shutdown")
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    BEGIN_HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    CAST_FIELD_NUMBER: _ClassVar[int]
+    SUB_LEASE_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    init: HostInit
+    start: HostStart
+    stop: HostStop
+    begin_handoff: HostBeginHandoff
+    call: HostCall
+    cast: HostCast
+    sub_lease: SubLease
+    shutdown: HostShutdown
+    def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ...) -> None: ...
+
+class HostInit(_message.Message):
+    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    WORKER_MODULES_FIELD_NUMBER: _ClassVar[int]
+    FENCE_GRACE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    host: int
+    worker_modules: _containers.RepeatedScalarFieldContainer[str]
+    fence_grace: float
+    handoff_deadline: float
+    max_state_bytes: int
+    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ...) -> None: ...
+
+class HostStart(_message.Message):
+    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HAS_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    args: bytes
+    token: int
+    reason: str
+    has_state: bool
+    state: bytes
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class HostStop(_message.Message):
+    __slots__ = ("name", "token", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HostBeginHandoff(_message.Message):
+    __slots__ = ("name", "token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
+class HostCall(_message.Message):
+    __slots__ = ("id", "name", "payload", "deadline")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    payload: bytes
+    deadline: float
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., deadline: _Optional[float] = ...) -> None: ...
+
+class HostCast(_message.Message):
+    __slots__ = ("name", "payload")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    payload: bytes
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class SubLease(_message.Message):
+    __slots__ = ("until",)
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    until: float
+    def __init__(self, until: _Optional[float] = ...) -> None: ...
+
+class HostShutdown(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FromHost(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[HostEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
+
+class HostEvent(_message.Message):
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    FATAL_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    hello: HostHello
+    reply: CallReply
+    ended: ActivationEnded
+    handoff: HandoffReport
+    fatal: HostFatal
+    stopped: HostStopped
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ...) -> None: ...
+
+class HostHello(_message.Message):
+    __slots__ = ("kinds", "error", "pid")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    pid: int
+    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class CallReply(_message.Message):
+    __slots__ = ("id", "payload", "error", "message", "token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    payload: bytes
+    error: str
+    message: str
+    token: int
+    def __init__(self, id: _Optional[int] = ..., payload: _Optional[bytes] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
+class ActivationEnded(_message.Message):
+    __slots__ = ("name", "token", "failure")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    failure: str
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
+
+class HandoffReport(_message.Message):
+    __slots__ = ("name", "token", "ignored", "has_state", "state")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    HAS_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    ignored: bool
+    has_state: bool
+    state: bytes
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., ignored: _Optional[bool] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class HostFatal(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class HostStopped(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
