@@ -62,11 +62,11 @@ class JepsenConfig:
     """Stop after this many scheduled faults (whatever ``time_s`` says)."""
     workload: bool = True
     """Run the client workload beside the faults."""
-    excuse_pauses: bool = True
-    """Accept overlaps excused by a SIGSTOP (``jepsen_check``): the nemesis stops the node
-    process, and while workers run inside it they cannot stop before it resumes. Set it to
-    ``False`` once workers run in hosts of their own (a watchdog ends them): then any
-    overlap is a violation."""
+    excuse_pauses: bool = False
+    """Accept overlaps excused by a SIGSTOP (``jepsen_check``). Off: the nemesis stops only
+    the node's control process, and its worker hosts' watchdogs end their activations
+    within sub-lease + ``fence_grace``, before any failover — so any overlap is a
+    violation. (On only for runs of workers that live inside the paused process.)"""
     log: Callable[[str], None] = field(default=lambda _: None)
     """Progress lines (one per fault)."""
 
