@@ -33,10 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="registry",
         description="quorum-registry: a partition-safe registry of named workers.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
         register(commands)
     return parser
+
+
+def _version() -> str:
+    from registry import __version__
+
+    return f"registry {__version__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -96,6 +96,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="module with Worker classes (repeatable; default registry.examples)",
     )
     node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    node.add_argument(
+        "--check",
+        action="store_true",
+        help="print the effective configuration (file, flags and defaults) as TOML and exit "
+        "(0 if valid, 2 with the problem if not)",
+    )
     node.set_defaults(handler=run_node)
 
     dev = commands.add_parser(
@@ -161,6 +167,39 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
     return load(args.config, **overrides)
 
 
+def effective_toml(cfg: NodeConfig) -> str:
+    """``cfg`` as TOML that ``registry node --config`` reads back: every field, defaults
+    included, ``[timing]`` as resolved seconds (an unset derived value is left out)."""
+    import dataclasses
+
+    lines: list[str] = []
+    tables: dict[str, dict[str, object]] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "timing":
+            tables["timing"] = dataclasses.asdict(value)
+        elif isinstance(value, dict):
+            tables[f.name] = value
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    for table, values in tables.items():
+        lines.append(f"\n[{table}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
 def run_node(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -176,6 +215,13 @@ def run_node(args: argparse.Namespace) -> int:
     async def discover_and_serve(cfg: NodeConfig) -> None:
         await serve(await discover(cfg))
 
+    if args.check:
+        try:
+            print(effective_toml(node_config(args)), end="")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         asyncio.run(discover_and_serve(node_config(args)))
     except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
@@ -240,6 +286,11 @@ def run_dev(args: argparse.Namespace) -> int:
     http_addr = {n: f"127.0.0.1:{args.http_base_port + i}" for i, n in enumerate(ids)}
     temp = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="registry-dev-")) if temp else args.data_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create --data-dir {root}: {exc}", file=sys.stderr)
+        return 2
     peers = ",".join(f"{n}={a}" for n, a in grpc_addr.items())
     tls, cluster = _dev_security(root, ids)
     procs: list[subprocess.Popen[bytes]] = []
