@@ -87,6 +87,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=float,
         help="dns discovery: seconds to wait for --expect voters (default 120)",
     )
+    node.add_argument(
+        "--learner",
+        action="store_const",
+        const=True,
+        help="join a running cluster as a learner (not in --peers; `registry member add` it)",
+    )
     node.add_argument("--preset", choices=("local", "lan", "wan"), help="timing preset")
     node.add_argument("--roles", help="comma-separated roles this member offers")
     node.add_argument(
@@ -152,6 +158,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "peer_key": args.peer_key,
         "insecure_peers": args.insecure_peers,
         "cluster_id": args.cluster_id,
+        "learner": args.learner,
     }
     if args.peers:
         try:

@@ -17,6 +17,9 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   ``--insecure-peers``, not the ``src`` the stream began with).
 - ``unknown_sender``: ``src`` is not a configured peer, a Raft voter or learner, or (for
   member traffic) a member of the committed membership; or it is this node itself.
+- ``retired_member``: ``src`` was removed by an operator (``MemberRemove``) and is no
+  longer in the Raft configuration: its id is retired for good, whatever its
+  certificate or configuration says (a removed node that comes back is refused).
 - ``huge_value``: an integer field of 2^63 or more (no honest term, index or sequence
   number gets there; past 2^64 the codec and storage cannot even hold them).
 - ``term_jump``: a Raft term more than ``MAX_TERM_JUMP`` above ours — unless this node
@@ -75,6 +78,7 @@ REASONS = (
     "wrong_dst",
     "identity_mismatch",
     "unknown_sender",
+    "retired_member",
     "huge_value",
     "term_jump",
     "second_leader",
@@ -110,6 +114,8 @@ class PeerView:
     """The committed membership (ids → records; only the keys are read)."""
     holder_of: Callable[[str], NodeId | None]
     """Who holds a name now (``None``: not registered or not placed)."""
+    retired: frozenset[NodeId] | set[NodeId] = frozenset()
+    """Members an operator removed (committed ``MemberRetire``)."""
 
 
 def view_of(replica: Replica, configured: frozenset[NodeId]) -> PeerView:
@@ -130,6 +136,7 @@ def view_of(replica: Replica, configured: frozenset[NodeId]) -> PeerView:
         configured=configured,
         members=state.members,
         holder_of=holder_of,
+        retired=state.retired,
     )
 
 
@@ -143,6 +150,8 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
         return "identity_mismatch"
     if _has_huge_int(msg):
         return "huge_value"
+    if msg.src in view.retired and msg.src not in view.raft_members:
+        return "retired_member"
     known = view.configured | view.raft_members
     if isinstance(msg, Message):
         if msg.src not in known or msg.src == view.node:
