@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, certs, client, doctor, jepsen, member, node, sim
+from registry.cli import bench, certs, client, doctor, jepsen, member, node, sim, snapshot
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -24,6 +24,7 @@ COMMANDS: tuple[Register, ...] = (
     doctor.register,
     certs.register,
     member.register,
+    snapshot.register,
 )
 
 __all__ = ["build_parser", "main"]

@@ -428,6 +428,16 @@ class RegistryState:
             self._view_changed(index)
         return OK
 
+    def forget_members(self, index: int) -> None:
+        """Drop the membership (a snapshot restored into a new cluster): every held name
+        waits, as after a failover, for the new cluster's members."""
+        for node in sorted(self.members):
+            self._fail_over_holder(node)
+        self.members.clear()
+        self.admitted.clear()
+        self.retired.clear()
+        self._view_changed(index)
+
     def _member_up(self, index: int, command: MemberUp) -> Result:
         existing = self.members.get(command.node)
         if existing is not None and command.incarnation < existing.incarnation:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -315,3 +315,21 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return apb.MemberListResponse(
             leader=raft.leader, commit_index=raft.commit_index, members=members
         )
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    async def SnapshotSave(
+        self, request: apb.SnapshotSaveRequest, context: Any
+    ) -> AsyncIterator[apb.SnapshotChunk]:
+        """A consistent snapshot from the leader (``registry.node.backup``)."""
+        from registry.node.backup import stream_snapshot
+
+        try:
+            async for chunk in stream_snapshot(self, context):
+                yield chunk
+        except Abort as exc:
+            await context.abort(exc.code, exc.message)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "")
+        except (NotLeader, TimeoutError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no snapshot: {exc or 'timed out'}")
