@@ -44,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     from registry import __version__
+    from registry.node.peer_protocol import MAX_SUPPORTED, MIN_SUPPORTED, PROTOCOL_VERSION
 
-    return f"registry {__version__}"
+    return (
+        f"registry {__version__} (peer protocol {PROTOCOL_VERSION}, "
+        f"accepts {MIN_SUPPORTED}-{MAX_SUPPORTED})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

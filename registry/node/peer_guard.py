@@ -41,9 +41,10 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   release of names the sender holds (the only proposal a follower is entitled to ask:
   never ``MemberDown``/``MemberUp``, never someone else's names).
 
-Two more reasons count streams, not messages: ``cluster_mismatch`` (a peer of another
-cluster id) and ``tls_handshake`` (a peer whose certificate did not verify as the node
-dialled).
+Three more reasons count streams, not messages: ``cluster_mismatch`` (a peer of another
+cluster id), ``tls_handshake`` (a peer whose certificate did not verify as the node
+dialled) and ``protocol_version`` (a peer speaking a peer protocol version outside the
+accepted range, ``registry.node.peer_protocol``).
 
 Everything here is a pure function of its arguments, except ``SnapshotGuard``, which
 mirrors the transfer being assembled (bounded by the cap).
@@ -91,6 +92,7 @@ REASONS = (
     "forward_not_allowed",
     "cluster_mismatch",
     "tls_handshake",
+    "protocol_version",
 )
 _LEADER_TYPES = (MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT)
 

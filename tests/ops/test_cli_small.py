@@ -18,7 +18,9 @@ from registry.testing.local_cluster import free_ports, wait_for
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"registry {__version__}"
+    assert (
+        capsys.readouterr().out.strip() == f"registry {__version__} (peer protocol 1, accepts 0-1)"
+    )
 
 
 def test_node_check_prints_a_config_that_reads_back_the_same(
