@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument(
         "--discovery",
         choices=DISCOVERY_MODES,
-        help="how the bootstrap voters are found: static (--peers, the default) or dns",
+        help="how the bootstrap voters are found: static (--peers, the default), dns or ec2",
     )
     node.add_argument(
         "--dns-name",
@@ -93,6 +93,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         const=True,
         help="join a running cluster as a learner (not in --peers; `registry member add` it)",
     )
+    node.add_argument("--ec2-tag", help="ec2 discovery: key=value; running instances with it")
+    node.add_argument("--ec2-region", help="ec2 discovery: region (default: boto3's)")
+    node.add_argument(
+        "--ec2-id-tag", help="ec2 discovery: tag holding the node id (default registry-node-id)"
+    )
+    node.add_argument("--ec2-port", type=int, help="ec2 discovery: instances' gRPC port")
+    node.add_argument("--ec2-endpoint", help="ec2 discovery: EC2 API URL (default AWS)")
     node.add_argument("--preset", choices=("local", "lan", "wan"), help="timing preset")
     node.add_argument("--roles", help="comma-separated roles this member offers")
     node.add_argument(
@@ -159,6 +166,11 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "insecure_peers": args.insecure_peers,
         "cluster_id": args.cluster_id,
         "learner": args.learner,
+        "ec2_tag": args.ec2_tag,
+        "ec2_region": args.ec2_region,
+        "ec2_id_tag": args.ec2_id_tag,
+        "ec2_port": args.ec2_port,
+        "ec2_endpoint": args.ec2_endpoint,
     }
     if args.peers:
         try:
