@@ -205,6 +205,9 @@ class LocalCluster:
         )
         self.learners: set[str] = set()
         """Nodes added after bootstrap (``add_node``): started with ``--learner``."""
+        self.source: dict[str, Path] = {}
+        """Per node, a source tree to run instead of this one (an earlier release's
+        ``registry`` package, for rolling-upgrade tests); empty: this checkout."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -266,7 +269,7 @@ class LocalCluster:
             argv += ["--config", str(path)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")])
+            filter(None, [str(self.source.get(node.id, PACKAGE_ROOT)), env.get("PYTHONPATH")])
         )
         node.starts += 1
         with node.log_path.open("ab") as log:

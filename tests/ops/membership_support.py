@@ -28,16 +28,19 @@ WORKER_MODULES = ("registry.examples", "registry.testing.ledger_worker")
 
 @contextmanager
 def ledger_cluster(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+    root: Path, monkeypatch: pytest.MonkeyPatch, source: Path | None = None
 ) -> Iterator[tuple[LocalCluster, History]]:
     """A started 3-node cluster whose ``ledger`` workers record every activation, and the
-    history (acknowledged names, kills, final placement) the checker reads beside it."""
+    history (acknowledged names, kills, final placement) the checker reads beside it.
+    ``source``: every node runs that source tree (an earlier release) instead of this."""
     ledger = root / "ledger.sqlite"
     ledger_mod.create(ledger)
     monkeypatch.setenv(ledger_mod.ENV, str(ledger))
     history = History(ledger)
     try:
         with LocalCluster(root, 3, preset="local", worker_modules=WORKER_MODULES) as c:
+            if source is not None:
+                c.source = dict.fromkeys(c.ids, source)
             c.start(timeout=30.0)
             yield c, history
     finally:
