@@ -17,6 +17,9 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   ``--insecure-peers``, not the ``src`` the stream began with).
 - ``unknown_sender``: ``src`` is not a configured peer, a Raft voter or learner, or (for
   member traffic) a member of the committed membership; or it is this node itself.
+  Raft traffic to a node with an empty log is exempt: a learner added at runtime (its
+  ``peers`` may predate the current leader) learns the members from the first append;
+  the stream is still authenticated (mTLS) and of this cluster (cluster id).
 - ``retired_member``: ``src`` was removed by an operator (``MemberRemove``) and is no
   longer in the Raft configuration: its id is retired for good, whatever its
   certificate or configuration says (a removed node that comes back is refused).
@@ -156,7 +159,9 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
         return "retired_member"
     known = view.configured | view.raft_members
     if isinstance(msg, Message):
-        if msg.src not in known or msg.src == view.node:
+        # A node that holds no log yet (a learner added at runtime) learns who the members
+        # are from its first append, so Raft traffic to it is not checked against them.
+        if msg.src == view.node or (msg.src not in known and view.last_index > 0):
             return "unknown_sender"
         return _check_raft(msg, view)
     if msg.src == view.node or (msg.src not in known and msg.src not in view.members):

@@ -36,3 +36,26 @@ def test_snapshot_keeps_admitted_and_retired() -> None:
     assert restored.admitted == {"n4": ("10.0.0.4:7400", "10.0.0.4:8400")}
     assert restored.retired == {"n3"}
     assert b"admitted" not in RegistryState().snapshot()  # old snapshots stay byte-equal
+
+
+def test_a_fresh_learner_hears_a_leader_it_was_not_configured_with() -> None:
+    from registry.core.messages import Message, MessageType
+    from registry.node.peer_guard import PeerView, check
+
+    def view(last_index: int) -> PeerView:
+        return PeerView(
+            node="n5",
+            term=0 if last_index == 0 else 3,
+            leader="",
+            commit=0,
+            last_index=last_index,
+            term_at=lambda i: 0,
+            raft_members=frozenset() if last_index == 0 else frozenset({"n2", "n5"}),
+            configured=frozenset({"n1", "n2", "n3"}),
+            members={},
+            holder_of=lambda name: None,
+        )
+
+    append = Message(type=MessageType.APPEND, src="n4", dst="n5", term=3)
+    assert check(append, sender="n4", view=view(0)) is None  # it has no log: listen
+    assert check(append, sender="n4", view=view(9)) == "unknown_sender"  # it knows better
