@@ -102,7 +102,7 @@ def voters(c: LocalCluster, via: str) -> set[str]:
 
 
 def placements(c: LocalCluster, via: str) -> dict[str, tuple[str, int]]:
-    reply = c.stub(via).List(pb.ListRequest(), timeout=5)
+    reply = c.stub(via).List(pb.ListRequest(limit=100_000), timeout=10)
     return {loc.name: (loc.node, loc.token) for loc in reply.locations}
 
 
