@@ -130,6 +130,39 @@ def test_replace_a_dead_voter(
             )
         )
         assert (err.code(), reason(err)) == (grpc.StatusCode.FAILED_PRECONDITION, RETIRED)
+
+        # Bad input: a precise status each, and the membership does not change (G7).
+        members = roles(c, leader)
+        stub = admin(c, alive)
+        bad = {
+            "empty id": (
+                lambda: stub.MemberAdd(apb.MemberAddRequest(id="", address="h:1"), timeout=5),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            "address without a port": (
+                lambda: stub.MemberAdd(apb.MemberAddRequest(id="n9", address="h"), timeout=5),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            "add a voter again": (
+                lambda: stub.MemberAdd(apb.MemberAddRequest(id="n4", address="h:1"), timeout=5),
+                grpc.StatusCode.ALREADY_EXISTS,
+            ),
+            "promote a voter": (
+                lambda: stub.MemberPromote(apb.MemberPromoteRequest(id="n4"), timeout=5),
+                grpc.StatusCode.ALREADY_EXISTS,
+            ),
+            "promote a stranger": (
+                lambda: stub.MemberPromote(apb.MemberPromoteRequest(id="zz"), timeout=5),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            "remove a stranger": (
+                lambda: stub.MemberRemove(apb.MemberRemoveRequest(id="zz"), timeout=5),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+        }
+        got = {what: rpc_error(call).code() for what, (call, _) in bad.items()}
+        assert got == {what: code for what, (_, code) in bad.items()}
+        assert roles(c, leader) == members
         assert_nothing_lost_nothing_twice(c, history, "n4")
 
 
