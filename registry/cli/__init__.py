@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, certs, client, doctor, jepsen, node, sim
+from registry.cli import bench, certs, client, doctor, jepsen, member, node, sim, snapshot
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -23,6 +23,8 @@ COMMANDS: tuple[Register, ...] = (
     bench.register,
     doctor.register,
     certs.register,
+    member.register,
+    snapshot.register,
 )
 
 __all__ = ["build_parser", "main"]
@@ -33,10 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="registry",
         description="quorum-registry: a partition-safe registry of named workers.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
         register(commands)
     return parser
+
+
+def _version() -> str:
+    from registry import __version__
+    from registry.node.peer_protocol import MAX_SUPPORTED, MIN_SUPPORTED, PROTOCOL_VERSION
+
+    return (
+        f"registry {__version__} (peer protocol {PROTOCOL_VERSION}, "
+        f"accepts {MIN_SUPPORTED}-{MAX_SUPPORTED})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

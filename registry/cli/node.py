@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument(
         "--discovery",
         choices=DISCOVERY_MODES,
-        help="how the bootstrap voters are found: static (--peers, the default) or dns",
+        help="how the bootstrap voters are found: static (--peers, the default), dns or ec2",
     )
     node.add_argument(
         "--dns-name",
@@ -87,6 +87,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=float,
         help="dns discovery: seconds to wait for --expect voters (default 120)",
     )
+    node.add_argument(
+        "--learner",
+        action="store_const",
+        const=True,
+        help="join a running cluster as a learner (not in --peers; `registry member add` it)",
+    )
+    node.add_argument("--ec2-tag", help="ec2 discovery: key=value; running instances with it")
+    node.add_argument("--ec2-region", help="ec2 discovery: region (default: boto3's)")
+    node.add_argument(
+        "--ec2-id-tag", help="ec2 discovery: tag holding the node id (default registry-node-id)"
+    )
+    node.add_argument("--ec2-port", type=int, help="ec2 discovery: instances' gRPC port")
+    node.add_argument("--ec2-endpoint", help="ec2 discovery: EC2 API URL (default AWS)")
     node.add_argument("--preset", choices=("local", "lan", "wan"), help="timing preset")
     node.add_argument("--roles", help="comma-separated roles this member offers")
     node.add_argument(
@@ -99,6 +112,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--workers", type=int, help="worker host processes (default: the number of CPUs)"
     )
     node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    node.add_argument(
+        "--check",
+        action="store_true",
+        help="print the effective configuration (file, flags and defaults) as TOML and exit "
+        "(0 if valid, 2 with the problem if not)",
+    )
     node.set_defaults(handler=run_node)
 
     dev = commands.add_parser(
@@ -150,6 +169,12 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "insecure_peers": args.insecure_peers,
         "cluster_id": args.cluster_id,
         "workers": args.workers,
+        "learner": args.learner,
+        "ec2_tag": args.ec2_tag,
+        "ec2_region": args.ec2_region,
+        "ec2_id_tag": args.ec2_id_tag,
+        "ec2_port": args.ec2_port,
+        "ec2_endpoint": args.ec2_endpoint,
     }
     if args.peers:
         try:
@@ -163,6 +188,39 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
     if args.worker_modules:
         overrides["worker_modules"] = args.worker_modules
     return load(args.config, **overrides)
+
+
+def effective_toml(cfg: NodeConfig) -> str:
+    """``cfg`` as TOML that ``registry node --config`` reads back: every field, defaults
+    included, ``[timing]`` as resolved seconds (an unset derived value is left out)."""
+    import dataclasses
+
+    lines: list[str] = []
+    tables: dict[str, dict[str, object]] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "timing":
+            tables["timing"] = dataclasses.asdict(value)
+        elif isinstance(value, dict):
+            tables[f.name] = value
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    for table, values in tables.items():
+        lines.append(f"\n[{table}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -180,6 +238,13 @@ def run_node(args: argparse.Namespace) -> int:
     async def discover_and_serve(cfg: NodeConfig) -> None:
         await serve(await discover(cfg))
 
+    if args.check:
+        try:
+            print(effective_toml(node_config(args)), end="")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         asyncio.run(discover_and_serve(node_config(args)))
     except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
@@ -244,6 +309,11 @@ def run_dev(args: argparse.Namespace) -> int:
     http_addr = {n: f"127.0.0.1:{args.http_base_port + i}" for i, n in enumerate(ids)}
     temp = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="registry-dev-")) if temp else args.data_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create --data-dir {root}: {exc}", file=sys.stderr)
+        return 2
     peers = ",".join(f"{n}={a}" for n, a in grpc_addr.items())
     tls, cluster = _dev_security(root, ids)
     procs: list[subprocess.Popen[bytes]] = []

@@ -95,7 +95,38 @@ class Releases:
     items: tuple[Released, ...]
 
 
-Command = Register | Unregister | Join | Leave | MemberUp | MemberDown | Released | Releases
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberAdmit:
+    """An operator added ``node`` at runtime (``MemberAdd``): where to reach it, so every
+    node (and every later leader) can replicate to it before it has joined the view."""
+
+    node: NodeId
+    address: str
+    """Its client gRPC address."""
+    peer_address: str
+    """Its peer port."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRetire:
+    """An operator removed ``node`` (``MemberRemove``): its names move away (handoff while
+    it is up, failover once it is down) and its id is never admitted again."""
+
+    node: NodeId
+
+
+Command = (
+    Register
+    | Unregister
+    | Join
+    | Leave
+    | MemberUp
+    | MemberDown
+    | Released
+    | Releases
+    | MemberAdmit
+    | MemberRetire
+)
 
 _KINDS: dict[str, type[Any]] = {
     "register": Register,
@@ -106,6 +137,8 @@ _KINDS: dict[str, type[Any]] = {
     "member_down": MemberDown,
     "released": Released,
     "releases": Releases,
+    "member_admit": MemberAdmit,
+    "member_retire": MemberRetire,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 
@@ -296,6 +329,16 @@ def decode(data: bytes) -> Command:
             node=_str(raw["node"], f"{where}: node"),
             incarnation=_int(raw["incarnation"], f"{where}: incarnation"),
         )
+    if cls is MemberAdmit:
+        raw = _fields(raw, where, {"kind", "node", "address", "peer_address"}, set())
+        return MemberAdmit(
+            node=_str(raw["node"], f"{where}: node"),
+            address=_str(raw["address"], f"{where}: address"),
+            peer_address=_str(raw["peer_address"], f"{where}: peer_address"),
+        )
+    if cls is MemberRetire:
+        raw = _fields(raw, where, {"kind", "node"}, set())
+        return MemberRetire(node=_str(raw["node"], f"{where}: node"))
     if cls is Unregister:
         raw = _fields(raw, where, {"kind", "name"}, set())
         return Unregister(name=_str(raw["name"], f"{where}: name"))

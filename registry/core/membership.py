@@ -316,7 +316,7 @@ class LeaderMonitor:
                 and record.address == hb.address
                 and record.roles == frozenset(hb.roles)
                 and record.kinds == frozenset(hb.kinds)
-                and record.draining == hb.draining
+                and record.draining == (hb.draining or node in state.retired)
             )
             stale = (
                 record is not None
@@ -334,7 +334,7 @@ class LeaderMonitor:
                         address=hb.address,
                         roles=hb.roles,
                         kinds=hb.kinds,
-                        draining=hb.draining,
+                        draining=hb.draining or node in state.retired,
                     )
                 )
         horizon = now - self.cfg.retry_tick

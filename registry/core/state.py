@@ -41,7 +41,9 @@ from registry.core.commands import (
     Command,
     Join,
     Leave,
+    MemberAdmit,
     MemberDown,
+    MemberRetire,
     MemberUp,
     NameSpec,
     Priority,
@@ -178,6 +180,10 @@ class RegistryState:
         self.names: dict[str, NameRecord] = {}
         self.members: dict[NodeId, MemberRecord] = {}
         self.groups: dict[str, set[str]] = {}
+        self.admitted: dict[NodeId, tuple[str, str]] = {}
+        """Members an operator added at runtime: ``node -> (address, peer address)``."""
+        self.retired: set[NodeId] = set()
+        """Members an operator removed: never placed on, never admitted again."""
         self.epoch = 0
         """Log index of the last change to the view (members, their roles, up/down)."""
         self.applied_index = 0
@@ -274,6 +280,10 @@ class RegistryState:
             return self._member_up(index, command)
         if isinstance(command, MemberDown):
             return self._member_down(index, command)
+        if isinstance(command, MemberAdmit):
+            return self._member_admit(command)
+        if isinstance(command, MemberRetire):
+            return self._member_retire(index, command)
         if isinstance(command, Releases):
             for item in command.items:
                 self._released(index, item, assign=False)
@@ -398,6 +408,36 @@ class RegistryState:
             del self.groups[command.group]
         return OK
 
+    def _member_admit(self, command: MemberAdmit) -> Result:
+        if command.node in self.retired:
+            return Result(
+                code=Code.FAILED_PRECONDITION,
+                message=f"{command.node} was removed; its id is retired (use a new id)",
+            )
+        self.admitted[command.node] = (command.address, command.peer_address)
+        return OK
+
+    def _member_retire(self, index: int, command: MemberRetire) -> Result:
+        self.retired.add(command.node)
+        self.admitted.pop(command.node, None)
+        record = self.members.get(command.node)
+        if record is not None and not record.draining:
+            # Eligible for nothing from now on: while it is up, its names move away by
+            # handoff; once it is declared down, by failover (the lease rules still hold).
+            record.draining = True
+            self._view_changed(index)
+        return OK
+
+    def forget_members(self, index: int) -> None:
+        """Drop the membership (a snapshot restored into a new cluster): every held name
+        waits, as after a failover, for the new cluster's members."""
+        for node in sorted(self.members):
+            self._fail_over_holder(node)
+        self.members.clear()
+        self.admitted.clear()
+        self.retired.clear()
+        self._view_changed(index)
+
     def _member_up(self, index: int, command: MemberUp) -> Result:
         existing = self.members.get(command.node)
         if existing is not None and command.incarnation < existing.incarnation:
@@ -408,7 +448,7 @@ class RegistryState:
             address=command.address,
             roles=frozenset(command.roles),
             kinds=frozenset(command.kinds),
-            draining=command.draining,
+            draining=command.draining or command.node in self.retired,
         )
         if existing is not None and existing == record:
             return OK
@@ -566,6 +606,9 @@ class RegistryState:
             ],
             "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
         }
+        if self.admitted or self.retired:  # absent: snapshots stay as they were
+            body["admitted"] = [[n, *a] for n, a in sorted(self.admitted.items())]
+            body["retired"] = sorted(self.retired)
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -610,6 +653,8 @@ class RegistryState:
                 state.groups.setdefault(group, set()).add(name)
         for name, reason in body["waiting"]:
             state._wait(name, StartReason(reason))
+        state.admitted = {n: (a, p) for n, a, p in body.get("admitted", [])}
+        state.retired = set(body.get("retired", []))
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}

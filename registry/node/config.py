@@ -30,6 +30,12 @@ Instead of ``[peers]``, the bootstrap voters can be found in DNS (see
     discovery = "dns"
     dns_name = "_grpc._tcp.registry.default.svc.cluster.local"   # SRV records
     expect = 3
+
+or on EC2, the running instances with a tag (``registry/node/discovery_ec2.py``)::
+
+    discovery = "ec2"
+    ec2_tag = "registry-cluster=prod"   # ids: the registry-node-id tag, else instance ids
+    expect = 3
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ DEFAULT_GRPC_PORT = 7400
 """The port ``listen`` defaults to; ``registry dev`` and deploy/ use it too."""
 DEFAULT_HTTP_PORT = 9400
 """The conventional HTTP port (``registry dev``, deploy/); ``http`` itself defaults to off."""
-DISCOVERY_MODES = ("static", "dns")
+DISCOVERY_MODES = ("static", "dns", "ec2")
 PEER_PORT_OFFSET = 1000
 """A node's peer port is its client port plus this, unless configured (``peer_listen``,
 or ``client/peer`` in ``peers``)."""
@@ -93,6 +99,18 @@ class NodeConfig:
     discovery_timeout: float = 120.0
     """DNS discovery: give up (exit 2) after this many seconds without ``expect`` voters.
     Default 120."""
+    ec2_tag: str = ""
+    """EC2 discovery: ``key=value``; the running instances with this tag are the voters
+    (``registry/node/discovery_ec2.py``; needs the ``ec2`` extra, boto3)."""
+    ec2_region: str = ""
+    """EC2 discovery: the region to ask. Default: boto3's (``AWS_REGION``, the profile)."""
+    ec2_id_tag: str = ""
+    """EC2 discovery: the tag whose value is an instance's node id; without it, the
+    instance id. Default ``registry-node-id``."""
+    ec2_port: int = DEFAULT_GRPC_PORT
+    """EC2 discovery: the client gRPC port of every instance (peer port: + 1000). Default 7400."""
+    ec2_endpoint: str = ""
+    """EC2 discovery: the EC2 API URL (a VPC endpoint, or a test server). Default: AWS's."""
     learner: bool = False
     """Join as a non-voting member (a learner) rather than a bootstrap voter."""
     roles: tuple[str, ...] = ()
@@ -248,6 +266,11 @@ class NodeConfig:
             return [
                 f"discovery must be one of {', '.join(DISCOVERY_MODES)} (got {self.discovery!r})"
             ]
+        if self.discovery == "ec2":
+            key, sep, value = self.ec2_tag.partition("=")
+            if not (key and sep and value):
+                return [f"discovery = 'ec2' needs ec2_tag = 'key=value' (got {self.ec2_tag!r})"]
+            return [] if 0 < self.ec2_port < 65536 else [f"ec2_port {self.ec2_port} is invalid"]
         if self.discovery == "static":
             stray = [name for name in ("dns_name", "dns_server") if getattr(self, name)]
             if stray:
@@ -356,11 +379,11 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    if raw.get("discovery") == "dns":
+    if raw.get("discovery") in ("dns", "ec2"):
         if raw.get("peers"):
             raise ConfigError(
-                "peers and discovery = 'dns' exclude each other: DNS discovery finds the "
-                "peers; drop one of them"
+                f"peers and discovery = {raw['discovery']!r} exclude each other: discovery "
+                "finds the peers; drop one of them"
             )
         # A StatefulSet pod's host name is its name, which is also its SRV target's label.
         raw.setdefault("id", socket.gethostname().split(".")[0])

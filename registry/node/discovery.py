@@ -1,4 +1,5 @@
-"""Finding the bootstrap voters: ``static`` (``peers`` as configured) or ``dns`` (SRV).
+"""Finding the bootstrap voters: ``static`` (``peers`` as configured), ``dns`` (SRV), or
+``ec2`` (tagged running instances: ``registry.node.discovery_ec2``; steps 3 below apply).
 
 DNS discovery, theory of operation:
 
@@ -160,22 +161,33 @@ async def discover(
     """
     if cfg.discovery == "static":
         return cfg
-    name = cfg.dns_name
-    lookup = lookup or DnsLookup(name, cfg.dns_server)
+    find: Callable[[], Awaitable[dict[str, str]]]
+    if cfg.discovery == "ec2":
+        from registry.node.discovery_ec2 import Ec2Lookup
+
+        find, name = Ec2Lookup(cfg), f"instances tagged {cfg.ec2_tag}"
+    else:
+        name = cfg.dns_name
+        srv = lookup or DnsLookup(name, cfg.dns_server)
+
+        async def find() -> dict[str, str]:
+            return peers_from_targets(await srv())
+
+    how = f"{cfg.discovery} discovery"
     deadline = time.monotonic() + cfg.discovery_timeout
     next_progress = time.monotonic() + progress_every
     peers: dict[str, str] = {}
     last_error = ""
     while True:
         try:
-            peers = peers_from_targets(await lookup())
+            peers = await find()
             last_error = ""
         except (dns.exception.DNSException, OSError) as exc:
-            # NXDOMAIN, no answer, timeout, no route: the records may not exist yet.
+            # NXDOMAIN, no answer, timeout, no route, an EC2 API error: not there yet.
             last_error = f"{type(exc).__name__}: {exc}"
         if len(peers) > cfg.expect:
             raise DiscoveryFailed(
-                f"dns discovery: {name} lists {len(peers)} nodes ({_show(peers)}) but "
+                f"{how}: {name} lists {len(peers)} nodes ({_show(peers)}) but "
                 f"expect = {cfg.expect}; expect must equal the number of bootstrap voters "
                 "(run further members as learners)"
             )
@@ -184,13 +196,14 @@ async def discover(
         now = time.monotonic()
         if now >= deadline:
             raise DiscoveryFailed(
-                f"dns discovery: found {len(peers)} of {cfg.expect} peers under {name} "
+                f"{how}: found {len(peers)} of {cfg.expect} peers under {name} "
                 f"within {cfg.discovery_timeout:g} s ({_show(peers) or 'none'})"
                 + (f"; last error: {last_error}" if last_error else "")
             )
         if now >= next_progress:
             log.info(
-                "dns discovery: found %d of %d peers under %s: %s%s",
+                "%s: found %d of %d peers under %s: %s%s",
+                how,
                 len(peers),
                 cfg.expect,
                 name,
@@ -199,21 +212,26 @@ async def discover(
             )
             next_progress = now + progress_every
         await asyncio.sleep(min(poll, max(0.0, deadline - now)))
-    return _with_peers(cfg, peers)
+    return _with_peers(cfg, peers, how, name)
 
 
-def _with_peers(cfg: NodeConfig, peers: dict[str, str]) -> NodeConfig:
+def _with_peers(cfg: NodeConfig, peers: dict[str, str], how: str, name: str) -> NodeConfig:
     if cfg.learner:
-        log.info("dns discovery: joining %s as a learner", _show(peers))
+        log.info("%s: joining %s as a learner", how, _show(peers))
         return replace(cfg, peers=peers).validate()
     own = peers.get(cfg.id)
     if own is None:
-        raise DiscoveryFailed(
-            f"dns discovery: this node's id {cfg.id!r} is not among the voters "
-            f"{cfg.dns_name} lists ({_show(peers)}); the id must be the first label of this "
-            "node's SRV target (its pod name): set id, or check the name"
+        hint = (
+            f"the id must be the instance's {cfg.ec2_id_tag or 'registry-node-id'} tag, "
+            "else its instance id"
+            if cfg.discovery == "ec2"
+            else "the id must be the first label of this node's SRV target (its pod name)"
         )
-    log.info("dns discovery: bootstrap voters %s (this node is %s)", _show(peers), cfg.id)
+        raise DiscoveryFailed(
+            f"{how}: this node's id {cfg.id!r} is not among the voters {name} lists "
+            f"({_show(peers)}); {hint}: set id, or check the name"
+        )
+    log.info("%s: bootstrap voters %s (this node is %s)", how, _show(peers), cfg.id)
     return replace(cfg, peers=peers, advertise=cfg.advertise or own).validate()
 
 

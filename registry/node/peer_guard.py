@@ -17,6 +17,12 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   ``--insecure-peers``, not the ``src`` the stream began with).
 - ``unknown_sender``: ``src`` is not a configured peer, a Raft voter or learner, or (for
   member traffic) a member of the committed membership; or it is this node itself.
+  Raft traffic to a node with an empty log is exempt: a learner added at runtime (its
+  ``peers`` may predate the current leader) learns the members from the first append;
+  the stream is still authenticated (mTLS) and of this cluster (cluster id).
+- ``retired_member``: ``src`` was removed by an operator (``MemberRemove``) and is no
+  longer in the Raft configuration: its id is retired for good, whatever its
+  certificate or configuration says (a removed node that comes back is refused).
 - ``huge_value``: an integer field of 2^63 or more (no honest term, index or sequence
   number gets there; past 2^64 the codec and storage cannot even hold them).
 - ``term_jump``: a Raft term more than ``MAX_TERM_JUMP`` above ours — unless this node
@@ -38,9 +44,10 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   release of names the sender holds (the only proposal a follower is entitled to ask:
   never ``MemberDown``/``MemberUp``, never someone else's names).
 
-Two more reasons count streams, not messages: ``cluster_mismatch`` (a peer of another
-cluster id) and ``tls_handshake`` (a peer whose certificate did not verify as the node
-dialled).
+Three more reasons count streams, not messages: ``cluster_mismatch`` (a peer of another
+cluster id), ``tls_handshake`` (a peer whose certificate did not verify as the node
+dialled) and ``protocol_version`` (a peer speaking a peer protocol version outside the
+accepted range, ``registry.node.peer_protocol``).
 
 Everything here is a pure function of its arguments, except ``SnapshotGuard``, which
 mirrors the transfer being assembled (bounded by the cap).
@@ -75,6 +82,7 @@ REASONS = (
     "wrong_dst",
     "identity_mismatch",
     "unknown_sender",
+    "retired_member",
     "huge_value",
     "term_jump",
     "second_leader",
@@ -87,6 +95,7 @@ REASONS = (
     "forward_not_allowed",
     "cluster_mismatch",
     "tls_handshake",
+    "protocol_version",
 )
 _LEADER_TYPES = (MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT)
 
@@ -110,6 +119,8 @@ class PeerView:
     """The committed membership (ids → records; only the keys are read)."""
     holder_of: Callable[[str], NodeId | None]
     """Who holds a name now (``None``: not registered or not placed)."""
+    retired: frozenset[NodeId] | set[NodeId] = frozenset()
+    """Members an operator removed (committed ``MemberRetire``)."""
 
 
 def view_of(replica: Replica, configured: frozenset[NodeId]) -> PeerView:
@@ -130,6 +141,7 @@ def view_of(replica: Replica, configured: frozenset[NodeId]) -> PeerView:
         configured=configured,
         members=state.members,
         holder_of=holder_of,
+        retired=state.retired,
     )
 
 
@@ -143,9 +155,13 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
         return "identity_mismatch"
     if _has_huge_int(msg):
         return "huge_value"
+    if msg.src in view.retired and msg.src not in view.raft_members:
+        return "retired_member"
     known = view.configured | view.raft_members
     if isinstance(msg, Message):
-        if msg.src not in known or msg.src == view.node:
+        # A node that holds no log yet (a learner added at runtime) learns who the members
+        # are from its first append, so Raft traffic to it is not checked against them.
+        if msg.src == view.node or (msg.src not in known and view.last_index > 0):
             return "unknown_sender"
         return _check_raft(msg, view)
     if msg.src == view.node or (msg.src not in known and msg.src not in view.members):

@@ -32,6 +32,7 @@ import grpc.aio
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
+from registry.node.admin import AdminService
 from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
@@ -50,7 +51,7 @@ from registry.node.storage import FileStorage
 from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
-from registry.v1 import registry_pb2, registry_pb2_grpc
+from registry.v1 import admin_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger("registry.node")
 STATUS_EVENTS = 50
@@ -122,6 +123,8 @@ class Node:
             ],
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
+        self.admin = AdminService(self)
+        admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
         if server.add_insecure_port(cfg.listen) == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
@@ -229,6 +232,7 @@ class Node:
             if self._peer_server is not None:
                 await self._peer_server.stop(grace=0.5)
             await self.service.close()
+            await self.admin.close()
             await self.transport.close()
             self.storage.close()
         finally:
@@ -259,13 +263,19 @@ class Node:
         if node in self.cfg.peers:
             return self.cfg.peers[node]
         member = self.driver.replica.state.members.get(node)
-        return member.address if member and member.address else None
+        if member and member.address:
+            return member.address
+        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
+        return admitted[0] if admitted else None
 
     def peer_address_of(self, node: str) -> str | None:
         """A peer's peer port: configured, else its client address's port + 1000."""
         configured = self.cfg.peer_address(node)
         if configured is not None:
             return configured
+        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
+        if admitted:
+            return admitted[1]
         member = self.driver.replica.state.members.get(node)
         return derive_peer_address(member.address) if member and member.address else None
 

@@ -12,7 +12,8 @@ Trust (DESIGN G8): the peer server listens on a port of its own (``peer_listen``
 mTLS when configured (``registry.node.peer_tls``). Every stream carries the cluster id
 in its metadata both ways (``registry-cluster-id``); a stream from another cluster is
 refused by the server (``FAILED_PRECONDITION``) and a server of another cluster is left by
-the client, each with a rate-limited log line. Each decoded message then passes
+the client, each with a rate-limited log line; the peer protocol version travels and is
+checked the same way (``registry.node.peer_protocol``). Each decoded message then passes
 ``registry.node.peer_guard`` — its ``src`` must be the stream's authenticated identity —
 before it reaches the core.
 """
@@ -30,6 +31,7 @@ import grpc
 import grpc.aio
 
 from registry.core.replica import PeerMessage
+from registry.node import peer_protocol
 from registry.node.peer_guard import PeerView, RefusalLog, SnapshotGuard, check, describe
 from registry.node.peer_tls import PeerTls, channel_options, stream_identity
 from registry.v1 import peer_pb2, peer_pb2_grpc
@@ -127,6 +129,13 @@ class _Link:
                         "cluster_mismatch", f"{self.peer} at {address} refused us: {exc.details()}"
                     )
                     backoff = MAX_BACKOFF_S
+                elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION and (
+                    peer_protocol.MISMATCH in (exc.details() or "")
+                ):
+                    self._owner.refusals.refuse(
+                        "protocol_version", f"{self.peer} at {address} refused us: {exc.details()}"
+                    )
+                    backoff = MAX_BACKOFF_S
                 elif _TLS_FAILURE.search(exc.details() or ""):
                     # A certificate that does not name the peer meant, or does not verify:
                     # a misconfiguration (or an impostor) an operator must hear about.
@@ -149,9 +158,17 @@ class _Link:
     async def _stream(self, channel: grpc.aio.Channel) -> None:
         owner = self._owner
         call = peer_pb2_grpc.PeerStub(channel).Stream(
-            self._envelopes(self._queue), metadata=((CLUSTER_KEY, owner.cluster_id),)
+            self._envelopes(self._queue),
+            metadata=((CLUSTER_KEY, owner.cluster_id), *peer_protocol.metadata()),
         )
-        theirs = _cluster_of(await call.initial_metadata())
+        initial = await call.initial_metadata()
+        theirs = _cluster_of(initial)
+        problem = peer_protocol.problem(self.peer, peer_protocol.version_of(initial), owner.node)
+        if theirs and problem:
+            owner.refusals.refuse("protocol_version", f"not sending to it: {problem}")
+            call.cancel()
+            await asyncio.sleep(MAX_BACKOFF_S)
+            return
         # (No id at all: the server refused the stream, which ``await call`` raises.)
         if theirs and theirs != owner.cluster_id:
             # Whatever the server decides, we do not talk to another cluster.
@@ -256,7 +273,15 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             )
             self.refusals.refuse("cluster_mismatch", detail)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, detail)
-        await context.send_initial_metadata(((CLUSTER_KEY, self.cluster_id),))
+        problem = peer_protocol.problem(
+            who, peer_protocol.version_of(context.invocation_metadata()), self.node
+        )
+        if problem:
+            self.refusals.refuse("protocol_version", problem)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
+        await context.send_initial_metadata(
+            ((CLUSTER_KEY, self.cluster_id), *peer_protocol.metadata())
+        )
         pinned = identity
         async for envelope in request_iterator:
             msg = decode_peer(envelope)

@@ -203,6 +203,11 @@ class LocalCluster:
         self.peers = ",".join(
             f"{n.id}={n.grpc_addr}/{self.peer_addr[n.id]}" for n in self.nodes.values()
         )
+        self.learners: set[str] = set()
+        """Nodes added after bootstrap (``add_node``): started with ``--learner``."""
+        self.source: dict[str, Path] = {}
+        """Per node, a source tree to run instead of this one (an earlier release's
+        ``registry`` package, for rolling-upgrade tests); empty: this checkout."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -254,6 +259,7 @@ class LocalCluster:
             self.preset,
             "--log-level",
             self.log_level,
+            *(("--learner",) if node.id in self.learners else ()),
         ]
         for module in self.worker_modules:
             argv += ["--worker-module", module]
@@ -263,7 +269,7 @@ class LocalCluster:
             argv += ["--config", str(path)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")])
+            filter(None, [str(self.source.get(node.id, PACKAGE_ROOT)), env.get("PYTHONPATH")])
         )
         node.starts += 1
         with node.log_path.open("ab") as log:
@@ -283,6 +289,23 @@ class LocalCluster:
             # One channel per node for the cluster's life: it reconnects by itself when the
             # node restarts (short backoff), so stubs taken earlier keep working.
             node.channel = grpc.insecure_channel(node.grpc_addr, options=CHANNEL_OPTIONS)
+
+    def add_node(self, node_id: str) -> NodeProc:
+        """A new node (ports, certificate, empty data dir) that joins as a learner once
+        started and added (``registry member add``); the bootstrap ``--peers`` stay."""
+        assert node_id not in self.nodes, f"{node_id} exists"
+        grpc_port, http_port, peer_port = free_ports(3)
+        self.peer_addr[node_id] = f"127.0.0.1:{peer_port}"
+        self.certs.update(dev_certs(self.certs[self.ids[0]].ca.parent, [node_id]))
+        self.learners.add(node_id)
+        self.nodes[node_id] = NodeProc(
+            id=node_id,
+            grpc_addr=f"127.0.0.1:{grpc_port}",
+            http_addr=f"127.0.0.1:{http_port}",
+            data_dir=self.root / node_id,
+            log_path=self.root / f"{node_id}.log",
+        )
+        return self.nodes[node_id]
 
     def kill(self, node_id: str) -> None:
         """``kill -9`` the node and reap it."""

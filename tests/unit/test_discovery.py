@@ -63,7 +63,7 @@ def dns() -> Iterator[TinyDns]:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"discovery": "consul"}, "discovery must be one of static, dns (got 'consul')"),
+        ({"discovery": "consul"}, "discovery must be one of static, dns, ec2 (got 'consul')"),
         ({"discovery": "dns"}, "discovery = 'dns' needs dns_name"),
         (
             {"discovery": "dns", "dns_name": "registry.default.svc.cluster.local"},

@@ -1,0 +1,335 @@
+"""The operator API (``registry.v1.Admin``): runtime membership changes and snapshots.
+
+Rules:
+
+1. Every method is listed in ``ADMIN_METHODS``; client auth gates exactly these behind
+   the ``admin`` permission. Writes run on the leader; a follower forwards them once.
+2. ``MemberAdd`` never adds a voter: it commits ``MemberAdmit`` (where to reach the new
+   node, so any leader can replicate to it) and then adds a *learner*. ``MemberPromote``
+   makes a learner a voter only once its log has caught up with the leader's commit
+   index (etcd's learner flow): a voter that cannot vote yet would only make the
+   majority harder to reach.
+3. ``MemberRemove`` refuses to remove the last voter, and — without ``force`` — a voter
+   whose removal leaves fewer reachable voters than a majority of those left. It then
+   commits ``MemberRetire`` (the id is retired for good: the peer guard refuses it once it
+   is out of the configuration), waits for the member's names to move (by handoff while
+   it is up, by failover once the leader declares it down — the lease rules decide, not
+   this module), then removes it from the Raft configuration. A leader asked to remove
+   itself first hands leadership to a reachable voter and forwards the request there.
+4. One configuration change at a time (the core refuses a second one meanwhile, and
+   this answers ``UNAVAILABLE``: retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from registry.core.commands import Command, MemberAdmit, MemberRetire
+from registry.core.errors import NotLeader
+from registry.core.messages import ConfChange, ConfChangeType, Role
+from registry.core.state import validate_identifier
+from registry.node.config import derive_peer_address
+from registry.node.service import WRITE_TIMEOUT_S, _rpc
+from registry.node.status import CODE_TO_STATUS, LEADER_KEY, REASON_KEY, Abort
+from registry.node.transport import CHANNEL_OPTIONS
+from registry.v1 import admin_pb2 as apb
+from registry.v1 import admin_pb2_grpc
+
+if TYPE_CHECKING:  # avoids an import cycle with node.server
+    from registry.core.replica import Replica
+    from registry.node.server import Node
+
+log = logging.getLogger("registry.admin")
+T = TypeVar("T")
+
+ADMIN_METHODS = frozenset(
+    f"/registry.v1.Admin/{name}"
+    for name in ("MemberAdd", "MemberPromote", "MemberRemove", "MemberList", "SnapshotSave")
+)
+"""Full gRPC method names that need the ``admin`` permission (client auth)."""
+
+NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
+QUORUM_AT_RISK = "QUORUM_AT_RISK"
+LAST_VOTER = "LAST_VOTER"
+RETIRED = "RETIRED"
+
+
+def _refuse(code: grpc.StatusCode, reason: str, message: str) -> Abort:
+    return Abort(code, message, ((REASON_KEY, reason),))
+
+
+def _host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @property
+    def _replica(self) -> Replica:
+        return self.node.driver.replica
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _on_core(self, action: Callable[[Replica], T]) -> T:
+        """Run ``action`` inside the core loop (between Readies); its result or error."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def run(replica: Replica) -> None:
+            try:
+                future.set_result(action(replica))
+            except Exception as exc:  # handed to the caller, which maps it to a status
+                future.set_exception(exc)
+
+        self.node.driver.control(run)
+        return await asyncio.wait_for(future, WRITE_TIMEOUT_S)
+
+    async def _propose(self, command: Command) -> int:
+        index, result = await asyncio.wait_for(self.node.driver.propose(command), WRITE_TIMEOUT_S)
+        if not result.ok:
+            raise Abort(CODE_TO_STATUS[result.code], result.message)
+        return index
+
+    async def _change(self, kind: ConfChangeType, node: str) -> int:
+        """Propose a configuration change and wait until it is committed and applied."""
+        change = ConfChange(type=kind, node=node)
+        term, index = await self._on_core(
+            lambda r: (r.raft.term, r.raft.propose_conf_change(change))
+        )
+        await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+        if self._replica.raft.term_at(index) != term:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "leadership changed meanwhile; retry")
+        return index
+
+    async def _leader_or_forward(
+        self, call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[T]]
+    ) -> T | None:
+        """``None`` when this node leads; otherwise the leader's answer."""
+        raft = self._replica.raft
+        if raft.role is Role.LEADER:
+            return None
+        leader = raft.leader
+        address = self.node.address_of(leader) if leader else None
+        if address is None:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, self.node.service.no_quorum_message())
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS
+            )
+        try:
+            return await call(admin_pb2_grpc.AdminStub(channel))
+        except grpc.aio.AioRpcError as exc:
+            reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
+            raise Abort(
+                exc.code(), exc.details() or "", ((LEADER_KEY, f"{leader}@{address}"), *reason)
+            ) from None
+
+    # -- membership --------------------------------------------------------------------
+
+    @_rpc
+    async def MemberAdd(self, request: apb.MemberAddRequest, context: Any) -> apb.MemberAddResponse:
+        node = request.id
+        problem = validate_identifier("node id", node)
+        peer = request.peer_address or derive_peer_address(request.address)
+        if problem or not _host_port(request.address) or not _host_port(peer):
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                problem
+                or f"address and peer address must be host:port (got "
+                f"{request.address!r}, {peer!r})",
+            )
+        state, conf = self._replica.state, self._replica.raft.conf
+        if node in state.retired:
+            raise _refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                RETIRED,
+                f"{node} was removed from this cluster; its id is retired: add the "
+                "replacement under a new id",
+            )
+        if node in conf.members():
+            role = "voter" if node in conf.voters else "learner"
+            raise Abort(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already a {role}")
+        forwarded: apb.MemberAddResponse | None = await self._leader_or_forward(
+            lambda stub: stub.MemberAdd(request)
+        )
+        if forwarded is not None:
+            return forwarded
+        await self._propose(MemberAdmit(node=node, address=request.address, peer_address=peer))
+        index = await self._change(ConfChangeType.ADD_LEARNER, node)
+        log.info("member %s added as a learner (%s, peer %s)", node, request.address, peer)
+        return apb.MemberAddResponse(index=index)
+
+    @_rpc
+    async def MemberPromote(
+        self, request: apb.MemberPromoteRequest, context: Any
+    ) -> apb.MemberPromoteResponse:
+        node = request.id
+        forwarded: apb.MemberPromoteResponse | None = await self._leader_or_forward(
+            lambda stub: stub.MemberPromote(request)
+        )
+        if forwarded is not None:
+            return forwarded
+        raft = self._replica.raft
+        if node in raft.conf.voters:
+            raise Abort(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already a voter")
+        if node not in raft.conf.learners:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"{node} is not a learner")
+        progress = raft.progress(node)
+        match = progress.match if progress is not None else 0
+        if match < raft.commit_index:
+            raise _refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                NOT_CAUGHT_UP,
+                f"{node} has replicated up to index {match} of the leader's "
+                f"{raft.commit_index}: not caught up yet, retry shortly",
+            )
+        index = await self._change(ConfChangeType.ADD_VOTER, node)
+        log.info("learner %s promoted to voter", node)
+        return apb.MemberPromoteResponse(index=index)
+
+    @_rpc
+    async def MemberRemove(
+        self, request: apb.MemberRemoveRequest, context: Any
+    ) -> apb.MemberRemoveResponse:
+        node = request.id
+        forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(
+            lambda stub: stub.MemberRemove(request)
+        )
+        if forwarded is not None:
+            return forwarded
+        replica = self._replica
+        raft, state = replica.raft, replica.state
+        if node not in raft.conf.members():
+            if node in state.retired:
+                return apb.MemberRemoveResponse()  # removed already
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"{node} is not a member")
+        if node in raft.conf.voters:
+            self._check_quorum_after(node, force=request.force)
+        if node == raft.id:
+            return await self._hand_over_and_forward(request)
+        moved = state.held_count(node)
+        if node not in state.retired:
+            await self._propose(MemberRetire(node=node))
+        timing = self.node.cfg.timing
+        wait_s = timing.handoff_deadline + timing.effective_down_after() + 2 * timing.lease
+        emptied = await self.node.driver.wait_for(lambda: state.held_count(node) == 0, wait_s)
+        record = state.members.get(node)
+        handed_off = emptied and (record is None or record.up)
+        index = await self._change(ConfChangeType.REMOVE, node)
+        log.info(
+            "member %s removed; %d name(s) moved by %s",
+            node,
+            moved,
+            "handoff" if handed_off else "failover",
+        )
+        return apb.MemberRemoveResponse(index=index, names_moved=moved, handed_off=handed_off)
+
+    def _check_quorum_after(self, node: str, *, force: bool) -> None:
+        remaining = sorted(self._replica.raft.conf.voters - {node})
+        if not remaining:
+            raise _refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                LAST_VOTER,
+                f"cannot remove {node}: it is the last voter",
+            )
+        within = 2 * self.node.cfg.timing.election_timeout
+        live = self.node.transport.reachable(remaining, within)
+        need = len(remaining) // 2 + 1
+        if len(live) < need and not force:
+            raise _refuse(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                QUORUM_AT_RISK,
+                f"removing {node} leaves voters {', '.join(remaining)}, of which "
+                f"{len(live)} ({', '.join(live) or 'none'}) are reachable; a majority needs "
+                f"{need}: bring the others back first, or force it",
+            )
+
+    async def _hand_over_and_forward(
+        self, request: apb.MemberRemoveRequest
+    ) -> apb.MemberRemoveResponse:
+        """The leader removes itself: hand leadership to a reachable voter, then ask it."""
+        raft = self._replica.raft
+        others = [n for n in sorted(raft.conf.voters) if n != raft.id]
+        within = 2 * self.node.cfg.timing.election_timeout
+        live = self.node.transport.reachable(others, within)
+        if not live:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "no reachable voter to hand leadership to")
+        target = live[0]
+        await self._on_core(lambda r: r.raft.transfer_leadership(target))
+        deadline = 4 * self.node.cfg.timing.election_timeout
+        await self.node.driver.wait_for(lambda: raft.leader not in ("", raft.id), deadline)
+        forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(
+            lambda stub: stub.MemberRemove(request)
+        )
+        if forwarded is None:
+            raise NotLeader(raft.leader)
+        return forwarded
+
+    @_rpc
+    async def MemberList(
+        self, request: apb.MemberListRequest, context: Any
+    ) -> apb.MemberListResponse:
+        replica = self._replica
+        raft, state = replica.raft, replica.state
+        conf = raft.conf
+        members = []
+        for node in sorted(conf.members() | state.members.keys() | state.retired):
+            record = state.members.get(node)
+            progress = raft.progress(node)
+            if node in conf.voters:
+                role = "voter"
+            elif node in conf.learners:
+                role = "learner"
+            elif node in state.retired:
+                role = "retired"
+            else:
+                role = "member"
+            members.append(
+                apb.MemberInfo(
+                    id=node,
+                    role=role,
+                    address=self.node.address_of(node) or "",
+                    peer_address=self.node.peer_address_of(node) or "",
+                    up=bool(record and record.up),
+                    match=raft.last_index
+                    if node == raft.id
+                    else (progress.match if progress is not None else 0),
+                    activations=state.held_count(node),
+                )
+            )
+        return apb.MemberListResponse(
+            leader=raft.leader, commit_index=raft.commit_index, members=members
+        )
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    async def SnapshotSave(
+        self, request: apb.SnapshotSaveRequest, context: Any
+    ) -> AsyncIterator[apb.SnapshotChunk]:
+        """A consistent snapshot from the leader (``registry.node.backup``)."""
+        from registry.node.backup import stream_snapshot
+
+        try:
+            async for chunk in stream_snapshot(self, context):
+                yield chunk
+        except Abort as exc:
+            await context.abort(exc.code, exc.message)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "")
+        except (NotLeader, TimeoutError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no snapshot: {exc or 'timed out'}")

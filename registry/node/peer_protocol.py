@@ -1,0 +1,64 @@
+"""The peer protocol version: what a node speaks on the peer port, and what it accepts.
+
+Rules:
+
+- Every peer stream carries, both ways, in its gRPC metadata beside the cluster id
+  (``registry-cluster-id``): ``registry-peer-protocol`` (the version this node speaks) and
+  ``registry-peer-protocol-range`` (``min-max``, the versions it accepts).
+- A version is bumped whenever a peer message changes meaning or gains a field a peer
+  must understand (as ``applied`` was added to member heartbeats). A release keeps
+  accepting the previous version, so during a rolling upgrade (one release at a time)
+  old and new nodes never refuse each other.
+- A stream without the key comes from a release before versioning: version 0, whose wire
+  format is the one version 1 introduced the key for (nothing else changed).
+- A peer outside the accepted range is refused with ``FAILED_PRECONDITION`` and one
+  rate-limited log line naming both versions (metric reason ``protocol_version``); the
+  refused side logs it too and keeps retrying slowly, so the cluster heals by itself
+  once the node is upgraded.
+- ``REGISTRY_TEST_PEER_PROTOCOL`` (tests only) makes a node advertise another version.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+PROTOCOL_KEY = "registry-peer-protocol"
+RANGE_KEY = "registry-peer-protocol-range"
+PROTOCOL_VERSION = 1
+"""The version this release speaks."""
+MIN_SUPPORTED = 0
+"""The oldest version this release accepts (0: before versioning; same wire format)."""
+MAX_SUPPORTED = 1
+TEST_ENV = "REGISTRY_TEST_PEER_PROTOCOL"
+MISMATCH = "peer protocol mismatch"
+
+
+def advertised() -> int:
+    """The version this node puts in its metadata (the test knob may override it)."""
+    forced = os.environ.get(TEST_ENV, "")
+    return int(forced) if forced.isdigit() else PROTOCOL_VERSION
+
+
+def metadata() -> tuple[tuple[str, str], ...]:
+    return ((PROTOCOL_KEY, str(advertised())), (RANGE_KEY, f"{MIN_SUPPORTED}-{MAX_SUPPORTED}"))
+
+
+def version_of(items: Iterable[tuple[str, str | bytes]] | None) -> int | None:
+    """The peer's version (0 when absent); ``None`` when the value is not a number."""
+    for key, value in items or ():
+        if key == PROTOCOL_KEY:
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            return int(text) if text.isdigit() and len(text) < 10 else None
+    return 0
+
+
+def problem(peer: str, theirs: int | None, node: str) -> str | None:
+    """Why ``peer`` (speaking ``theirs``) must be refused by ``node``, or ``None``."""
+    if theirs is not None and MIN_SUPPORTED <= theirs <= MAX_SUPPORTED:
+        return None
+    spoken = "an unreadable version" if theirs is None else f"version {theirs}"
+    return (
+        f"{MISMATCH}: {peer} speaks {spoken}; {node} (version {advertised()}) accepts "
+        f"{MIN_SUPPORTED}-{MAX_SUPPORTED}: upgrade the older node (one release at a time)"
+    )
