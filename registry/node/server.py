@@ -32,6 +32,7 @@ from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
+from registry.node.grpc_services import StandardServices
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
 from registry.node.rpc_metrics import RpcMetrics
@@ -105,6 +106,7 @@ class Node:
         )
         peer_pb2_grpc.add_PeerServicer_to_server(self.transport, server)
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
+        self.standard = StandardServices(server, lambda: self._ready()[0])
         if server.add_insecure_port(cfg.listen) == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
@@ -113,6 +115,7 @@ class Node:
         self._gc_pauses.install()
         self.driver.start()
         self.disk.start()
+        await self.standard.start()
         if cfg.http:
             self._http = HttpServer(
                 Routes(
@@ -183,6 +186,7 @@ class Node:
             return
         self._closing = True
         try:
+            await self.standard.stop()  # health NOT_SERVING before draining
             if graceful:
                 await self.drain(self.cfg.drain_timeout)
             await self.runtime.shutdown()

@@ -8,6 +8,7 @@ leader or owner to go to, as ``google.rpc.Status`` details (``ErrorInfo``, ``Ret
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -221,7 +222,11 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
             return handler._replace(  # type: ignore[no-any-return]
                 request_deserializer=lenient, unary_unary=unary_unary
             )
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(
+            getattr(handler.unary_stream, "__func__", handler.unary_stream)
+        ):
+            # Only generator-style streams: a coroutine that writes through the context
+            # (the health service's Watch) is passed through as it is.
             stream = handler.unary_stream
 
             async def unary_stream(
