@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ from registry.node.config import (
     DEFAULT_HTTP_PORT,
     DISCOVERY_MODES,
     NodeConfig,
-    load,
+    load_from,
 )
 
 DEV_BASE_PORT = DEFAULT_GRPC_PORT
@@ -74,7 +73,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         dest="worker_modules",
         help="module with Worker classes (repeatable; default registry.examples)",
     )
-    node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    node.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="logging level (default INFO)",
+    )
+    node.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line; both name the node",
+    )
     node.set_defaults(handler=run_node)
 
     dev = commands.add_parser(
@@ -130,26 +141,24 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         overrides["roles"] = [r for r in args.roles.split(",") if r]
     if args.worker_modules:
         overrides["worker_modules"] = args.worker_modules
-    return load(args.config, **overrides)
+    return load_from(args.config, os.environ, overrides)
 
 
 def run_node(args: argparse.Namespace) -> int:
     import asyncio
 
     from registry.node.discovery import DiscoveryFailed, discover
+    from registry.node.logs import configure
     from registry.node.server import serve
     from registry.node.storage import DataDirLocked, StorageCorrupt
-
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
     async def discover_and_serve(cfg: NodeConfig) -> None:
         await serve(await discover(cfg))
 
     try:
-        asyncio.run(discover_and_serve(node_config(args)))
+        cfg = node_config(args)
+        configure(args.log_level, cfg.id, args.log_format)
+        asyncio.run(discover_and_serve(cfg))
     except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
         # One line, no traceback: bad config, a locked or damaged data directory (the
         # message names the file and the recovery), a port in use.
