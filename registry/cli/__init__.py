@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+import registry
 from registry.cli import bench, client, doctor, jepsen, node, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry",
         description="quorum-registry: a partition-safe registry of named workers.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"quorum-registry {registry.__version__}"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
