@@ -31,7 +31,7 @@ from registry.client.errors import (
 )
 from registry.client.fencing import FencedStore, StaleToken
 from registry.client.retry import Backoff, should_retry
-from registry.client.sync import SyncClient
+from registry.client.sync import ClientForked, SyncClient
 from registry.client.types import (
     ClusterStatus,
     Location,
@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "Backoff",
     "Client",
+    "ClientForked",
     "ClientStats",
     "ClusterStatus",
     "DeadlineExceeded",
