@@ -41,6 +41,7 @@ from registry.client.types import (
     location_from_pb,
 )
 from registry.v1 import registry_pb2 as pb
+from registry.wire.errors import REASON_KEY
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Client", "ClientStats"]
 
@@ -432,7 +433,8 @@ class Client:
         out: dict[str, bytes | RegistryError] = {}
         for result in reply.results:
             if result.error_code:
-                out[result.name] = translate(result.error_code, result.error)
+                reason = ((REASON_KEY, result.error_reason),) if result.error_reason else ()
+                out[result.name] = translate(result.error_code, result.error, reason)
             else:
                 out[result.name] = bytes(result.payload)
         return out

@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -39,6 +39,7 @@ from registry.node.status import Abort, refusal_for, relayed
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
+from registry.wire.errors import decode as decode_details
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
     from registry.core.replica import Replica
@@ -426,7 +427,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 reply = await self.Call(pb.CallRequest(name=name, payload=request.payload), quiet)
                 return pb.CallResult(name=name, payload=reply.payload)
             except _Aborted as exc:
-                return pb.CallResult(name=name, error_code=exc.code.name, error=exc.message)
+                return pb.CallResult(
+                    name=name, error_code=exc.code.name, error=exc.message, error_reason=exc.reason
+                )
 
         results = await asyncio.gather(*(one(n) for n in members))
         return pb.MultiCallResponse(results=results)
@@ -445,10 +448,11 @@ def _forwarded(request: pb.CallRequest | pb.CastRequest, context: Any) -> bool:
 
 
 class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 class _Quiet:
@@ -464,5 +468,7 @@ class _Quiet:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ()
 
-    async def abort(self, code: grpc.StatusCode, message: str, trailers: object = ()) -> None:
-        raise _Aborted(code, message)
+    async def abort(
+        self, code: grpc.StatusCode, message: str, trailers: Iterable[tuple[str, Any]] = ()
+    ) -> None:
+        raise _Aborted(code, message, decode_details(trailers).reason)
