@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from registry.core.errors import ConfigError
+from registry.core.timing import preset
 from registry.node.config import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -267,6 +268,14 @@ def run_dev(args: argparse.Namespace) -> int:
         for n in ids:
             print(f"  {n}  grpc {grpc_addr[n]}  status page http://{http_addr[n]}/")
         print(f"  data and logs: {root}")
+        lease = preset(args.preset).lease
+        print(
+            f"Preset {args.preset}: a node that cannot renew its {lease:g} s member lease "
+            "in time (a busy CPU, a suspended laptop) stops its workers (a fence, counted "
+            "in registry_fences_total and shown on the status page) and they fail over to "
+            "another node. That is the safety rule working, not a crash; on a busy machine "
+            "use --preset lan."
+        )
         print(f"Status page: http://{http_addr[ids[0]]}/ (JSON: /status, metrics: /metrics)")
         print("Try, in another shell:")
         print("  registry status")
