@@ -12,13 +12,14 @@ import argparse
 from collections.abc import Callable, Sequence
 
 import registry
-from registry.cli import bench, client, doctor, jepsen, node, sim
+from registry.cli import bench, client, doctor, jepsen, node, sdk_commands, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 COMMANDS: tuple[Register, ...] = (
     node.register,
     client.register,
+    sdk_commands.register,
     sim.register,
     jepsen.register,
     bench.register,
