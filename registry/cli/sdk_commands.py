@@ -18,22 +18,33 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from registry.cli.client import DEFAULT_ADDR
+DEFAULT_ADDR = "127.0.0.1:7400"
 
 Handler = Callable[[Any, argparse.Namespace], int]
 
 
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    handler: Handler,
+) -> argparse.ArgumentParser:
+    """A client command: ``--addr``, ``--timeout``, ``--json``; ``handler(client, args)``
+    runs with a ``SyncClient`` (``run_with_client``)."""
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--addr",
+        help=f"node address(es), comma-separated (default $REGISTRY_ADDR or {DEFAULT_ADDR})",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=lambda args: run_with_client(handler, args))
+    return parser
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument(
-            "--addr",
-            help=f"node address(es), comma-separated (default $REGISTRY_ADDR or {DEFAULT_ADDR})",
-        )
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
-        parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.set_defaults(handler=lambda args: _run(handler, args))
-        return parser
+        return add_command(commands, name, help_text, handler)
 
     cast = add("cast", "send a fire-and-forget message to a name", _cast)
     cast.add_argument("name")
@@ -60,7 +71,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def _run(handler: Handler, args: argparse.Namespace) -> int:
+def run_with_client(handler: Handler, args: argparse.Namespace) -> int:
+    """Run ``handler(client, args)`` with a ``SyncClient`` on the seeds of ``--addr``;
+    a ``RegistryError`` becomes one ``error:`` line (and a JSON object with ``--json``)
+    and exit code 1."""
     from registry.client import RegistryError, SyncClient
 
     addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
@@ -78,44 +92,45 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
         return 130
 
 
-def _text(payload: bytes) -> str:
+def text(payload: bytes) -> str:
+    """A reply as text, or as hex when it is not UTF-8."""
     try:
         return payload.decode()
     except UnicodeDecodeError:
         return payload.hex()
 
 
-def _say(args: argparse.Namespace, value: dict[str, Any], text: str) -> int:
+def say(args: argparse.Namespace, value: dict[str, Any], text: str) -> int:
     print(json.dumps(value) if args.json else text, flush=True)
     return 0
 
 
 def _cast(client: Any, args: argparse.Namespace) -> int:
     client.cast(args.name, args.payload.encode())
-    return _say(args, {"name": args.name, "sent": True}, f"sent to {args.name}")
+    return say(args, {"name": args.name, "sent": True}, f"sent to {args.name}")
 
 
 def _join(client: Any, args: argparse.Namespace) -> int:
     index = client.join(args.group, args.name)
     value = {"group": args.group, "name": args.name, "index": index}
-    return _say(args, value, f"{args.name} joined {args.group} (log index {index})")
+    return say(args, value, f"{args.name} joined {args.group} (log index {index})")
 
 
 def _leave(client: Any, args: argparse.Namespace) -> int:
     index = client.leave(args.group, args.name)
     value = {"group": args.group, "name": args.name, "index": index}
-    return _say(args, value, f"{args.name} left {args.group} (log index {index})")
+    return say(args, value, f"{args.name} left {args.group} (log index {index})")
 
 
 def _members(client: Any, args: argparse.Namespace) -> int:
     names = client.members(args.group)
-    return _say(args, {"group": args.group, "names": names}, "\n".join(names) or "(empty)")
+    return say(args, {"group": args.group, "names": names}, "\n".join(names) or "(empty)")
 
 
 def _publish(client: Any, args: argparse.Namespace) -> int:
     delivered = client.publish(args.group, args.payload.encode())
     value = {"group": args.group, "delivered": delivered}
-    return _say(args, value, f"delivered to {delivered} member(s) of {args.group}")
+    return say(args, value, f"delivered to {delivered} member(s) of {args.group}")
 
 
 def _multi_call(client: Any, args: argparse.Namespace) -> int:
@@ -123,7 +138,7 @@ def _multi_call(client: Any, args: argparse.Namespace) -> int:
     out: dict[str, dict[str, str]] = {}
     for name, reply in sorted(replies.items()):
         if isinstance(reply, bytes):
-            out[name] = {"reply": _text(reply)}
+            out[name] = {"reply": text(reply)}
         else:
             out[name] = {"error": getattr(reply, "reason", "") or type(reply).__name__,
                          "message": str(reply)}  # fmt: skip
@@ -131,7 +146,7 @@ def _multi_call(client: Any, args: argparse.Namespace) -> int:
         f"{name}: {v['reply']}" if "reply" in v else f"{name}: error {v['error']}: {v['message']}"
         for name, v in out.items()
     ]
-    _say(args, {"group": args.group, "results": out}, "\n".join(lines) or "(no members)")
+    say(args, {"group": args.group, "results": out}, "\n".join(lines) or "(no members)")
     return 0 if all("reply" in v for v in out.values()) else 1
 
 
@@ -144,10 +159,10 @@ def _watch(client: Any, args: argparse.Namespace) -> int:
         for event in stream:
             value = {"event": type(event).__name__.lower(), **asdict(event)}
             if isinstance(event, Placed):
-                text = f"placed {event.location.name} on {event.location.node} (token {event.location.token})"  # noqa: E501
+                line = f"placed {event.location.name} on {event.location.node} (token {event.location.token})"  # noqa: E501
             else:
-                text = " ".join(f"{k}={v}" for k, v in value.items())
-            _say(args, value, text)
+                line = " ".join(f"{k}={v}" for k, v in value.items())
+            say(args, value, line)
             seen += 1
             if (args.count and seen >= args.count) or (
                 args.until_synced and isinstance(event, Synced)

@@ -333,6 +333,22 @@ class Client:
         )
         return list(reply.names)
 
+    async def list_names(
+        self, prefix: str = "", *, limit: int = 1000, timeout: float | None = None
+    ) -> tuple[list[Location], bool]:
+        """Registered names starting with ``prefix``, sorted, at most ``limit``, as one
+        node sees them; and whether more were left out. A name waiting for a member has
+        an empty ``node``."""
+        request = pb.ListRequest(prefix=prefix, limit=limit)
+        reply = await self._conn.retrying(
+            f"list {prefix!r}",
+            lambda stub, t: stub.List(request, timeout=t),
+            self._conn.any_target,
+            self._deadline(timeout),
+            idempotent=True,
+        )
+        return [location_from_pb(loc) for loc in reply.locations], bool(reply.truncated)
+
     async def cluster(self, *, timeout: float | None = None) -> ClusterStatus:
         """The cluster as a node sees it (leader, term, quorum, members); also refreshes
         the addresses this client knows."""

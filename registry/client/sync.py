@@ -220,6 +220,12 @@ class SyncClient:
         """See ``Client.members``."""
         return self._run(self._client.members(group, timeout=timeout))
 
+    def list_names(
+        self, prefix: str = "", *, limit: int = 1000, timeout: float | None = None
+    ) -> tuple[list[Location], bool]:
+        """See ``Client.list_names``."""
+        return self._run(self._client.list_names(prefix, limit=limit, timeout=timeout))
+
     def cluster(self, *, timeout: float | None = None) -> ClusterStatus:
         """See ``Client.cluster``."""
         return self._run(self._client.cluster(timeout=timeout))

@@ -65,3 +65,31 @@ def _call(name: str, payload: bytes) -> Any:
     from registry.v1 import registry_pb2 as pb
 
     return pb.CallRequest(name=name, payload=payload)
+
+
+def test_register_whereis_call_ls_status_unregister_on_the_sdk(
+    calm_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = calm_cluster
+    dead = f"127.0.0.1:{free_ports(1)[0]}"
+    addr = ["--addr", f"{dead},{c.nodes['n3'].grpc_addr}"]
+    name = P + "visits"
+    assert _json(capsys, ["register", name, "--kind", "counter", *addr])["index"] > 0
+    taken = _json(capsys, ["register", name, "--kind", "counter", *addr], code=1)
+    assert taken["error"] == "NAME_TAKEN"
+    assert _json(capsys, ["call", name, "incr", *addr]) == {"name": name, "reply": "1"}
+    where = _json(capsys, ["whereis", name, "--consistent", *addr])
+    owner, token = c.owner(name)
+    assert (where["node"], where["token"], where["address"]) == (
+        owner,
+        token,
+        c.nodes[owner].grpc_addr,
+    )
+    listed = _json(capsys, ["ls", "--prefix", name, *addr])
+    assert [row["name"] for row in listed["names"]] == [name] and not listed["truncated"]
+    status = _json(capsys, ["status", *addr])
+    assert status["leader"] in c.ids and sorted(m["id"] for m in status["members"]) == c.ids
+    assert _json(capsys, ["unregister", name, *addr])["name"] == name
+    assert _json(capsys, ["whereis", P + "nobody", *addr], code=1)["found"] is False
+    assert main(["members", P + "no-group", *addr]) == 1
+    assert "error: NOT_FOUND:" in capsys.readouterr().err
