@@ -243,7 +243,7 @@ def load_from(
     if not isinstance(timing_table, dict):
         raise ConfigError(f"timing must be a table of seconds (got {timing_table!r})")
     known = {f.name for f in fields(NodeConfig)} - {"timing"}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted((set(raw) | {k for k, v in overrides.items() if v is not None}) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
     kinds = config_values.kinds(NodeConfig)

@@ -168,3 +168,10 @@ def test_registry_node_exits_2_with_one_line_naming_the_field(
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field} must be"), run.stderr
+
+
+def test_an_unknown_field_from_a_flag_or_the_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown config field.*colour"):
+        _load(tmp_path, colour=1)
+    with pytest.raises(ConfigError, match=r"unknown config field.*shape"):
+        _load(tmp_path, 'shape = "round"\n')
