@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,9 @@ def test_every_log_line_names_the_node(tmp_path: Path, fmt: str) -> None:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for("the node's start-up line", lambda: "node solo up" in log.read_text(), 30.0)
+        # Ready (it holds its lease) comes after the signal handlers are installed, so the
+        # SIGTERM below is a graceful stop, not the default kill.
+        wait_for("the node to be ready", lambda: _ready(http), 30.0)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
@@ -44,3 +48,11 @@ def test_every_log_line_names_the_node(tmp_path: Path, fmt: str) -> None:
             assert set(record) >= {"level", "logger", "message"}
         else:
             assert line.split()[2] == "solo", line
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except urllib.error.HTTPError:
+        return False
