@@ -5,13 +5,14 @@
 //
 // It prints one JSON line with what it saw. Errors are decided by their machine-readable
 // reason (docs/protocol.md), never by their message: the reason travels in the
-// google.rpc.Status details and, for simple clients like this one, also in the
-// `registry-reason` trailer.
+// google.rpc.Status details (the `grpc-status-details-bin` trailer), decoded here with
+// protobufjs.
 'use strict';
 
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
 
 const PROTO = path.join(__dirname, '..', '..', 'protos', 'registry', 'v1', 'registry.proto');
 // Refused before anything ran: safe to retry, even a write (docs/protocol.md).
@@ -25,9 +26,45 @@ const definition = protoLoader.loadSync(PROTO, {
 });
 const { Registry } = grpc.loadPackageDefinition(definition).registry.v1;
 
+// google.rpc.Status and ErrorInfo, the standard error details every refusal carries
+// (docs/protocol.md); defined inline so that nothing but protos/ is needed.
+const rpc = protobuf.Root.fromJSON({
+  nested: {
+    google: {
+      nested: {
+        protobuf: { nested: { Any: { fields: {
+          type_url: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } } } },
+        rpc: { nested: {
+          Status: { fields: {
+            code: { type: 'int32', id: 1 }, message: { type: 'string', id: 2 },
+            details: { rule: 'repeated', type: 'google.protobuf.Any', id: 3 } } },
+          ErrorInfo: { fields: {
+            reason: { type: 'string', id: 1 }, domain: { type: 'string', id: 2 },
+            metadata: { keyType: 'string', type: 'string', id: 3 } } },
+        } },
+      },
+    },
+  },
+});
+const Status = rpc.lookupType('google.rpc.Status');
+const ErrorInfo = rpc.lookupType('google.rpc.ErrorInfo');
+
+// The ErrorInfo of a failed call: { reason, metadata } (owner, leader, ...), or null.
+function errorInfo(err) {
+  const raw = err.metadata ? err.metadata.get('grpc-status-details-bin') : [];
+  if (!raw.length) return null;
+  for (const detail of Status.decode(raw[0]).details) {
+    if (detail.type_url.endsWith('/google.rpc.ErrorInfo')) {
+      const info = ErrorInfo.decode(detail.value);
+      if (info.domain === 'registry.v1') return { reason: info.reason, metadata: info.metadata };
+    }
+  }
+  return null;
+}
+
 function reasonOf(err) {
-  const values = err.metadata ? err.metadata.get('registry-reason') : [];
-  return values.length ? String(values[0]) : '';
+  const info = errorInfo(err);
+  return info ? info.reason : '';
 }
 
 function unary(client, method, request, timeoutS = 5) {
@@ -88,7 +125,9 @@ async function main() {
     await unary(client, 'Register', { spec: { name, kind: 'echo' } }, 10);
     out.second_register = 'accepted?!';
   } catch (err) {
-    out.second_register = { code: grpc.status[err.code], reason: reasonOf(err) };
+    const info = errorInfo(err);
+    out.second_register = { code: grpc.status[err.code], reason: info ? info.reason : '',
+      leader: info ? info.metadata.leader || '' : '' };
   }
 
   const reply = await withRetry(() => unary(client, 'Call',

@@ -30,7 +30,8 @@ def test_node_client_registers_calls_looks_up_and_watches(tmp_path: Path) -> Non
     assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
     with LocalCluster(tmp_path, 3, preset="local") as cluster:
         cluster.start(timeout=30.0)
-        seed = cluster.nodes["n2"].grpc_addr
+        seed_node = "n2"
+        seed = cluster.nodes[seed_node].grpc_addr
         run = subprocess.run(
             [node, "client.js", seed, "node-echo"],
             cwd=EXAMPLE,
@@ -41,9 +42,15 @@ def test_node_client_registers_calls_looks_up_and_watches(tmp_path: Path) -> Non
         assert run.returncode == 0, f"the Node.js client failed:\n{run.stdout}\n{run.stderr}"
         seen = json.loads(run.stdout.strip().splitlines()[-1])
         owner, token = cluster.owner("node-echo")
+        leader = cluster.status("n1").leader
         reply = cluster.stub("n1").Call(pb.CallRequest(name="node-echo", payload=b"x"), timeout=10)
     assert int(seen["registered_index"]) > 0
-    assert seen["second_register"] == {"code": "ALREADY_EXISTS", "reason": "NAME_TAKEN"}
+    # Read from the google.rpc.Status details: reason and the leader the follower asked.
+    assert seen["second_register"] == {
+        "code": "ALREADY_EXISTS",
+        "reason": "NAME_TAKEN",
+        "leader": leader if seed_node != leader else "",
+    }
     assert seen["call"] == {"payload": "hello from node", "node": owner, "token": str(token)}
     assert seen["whereis"] == {
         "node": owner,
