@@ -11,13 +11,25 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, certs, client, doctor, jepsen, member, node, sim, snapshot
+from registry.cli import (
+    bench,
+    certs,
+    client,
+    doctor,
+    jepsen,
+    member,
+    node,
+    sdk_commands,
+    sim,
+    snapshot,
+)
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 COMMANDS: tuple[Register, ...] = (
     node.register,
     client.register,
+    sdk_commands.register,
     sim.register,
     jepsen.register,
     bench.register,
@@ -47,7 +59,7 @@ def _version() -> str:
     from registry.node.peer_protocol import MAX_SUPPORTED, MIN_SUPPORTED, PROTOCOL_VERSION
 
     return (
-        f"registry {__version__} (peer protocol {PROTOCOL_VERSION}, "
+        f"quorum-registry {__version__} (peer protocol {PROTOCOL_VERSION}, "
         f"accepts {MIN_SUPPORTED}-{MAX_SUPPORTED})"
     )
 

@@ -1,43 +1,30 @@
 """Client commands: ``status``, ``ls``, ``whereis``, ``register``, ``unregister``, ``call``.
 
-They talk gRPC to one node (``--addr``, else ``$REGISTRY_ADDR``, else 127.0.0.1:7400);
-the node forwards writes to the leader and calls to the owner. Errors print one line,
-``error: CODE: message``, and exit 1.
+They use the SDK (``registry.SyncClient``: retries, redirects, several seeds): ``--addr``
+takes one address or several, comma-separated (else ``$REGISTRY_ADDR``, else
+127.0.0.1:7400). Each takes ``--json``. Errors print one line, ``error: REASON: message``
+(the machine-readable reason, else the status code), and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from collections.abc import Callable
 from typing import Any
 
-DEFAULT_ADDR = "127.0.0.1:7400"
+from registry.cli.sdk_commands import DEFAULT_ADDR, Handler, add_command, say, text
+
+__all__ = ["DEFAULT_ADDR", "register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def add(
-        name: str,
-        help_text: str,
-        handler: Callable[[Any, argparse.Namespace], int],
-        json_flag: bool = False,
-    ) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument(
-            "--addr", help=f"node address (default $REGISTRY_ADDR or {DEFAULT_ADDR})"
-        )
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
-        if json_flag:
-            parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.set_defaults(handler=lambda args: _run(handler, args))
-        return parser
+    def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        return add_command(commands, name, help_text, handler)
 
-    add("status", "show the cluster: leader, term, quorum, members", _status, True)
-    ls = add("ls", "list registered names and where they run", _ls, True)
+    add("status", "show the cluster: leader, term, quorum, members", _status)
+    ls = add("ls", "list registered names and where they run", _ls)
     ls.add_argument("--prefix", default="", help="only names starting with this")
-    where = add("whereis", "show where a name runs", _whereis, True)
+    where = add("whereis", "show where a name runs", _whereis)
     where.add_argument("name")
     where.add_argument("--consistent", action="store_true", help="linearizable read")
     reg = add("register", "register a name", _register)
@@ -55,29 +42,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     call.add_argument("payload")
 
 
-def _run(handler: Callable[[Any, argparse.Namespace], int], args: argparse.Namespace) -> int:
-    import grpc
-
-    from registry.v1 import registry_pb2_grpc
-
-    addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
-    with grpc.insecure_channel(addr) as channel:
-        stub = registry_pb2_grpc.RegistryStub(channel)
-        try:
-            return handler(stub, args)
-        except grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            if code == "UNAVAILABLE" and "connect" in (details or "").lower():
-                details = f"cannot reach a node at {addr} ({details})"
-            print(f"error: {code}: {details}", file=sys.stderr)
-            return 1
-
-
-def _status(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    s = stub.Cluster(pb.ClusterRequest(), timeout=args.timeout)
+def _status(client: Any, args: argparse.Namespace) -> int:
+    s = client.cluster(timeout=args.timeout)
     members = [
         {
             "id": m.id,
@@ -128,87 +94,55 @@ def _loc(loc: Any) -> dict[str, object]:
     }
 
 
-def _ls(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    reply = stub.List(pb.ListRequest(prefix=args.prefix), timeout=args.timeout)
-    rows = [_loc(loc) for loc in reply.locations]
+def _ls(client: Any, args: argparse.Namespace) -> int:
+    locations, truncated = client.list_names(args.prefix, timeout=args.timeout)
+    rows = [_loc(loc) for loc in locations]
     if args.json:
-        print(json.dumps({"names": rows, "truncated": reply.truncated}))
+        print(json.dumps({"names": rows, "truncated": truncated}))
         return 0
     if not rows:
         print("no names registered" + (f" with prefix {args.prefix!r}" if args.prefix else ""))
     for r in rows:
         where = f"{r['node']} ({r['address']})" if r["node"] else "waiting for a member"
         print(f"{r['name']:<24} {r['kind']:<10} {where}  token {r['token']}")
-    if reply.truncated:
+    if truncated:
         print("(more names not shown)")
     return 0
 
 
-def _whereis(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    reply = stub.WhereIs(
-        pb.WhereIsRequest(name=args.name, consistent=args.consistent), timeout=args.timeout
-    )
-    if reply.waiting:
-        out: dict[str, object] = {
-            "name": args.name,
-            "node": "",
-            "address": "",
-            "token": 0,
-            "waiting": True,
-        }
-    else:
-        out = _loc(reply.location)
-    if args.json:
-        print(json.dumps(out))
-    elif reply.waiting:
-        print(f"{args.name} is registered but waiting for an eligible member")
-    else:
-        stale = " (stale: the node asked has no quorum)" if out["stale"] else ""
-        print(
-            f"{out['name']} runs on {out['node']} ({out['address']}), token {out['token']}{stale}"
-        )
-    return 0
+def _whereis(client: Any, args: argparse.Namespace) -> int:
+    location = client.whereis(args.name, consistent=args.consistent, timeout=args.timeout)
+    if location is None:  # the SDK does not tell "not registered" from "waiting"
+        value = {"name": args.name, "node": "", "address": "", "token": 0, "found": False}
+        say(args, value, f"{args.name} is not registered, or waits for an eligible member")
+        return 1
+    out = _loc(location)
+    stale = " (stale: the node asked has no quorum)" if out["stale"] else ""
+    line = f"{out['name']} runs on {out['node']} ({out['address']}), token {out['token']}{stale}"
+    return say(args, {**out, "found": True}, line)
 
 
-def _register(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    spec = pb.NameSpec(
-        name=args.name,
-        kind=args.kind,
+def _register(client: Any, args: argparse.Namespace) -> int:
+    priority = [[n for n in tier.split(",") if n] for tier in args.priority.split(";") if tier]
+    index = client.register(
+        args.name,
+        args.kind,
         args=args.args.encode(),
         roles=[r for r in args.roles.split(",") if r],
-        priority=[
-            pb.Tier(nodes=[n for n in tier.split(",") if n])
-            for tier in args.priority.split(";")
-            if tier
-        ],
+        priority=priority or None,
+        timeout=args.timeout,
     )
-    reply = stub.Register(pb.RegisterRequest(spec=spec), timeout=args.timeout)
-    print(f"registered {args.name} (log index {reply.index})")
-    return 0
-
-
-def _unregister(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    reply = stub.Unregister(pb.UnregisterRequest(name=args.name), timeout=args.timeout)
-    print(f"unregistered {args.name} (log index {reply.index})")
-    return 0
-
-
-def _call(stub: Any, args: argparse.Namespace) -> int:
-    from registry.v1 import registry_pb2 as pb
-
-    reply = stub.Call(
-        pb.CallRequest(name=args.name, payload=args.payload.encode()), timeout=args.timeout
+    return say(
+        args, {"name": args.name, "index": index}, f"registered {args.name} (log index {index})"
     )
-    try:
-        print(reply.payload.decode())
-    except UnicodeDecodeError:
-        print(reply.payload.hex())
-    return 0
+
+
+def _unregister(client: Any, args: argparse.Namespace) -> int:
+    index = client.unregister(args.name, timeout=args.timeout)
+    value = {"name": args.name, "index": index}
+    return say(args, value, f"unregistered {args.name} (log index {index})")
+
+
+def _call(client: Any, args: argparse.Namespace) -> int:
+    reply = client.call(args.name, args.payload.encode(), args.timeout)
+    return say(args, {"name": args.name, "reply": text(reply)}, text(reply))

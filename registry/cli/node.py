@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import signal
@@ -14,12 +13,13 @@ import time
 from pathlib import Path
 
 from registry.core.errors import ConfigError
+from registry.core.timing import preset
 from registry.node.config import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
     DISCOVERY_MODES,
     NodeConfig,
-    load,
+    load_from,
 )
 
 DEV_BASE_PORT = DEFAULT_GRPC_PORT
@@ -111,7 +111,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument(
         "--workers", type=int, help="worker host processes (default: the number of CPUs)"
     )
-    node.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    node.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="logging level (default INFO)",
+    )
+    node.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line; both name the node",
+    )
     node.add_argument(
         "--check",
         action="store_true",
@@ -187,7 +199,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         overrides["roles"] = [r for r in args.roles.split(",") if r]
     if args.worker_modules:
         overrides["worker_modules"] = args.worker_modules
-    return load(args.config, **overrides)
+    return load_from(args.config, os.environ, overrides)
 
 
 def effective_toml(cfg: NodeConfig) -> str:
@@ -227,13 +239,9 @@ def run_node(args: argparse.Namespace) -> int:
     import asyncio
 
     from registry.node.discovery import DiscoveryFailed, discover
+    from registry.node.logs import configure
     from registry.node.server import serve
     from registry.node.storage import DataDirLocked, StorageCorrupt
-
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
     async def discover_and_serve(cfg: NodeConfig) -> None:
         await serve(await discover(cfg))
@@ -246,7 +254,9 @@ def run_node(args: argparse.Namespace) -> int:
             return 2
         return 0
     try:
-        asyncio.run(discover_and_serve(node_config(args)))
+        cfg = node_config(args)
+        configure(args.log_level, cfg.id, args.log_format)
+        asyncio.run(discover_and_serve(cfg))
     except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
         # One line, no traceback: bad config, a locked or damaged data directory (the
         # message names the file and the recovery), a port in use.
@@ -380,6 +390,14 @@ def run_dev(args: argparse.Namespace) -> int:
         for n in ids:
             print(f"  {n}  grpc {grpc_addr[n]}  status page http://{http_addr[n]}/")
         print(f"  data and logs: {root}")
+        lease = preset(args.preset).lease
+        print(
+            f"Preset {args.preset}: a node that cannot renew its {lease:g} s member lease "
+            "in time (a busy CPU, a suspended laptop) stops its workers (a fence, counted "
+            "in registry_fences_total and shown on the status page) and they fail over to "
+            "another node. That is the safety rule working, not a crash; on a busy machine "
+            "use --preset lan."
+        )
         print(f"Status page: http://{http_addr[ids[0]]}/ (JSON: /status, metrics: /metrics)")
         print("Try, in another shell:")
         print("  registry status")

@@ -23,6 +23,7 @@ from registry.client.errors import (
     Redirect,
     RegistryError,
     StorageFull,
+    Superseded,
     Unauthenticated,
     Unavailable,
     WorkerError,
@@ -30,7 +31,7 @@ from registry.client.errors import (
 )
 from registry.client.fencing import FencedStore, StaleToken
 from registry.client.retry import Backoff, should_retry
-from registry.client.sync import SyncClient
+from registry.client.sync import ClientForked, SyncClient
 from registry.client.types import (
     ClusterStatus,
     Location,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "Backoff",
     "Client",
+    "ClientForked",
     "ClientStats",
     "ClusterStatus",
     "DeadlineExceeded",
@@ -69,6 +71,7 @@ __all__ = [
     "Reset",
     "StaleToken",
     "StorageFull",
+    "Superseded",
     "SyncClient",
     "Synced",
     "Unauthenticated",

@@ -41,6 +41,7 @@ from registry.client.types import (
     location_from_pb,
 )
 from registry.v1 import registry_pb2 as pb
+from registry.wire.errors import REASON_KEY
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Client", "ClientStats"]
 
@@ -332,6 +333,22 @@ class Client:
         )
         return list(reply.names)
 
+    async def list_names(
+        self, prefix: str = "", *, limit: int = 1000, timeout: float | None = None
+    ) -> tuple[list[Location], bool]:
+        """Registered names starting with ``prefix``, sorted, at most ``limit``, as one
+        node sees them; and whether more were left out. A name waiting for a member has
+        an empty ``node``."""
+        request = pb.ListRequest(prefix=prefix, limit=limit)
+        reply = await self._conn.retrying(
+            f"list {prefix!r}",
+            lambda stub, t: stub.List(request, timeout=t),
+            self._conn.any_target,
+            self._deadline(timeout),
+            idempotent=True,
+        )
+        return [location_from_pb(loc) for loc in reply.locations], bool(reply.truncated)
+
     async def cluster(self, *, timeout: float | None = None) -> ClusterStatus:
         """The cluster as a node sees it (leader, term, quorum, members); also refreshes
         the addresses this client knows."""
@@ -432,7 +449,8 @@ class Client:
         out: dict[str, bytes | RegistryError] = {}
         for result in reply.results:
             if result.error_code:
-                out[result.name] = translate(result.error_code, result.error)
+                reason = ((REASON_KEY, result.error_reason),) if result.error_reason else ()
+                out[result.name] = translate(result.error_code, result.error, reason)
             else:
                 out[result.name] = bytes(result.payload)
         return out

@@ -30,7 +30,6 @@ import grpc.aio
 
 from registry.client.errors import (
     DeadlineExceeded,
-    NoQuorum,
     NotFound,
     RegistryError,
     Unavailable,
@@ -316,7 +315,7 @@ class Connection:
             elif owner.address != address:
                 self.cache.hint(name, owner.node, owner.address)
                 redirected = True
-        refused = unreachable or isinstance(error, NoQuorum) or "holds no lease" in str(error)
+        refused = unreachable or getattr(error, "reason", "") in ("NO_QUORUM", "NO_LEASE")
         if leader is None and owner is None and refused:
             self.peers.failed(address)  # try the others first from now on
         if name and not redirected and isinstance(error, Unavailable | NotFound):

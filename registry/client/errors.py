@@ -2,10 +2,14 @@
 
 Every error the SDK raises on purpose is a ``registry.RegistryError`` (the project's one
 hierarchy, house rule 9). The subclasses mirror the gRPC status codes a node answers with
-(DESIGN §1, G7); ``translate`` is the only place that maps a status to a class, and it
-also reads the redirect metadata (``registry-leader`` / ``registry-owner``: ``id@host:port``)
-and decides whether the request may already have been executed (``may_have_run``), which
-is what the retry rules in ``registry.client.retry`` need.
+(DESIGN §1, G7); ``translate`` is the only place that maps a status to a class. It reads
+the ``google.rpc.Status`` details (``registry.wire.errors``: the ``ErrorInfo`` reason, the
+leader / owner redirect; the legacy ``registry-*`` trailers of older nodes too) and decides
+from the *reason*, never from the message text, whether the request may already have been
+executed (``may_have_run``), which is what the retry rules in ``registry.client.retry``
+need. A status without a reason did not come from a node's refusal (the gRPC library's
+own: connection refused, stream reset; or an older node): only then does the gRPC
+library's text tell "never connected" (not run) from "broke after sending".
 
 =======================  ==========================================================
 status                   exception
@@ -18,9 +22,10 @@ RESOURCE_EXHAUSTED       ``StorageFull`` when the reason is ``NOSPACE`` (the nod
                          is below its reserve), else ``PayloadTooLarge``
 DEADLINE_EXCEEDED        ``DeadlineExceeded``
 UNAUTHENTICATED          ``Unauthenticated`` (also PERMISSION_DENIED)
-ABORTED                  ``WorkerError`` (the worker raised, or cannot run)
-UNAVAILABLE              ``NoQuorum`` when the message says "no quorum" / "no leader",
-                         else ``Unavailable`` (also CANCELLED)
+ABORTED                  ``WorkerError`` (reason ``WORKER_ERROR``: the worker raised, or
+                         cannot run); ``Superseded`` (reason ``STALE_TOKEN``)
+UNAVAILABLE              ``NoQuorum`` when the reason is ``NO_QUORUM``, else
+                         ``Unavailable`` (also CANCELLED)
 anything else            ``InternalError``
 =======================  ==========================================================
 """
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 import grpc
 
 from registry.core.errors import RegistryError
+from registry.wire.errors import REASONS, decode
 
 __all__ = [
     "DeadlineExceeded",
@@ -46,28 +52,17 @@ __all__ = [
     "Redirect",
     "RegistryError",
     "StorageFull",
+    "Superseded",
     "Unauthenticated",
     "Unavailable",
     "WorkerError",
     "translate",
 ]
 
-LEADER_KEY = "registry-leader"
-OWNER_KEY = "registry-owner"
-REASON_KEY = "registry-reason"
-
-# UNAVAILABLE details that prove the request was refused before anything ran: the
-# server's own refusals (registry/node/service.py, registry/worker/errors.py) and the
+# gRPC library texts (a status without a reason) that say the request never left: the
 # transport's "never connected" failures. Anything else (e.g. "Socket closed",
 # "Connection reset by peer") may have been cut off after the request was delivered.
 _NOT_RUN_MARKERS = (
-    "no quorum",
-    "not the leader",
-    "no leader",
-    "holds no lease",
-    "is not running on this node",
-    "is waiting for an eligible member",
-    ", not here",
     "failed to connect",
     "connection refused",
     "connect failed",
@@ -75,7 +70,6 @@ _NOT_RUN_MARKERS = (
     "name resolution",
     "no route to host",
 )
-_NO_QUORUM_MARKERS = ("no quorum", "no leader")
 # UNAVAILABLE details that say the transport failed (nothing answered, or the connection
 # broke), as opposed to a node answering that it cannot serve the request.
 _TRANSPORT_MARKERS = (
@@ -139,11 +133,13 @@ class _StatusError(RegistryError):
         """The transport failed: the node asked (or the one it forwarded to) could not
         be reached, or the connection broke."""
         self.leader = leader
-        """The leader a follower pointed to (``registry-leader`` metadata), if any."""
+        """The leader a follower pointed to (status details), if any."""
         self.owner = owner
-        """The node that holds the name (``registry-owner`` metadata), if any."""
+        """The node that holds the name (status details), if any."""
         self.reason = reason
-        """A machine-readable reason (``registry-reason`` metadata), e.g. ``NOSPACE``."""
+        """The stable machine-readable reason (``ErrorInfo.reason``), e.g. ``NOSPACE``,
+        ``NAME_TAKEN``, ``NO_QUORUM``; ``""`` when the status carried none. The reasons
+        are listed in ``docs/protocol.md``."""
 
     def replace(self, message: str, *, may_have_run: bool) -> _StatusError:
         """A copy of this error, same class and fields, with a new message (and
@@ -203,6 +199,11 @@ class WorkerError(_StatusError):
     exception text), or its activation failed. It ran: not retried."""
 
 
+class Superseded(_StatusError):
+    """ABORTED with reason ``STALE_TOKEN``: the command came from an activation or
+    incarnation that a newer one has replaced. Nothing was changed."""
+
+
 class Unavailable(_StatusError):
     """UNAVAILABLE: no node could serve the request in time: unreachable, moving,
     not the owner, no lease. Retried until the deadline before it is raised; check
@@ -210,8 +211,8 @@ class Unavailable(_StatusError):
 
 
 class NoQuorum(Unavailable):
-    """UNAVAILABLE because the node asked has no quorum or knows no leader; the message
-    says why ("no quorum: 1 of 3 voters reachable")."""
+    """UNAVAILABLE with reason ``NO_QUORUM``: the node asked has no quorum or knows no
+    leader; the message says why ("no quorum: 1 of 3 voters reachable")."""
 
 
 class InternalError(_StatusError):
@@ -258,36 +259,37 @@ def translate(
     if isinstance(code, str):
         code = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
     details = details or code.name.lower().replace("_", " ")
-    leader = owner = None
-    reason = ""
-    for key, value in metadata:
-        text = value.decode() if isinstance(value, bytes) else value
-        if key == LEADER_KEY:
-            leader = Redirect.parse(text)
-        elif key == OWNER_KEY:
-            owner = Redirect.parse(text)
-        elif key == REASON_KEY:
-            reason = text
-    lowered = details.lower()
+    info = decode(metadata)
+    reason = REASONS.get(info.reason)
     cls = _BY_CODE.get(code, InternalError)
-    if cls is Unavailable and any(m in lowered for m in _NO_QUORUM_MARKERS):
+    if cls is Unavailable and info.reason == "NO_QUORUM":
         cls = NoQuorum
-    if cls is PayloadTooLarge and reason == "NOSPACE":
+    elif cls is PayloadTooLarge and info.reason == "NOSPACE":
         cls = StorageFull
-    if code in _MAY_HAVE_RUN:
-        may_have_run = True
-    elif code is grpc.StatusCode.UNAVAILABLE:
-        may_have_run = not any(m in lowered for m in _NOT_RUN_MARKERS)
-    else:
-        may_have_run = False
+    elif cls is WorkerError and info.reason == "STALE_TOKEN":
+        cls = Superseded
+    lowered = details.lower()
+    if reason is not None:
+        may_have_run = reason.may_have_run
+        unreachable = reason.name in ("UNREACHABLE", "CONNECTION_LOST")
+    elif info.retry_delay is not None:  # a reason newer than this SDK, marked retryable
+        may_have_run = unreachable = False
+    else:  # no reason: the transport's own status (or an older node)
+        if code in _MAY_HAVE_RUN:
+            may_have_run = True
+        elif code is grpc.StatusCode.UNAVAILABLE:
+            may_have_run = not any(m in lowered for m in _NOT_RUN_MARKERS)
+        else:
+            may_have_run = False
+        unreachable = cls is Unavailable and any(m in lowered for m in _TRANSPORT_MARKERS)
     message = details if cls is not InternalError else f"{code.name}: {details}"
     return cls(
         message,
         code=code.name,
         address=address,
         may_have_run=may_have_run,
-        unreachable=cls is Unavailable and any(m in lowered for m in _TRANSPORT_MARKERS),
-        leader=leader,
-        owner=owner,
-        reason=reason,
+        unreachable=unreachable,
+        leader=Redirect(*info.leader) if info.leader else None,
+        owner=Redirect(*info.owner) if info.owner else None,
+        reason=info.reason,
     )

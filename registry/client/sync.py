@@ -4,11 +4,19 @@ It runs one ``Client`` on a private event loop in a daemon thread and waits for 
 operation's result; every rule (routing, cache, retries, at most once) is the async
 client's. It is safe to use from several threads at once. Do not call it from inside
 that private loop (e.g. from a worker's hook): use ``Client`` there.
+
+Processes: a client belongs to the process that made it. After ``os.fork()`` (gunicorn
+``--preload``, ``multiprocessing`` with the ``fork`` start method) its thread is gone and
+gRPC is unusable in the child, so every method raises ``ClientForked`` at once instead of
+hanging. Create clients in each worker process after the fork (gunicorn's ``post_fork``
+hook, or no ``--preload``), or use the ``spawn`` start method; ``close()`` in the child
+only marks it closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Sequence
 from random import Random
@@ -20,11 +28,15 @@ from registry.client.errors import RegistryError
 from registry.client.retry import Backoff
 from registry.client.types import ClusterStatus, Location, Priority, Registration, WatchEvent
 
-__all__ = ["SyncClient"]
+__all__ = ["ClientForked", "SyncClient"]
 
 T = TypeVar("T")
 CLOSE_TIMEOUT_S = 10.0
 """How long ``close()`` waits for the async client to shut down, seconds."""
+
+
+class ClientForked(RegistryError, RuntimeError):
+    """A ``SyncClient`` was used in a process forked from the one that created it."""
 
 
 class SyncClient:
@@ -65,8 +77,17 @@ class SyncClient:
         self._thread.start()
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if os.getpid() != self._pid:
+            coro.close()
+            raise ClientForked(
+                f"this SyncClient was created in process {self._pid} and cannot be used in "
+                f"process {os.getpid()}, forked from it (its thread and gRPC channels stay "
+                "behind); create a client after the fork (gunicorn: post_fork, or no "
+                "--preload; multiprocessing: the spawn start method)"
+            )
         if self._closed:
             coro.close()
             raise RuntimeError("the client is closed")
@@ -108,6 +129,8 @@ class SyncClient:
             if self._closed:
                 return
             self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked child: the thread and the channels are the parent's
         loop = self._loop
         try:
             asyncio.run_coroutine_threadsafe(self._client.close(), loop).result(CLOSE_TIMEOUT_S)
@@ -196,6 +219,12 @@ class SyncClient:
     def members(self, group: str, *, timeout: float | None = None) -> list[str]:
         """See ``Client.members``."""
         return self._run(self._client.members(group, timeout=timeout))
+
+    def list_names(
+        self, prefix: str = "", *, limit: int = 1000, timeout: float | None = None
+    ) -> tuple[list[Location], bool]:
+        """See ``Client.list_names``."""
+        return self._run(self._client.list_names(prefix, limit=limit, timeout=timeout))
 
     def cluster(self, *, timeout: float | None = None) -> ClusterStatus:
         """See ``Client.cluster``."""

@@ -84,6 +84,9 @@ class Code(enum.Enum):
 class Result:
     code: Code = Code.OK
     message: str = ""
+    reason: str = ""
+    """A machine-readable reason where ``code`` alone is ambiguous (``UNREGISTERING``,
+    ``ALREADY_IN_GROUP``); the node derives the rest from ``code``."""
 
     @property
     def ok(self) -> bool:
@@ -319,6 +322,7 @@ class RegistryState:
                     code=Code.FAILED_PRECONDITION,
                     message=f"{spec.name!r} was unregistered and is still stopping on "
                     f"{existing.holder}; retry shortly",
+                    reason="UNREGISTERING",
                 )
             if existing is not None:
                 return Result(
@@ -388,6 +392,7 @@ class RegistryState:
             return Result(
                 code=Code.ALREADY_EXISTS,
                 message=f"{command.name!r} is already in group {command.group!r}",
+                reason="ALREADY_IN_GROUP",
             )
         record.groups.add(command.group)
         self.groups.setdefault(command.group, set()).add(command.name)

@@ -36,7 +36,7 @@ from registry.core.messages import ConfChange, ConfChangeType, Role
 from registry.core.state import validate_identifier
 from registry.node.config import derive_peer_address
 from registry.node.service import WRITE_TIMEOUT_S, _rpc
-from registry.node.status import CODE_TO_STATUS, LEADER_KEY, REASON_KEY, Abort
+from registry.node.status import CODE_TO_STATUS, Abort, relayed
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import admin_pb2 as apb
 from registry.v1 import admin_pb2_grpc
@@ -61,7 +61,7 @@ RETIRED = "RETIRED"
 
 
 def _refuse(code: grpc.StatusCode, reason: str, message: str) -> Abort:
-    return Abort(code, message, ((REASON_KEY, reason),))
+    return Abort(code, message, reason=reason)
 
 
 def _host_port(value: str) -> bool:
@@ -134,10 +134,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         try:
             return await call(admin_pb2_grpc.AdminStub(channel))
         except grpc.aio.AioRpcError as exc:
-            reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
-            raise Abort(
-                exc.code(), exc.details() or "", ((LEADER_KEY, f"{leader}@{address}"), *reason)
-            ) from None
+            raise relayed(exc, leader=(leader, address)) from None
 
     # -- membership --------------------------------------------------------------------
 
@@ -328,7 +325,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             async for chunk in stream_snapshot(self, context):
                 yield chunk
         except Abort as exc:
-            await context.abort(exc.code, exc.message)
+            refusal = exc.refusal
+            await context.abort(refusal.code, refusal.message, refusal.trailers(self.node.cfg.id))
         except grpc.aio.AioRpcError as exc:
             await context.abort(exc.code(), exc.details() or "")
         except (NotLeader, TimeoutError) as exc:

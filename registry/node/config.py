@@ -24,6 +24,11 @@ Example ``node.toml``::
     [timing]                         # optional overrides of the preset, in seconds
     lease = 1.0
 
+Every field can also come from an environment variable ``REGISTRY_<FIELD>``
+(``REGISTRY_TIMING_<FIELD>`` for ``[timing]``); values are strictly typed, and sizes take
+units ("4MiB"): see ``registry/node/config_values.py``. The file comes first, then the
+environment, then flags.
+
 Instead of ``[peers]``, the bootstrap voters can be found in DNS (see
 ``registry/node/discovery.py``; ``id`` then defaults to the host name's first label)::
 
@@ -44,12 +49,14 @@ import ipaddress
 import os
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from registry.core.errors import ConfigError
 from registry.core.timing import Timing, preset
+from registry.node import config_values
 
 MAX_PAYLOAD_BYTES = 4 << 20
 DEFAULT_GRPC_PORT = 7400
@@ -363,6 +370,15 @@ def _split_peers(raw: dict[str, Any]) -> None:
 
 def load(path: Path | None, **overrides: Any) -> NodeConfig:
     """Read ``path`` (TOML) if given, apply non-``None`` ``overrides``, validate."""
+    return load_from(path, {}, overrides)
+
+
+def load_from(
+    path: Path | None, environ: Mapping[str, str], overrides: Mapping[str, Any]
+) -> NodeConfig:
+    """Read ``path`` (TOML) if given, then the ``REGISTRY_*`` variables of ``environ``
+    (the CLI passes ``os.environ``), then non-``None`` ``overrides``; check every value's
+    type (naming the field) and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -371,14 +387,23 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    if raw.get("peers"):
-        _split_peers(raw)
-    timing_overrides = raw.pop("timing", {}) or {}
+    timing_table = raw.pop("timing", {}) or {}
+    if not isinstance(timing_table, dict):
+        raise ConfigError(f"timing must be a table of seconds (got {timing_table!r})")
     known = {f.name for f in fields(NodeConfig)} - {"timing"}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted((set(raw) | {k for k, v in overrides.items() if v is not None}) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+    kinds = config_values.kinds(NodeConfig)
+    from_env, timing_env = config_values.from_environment(environ, kinds)
+    raw = {k: config_values.typed(k, kinds[k], v) for k, v in raw.items()}
+    raw.update(from_env)
+    raw.update(
+        {k: config_values.typed(k, kinds[k], v) for k, v in overrides.items() if v is not None}
+    )
+    if raw.get("peers"):
+        _split_peers(raw)  # ``client/peer`` values name a peer port
+    timing_overrides = {**config_values.typed_timing(timing_table), **timing_env}
     if raw.get("discovery") in ("dns", "ec2"):
         if raw.get("peers"):
             raise ConfigError(
@@ -392,22 +417,5 @@ def load(path: Path | None, **overrides: Any) -> NodeConfig:
     preset_name = str(raw.get("preset", "lan"))
     timing = preset(preset_name, **timing_overrides)
     values: dict[str, Any] = {"timing": timing}
-    for key, value in raw.items():
-        if key in ("roles", "worker_modules"):
-            value = tuple(str(v) for v in value)
-        elif key == "data_dir":
-            value = Path(value)
-        elif key in ("peers", "peer_addresses"):
-            value = {str(k): str(v) for k, v in dict(value).items()}
-        elif key == "expect" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"expect must be a whole number (got {value!r})")
-        elif key in ("segment_bytes", "snapshot_entries", "storage_reserve_bytes") and (
-            isinstance(value, bool) or not isinstance(value, int)
-        ):
-            raise ConfigError(f"{key} must be a whole number (got {value!r})")
-        elif key == "discovery_timeout" and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            raise ConfigError(f"discovery_timeout must be a number of seconds (got {value!r})")
-        values[key] = value
+    values.update(raw)
     return replace(NodeConfig(id=str(raw["id"])), **values).validate()

@@ -8,8 +8,8 @@ Rules (etcd's NOSPACE alarm, per node):
    space clears it, no restart).
 2. While it is on, client writes on this node (register, unregister, join, leave) are
    refused with RESOURCE_EXHAUSTED, a message naming the node, the directory, the free
-   space and the reserve, and the machine-readable reason ``NOSPACE`` (trailing metadata
-   ``registry-reason``). Reads, calls, ``/status`` and ``/metrics`` keep working.
+   space and the reserve, and the machine-readable reason ``NOSPACE`` (``ErrorInfo`` status
+   details, ``registry.node.status``). Reads, calls, ``/status`` and ``/metrics`` keep working.
 3. A leader with the alarm hands leadership to the most caught-up other voter (and again
    at each check while it is still leader), so that the cluster's writes go through a
    node with room for them. The reserve is the room the node keeps meanwhile for what it
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from registry.core.messages import Role
-from registry.node.status import REASON_KEY, Abort
+from registry.node.status import Abort
 
 if TYPE_CHECKING:
     from registry.node.server import Node
@@ -99,9 +99,7 @@ class DiskAlarm:
     def refuse_writes(self) -> None:
         """Raise the RESOURCE_EXHAUSTED Abort while the alarm is on (rule 2)."""
         if self.check():
-            raise Abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, self.message(), ((REASON_KEY, NOSPACE),)
-            )
+            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.message(), reason=NOSPACE)
 
     def alarms(self) -> list[dict[str, object]]:
         """The ``alarms`` list of ``/status``."""

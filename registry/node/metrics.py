@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -87,6 +87,9 @@ class NodeMetrics(Collector):
         self.node = node
         self._clock = clock
         self._handoffs_pending: dict[tuple[str, int], float] = {}
+        # No *_created series: they double the series count, and Prometheus detects
+        # counter resets without them (a node process is the only user of this toggle).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self.registry.register(self)
         # The standard process_* / python_* series (RSS, CPU, open fds, GC), for this

@@ -38,6 +38,7 @@ from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
+from registry.node.grpc_services import StandardServices
 from registry.node.hosts import HostSupervisor
 from registry.node.http import HttpServer, Routes
 from registry.node.metrics import NodeMetrics
@@ -125,6 +126,7 @@ class Node:
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
         self.admin = AdminService(self)
         admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
+        self.standard = StandardServices(server, lambda: self._ready()[0])
         if server.add_insecure_port(cfg.listen) == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
@@ -134,6 +136,7 @@ class Node:
         self._gc_pauses.install()
         self.driver.start()
         self.disk.start()
+        await self.standard.start()
         if cfg.http:
             self._http = HttpServer(
                 Routes(
@@ -220,6 +223,7 @@ class Node:
             return
         self._closing = True
         try:
+            await self.standard.stop()  # health NOT_SERVING before draining
             if graceful:
                 await self.drain(self.cfg.drain_timeout)
             await self.runtime.shutdown()

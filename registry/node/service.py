@@ -8,9 +8,11 @@
   unreachable", safe to retry (the leader never received it).
 - Lookups come from the local replica; a node without a lease marks them ``stale``.
   ``consistent=True`` does a ReadIndex round first.
-- Calls go to the holder: run here, or forwarded one hop; a forwarded call that finds the
-  name elsewhere again answers UNAVAILABLE with the owner in ``registry-owner`` metadata.
+- Calls go to the holder: run here, or forwarded one hop (marked by ``registry-forwarded``
+  request metadata); a forwarded call that finds the name elsewhere again answers
+  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner.
 - Bad input is refused before anything is proposed, with the precise status.
+- Every refusal carries a machine-readable reason (``registry.node.status``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -38,10 +40,11 @@ from registry.core.commands import (
 from registry.core.errors import RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
-from registry.node.status import LEADER_KEY, OWNER_KEY, REASON_KEY, Abort, status_for
+from registry.node.status import Abort, refusal_for, relayed
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
+from registry.wire.errors import decode as decode_details
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
     from registry.core.replica import Replica
@@ -58,6 +61,10 @@ FORWARD_RECONNECT_S = 1.0
 to come back (the peer channels' longest reconnect backoff, CHANNEL_OPTIONS)."""
 _NEVER_SENT = "failed to connect"
 """gRPC's UNAVAILABLE detail when no connection was made, so the request was not sent."""
+FORWARDED_KEY = "registry-forwarded"
+"""Request metadata on a call or cast one node forwards to another: do not forward again.
+(Older nodes set the deprecated ``forwarded`` request field instead; both are read.)"""
+FORWARDED = ((FORWARDED_KEY, "1"),)
 
 
 def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -72,12 +79,11 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            if not isinstance(exc, Abort) and status_for(exc)[0] is grpc.StatusCode.INTERNAL:
+            refusal = refusal_for(exc)
+            if not isinstance(exc, Abort) and refusal.code is grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method.__name__)
-            code, message = status_for(exc)
-            if isinstance(exc, Abort) and exc.metadata:
-                context.set_trailing_metadata(exc.metadata)
-            await context.abort(code, message)
+            trailers = refusal.trailers(self.node.cfg.id)
+            await context.abort(refusal.code, refusal.message, trailers)
             raise AssertionError("unreachable") from exc
 
     return wrapper
@@ -175,20 +181,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 self.node.driver.propose(command), WRITE_TIMEOUT_S
             )
             if not result.ok:
-                from registry.node.status import CODE_TO_STATUS
-
-                raise Abort(CODE_TO_STATUS[result.code], result.message)
+                raise Abort.result(result.code, result.message, result.reason)
             return respond(index)
         leader = raft.leader
         address = self.node.address_of(leader) if leader else None
         if address is None:
-            raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message())
+            raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message(), reason="NO_QUORUM")
         for last_try in (False, True):
             try:
                 response = await forward(self._stub(address))
                 break
             except grpc.aio.AioRpcError as exc:
-                reason = [(k, str(v)) for k, v in exc.trailing_metadata() or () if k == REASON_KEY]
                 code, details = exc.code(), exc.details() or ""
                 never_sent = code is grpc.StatusCode.UNAVAILABLE and _NEVER_SENT in details.lower()
                 if never_sent and not last_try and (back := await self._leader_back(leader)):
@@ -197,8 +200,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 if never_sent:
                     # The leader never got it (it is gone, e.g. killed): a plain refusal
                     # the client may retry, naming why; not gRPC's bare transport error.
-                    details = f"leader {leader} at {address} is unreachable ({details}); retry"
-                raise Abort(code, details, ((LEADER_KEY, f"{leader}@{address}"), *reason)) from None
+                    raise Abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"leader {leader} at {address} is unreachable ({details}); retry",
+                        reason="UNREACHABLE",
+                        leader=(leader, address),
+                    ) from None
+                raise relayed(exc, leader=(leader, address)) from None
         # Read your writes through this node: answer once the write is applied here too,
         # so a Call or WhereIs that follows on this node finds it (not NOT_FOUND). The
         # write has succeeded either way; a slow replica only delays the answer.
@@ -311,7 +319,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
                 await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
             except TimeoutError:
-                raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message()) from None
+                message = self.no_quorum_message()
+                raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NO_QUORUM") from None
         record = self._registered(request.name)
         if not record.holder:
             return pb.WhereIsResponse(waiting=True)
@@ -386,19 +395,19 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             raise Abort(
                 grpc.StatusCode.UNAVAILABLE,
                 f"{name!r} is waiting for an eligible member to run it",
+                reason="WAITING",
             )
         if record.holder == self.node.cfg.id:
             return await here()
         address = self.node.address_of(record.holder)
-        owner = ((OWNER_KEY, f"{record.holder}@{address}"),)
-        if forwarded or address is None:
-            raise Abort(
-                grpc.StatusCode.UNAVAILABLE, f"{name!r} runs on {record.holder}, not here", owner
-            )
+        owner = (record.holder, address) if address else None
+        if forwarded or owner is None:
+            message = f"{name!r} runs on {record.holder}, not here"
+            raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NOT_OWNER", owner=owner)
         try:
-            return await there(self._stub(address))
+            return await there(self._stub(address or ""))
         except grpc.aio.AioRpcError as exc:
-            raise Abort(exc.code(), exc.details() or "", owner) from None
+            raise relayed(exc, owner=owner) from None
 
     @_rpc
     async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
@@ -412,11 +421,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
-            forwarded = pb.CallRequest(name=request.name, payload=request.payload, forwarded=True)
-            response: pb.CallResponse = await stub.Call(forwarded, timeout=timeout)
+            forwarded = pb.CallRequest(name=request.name, payload=request.payload)
+            response: pb.CallResponse = await stub.Call(
+                forwarded, timeout=timeout, metadata=FORWARDED
+            )
             return response
 
-        return await self._route(request.name, request.forwarded, here, there)
+        return await self._route(request.name, _forwarded(request, context), here, there)
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
@@ -428,11 +439,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             return pb.CastResponse()
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CastResponse:
-            forwarded = pb.CastRequest(name=request.name, payload=request.payload, forwarded=True)
-            response: pb.CastResponse = await stub.Cast(forwarded, timeout=WRITE_TIMEOUT_S)
+            forwarded = pb.CastRequest(name=request.name, payload=request.payload)
+            response: pb.CastResponse = await stub.Cast(
+                forwarded, timeout=WRITE_TIMEOUT_S, metadata=FORWARDED
+            )
             return response
 
-        return await self._route(request.name, request.forwarded, here, there)
+        return await self._route(request.name, _forwarded(request, context), here, there)
 
     @_rpc
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
@@ -466,7 +479,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 reply = await self.Call(pb.CallRequest(name=name, payload=request.payload), quiet)
                 return pb.CallResult(name=name, payload=reply.payload)
             except _Aborted as exc:
-                return pb.CallResult(name=name, error_code=exc.code.name, error=exc.message)
+                return pb.CallResult(
+                    name=name, error_code=exc.code.name, error=exc.message, error_reason=exc.reason
+                )
 
         results = await asyncio.gather(*(one(n) for n in members))
         return pb.MultiCallResponse(results=results)
@@ -478,11 +493,18 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             yield batch
 
 
+def _forwarded(request: pb.CallRequest | pb.CastRequest, context: Any) -> bool:
+    """Whether another node forwarded this request (metadata, or an older node's field)."""
+    metadata = context.invocation_metadata() or ()
+    return request.forwarded or any(key == FORWARDED_KEY for key, _ in metadata)
+
+
 class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
 
 
 class _Quiet:
@@ -495,8 +517,10 @@ class _Quiet:
     def time_remaining(self) -> float | None:
         return self._timeout
 
-    def set_trailing_metadata(self, metadata: object) -> None:
-        del metadata
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
 
-    async def abort(self, code: grpc.StatusCode, message: str) -> None:
-        raise _Aborted(code, message)
+    async def abort(
+        self, code: grpc.StatusCode, message: str, trailers: Iterable[tuple[str, Any]] = ()
+    ) -> None:
+        raise _Aborted(code, message, decode_details(trailers).reason)

@@ -1,12 +1,16 @@
 """The one place where errors become gRPC status codes (house rule 9).
 
-Redirects travel as trailing metadata (``registry-leader``, ``registry-owner``: an
-``id@host:port`` value) so that clients can follow them without extra protos.
+Every refusal carries a stable machine-readable reason and, where one applies, the
+leader or owner to go to, as ``google.rpc.Status`` details (``ErrorInfo``, ``RetryInfo``,
+``registry.v1.Redirect``) plus the legacy ``registry-*`` trailers; see
+``registry.wire.errors`` for the encoding and ``docs/protocol.md`` for the reasons.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -15,6 +19,21 @@ from google.protobuf.message import DecodeError
 
 from registry.core.errors import NotLeader, ProposalRejected, RegistryError
 from registry.core.state import Code
+from registry.wire import errors as wire
+from registry.wire.errors import LEADER_KEY, OWNER_KEY, REASON_KEY
+
+__all__ = [
+    "CODE_TO_STATUS",
+    "LEADER_KEY",
+    "OWNER_KEY",
+    "REASON_KEY",
+    "Abort",
+    "MalformedRequests",
+    "Refusal",
+    "refusal_for",
+    "relayed",
+    "status_for",
+]
 
 CODE_TO_STATUS = {
     Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -24,46 +43,141 @@ CODE_TO_STATUS = {
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.STALE: grpc.StatusCode.ABORTED,
 }
+CODE_TO_REASON = {
+    Code.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    Code.ALREADY_EXISTS: "NAME_TAKEN",
+    Code.NOT_FOUND: "NOT_FOUND",
+    Code.FAILED_PRECONDITION: "NO_HOST",
+    Code.UNAVAILABLE: "NO_MEMBERS",
+    Code.STALE: "STALE_TOKEN",
+}
+"""The reason of a core ``Result`` that names none (``Result.reason`` wins)."""
+_CODE_REASON = {
+    grpc.StatusCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    grpc.StatusCode.ALREADY_EXISTS: "NAME_TAKEN",
+    grpc.StatusCode.NOT_FOUND: "NOT_FOUND",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "PAYLOAD_TOO_LARGE",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "WORKER_TIMEOUT",
+    grpc.StatusCode.ABORTED: "WORKER_ERROR",
+    grpc.StatusCode.UNAVAILABLE: "NOT_RUN",
+}
+# gRPC library texts (not ours) that say a forward never connected: nothing was sent.
+_NEVER_CONNECTED = (
+    "failed to connect",
+    "connection refused",
+    "connect failed",
+    "dns resolution failed",
+    "name resolution",
+    "no route to host",
+)
 
-LEADER_KEY = "registry-leader"
-OWNER_KEY = "registry-owner"
-REASON_KEY = "registry-reason"
-"""A machine-readable reason for a refusal, where the status code alone is ambiguous
-(``NOSPACE``: RESOURCE_EXHAUSTED because this node's disk is full, not a large payload)."""
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    """A status to answer with: code, message, reason and redirects."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    leader: tuple[str, str] | None = None
+    owner: tuple[str, str] | None = None
+
+    def trailers(self, node: str = "") -> tuple[tuple[str, str | bytes], ...]:
+        """The trailing metadata that carries this refusal's details."""
+        value: int = self.code.value[0]
+        return wire.encode(
+            value, self.message, self.reason, leader=self.leader, owner=self.owner, node=node
+        )
 
 
 class Abort(Exception):
-    """Raised inside a servicer to end the RPC with ``code`` and ``message``."""
+    """Raised inside a servicer to end the RPC with ``code`` and ``message``, a
+    machine-readable ``reason`` (derived from the code if empty) and redirects."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, metadata: tuple[tuple[str, str], ...] = ()
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason: str = "",
+        leader: tuple[str, str] | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.metadata = metadata
+        self.refusal = Refusal(
+            code=code,
+            message=message,
+            reason=reason or _CODE_REASON.get(code, "INTERNAL"),
+            leader=leader,
+            owner=owner,
+        )
+
+    @staticmethod
+    def result(code: Code, message: str, reason: str = "") -> Abort:
+        """The Abort for a core ``Result`` that refused a command."""
+        return Abort(CODE_TO_STATUS[code], message, reason=reason or CODE_TO_REASON[code])
 
 
-def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """Map a known error to a status; anything else is INTERNAL with its type named."""
+def relayed(
+    exc: grpc.aio.AioRpcError,
+    *,
+    leader: tuple[str, str] | None = None,
+    owner: tuple[str, str] | None = None,
+) -> Abort:
+    """The Abort that passes on the answer of a node this one forwarded to (its reason
+    and redirects kept), naming ``leader`` or ``owner`` (the node forwarded to) unless
+    that answer named one itself. A failure without details is the hop's transport:
+    ``UNREACHABLE`` if it never connected, else ``CONNECTION_LOST`` (or the code's)."""
+    details = wire.decode(tuple(exc.trailing_metadata() or ()))
+    message = exc.details() or ""
+    reason = details.reason
+    if not reason:
+        never = any(m in message.lower() for m in _NEVER_CONNECTED)
+        if exc.code() is grpc.StatusCode.UNAVAILABLE:
+            reason = "UNREACHABLE" if never else "CONNECTION_LOST"
+        else:
+            reason = _CODE_REASON.get(exc.code(), "INTERNAL")
+    return Abort(
+        exc.code(),
+        message,
+        reason=reason,
+        leader=details.leader or leader,
+        owner=details.owner or owner,
+    )
+
+
+def refusal_for(exc: BaseException) -> Refusal:
+    """Map a known error to a refusal; anything else is INTERNAL with its type named."""
     if isinstance(exc, Abort):
-        return exc.code, exc.message
+        return exc.refusal
     # Imported here: the worker package is optional for the core-facing parts.
     from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 
+    unavailable = grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, NotLeader):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
+        reason = "NOT_LEADER" if exc.leader else "NO_QUORUM"
+        return Refusal(code=unavailable, message=str(exc), reason=reason)
     if isinstance(exc, NoLease):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
+        return Refusal(code=unavailable, message=str(exc), reason="NO_LEASE")
     if isinstance(exc, NotHere):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
+        return Refusal(code=unavailable, message=str(exc), reason="MOVING")
     if isinstance(exc, CallTimeout | TimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "timed out"
+        message = str(exc) or "timed out"
+        return Refusal(
+            code=grpc.StatusCode.DEADLINE_EXCEEDED, message=message, reason="WORKER_TIMEOUT"
+        )
     if isinstance(exc, WorkerFailed):
-        return grpc.StatusCode.ABORTED, str(exc)
+        return Refusal(code=grpc.StatusCode.ABORTED, message=str(exc), reason="WORKER_ERROR")
     if isinstance(exc, ProposalRejected | RegistryError):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}): {exc}"
+        return Refusal(code=unavailable, message=str(exc), reason="NOT_RUN")
+    message = f"internal error ({type(exc).__name__}): {exc}"
+    return Refusal(code=grpc.StatusCode.INTERNAL, message=message, reason="INTERNAL")
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message of ``refusal_for(exc)``."""
+    refusal = refusal_for(exc)
+    return refusal.code, refusal.message
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
@@ -102,20 +216,24 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
                 request: object, context: grpc.aio.ServicerContext[Any, Any]
             ) -> Any:
                 if isinstance(request, _Undecodable):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                    await request.abort(context)
                 return await unary(request, context)
 
             return handler._replace(  # type: ignore[no-any-return]
                 request_deserializer=lenient, unary_unary=unary_unary
             )
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(
+            getattr(handler.unary_stream, "__func__", handler.unary_stream)
+        ):
+            # Only generator-style streams: a coroutine that writes through the context
+            # (the health service's Watch) is passed through as it is.
             stream = handler.unary_stream
 
             async def unary_stream(
                 request: object, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
                 if isinstance(request, _Undecodable):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                    await request.abort(context)
                 async for item in stream(request, context):
                     yield item
 
@@ -128,3 +246,8 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
 class _Undecodable:
     def __init__(self, error: str) -> None:
         self.message = f"malformed request: {error}"
+
+    async def abort(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        code = grpc.StatusCode.INVALID_ARGUMENT
+        refusal = Refusal(code=code, message=self.message, reason="MALFORMED")
+        await context.abort(code, self.message, refusal.trailers())

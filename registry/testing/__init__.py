@@ -11,7 +11,10 @@
 - ``jepsen`` / ``jepsen_check``: a randomized run (``registry jepsen``) and the checker.
 - ``local_cluster``: node processes on loopback, no namespaces and no root (``LocalCluster``,
   used by ``tests/cluster`` and ``registry bench``).
+- For users' own tests: ``pytest_plugin`` (the ``registry_cluster`` fixture, installed as
+  a ``pytest11`` plugin) and ``worker_harness`` (``WorkerHarness``: a Worker's hooks
+  in-process).
 
-Nothing here is imported by the registry itself; all but ``local_cluster`` need root
-(``ip netns``, ``nft``).
+Nothing here is imported by the registry itself; all but ``local_cluster``,
+``pytest_plugin`` and ``worker_harness`` need root (``ip netns``, ``nft``).
 """

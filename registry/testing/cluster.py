@@ -99,8 +99,11 @@ class NetnsCluster:
         worker_modules: tuple[str, ...] = WORKER_MODULES,
         ledger: Path | None = None,
         log_level: str = "INFO",
+        workers: int = 1,
     ) -> None:
         self.root = root
+        self.workers = workers
+        """Worker host processes per node (one keeps a 5-node run within 2 CPUs)."""
         self.ids = [f"n{i}" for i in range(1, size + 1)]
         self.preset = preset
         self.worker_modules = worker_modules
@@ -148,6 +151,7 @@ class NetnsCluster:
         argv += ["--listen", self.grpc[n], "--http", self.http[n], "--peers", peers]
         argv += ["--data-dir", str(node.data_dir), "--preset", self.preset]
         argv += ["--log-level", self.log_level, "--cluster-id", self.cluster_id]
+        argv += ["--workers", str(self.workers)]
         argv += tls_flags(dev_certs(self.root / "certs", self.ids)[n])
         for module in self.worker_modules:
             argv += ["--worker-module", module]

@@ -56,6 +56,7 @@ __all__ = [
     "STOP_GRACE_S",
     "TRANSIENT",
     "LocalCluster",
+    "NodeExited",
     "NodeProc",
     "Timeout",
     "call_until",
@@ -95,6 +96,10 @@ def _kill_leftovers() -> None:  # pragma: no cover - only when a caller forgot c
 
 class Timeout(AssertionError):
     """A bounded wait ran out; the message says what was awaited and what was last seen."""
+
+
+class NodeExited(AssertionError):
+    """A node process ended while the harness waited for it; the message has its log."""
 
 
 def wait_for(
@@ -176,8 +181,15 @@ class LocalCluster:
         log_level: str = "INFO",
         peer_args: tuple[str, ...] | None = None,
         certs: Path | None = None,
+        cwd: Path | None = None,
+        python_path: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.cwd = cwd
+        """The nodes' working directory (default: ``root``); the pytest plugin passes the
+        user's, so that their worker modules import as in their tests."""
+        self.python_path = python_path
+        """Put on the nodes' ``PYTHONPATH`` after ``PACKAGE_ROOT``."""
         self.preset = preset
         self.worker_modules = worker_modules
         self.config = config or {}
@@ -263,13 +275,25 @@ class LocalCluster:
         ]
         for module in self.worker_modules:
             argv += ["--worker-module", module]
+        if "workers" not in self.config and node.id not in self.source:
+            # One worker host per node unless a test asks for more: the production default
+            # (one per CPU) would put 2-3x the processes of a cluster on a 2-core CI box.
+            # (A node run from an older release's source has no --workers flag.)
+            argv += ["--workers", "1"]
         if self.config:
             path = self.root / f"{node.id}.toml"
             path.write_text(_toml(self.config), encoding="utf-8")
             argv += ["--config", str(path)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(self.source.get(node.id, PACKAGE_ROOT)), env.get("PYTHONPATH")])
+            filter(
+                None,
+                [
+                    str(self.source.get(node.id, PACKAGE_ROOT)),
+                    *self.python_path,
+                    env.get("PYTHONPATH"),
+                ],
+            )
         )
         node.starts += 1
         with node.log_path.open("ab") as log:
@@ -280,7 +304,7 @@ class LocalCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=self.root,
+                cwd=self.cwd or self.root,
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches only the harness
             )
@@ -450,6 +474,7 @@ class LocalCluster:
         def probe() -> str | None:
             leaders = set()
             for node_id in ids:
+                self._check_alive(node_id)
                 s = self.status(node_id)
                 if not s.quorum or not s.leader:
                     return None
@@ -474,7 +499,22 @@ class LocalCluster:
                     states.append(f"{node_id}: {describe(rpc_exc)}")
             raise Timeout(f"{exc}\n" + "\n".join(states)) from None
 
+    @property
+    def seeds(self) -> list[str]:
+        """Every node's client address (``host:port``), for ``registry.Client(seeds)``."""
+        return [n.grpc_addr for n in self.nodes.values()]
+
     # -- diagnostics -------------------------------------------------------------------
+
+    def _check_alive(self, node_id: str) -> None:
+        """Fail at once, with its log tail, if a node being waited for has exited (a bad
+        worker module, a port in use) instead of waiting out the timeout."""
+        node = self.nodes[node_id]
+        if node.proc is not None and node.proc.poll() is not None:
+            raise NodeExited(
+                f"node {node_id} exited with code {node.proc.returncode} while the cluster "
+                f"was starting:\n{self.log_tails(lines=30)}"
+            )
 
     def log_tails(self, lines: int = 150) -> str:
         out = []

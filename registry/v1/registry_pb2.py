@@ -24,13 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aregistry/v1/registry.proto\x12\x0bregistry.v1\"\x15\n\x04Tier\x12\r\n\x05nodes\x18\x01 \x03(\t\"h\n\x08NameSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x01(\x0c\x12\r\n\x05roles\x18\x04 \x03(\t\x12#\n\x08priority\x18\x05 \x03(\x0b\x32\x11.registry.v1.Tier\"c\n\x08Location\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x0c\n\x04kind\x18\x06 \x01(\t\"X\n\x08Redirect\x12\x0e\n\x06leader\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x15\n\rowner_address\x18\x04 \x01(\t\"6\n\x0fRegisterRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.registry.v1.NameSpec\"!\n\x10RegisterResponse\x12\r\n\x05index\x18\x01 \x01(\x04\";\n\x13RegisterManyRequest\x12$\n\x05specs\x18\x01 \x03(\x0b\x32\x15.registry.v1.NameSpec\"%\n\x14RegisterManyResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"!\n\x11UnregisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x12UnregisterResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"2\n\x0eWhereIsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconsistent\x18\x02 \x01(\x08\"K\n\x0fWhereIsResponse\x12\'\n\x08location\x18\x01 \x01(\x0b\x32\x15.registry.v1.Location\x12\x0f\n\x07waiting\x18\x02 \x01(\x08\",\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"K\n\x0cListResponse\x12(\n\tlocations\x18\x01 \x03(\x0b\x32\x15.registry.v1.Location\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"?\n\x0b\x43\x61llRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tforwarded\x18\x03 \x01(\x08\"<\n\x0c\x43\x61llResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"?\n\x0b\x43\x61stRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tforwarded\x18\x03 \x01(\x08\"\x0e\n\x0c\x43\x61stResponse\"+\n\x0cGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1e\n\rGroupResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"\x1f\n\x0eMembersRequest\x12\r\n\x05group\x18\x01 \x01(\t\" \n\x0fMembersResponse\x12\r\n\x05names\x18\x01 \x03(\t\"0\n\x0ePublishRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"$\n\x0fPublishResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\"E\n\x10MultiCallRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\"N\n\nCallResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"=\n\x11MultiCallResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.registry.v1.CallResult\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\xd2\x01\n\nWatchEvent\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.registry.v1.WatchEvent.Kind\x12\'\n\x08location\x18\x02 \x01(\x0b\x32\x15.registry.v1.Location\x12\r\n\x05index\x18\x03 \x01(\x04\"`\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_RESET\x10\x01\x12\x0f\n\x0bKIND_PLACED\x10\x02\x12\x10\n\x0cKIND_REMOVED\x10\x03\x12\x0f\n\x0bKIND_SYNCED\x10\x04\"6\n\x0bWatchEvents\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.registry.v1.WatchEvent\"\x10\n\x0e\x43lusterRequest\"\x7f\n\x0cMemberStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\n\n\x02up\x18\x04 \x01(\x08\x12\r\n\x05voter\x18\x05 \x01(\x08\x12\x13\n\x0bincarnation\x18\x06 \x01(\x04\x12\x13\n\x0b\x61\x63tivations\x18\x07 \x01(\r\"\xe6\x01\n\rClusterStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x0e\n\x06quorum\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12*\n\x07members\x18\x07 \x03(\x0b\x32\x19.registry.v1.MemberStatus\x12\r\n\x05names\x18\x08 \x01(\x04\x12\x19\n\x11lease_remaining_s\x18\t \x01(\x01\x12\x16\n\x0eleader_address\x18\n \x01(\t2\xcf\x07\n\x08Registry\x12G\n\x08Register\x12\x1c.registry.v1.RegisterRequest\x1a\x1d.registry.v1.RegisterResponse\x12S\n\x0cRegisterMany\x12 .registry.v1.RegisterManyRequest\x1a!.registry.v1.RegisterManyResponse\x12M\n\nUnregister\x12\x1e.registry.v1.UnregisterRequest\x1a\x1f.registry.v1.UnregisterResponse\x12\x44\n\x07WhereIs\x12\x1b.registry.v1.WhereIsRequest\x1a\x1c.registry.v1.WhereIsResponse\x12;\n\x04List\x12\x18.registry.v1.ListRequest\x1a\x19.registry.v1.ListResponse\x12;\n\x04\x43\x61ll\x12\x18.registry.v1.CallRequest\x1a\x19.registry.v1.CallResponse\x12;\n\x04\x43\x61st\x12\x18.registry.v1.CastRequest\x1a\x19.registry.v1.CastResponse\x12=\n\x04Join\x12\x19.registry.v1.GroupRequest\x1a\x1a.registry.v1.GroupResponse\x12>\n\x05Leave\x12\x19.registry.v1.GroupRequest\x1a\x1a.registry.v1.GroupResponse\x12\x44\n\x07Members\x12\x1b.registry.v1.MembersRequest\x1a\x1c.registry.v1.MembersResponse\x12\x44\n\x07Publish\x12\x1b.registry.v1.PublishRequest\x1a\x1c.registry.v1.PublishResponse\x12J\n\tMultiCall\x12\x1d.registry.v1.MultiCallRequest\x1a\x1e.registry.v1.MultiCallResponse\x12>\n\x05Watch\x12\x19.registry.v1.WatchRequest\x1a\x18.registry.v1.WatchEvents0\x01\x12\x42\n\x07\x43luster\x12\x1b.registry.v1.ClusterRequest\x1a\x1a.registry.v1.ClusterStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aregistry/v1/registry.proto\x12\x0bregistry.v1\"\x15\n\x04Tier\x12\r\n\x05nodes\x18\x01 \x03(\t\"h\n\x08NameSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x01(\x0c\x12\r\n\x05roles\x18\x04 \x03(\t\x12#\n\x08priority\x18\x05 \x03(\x0b\x32\x11.registry.v1.Tier\"c\n\x08Location\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x0c\n\x04kind\x18\x06 \x01(\t\"X\n\x08Redirect\x12\x0e\n\x06leader\x18\x01 \x01(\t\x12\x16\n\x0eleader_address\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x15\n\rowner_address\x18\x04 \x01(\t\"6\n\x0fRegisterRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.registry.v1.NameSpec\"!\n\x10RegisterResponse\x12\r\n\x05index\x18\x01 \x01(\x04\";\n\x13RegisterManyRequest\x12$\n\x05specs\x18\x01 \x03(\x0b\x32\x15.registry.v1.NameSpec\"%\n\x14RegisterManyResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"!\n\x11UnregisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x12UnregisterResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"2\n\x0eWhereIsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconsistent\x18\x02 \x01(\x08\"K\n\x0fWhereIsResponse\x12\'\n\x08location\x18\x01 \x01(\x0b\x32\x15.registry.v1.Location\x12\x0f\n\x07waiting\x18\x02 \x01(\x08\",\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"K\n\x0cListResponse\x12(\n\tlocations\x18\x01 \x03(\x0b\x32\x15.registry.v1.Location\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"C\n\x0b\x43\x61llRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x15\n\tforwarded\x18\x03 \x01(\x08\x42\x02\x18\x01\"<\n\x0c\x43\x61llResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\"C\n\x0b\x43\x61stRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x15\n\tforwarded\x18\x03 \x01(\x08\x42\x02\x18\x01\"\x0e\n\x0c\x43\x61stResponse\"+\n\x0cGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1e\n\rGroupResponse\x12\r\n\x05index\x18\x01 \x01(\x04\"\x1f\n\x0eMembersRequest\x12\r\n\x05group\x18\x01 \x01(\t\" \n\x0fMembersResponse\x12\r\n\x05names\x18\x01 \x03(\t\"0\n\x0ePublishRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"$\n\x0fPublishResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\"E\n\x10MultiCallRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\"d\n\nCallResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x05 \x01(\t\"=\n\x11MultiCallResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.registry.v1.CallResult\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"\xd2\x01\n\nWatchEvent\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.registry.v1.WatchEvent.Kind\x12\'\n\x08location\x18\x02 \x01(\x0b\x32\x15.registry.v1.Location\x12\r\n\x05index\x18\x03 \x01(\x04\"`\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_RESET\x10\x01\x12\x0f\n\x0bKIND_PLACED\x10\x02\x12\x10\n\x0cKIND_REMOVED\x10\x03\x12\x0f\n\x0bKIND_SYNCED\x10\x04\"6\n\x0bWatchEvents\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.registry.v1.WatchEvent\"\x10\n\x0e\x43lusterRequest\"\x7f\n\x0cMemberStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\n\n\x02up\x18\x04 \x01(\x08\x12\r\n\x05voter\x18\x05 \x01(\x08\x12\x13\n\x0bincarnation\x18\x06 \x01(\x04\x12\x13\n\x0b\x61\x63tivations\x18\x07 \x01(\r\"\xe6\x01\n\rClusterStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x0e\n\x06quorum\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ommit_index\x18\x05 \x01(\x04\x12\x15\n\rapplied_index\x18\x06 \x01(\x04\x12*\n\x07members\x18\x07 \x03(\x0b\x32\x19.registry.v1.MemberStatus\x12\r\n\x05names\x18\x08 \x01(\x04\x12\x19\n\x11lease_remaining_s\x18\t \x01(\x01\x12\x16\n\x0eleader_address\x18\n \x01(\t2\xcf\x07\n\x08Registry\x12G\n\x08Register\x12\x1c.registry.v1.RegisterRequest\x1a\x1d.registry.v1.RegisterResponse\x12S\n\x0cRegisterMany\x12 .registry.v1.RegisterManyRequest\x1a!.registry.v1.RegisterManyResponse\x12M\n\nUnregister\x12\x1e.registry.v1.UnregisterRequest\x1a\x1f.registry.v1.UnregisterResponse\x12\x44\n\x07WhereIs\x12\x1b.registry.v1.WhereIsRequest\x1a\x1c.registry.v1.WhereIsResponse\x12;\n\x04List\x12\x18.registry.v1.ListRequest\x1a\x19.registry.v1.ListResponse\x12;\n\x04\x43\x61ll\x12\x18.registry.v1.CallRequest\x1a\x19.registry.v1.CallResponse\x12;\n\x04\x43\x61st\x12\x18.registry.v1.CastRequest\x1a\x19.registry.v1.CastResponse\x12=\n\x04Join\x12\x19.registry.v1.GroupRequest\x1a\x1a.registry.v1.GroupResponse\x12>\n\x05Leave\x12\x19.registry.v1.GroupRequest\x1a\x1a.registry.v1.GroupResponse\x12\x44\n\x07Members\x12\x1b.registry.v1.MembersRequest\x1a\x1c.registry.v1.MembersResponse\x12\x44\n\x07Publish\x12\x1b.registry.v1.PublishRequest\x1a\x1c.registry.v1.PublishResponse\x12J\n\tMultiCall\x12\x1d.registry.v1.MultiCallRequest\x1a\x1e.registry.v1.MultiCallResponse\x12>\n\x05Watch\x12\x19.registry.v1.WatchRequest\x1a\x18.registry.v1.WatchEvents0\x01\x12\x42\n\x07\x43luster\x12\x1b.registry.v1.ClusterRequest\x1a\x1a.registry.v1.ClusterStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CALLREQUEST'].fields_by_name['forwarded']._loaded_options = None
+  _globals['_CALLREQUEST'].fields_by_name['forwarded']._serialized_options = b'\030\001'
+  _globals['_CASTREQUEST'].fields_by_name['forwarded']._loaded_options = None
+  _globals['_CASTREQUEST'].fields_by_name['forwarded']._serialized_options = b'\030\001'
   _globals['_TIER']._serialized_start=43
   _globals['_TIER']._serialized_end=64
   _globals['_NAMESPEC']._serialized_start=66
@@ -60,45 +64,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTRESPONSE']._serialized_start=801
   _globals['_LISTRESPONSE']._serialized_end=876
   _globals['_CALLREQUEST']._serialized_start=878
-  _globals['_CALLREQUEST']._serialized_end=941
-  _globals['_CALLRESPONSE']._serialized_start=943
-  _globals['_CALLRESPONSE']._serialized_end=1003
-  _globals['_CASTREQUEST']._serialized_start=1005
-  _globals['_CASTREQUEST']._serialized_end=1068
-  _globals['_CASTRESPONSE']._serialized_start=1070
-  _globals['_CASTRESPONSE']._serialized_end=1084
-  _globals['_GROUPREQUEST']._serialized_start=1086
-  _globals['_GROUPREQUEST']._serialized_end=1129
-  _globals['_GROUPRESPONSE']._serialized_start=1131
-  _globals['_GROUPRESPONSE']._serialized_end=1161
-  _globals['_MEMBERSREQUEST']._serialized_start=1163
-  _globals['_MEMBERSREQUEST']._serialized_end=1194
-  _globals['_MEMBERSRESPONSE']._serialized_start=1196
-  _globals['_MEMBERSRESPONSE']._serialized_end=1228
-  _globals['_PUBLISHREQUEST']._serialized_start=1230
-  _globals['_PUBLISHREQUEST']._serialized_end=1278
-  _globals['_PUBLISHRESPONSE']._serialized_start=1280
-  _globals['_PUBLISHRESPONSE']._serialized_end=1316
-  _globals['_MULTICALLREQUEST']._serialized_start=1318
-  _globals['_MULTICALLREQUEST']._serialized_end=1387
-  _globals['_CALLRESULT']._serialized_start=1389
-  _globals['_CALLRESULT']._serialized_end=1467
-  _globals['_MULTICALLRESPONSE']._serialized_start=1469
-  _globals['_MULTICALLRESPONSE']._serialized_end=1530
-  _globals['_WATCHREQUEST']._serialized_start=1532
-  _globals['_WATCHREQUEST']._serialized_end=1562
-  _globals['_WATCHEVENT']._serialized_start=1565
-  _globals['_WATCHEVENT']._serialized_end=1775
-  _globals['_WATCHEVENT_KIND']._serialized_start=1679
-  _globals['_WATCHEVENT_KIND']._serialized_end=1775
-  _globals['_WATCHEVENTS']._serialized_start=1777
-  _globals['_WATCHEVENTS']._serialized_end=1831
-  _globals['_CLUSTERREQUEST']._serialized_start=1833
-  _globals['_CLUSTERREQUEST']._serialized_end=1849
-  _globals['_MEMBERSTATUS']._serialized_start=1851
-  _globals['_MEMBERSTATUS']._serialized_end=1978
-  _globals['_CLUSTERSTATUS']._serialized_start=1981
-  _globals['_CLUSTERSTATUS']._serialized_end=2211
-  _globals['_REGISTRY']._serialized_start=2214
-  _globals['_REGISTRY']._serialized_end=3189
+  _globals['_CALLREQUEST']._serialized_end=945
+  _globals['_CALLRESPONSE']._serialized_start=947
+  _globals['_CALLRESPONSE']._serialized_end=1007
+  _globals['_CASTREQUEST']._serialized_start=1009
+  _globals['_CASTREQUEST']._serialized_end=1076
+  _globals['_CASTRESPONSE']._serialized_start=1078
+  _globals['_CASTRESPONSE']._serialized_end=1092
+  _globals['_GROUPREQUEST']._serialized_start=1094
+  _globals['_GROUPREQUEST']._serialized_end=1137
+  _globals['_GROUPRESPONSE']._serialized_start=1139
+  _globals['_GROUPRESPONSE']._serialized_end=1169
+  _globals['_MEMBERSREQUEST']._serialized_start=1171
+  _globals['_MEMBERSREQUEST']._serialized_end=1202
+  _globals['_MEMBERSRESPONSE']._serialized_start=1204
+  _globals['_MEMBERSRESPONSE']._serialized_end=1236
+  _globals['_PUBLISHREQUEST']._serialized_start=1238
+  _globals['_PUBLISHREQUEST']._serialized_end=1286
+  _globals['_PUBLISHRESPONSE']._serialized_start=1288
+  _globals['_PUBLISHRESPONSE']._serialized_end=1324
+  _globals['_MULTICALLREQUEST']._serialized_start=1326
+  _globals['_MULTICALLREQUEST']._serialized_end=1395
+  _globals['_CALLRESULT']._serialized_start=1397
+  _globals['_CALLRESULT']._serialized_end=1497
+  _globals['_MULTICALLRESPONSE']._serialized_start=1499
+  _globals['_MULTICALLRESPONSE']._serialized_end=1560
+  _globals['_WATCHREQUEST']._serialized_start=1562
+  _globals['_WATCHREQUEST']._serialized_end=1592
+  _globals['_WATCHEVENT']._serialized_start=1595
+  _globals['_WATCHEVENT']._serialized_end=1805
+  _globals['_WATCHEVENT_KIND']._serialized_start=1709
+  _globals['_WATCHEVENT_KIND']._serialized_end=1805
+  _globals['_WATCHEVENTS']._serialized_start=1807
+  _globals['_WATCHEVENTS']._serialized_end=1861
+  _globals['_CLUSTERREQUEST']._serialized_start=1863
+  _globals['_CLUSTERREQUEST']._serialized_end=1879
+  _globals['_MEMBERSTATUS']._serialized_start=1881
+  _globals['_MEMBERSTATUS']._serialized_end=2008
+  _globals['_CLUSTERSTATUS']._serialized_start=2011
+  _globals['_CLUSTERSTATUS']._serialized_end=2241
+  _globals['_REGISTRY']._serialized_start=2244
+  _globals['_REGISTRY']._serialized_end=3219
 # @@protoc_insertion_point(module_scope)

@@ -208,16 +208,18 @@ class MultiCallRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ..., payload: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class CallResult(_message.Message):
-    __slots__ = ("name", "payload", "error_code", "error")
+    __slots__ = ("name", "payload", "error_code", "error", "error_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
     error_code: str
     error: str
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    error_reason: str
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ..., error_reason: _Optional[str] = ...) -> None: ...
 
 class MultiCallResponse(_message.Message):
     __slots__ = ("results",)

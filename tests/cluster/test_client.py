@@ -182,6 +182,7 @@ def test_sync_client_groups_multi_call_and_watch(calm_cluster: LocalCluster) -> 
         assert partial["cli/s/echo"] == b"hello"
         assert isinstance(partial["cli/s/count"], WorkerError)
         assert "unknown command" in str(partial["cli/s/count"])
+        assert partial["cli/s/count"].reason == "WORKER_ERROR"
 
         # The counter crashed on b"hello" and restarted from 0 (see Counter's docstring).
         assert client.publish(group, b"incr") == 2
@@ -210,8 +211,9 @@ def test_every_typed_error_through_a_real_request(calm_cluster: LocalCluster) ->
     c = calm_cluster
     with SyncClient(_seeds(c, "n3"), timeout=5.0) as client:
         client.register("cli/e/count", "counter")
-        with pytest.raises(NameTaken, match="already registered"):
+        with pytest.raises(NameTaken, match="already registered") as taken:
             client.register("cli/e/count", "counter")
+        assert taken.value.reason == "NAME_TAKEN"
         with pytest.raises(NotFound, match="not registered"):
             client.call("cli/e/nobody", b"x")
         with pytest.raises(NotFound):
@@ -220,13 +222,15 @@ def test_every_typed_error_through_a_real_request(calm_cluster: LocalCluster) ->
             client.members("cli/e/no-group")
         with pytest.raises(InvalidArgument, match="name must not be empty"):
             client.register("", "counter")
-        with pytest.raises(FailedPrecondition, match="none runs kind"):
+        with pytest.raises(FailedPrecondition, match="none runs kind") as no_host:
             client.register("cli/e/x", "no-such-kind")
-        with pytest.raises(PayloadTooLarge, match="limit"):
+        assert no_host.value.reason == "NO_HOST"
+        with pytest.raises(PayloadTooLarge, match="limit") as too_large:
             client.call("cli/e/count", b"x" * ((4 << 20) + 1))
+        assert too_large.value.reason == "PAYLOAD_TOO_LARGE"
         with pytest.raises(WorkerError, match="unknown command") as worker_error:
             client.call("cli/e/count", b"bogus", idempotent=True)
-        assert worker_error.value.code == "ABORTED"
+        assert (worker_error.value.code, worker_error.value.reason) == ("ABORTED", "WORKER_ERROR")
         assert client.call("cli/e/count", b"incr", idempotent=True) == b"1"
 
     nowhere = SyncClient(f"127.0.0.1:{free_ports(1)[0]}", timeout=1.0)

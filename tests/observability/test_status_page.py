@@ -11,8 +11,10 @@ Without the binary the tests skip, unless ``CI=true`` (CI installs it): then the
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -243,3 +245,65 @@ def test_the_page_says_when_its_node_is_gone_and_recovers_by_itself(
         c.wait_ready(30.0)
     view = wait_shown(page, "the page to recover", lambda v: v["conn"].startswith("updated "))
     assert view["node"] == node
+
+
+LAYOUT = """
+(() => {
+  const lines = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = Array.from(range.getClientRects()).map((r) => Math.round(r.top));
+    return new Set(tops).size;
+  };
+  const box = (el) => el.getBoundingClientRect().width;
+  const section = (id) => box(document.getElementById(id).closest("section"));
+  const namesTable = document.getElementById("names").closest("table");
+  return {
+    inner: window.innerWidth,
+    scroll: document.documentElement.scrollWidth,
+    full: section("members"),
+    names: section("names"),
+    perNode: section("names-per-node"),
+    headerLines: Array.from(document.querySelectorAll("th"))
+      .map((th) => [th.textContent, lines(th)]),
+    nameColumn: box(namesTable.querySelector("th")),
+    rows: document.querySelectorAll("#names tr").length,
+    times: Array.from(document.querySelectorAll("#events tr")).map((tr) => tr.cells[0].textContent),
+  };
+})()
+"""
+
+
+@pytest.mark.parametrize("width", [800, 1400, 1920])
+def test_the_layout_fits_800_1400_and_1920_pixels(
+    page_cluster: LocalCluster, page_browser: Browser, width: int
+) -> None:
+    """No sideways scrolling, every column header on one line, and the names table wide:
+    the whole row when stacked (800 px), most of it beside the per-node counts (wider)."""
+    page = page_browser.open(url(page_cluster, "n1"))
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+    )
+    view = page.wait_for(
+        f"the names at {width} px",
+        LAYOUT,
+        lambda v: isinstance(v, dict) and v["inner"] == width and v["rows"] == len(NAMES),
+        PAGE_TIMEOUT_S,
+    )
+    assert isinstance(view, dict)
+    assert view["scroll"] <= width, "no horizontal scrolling"
+    wrapped = [text for text, lines in view["headerLines"] if lines != 1]
+    assert not wrapped, f"headers wrap at {width} px: {wrapped}"
+    share = view["names"] / view["full"]  # the members table spans the whole row
+    if width < 1000:
+        assert share > 0.99, f"stacked: the names table takes the row ({share:.2f})"
+    else:
+        assert share > 0.65, f"the names table gets most of the width ({share:.2f})"
+        assert view["perNode"] < view["names"]
+    assert view["nameColumn"] >= 120, view["nameColumn"]
+    assert view["times"], "events are shown"
+    for text in view["times"]:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC", text), text
+        shown_at = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - shown_at).total_seconds()) < 3600, "absolute UTC time"

@@ -19,7 +19,8 @@ from registry.testing.local_cluster import free_ports, wait_for
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert (
-        capsys.readouterr().out.strip() == f"registry {__version__} (peer protocol 1, accepts 0-1)"
+        capsys.readouterr().out.strip()
+        == f"quorum-registry {__version__} (peer protocol 1, accepts 0-1)"
     )
 
 

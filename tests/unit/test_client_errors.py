@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 import registry
 from registry.client import (
@@ -42,9 +43,14 @@ from registry.client import (
     translate,
 )
 from registry.client.connection import Connection
-from registry.client.errors import _StatusError
+from registry.client.errors import StorageFull, Superseded, _StatusError
 from registry.client.routing import Peers, PlacementCache
+from registry.core.errors import NotLeader, TransferInProgress
 from registry.core.errors import RegistryError as CoreRegistryError
+from registry.core.state import Code
+from registry.node.status import Abort, refusal_for, relayed
+from registry.wire.errors import REASONS
+from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 
 SC = grpc.StatusCode
 
@@ -61,38 +67,150 @@ REFUSED = (
 
 # -- translate: status → exception ------------------------------------------------------
 
+NO_QUORUM = Abort(SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable (n1)", reason="NO_QUORUM")
+
+
+def _answer(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
+    """What a node answers for ``exc``: through the node's one translation point."""
+    refusal = refusal_for(exc)
+    return refusal.code, refusal.message, refusal.trailers("n1")
+
+
+def _from_node(exc: BaseException, address: str = "") -> _StatusError:
+    code, message, trailers = _answer(exc)
+    return _status(translate(code, message, trailers, address=address))
+
+
+# Each server-side refusal (the node's own errors, core results, service aborts) and the
+# client class, reason, and whether it may have run, that the SDK makes of it.
+NODE_ERRORS = [
+    (
+        Abort.result(Code.ALREADY_EXISTS, "'a' is already registered"),
+        NameTaken,
+        "NAME_TAKEN",
+        False,
+    ),
+    (
+        Abort.result(Code.ALREADY_EXISTS, "in group", "ALREADY_IN_GROUP"),
+        NameTaken,
+        "ALREADY_IN_GROUP",
+        False,
+    ),
+    (Abort.result(Code.NOT_FOUND, "'a' is not registered"), NotFound, "NOT_FOUND", False),
+    (
+        Abort(SC.INVALID_ARGUMENT, "name must not be empty"),
+        InvalidArgument,
+        "INVALID_ARGUMENT",
+        False,
+    ),
+    (
+        Abort.result(Code.FAILED_PRECONDITION, "no member can host 'a'"),
+        FailedPrecondition,
+        "NO_HOST",
+        False,
+    ),
+    (
+        Abort.result(Code.FAILED_PRECONDITION, "stopping", "UNREGISTERING"),
+        FailedPrecondition,
+        "UNREGISTERING",
+        False,
+    ),
+    (
+        Abort(SC.RESOURCE_EXHAUSTED, "payload of 9 bytes is over the 8-byte limit"),
+        PayloadTooLarge,
+        "PAYLOAD_TOO_LARGE",
+        False,
+    ),
+    (Abort(SC.RESOURCE_EXHAUSTED, "disk full", reason="NOSPACE"), StorageFull, "NOSPACE", False),
+    (CallTimeout("a", 1.0), DeadlineExceeded, "WORKER_TIMEOUT", True),
+    (WorkerFailed("a", "ValueError: x"), WorkerError, "WORKER_ERROR", True),
+    (
+        Abort.result(Code.STALE, "that activation was already replaced"),
+        Superseded,
+        "STALE_TOKEN",
+        False,
+    ),
+    (NO_QUORUM, NoQuorum, "NO_QUORUM", False),
+    (NotLeader(""), NoQuorum, "NO_QUORUM", False),
+    (NotLeader("n2"), Unavailable, "NOT_LEADER", False),
+    (TransferInProgress("transferring"), Unavailable, "NOT_RUN", False),
+    (
+        Abort.result(Code.UNAVAILABLE, "no member has joined the cluster yet; retry shortly"),
+        Unavailable,
+        "NO_MEMBERS",
+        False,
+    ),
+    (NoLease("n2"), Unavailable, "NO_LEASE", False),
+    (NotHere("a", "moving"), Unavailable, "MOVING", False),
+    (Abort(SC.UNAVAILABLE, "'a' is waiting", reason="WAITING"), Unavailable, "WAITING", False),
+    (
+        Abort(SC.UNAVAILABLE, "'a' runs on n3, not here", reason="NOT_OWNER", owner=("n3", "h:3")),
+        Unavailable,
+        "NOT_OWNER",
+        False,
+    ),
+    (KeyError("x"), InternalError, "INTERNAL", True),
+]
+
+
+@pytest.mark.parametrize(("exc", "cls", "reason", "may_have_run"), NODE_ERRORS)
+def test_translate_maps_each_node_refusal_by_its_reason(
+    exc: BaseException, cls: type[RegistryError], reason: str, may_have_run: bool
+) -> None:
+    error = _from_node(exc, "127.0.0.1:7400")
+    assert type(error) is cls
+    assert isinstance(error, CoreRegistryError)  # one hierarchy, the core's base
+    assert error.reason == reason
+    assert error.may_have_run is may_have_run
+    assert str(refusal_for(exc).message) in str(error)
+    assert error.code == refusal_for(exc).code.name
+    assert error.address == "127.0.0.1:7400"
+    assert reason in REASONS and REASONS[reason].code == error.code
+
+
+def test_every_reason_a_node_sends_is_decided_without_the_message_text() -> None:
+    """The same refusals with their message replaced by nonsense: same class, same
+    retry decision (the SDK reads the reason, not the English)."""
+    for exc, cls, reason, may_have_run in NODE_ERRORS:
+        code, _, trailers = _answer(exc)
+        error = _status(translate(code, "zzz", trailers))
+        assert (type(error), error.reason, error.may_have_run) == (cls, reason, may_have_run)
+
+
+def test_a_definite_refusal_carries_retry_info_and_is_retried_even_for_a_write() -> None:
+    no_members = Abort.result(Code.UNAVAILABLE, "no member has joined the cluster yet")
+    code, message, trailers = _answer(no_members)
+    status = status_pb2.Status.FromString(dict(trailers)["grpc-status-details-bin"])
+    assert status.code == SC.UNAVAILABLE.value[0] and status.message == message
+    kinds = {item.TypeName() for item in status.details}
+    assert kinds == {"google.rpc.ErrorInfo", "google.rpc.RetryInfo"}
+    assert should_retry(translate(code, message, trailers), idempotent=False)
+    # An answer that may have run gets no RetryInfo and no blind retry.
+    code, message, trailers = _answer(WorkerFailed("a", "boom"))
+    status = status_pb2.Status.FromString(dict(trailers)["grpc-status-details-bin"])
+    assert {item.TypeName() for item in status.details} == {"google.rpc.ErrorInfo"}
+    assert not should_retry(translate(code, message, trailers), idempotent=True)
+
 
 @pytest.mark.parametrize(
     ("code", "details", "cls"),
     [
-        (SC.ALREADY_EXISTS, "'a' is already registered", NameTaken),
-        (SC.NOT_FOUND, "'a' is not registered", NotFound),
-        (SC.INVALID_ARGUMENT, "name must not be empty", InvalidArgument),
-        (SC.FAILED_PRECONDITION, "no member can host 'a'", FailedPrecondition),
-        (SC.RESOURCE_EXHAUSTED, "payload of 9 bytes is over the 8-byte limit", PayloadTooLarge),
         (SC.DEADLINE_EXCEEDED, "Deadline Exceeded", DeadlineExceeded),
         (SC.UNAUTHENTICATED, "bad token", Unauthenticated),
         (SC.PERMISSION_DENIED, "not allowed", Unauthenticated),
-        (SC.ABORTED, "worker 'a' failed: ValueError: x", WorkerError),
-        (SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable (n1)", NoQuorum),
-        (SC.UNAVAILABLE, "not the leader: no leader is known", NoQuorum),
-        (SC.UNAVAILABLE, "worker 'a' is not running on this node", Unavailable),
         (SC.CANCELLED, "Cancelled", Unavailable),
-        (SC.INTERNAL, "internal error (KeyError): 'x'", InternalError),
         (SC.UNKNOWN, "Exception calling application", InternalError),
         (SC.UNIMPLEMENTED, "Method not found!", InternalError),
     ],
 )
-def test_translate_maps_each_status_to_one_class(
+def test_translate_maps_statuses_without_a_reason_by_code(
     code: grpc.StatusCode, details: str, cls: type[RegistryError]
 ) -> None:
     error = _status(translate(code, details, address="127.0.0.1:7400"))
     assert type(error) is cls
-    assert isinstance(error, RegistryError)
-    assert isinstance(error, CoreRegistryError)  # one hierarchy, the core's base
     assert details in str(error)
     assert error.code == code.name
-    assert error.address == "127.0.0.1:7400"
+    assert error.reason == ""
 
 
 def test_translate_accepts_code_names_as_multi_call_results_carry_them() -> None:
@@ -101,20 +219,60 @@ def test_translate_accepts_code_names_as_multi_call_results_carry_them() -> None
     assert "UNKNOWN" in str(translate("NOT_A_CODE", "?"))
 
 
-def test_translate_reads_redirect_metadata_str_and_bytes() -> None:
-    error = _status(
+def test_translate_reads_redirects_from_details_and_from_legacy_metadata() -> None:
+    moved = Abort(SC.UNAVAILABLE, "moved", reason="NOT_OWNER", owner=("n2", "127.0.0.1:7401"))
+    code, message, trailers = _answer(moved)
+    details_only = tuple((k, v) for k, v in trailers if k == "grpc-status-details-bin")
+    error = _status(translate(code, message, details_only))
+    assert error.owner == Redirect("n2", "127.0.0.1:7401") and error.leader is None
+    assert error.reason == "NOT_OWNER"
+    # An older node sends only the registry-* trailers (str or bytes).
+    legacy = _status(
         translate(
             SC.UNAVAILABLE,
             "'a' runs on n2, not here",
             (
                 ("registry-leader", b"n1@127.0.0.1:7400"),
                 ("registry-owner", "n2@127.0.0.1:7401"),
+                ("registry-reason", "NOT_OWNER"),
                 ("other", "x"),
             ),
         )
     )
+    assert legacy.leader == Redirect("n1", "127.0.0.1:7400")
+    assert legacy.owner == Redirect("n2", "127.0.0.1:7401")
+    assert legacy.may_have_run is False
+
+
+def test_relayed_keeps_the_answering_nodes_reason_and_names_the_hop() -> None:
+    code, message, trailers = _answer(Abort.result(Code.ALREADY_EXISTS, "'a' taken"))
+    leader_said = grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details=message
+    )
+    error = _from_node(relayed(leader_said, leader=("n1", "127.0.0.1:7400")))
+    assert (type(error), error.reason) == (NameTaken, "NAME_TAKEN")
     assert error.leader == Redirect("n1", "127.0.0.1:7400")
-    assert error.owner == Redirect("n2", "127.0.0.1:7401")
+    for transport, reason, ran in [
+        (REFUSED, "UNREACHABLE", False),
+        ("Socket closed", "CONNECTION_LOST", True),
+    ]:
+        hop = grpc.aio.AioRpcError(
+            SC.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=transport
+        )
+        error = _from_node(relayed(hop, owner=("n2", "127.0.0.1:7401")))
+        assert (error.reason, error.may_have_run, error.unreachable) == (reason, ran, True)
+        assert error.owner == Redirect("n2", "127.0.0.1:7401")
+
+
+def test_a_reason_newer_than_the_sdk_is_retried_only_with_retry_info() -> None:
+    code, message, trailers = _answer(Abort(SC.UNAVAILABLE, "new", reason="SOMETHING_NEW"))
+    assert translate(code, message, trailers).may_have_run is True  # type: ignore[attr-defined]
+    status = status_pb2.Status.FromString(dict(trailers)["grpc-status-details-bin"])
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(50)
+    status.details.add().Pack(retry)
+    again = translate(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
+    assert again.may_have_run is False  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("value", ["", "n1", "@127.0.0.1:1", "n1@", "n1@nohostport"])
@@ -125,19 +283,15 @@ def test_redirect_parse_rejects_malformed_values(value: str) -> None:
 @pytest.mark.parametrize(
     ("code", "details", "may_have_run", "unreachable"),
     [
-        # The node refused before anything ran.
-        (SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable", False, False),
-        (SC.UNAVAILABLE, "node n2 holds no lease: it serves no workers", False, False),
-        (SC.UNAVAILABLE, "worker 'a' is not running on this node (moving)", False, False),
-        (SC.UNAVAILABLE, "'a' is waiting for an eligible member to run it", False, False),
-        (SC.UNAVAILABLE, "'a' runs on n3, not here", False, False),
-        # Never connected: nothing was sent.
+        # Statuses without a reason: the gRPC library's own. Never connected: not sent.
         (SC.UNAVAILABLE, REFUSED, False, True),
         (SC.UNAVAILABLE, "DNS resolution failed for nowhere:1", False, True),
         # The connection broke after sending: it may have run.
         (SC.UNAVAILABLE, "Stream removed (Socket closed)", True, True),
         (SC.UNAVAILABLE, "recvmsg:Connection reset by peer", True, True),
         (SC.UNAVAILABLE, "something nobody planned for", True, False),
+        # Server text without a reason is not trusted (an old node): it may have run.
+        (SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable", True, False),
         (SC.DEADLINE_EXCEEDED, "Deadline Exceeded", True, False),
         (SC.ABORTED, "worker 'a' failed: boom", True, False),
         (SC.NOT_FOUND, "'a' is not registered", False, False),
@@ -154,23 +308,29 @@ def test_translate_decides_whether_it_may_have_run(
 # -- retry classification ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("exc", "cls", "reason", "may_have_run"), NODE_ERRORS)
+def test_should_retry_follows_the_reason_table(
+    exc: BaseException, cls: type[RegistryError], reason: str, may_have_run: bool
+) -> None:
+    code, message, trailers = _answer(exc)
+    error = translate(code, message, trailers)
+    assert should_retry(error, idempotent=False) is REASONS[reason].retry
+    idempotent = REASONS[reason].retry or code in (SC.UNAVAILABLE, SC.DEADLINE_EXCEEDED)
+    assert should_retry(error, idempotent=True) is idempotent
+
+
 @pytest.mark.parametrize(
     ("code", "details", "plain", "idempotent"),
     [
-        (SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable", True, True),
-        (SC.UNAVAILABLE, "worker 'a' is not running on this node", True, True),
         (SC.UNAVAILABLE, REFUSED, True, True),
         (SC.UNAVAILABLE, "Stream removed (Socket closed)", False, True),
         (SC.DEADLINE_EXCEEDED, "Deadline Exceeded", False, True),
-        (SC.ABORTED, "worker 'a' failed", False, False),
-        (SC.NOT_FOUND, "'a' is not registered", False, False),
-        (SC.ALREADY_EXISTS, "'a' is already registered", False, False),
-        (SC.INVALID_ARGUMENT, "bad", False, False),
-        (SC.RESOURCE_EXHAUSTED, "too big", False, False),
         (SC.INTERNAL, "bug", False, False),
     ],
 )
-def test_should_retry(code: grpc.StatusCode, details: str, plain: bool, idempotent: bool) -> None:
+def test_should_retry_without_a_reason(
+    code: grpc.StatusCode, details: str, plain: bool, idempotent: bool
+) -> None:
     error = translate(code, details)
     assert should_retry(error, idempotent=False) is plain
     assert should_retry(error, idempotent=True) is idempotent
@@ -214,11 +374,16 @@ def test_backoff_rejects_contradictions(kwargs: dict[str, float]) -> None:
 
 
 def _rpc_error(
-    code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, str], ...] = ()
+    code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, Any], ...] = ()
 ) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(
         code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=details
     )
+
+
+def _refused(exc: BaseException) -> grpc.aio.AioRpcError:
+    """The AioRpcError a client sees when a node refuses with ``exc``."""
+    return _rpc_error(*_answer(exc))
 
 
 Script = list[grpc.aio.AioRpcError | str]
@@ -277,7 +442,7 @@ def test_retry_loop_retries_refusals_then_answers() -> None:
     result, seen = _run_script(
         [
             _rpc_error(SC.UNAVAILABLE, REFUSED),
-            _rpc_error(SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable"),
+            _refused(NO_QUORUM),
             "ok",
         ],
         idempotent=False,
@@ -286,12 +451,19 @@ def test_retry_loop_retries_refusals_then_answers() -> None:
     assert seen[0] != seen[1], "an unreachable node is not asked again at once"
 
 
+def test_retry_loop_retries_a_write_refused_before_any_member_joined() -> None:
+    """Right after a cluster starts, "no member has joined yet" is a definite refusal:
+    a register (not idempotent) is sent again within the deadline."""
+    no_members = Abort.result(Code.UNAVAILABLE, "no member has joined the cluster yet")
+    result, seen = _run_script([_refused(no_members), _refused(no_members), "ok"], idempotent=False)
+    assert result == "ok"
+    assert len(seen) == 3
+
+
 def test_retry_loop_follows_a_leader_redirect() -> None:
-    leader = ("registry-leader", "n2@10.0.0.2:1")
-    result, seen = _run_script(
-        [_rpc_error(SC.UNAVAILABLE, "not the leader: the leader is n2", (leader,)), "ok"],
-        idempotent=False,
-    )
+    leader = ("n2", "10.0.0.2:1")
+    not_leader = Abort(SC.UNAVAILABLE, "not the leader", reason="NOT_LEADER", leader=leader)
+    result, seen = _run_script([_refused(not_leader), "ok"], idempotent=False)
     assert result == "ok"
     assert seen == ["10.0.0.1:1", "10.0.0.2:1"]
 
@@ -327,7 +499,7 @@ def test_retry_loop_raises_answers_at_once() -> None:
 
 
 def test_retry_loop_gives_up_at_the_deadline_with_the_last_error() -> None:
-    refusal = _rpc_error(SC.UNAVAILABLE, "no quorum: 1 of 3 voters reachable")
+    refusal = _refused(NO_QUORUM)
     result, seen = _run_script([refusal] * 10_000, idempotent=True, timeout=2.0)
     assert isinstance(result, NoQuorum)
     assert "gave up after" in str(result)

@@ -444,3 +444,34 @@ def test_systemd_example_config_is_valid() -> None:
     assert cfg.peer_tls and cfg.cluster_id, "a LAN node needs peer TLS and a cluster id"
     assert port_of(cfg.peer_bind) == DEFAULT_PEER_PORT
     assert cfg.peer_address("n2") == "10.0.0.12:8400"
+
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+
+
+def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
+    """``promtool check rules`` accepts them, and ``alerts_test.yml`` shows each alert
+    firing on the series it is about and quiet on a healthy cluster."""
+    promtool = require_tool("promtool", "prometheus")
+    for command in (
+        ["check", "rules", str(ALERTS)],
+        ["test", "rules", str(ALERTS.with_name("alerts_test.yml"))],
+    ):
+        result = subprocess.run(
+            [promtool, *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_use_only_metrics_the_nodes_export() -> None:
+    (rules,) = yaml_docs(ALERTS)
+    used = {
+        name
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"registry_[a-z_]+", rule["expr"])
+    }
+    documented = set(
+        re.findall(r"`(registry_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text())
+    )
+    assert used and used <= documented, used - documented

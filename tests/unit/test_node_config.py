@@ -27,7 +27,7 @@ def test_storage_fields_load_from_toml(tmp_path: Path) -> None:
     [
         ("segment_bytes", 0, "≥ 1"),
         ("snapshot_entries", -1, "≥ 1"),
-        ("segment_bytes", "8k", "segment_bytes must be a whole number"),
+        ("segment_bytes", "8k", "segment_bytes must be a number of bytes"),
         ("snapshot_entries", 2.5, "snapshot_entries must be a whole number"),
     ],
 )

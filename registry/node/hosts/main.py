@@ -45,6 +45,7 @@ from registry.core.errors import RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
+from registry.node.logs import FORMATS, configure
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 from registry.worker.runtime import WorkerRuntime
@@ -301,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--nice", type=int, default=HOST_NICE)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=FORMATS, default="text")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
     os.environ[NODE_PID_ENV] = str(args.parent)
@@ -308,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)
     sock = socket.socket(fileno=args.fd)
     init = _read_init(sock)  # blocking: nothing else to do before it
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[host {init.host}]: %(message)s",
-    )
+    configure(args.log_level, init.node, args.log_format, process=f"host {init.host}")
     from registry.core.errors import ConfigError
     from registry.node.workers import load_kinds
 

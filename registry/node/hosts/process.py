@@ -28,6 +28,7 @@ from collections.abc import Callable
 from registry.core.errors import ConfigError
 from registry.core.state import Activation
 from registry.node.hosts.frames import READ_CHUNK, FrameError, FrameReader, FrameWriter, to_host
+from registry.node.logs import configured_format
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import NotHere
 
@@ -128,6 +129,8 @@ class HostProcess:
                 str(os.getpid()),
                 "--log-level",
                 log_level,
+                "--log-format",
+                configured_format(),
                 pass_fds=(theirs.fileno(), lease_theirs.fileno()),
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,

@@ -1,0 +1,1 @@
+"""A tiny application whose worker the sample tests exercise."""
