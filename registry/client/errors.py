@@ -15,7 +15,10 @@ NOT_FOUND                ``NotFound``
 INVALID_ARGUMENT         ``InvalidArgument``
 FAILED_PRECONDITION      ``FailedPrecondition``
 RESOURCE_EXHAUSTED       ``StorageFull`` when the reason is ``NOSPACE`` (the node's disk
-                         is below its reserve), else ``PayloadTooLarge``
+                         is below its reserve), ``Overloaded`` for ``MAILBOX_FULL``,
+                         ``TOO_MANY_RPCS``, ``TOO_MANY_WATCHES`` (retry later), else
+                         ``PayloadTooLarge`` (also ``ENTRY_TOO_LARGE``,
+                         ``FANOUT_TOO_LARGE``: retrying the same request cannot help)
 DEADLINE_EXCEEDED        ``DeadlineExceeded``
 UNAUTHENTICATED          ``Unauthenticated`` (also PERMISSION_DENIED)
 ABORTED                  ``WorkerError`` (the worker raised, or cannot run)
@@ -42,6 +45,7 @@ __all__ = [
     "NameTaken",
     "NoQuorum",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "Redirect",
     "RegistryError",
@@ -189,6 +193,15 @@ class StorageFull(_StatusError):
     changed; another node (or the same one later) may take the write."""
 
 
+class Overloaded(_StatusError):
+    """RESOURCE_EXHAUSTED with reason ``MAILBOX_FULL``, ``TOO_MANY_RPCS`` or
+    ``TOO_MANY_WATCHES``: a node or worker is at one of its concurrency bounds. Nothing
+    was run or changed; retry later with backoff."""
+
+
+OVERLOAD_REASONS = frozenset({"MAILBOX_FULL", "TOO_MANY_RPCS", "TOO_MANY_WATCHES"})
+
+
 class DeadlineExceeded(_StatusError):
     """DEADLINE_EXCEEDED: no answer within the caller's timeout. The request may still
     have run (``may_have_run`` is ``True``)."""
@@ -274,6 +287,8 @@ def translate(
         cls = NoQuorum
     if cls is PayloadTooLarge and reason == "NOSPACE":
         cls = StorageFull
+    if cls is PayloadTooLarge and reason in OVERLOAD_REASONS:
+        cls = Overloaded
     if code in _MAY_HAVE_RUN:
         may_have_run = True
     elif code is grpc.StatusCode.UNAVAILABLE:

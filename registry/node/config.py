@@ -45,6 +45,9 @@ from registry.core.errors import ConfigError
 from registry.core.timing import Timing, preset
 
 MAX_PAYLOAD_BYTES = 4 << 20
+PEER_MESSAGE_LIMIT = 64 << 20
+"""The gRPC message limit of peer and client channels (``node/transport.py``); the entry
+and batch caps must stay well under it (at most half)."""
 DEFAULT_GRPC_PORT = 7400
 """The port ``listen`` defaults to; ``registry dev`` and deploy/ use it too."""
 DEFAULT_HTTP_PORT = 9400
@@ -104,9 +107,42 @@ class NodeConfig:
     timing: Timing = field(default_factory=Timing)
     """Resolved timing (the preset with any ``[timing]`` overrides)."""
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
-    """Largest call/cast payload accepted, bytes. Default 4 MiB."""
+    """Largest call/cast payload (and Register ``args``) accepted, bytes; ``args`` are
+    bounded further by ``max_entry_bytes``. Default 4 MiB."""
     max_state_bytes: int = 1 << 20
     """Largest handoff state carried to the next owner, bytes. Default 1 MiB."""
+    max_entry_bytes: int = 2 << 20
+    """Largest log entry a client request may produce, bytes as encoded (``args`` count
+    4/3: base64; a ``RegisterMany`` counts all its specs). Larger requests are refused
+    before anything is proposed: RESOURCE_EXHAUSTED, reason ``ENTRY_TOO_LARGE``; so
+    ``args`` stay under about 1.5 MiB, like etcd's ``--max-request-bytes``. At most half
+    the 64 MiB peer message limit. Default 2 MiB: every node encodes, stores and decodes
+    an entry on its event loop (about 30 ms per MB on a loaded 2-core host), and an
+    8 MiB entry was seen to cost an election with the ``lan`` preset."""
+    max_append_bytes: int = 4 << 20
+    """Replication batches: at most this many bytes of entries in one APPEND (Raft's
+    ``max_bytes_per_msg``; a larger entry travels alone). At most half the peer message
+    limit. Default 4 MiB."""
+    mailbox_limit: int = 256
+    """Messages (calls and casts) queued for one activation; one more is refused:
+    RESOURCE_EXHAUSTED, reason ``MAILBOX_FULL``. Default 256."""
+    mailbox_bytes: int = 64 << 20
+    """Payload bytes queued for one activation; a message that would pass it is
+    refused the same way. Default 64 MiB."""
+    max_concurrent_rpcs: int = 1024
+    """Client RPCs (Watch streams excluded) running at once on this node; one more is
+    refused: RESOURCE_EXHAUSTED, reason ``TOO_MANY_RPCS``. Default 1024."""
+    max_watch_streams: int = 256
+    """Watch streams open at once on this node; one more is refused:
+    RESOURCE_EXHAUSTED, reason ``TOO_MANY_WATCHES``. Default 256."""
+    max_rpcs_per_client: int = 256
+    """Client RPCs (Watch included) one client identity (its token or certificate; with
+    ``auth = "off"``, its peer address) may run at once on this node; one more is
+    refused: RESOURCE_EXHAUSTED, reason ``TOO_MANY_RPCS``. Default 256."""
+    max_fanout_bytes: int = 32 << 20
+    """``Publish``/``MultiCall``: group size × payload bytes (a payload counts at
+    least 1 KiB) one request may fan out; more is refused: RESOURCE_EXHAUSTED, reason
+    ``FANOUT_TOO_LARGE``. Default 32 MiB (8 members at the 4 MiB payload limit)."""
     fsync: bool = True
     """fsync the log before acknowledging anything. Only tests may turn this off."""
     storage_reserve_bytes: int = 64 << 20
@@ -196,6 +232,7 @@ class NodeConfig:
                 problems.append(f"peer {peer} address must look like host:port (got {address!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
+        problems.extend(self._limit_problems())
         if self.storage_reserve_bytes < 0 or self.segment_bytes < 1 or self.snapshot_entries < 1:
             problems.append(
                 "storage_reserve_bytes must be ≥ 0, segment_bytes and snapshot_entries ≥ 1"
@@ -208,6 +245,27 @@ class NodeConfig:
             raise ConfigError("invalid node config: " + "; ".join(problems))
         self.timing.validate()
         return self
+
+    def _limit_problems(self) -> list[str]:
+        problems = []
+        for name in ("max_entry_bytes", "max_append_bytes"):
+            value = getattr(self, name)
+            if not 0 < value <= PEER_MESSAGE_LIMIT // 2:
+                problems.append(
+                    f"{name} must be in (0, {PEER_MESSAGE_LIMIT // 2}] bytes, half the peer "
+                    f"message limit (got {value})"
+                )
+        for name in (
+            "mailbox_limit",
+            "mailbox_bytes",
+            "max_concurrent_rpcs",
+            "max_watch_streams",
+            "max_rpcs_per_client",
+            "max_fanout_bytes",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be ≥ 1 (got {getattr(self, name)})")
+        return problems
 
     def _peer_problems(self) -> list[str]:
         problems = []

@@ -34,6 +34,7 @@ from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses
 from registry.node.http import HttpServer, Routes
+from registry.node.limits import ConcurrencyLimits
 from registry.node.metrics import NodeMetrics
 from registry.node.peer_guard import view_of
 from registry.node.peer_tls import PeerTls
@@ -93,6 +94,8 @@ class Node:
             fence_grace=timing.fence_grace,
             handoff_deadline=timing.handoff_deadline,
             max_state_bytes=cfg.max_state_bytes,
+            mailbox_limit=cfg.mailbox_limit,
+            mailbox_bytes=cfg.mailbox_bytes,
         )
         self.driver = Driver(
             cfg,
@@ -115,6 +118,11 @@ class Node:
             interceptors=[
                 RpcMetrics(self.metrics.rpc_seconds, self.metrics.rpc_errors),
                 MalformedRequests(),
+                ConcurrencyLimits(
+                    max_rpcs=cfg.max_concurrent_rpcs,
+                    max_watches=cfg.max_watch_streams,
+                    max_per_client=cfg.max_rpcs_per_client,
+                ),
             ],
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)

@@ -29,11 +29,22 @@ from registry.core.commands import (
     NameSpec,
     Register,
     Unregister,
+    encode,
 )
-from registry.core.errors import RegistryError
+from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
-from registry.node.status import LEADER_KEY, OWNER_KEY, REASON_KEY, Abort, status_for
+from registry.node.status import (
+    ENTRY_TOO_LARGE,
+    FANOUT_TOO_LARGE,
+    LEADER_KEY,
+    OWNER_KEY,
+    PAYLOAD_TOO_LARGE,
+    REASON_KEY,
+    Abort,
+    status_for,
+    trailers_for,
+)
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
@@ -46,6 +57,9 @@ log = logging.getLogger("registry.service")
 T = TypeVar("T")
 WRITE_TIMEOUT_S = 10.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
+FANOUT_MIN_BYTES = 1024
+"""What one fan-out message costs at least against ``max_fanout_bytes`` (a tiny payload
+to a huge group still costs a call each)."""
 FORWARD_CATCH_UP_S = 1.0
 """How long a forwarded call waits for this replica to learn a name the sender knows."""
 
@@ -65,8 +79,9 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             if not isinstance(exc, Abort) and status_for(exc)[0] is grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method.__name__)
             code, message = status_for(exc)
-            if isinstance(exc, Abort) and exc.metadata:
-                context.set_trailing_metadata(exc.metadata)
+            trailers = trailers_for(exc)
+            if trailers:
+                context.set_trailing_metadata(trailers)
             await context.abort(code, message)
             raise AssertionError("unreachable") from exc
 
@@ -90,6 +105,21 @@ def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
     return NameSpec(
         name=spec.name, kind=spec.kind, args=spec.args, roles=tuple(spec.roles), priority=priority
     )
+
+
+def _entry_bounds(command: Command) -> tuple[int, int]:
+    """Bounds on ``len(encode(command))`` without encoding: at least the base64 args; at
+    most that plus every string character JSON-escaped (6 bytes) and 256 bytes of
+    structure per spec."""
+    if not isinstance(command, Register):
+        return 0, 4096  # names and groups are short identifiers
+    low, high = 0, 64
+    for spec in command.specs:
+        chars = len(spec.name) + len(spec.kind) + sum(len(r) + 3 for r in spec.roles)
+        chars += sum(len(n) + 3 for tier in spec.priority or () for n in tier)
+        low += (len(spec.args) + 2) // 3 * 4
+        high += (len(spec.args) + 2) // 3 * 4 + 6 * chars + 256
+    return low, high
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
@@ -133,6 +163,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         respond: Callable[[int], T],
     ) -> T:
         self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
+        self._check_entry(command)
         raft = self._replica.raft
         if raft.role is Role.LEADER:
             index, result = await asyncio.wait_for(
@@ -185,9 +216,38 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     def _check_payload(self, payload: bytes) -> None:
         limit = self.node.cfg.max_payload_bytes
         if len(payload) > limit:
-            raise Abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"payload of {len(payload)} bytes is over the {limit}-byte limit",
+            raise LimitExceeded(
+                PAYLOAD_TOO_LARGE,
+                f"payload of {len(payload)} bytes is over the {limit}-byte limit "
+                "(max_payload_bytes)",
+            )
+
+    def _check_entry(self, command: Command) -> None:
+        """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
+        proposed or forwarded: one oversized entry must never reach Raft (it would not
+        fit a peer message, and the leader would lose its term)."""
+        limit = self.node.cfg.max_entry_bytes
+        low, high = _entry_bounds(command)
+        if high <= limit:
+            return  # clearly under: spare the event loop an encode of megabytes
+        size = low if low > limit else len(encode(command))  # encode only near the limit
+        if size > limit:
+            raise LimitExceeded(
+                ENTRY_TOO_LARGE,
+                f"this request makes a log entry of {'at least ' if size == low else ''}"
+                f"{size} bytes, over the {limit}-byte limit (max_entry_bytes); split it "
+                "into smaller requests",
+            )
+
+    def _check_fanout(self, members: int, payload: bytes) -> None:
+        limit = self.node.cfg.max_fanout_bytes
+        cost = members * max(len(payload), FANOUT_MIN_BYTES)
+        if cost > limit:
+            raise LimitExceeded(
+                FANOUT_TOO_LARGE,
+                f"{members} members × {len(payload)} payload bytes is {cost} bytes to fan "
+                f"out, over the {limit}-byte limit (max_fanout_bytes; a payload counts at "
+                f"least {FANOUT_MIN_BYTES})",
             )
 
     # -- writes ------------------------------------------------------------------------
@@ -395,6 +455,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
         members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
         self._check_payload(request.payload)
+        self._check_fanout(len(members), request.payload)
         results = await asyncio.gather(
             *(
                 self.Cast(pb.CastRequest(name=n, payload=request.payload), _Quiet())
@@ -409,6 +470,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def MultiCall(self, request: pb.MultiCallRequest, context: Any) -> pb.MultiCallResponse:
         members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
         self._check_payload(request.payload)
+        self._check_fanout(len(members), request.payload)
         if not (math.isfinite(request.timeout_s) and request.timeout_s >= 0):
             raise Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

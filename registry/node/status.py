@@ -2,6 +2,21 @@
 
 Redirects travel as trailing metadata (``registry-leader``, ``registry-owner``: an
 ``id@host:port`` value) so that clients can follow them without extra protos.
+
+Every refusal that a status code alone leaves ambiguous carries a machine-readable
+reason in ``registry-reason`` (``trailers_for``):
+
+==================  ===================  =============================================
+reason              status               refused because
+==================  ===================  =============================================
+NOSPACE             RESOURCE_EXHAUSTED   this node's disk is below its reserve
+PAYLOAD_TOO_LARGE   RESOURCE_EXHAUSTED   a payload/args over ``max_payload_bytes``
+ENTRY_TOO_LARGE     RESOURCE_EXHAUSTED   the log entry over ``max_entry_bytes``
+MAILBOX_FULL        RESOURCE_EXHAUSTED   the activation's mailbox is at its bound
+TOO_MANY_RPCS       RESOURCE_EXHAUSTED   ``max_concurrent_rpcs``/``max_rpcs_per_client``
+TOO_MANY_WATCHES    RESOURCE_EXHAUSTED   ``max_watch_streams``
+FANOUT_TOO_LARGE    RESOURCE_EXHAUSTED   group size × payload over ``max_fanout_bytes``
+==================  ===================  =============================================
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 
-from registry.core.errors import NotLeader, ProposalRejected, RegistryError
+from registry.core.errors import LimitExceeded, NotLeader, ProposalRejected, RegistryError
 from registry.core.state import Code
 
 CODE_TO_STATUS = {
@@ -30,6 +45,12 @@ OWNER_KEY = "registry-owner"
 REASON_KEY = "registry-reason"
 """A machine-readable reason for a refusal, where the status code alone is ambiguous
 (``NOSPACE``: RESOURCE_EXHAUSTED because this node's disk is full, not a large payload)."""
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+ENTRY_TOO_LARGE = "ENTRY_TOO_LARGE"
+MAILBOX_FULL = "MAILBOX_FULL"
+TOO_MANY_RPCS = "TOO_MANY_RPCS"
+TOO_MANY_WATCHES = "TOO_MANY_WATCHES"
+FANOUT_TOO_LARGE = "FANOUT_TOO_LARGE"
 
 
 class Abort(Exception):
@@ -51,6 +72,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     # Imported here: the worker package is optional for the core-facing parts.
     from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 
+    if isinstance(exc, LimitExceeded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, NotLeader):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
     if isinstance(exc, NoLease):
@@ -64,6 +87,15 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ProposalRejected | RegistryError):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}): {exc}"
+
+
+def trailers_for(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata that goes with ``status_for(exc)``: redirects and reasons."""
+    if isinstance(exc, Abort):
+        return exc.metadata
+    if isinstance(exc, LimitExceeded):
+        return ((REASON_KEY, exc.reason),)
+    return ()
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
