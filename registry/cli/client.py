@@ -29,6 +29,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "--addr", help=f"node address (default $REGISTRY_ADDR or {DEFAULT_ADDR})"
         )
         parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+        parser.add_argument(
+            "--ca", help="client TLS: the CA of the node's certificate (PEM; $REGISTRY_CA)"
+        )
+        parser.add_argument("--cert", help="client TLS: this client's certificate (PEM)")
+        parser.add_argument("--key", help="client TLS: this client's private key (PEM)")
         if json_flag:
             parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=lambda args: _run(handler, args))
@@ -61,7 +66,23 @@ def _run(handler: Callable[[Any, argparse.Namespace], int], args: argparse.Names
     from registry.v1 import registry_pb2_grpc
 
     addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
-    with grpc.insecure_channel(addr) as channel:
+    ca = args.ca or os.environ.get("REGISTRY_CA")
+    if ca:
+        from registry.client.tls import Tls
+
+        try:
+            tls = Tls(ca=ca, cert=args.cert, key=args.key)
+            credentials = tls.credentials()
+        except (OSError, ValueError) as exc:
+            print(f"error: client TLS: {exc}", file=sys.stderr)
+            return 2
+        channel = grpc.secure_channel(addr, credentials)
+    elif args.cert or args.key:
+        print("error: --cert/--key need --ca (the node certificate's CA)", file=sys.stderr)
+        return 2
+    else:
+        channel = grpc.insecure_channel(addr)
+    with channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         try:
             return handler(stub, args)

@@ -32,6 +32,7 @@ from registry.client.errors import (
 from registry.client.fencing import FencedStore, StaleToken
 from registry.client.retry import Backoff, should_retry
 from registry.client.sync import SyncClient
+from registry.client.tls import Tls
 from registry.client.types import (
     ClusterStatus,
     Location,
@@ -73,6 +74,7 @@ __all__ = [
     "StorageFull",
     "SyncClient",
     "Synced",
+    "Tls",
     "Unauthenticated",
     "Unavailable",
     "Waiting",

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from registry.client.aio import DEFAULT_TIMEOUT_S, Client, ClientStats
 from registry.client.errors import RegistryError
 from registry.client.retry import Backoff
+from registry.client.tls import Tls
 from registry.client.types import ClusterStatus, Location, Priority, Registration, WatchEvent
 
 __all__ = ["SyncClient"]
@@ -49,6 +50,7 @@ class SyncClient:
         backoff: Backoff | None = None,
         rng: Random | None = None,
         channel_options: Sequence[tuple[str, int | str]] = (),
+        tls: Tls | None = None,
     ) -> None:
         self._client = Client(
             seeds,
@@ -57,6 +59,7 @@ class SyncClient:
             backoff=backoff,
             rng=rng,
             channel_options=channel_options,
+            tls=tls,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -173,11 +173,28 @@ class NodeConfig:
     insecure_peers: bool = False
     """Allow plaintext, unauthenticated peer traffic on a non-loopback ``peer_listen``
     (never in production: anyone who reaches the port can rewrite the cluster)."""
+    client_cert: str = ""
+    """PEM certificate the client port presents (client TLS on when set, with
+    ``client_key``). Issue it from the cluster CA (``registry certs issue <id> --san
+    <host>`` naming every host/IP clients dial): nodes forwarding a request to another's
+    client port verify it against ``peer_ca`` by node id, presenting their peer
+    certificate. The peer certificate itself may be reused when it carries those SANs.
+    Default: none (plaintext client port)."""
+    client_key: str = ""
+    """PEM private key of ``client_cert``."""
+    client_ca: str = ""
+    """PEM CA bundle that client certificates must chain to; when set, the client port
+    requires one (mTLS). Must include the cluster CA (``peer_ca``), since forwarding nodes
+    present their peer certificate. Default: none (no client certificate asked)."""
     cluster_id: str = ""
     """The cluster this node belongs to (like etcd's ``--initial-cluster-token``); peers
     of another cluster are refused. Persisted in the data directory on first start; a
     different value later is an error (exit 2). Default: the persisted one, else
     ``peers-`` and 12 hex digits of a hash of the sorted bootstrap ``peers``."""
+
+    @property
+    def client_tls(self) -> bool:
+        return bool(self.client_cert and self.client_key)
 
     @property
     def peer_tls(self) -> bool:
@@ -267,6 +284,18 @@ class NodeConfig:
                 problems.append(f"{name} must be ≥ 1 (got {getattr(self, name)})")
         return problems
 
+    def _client_tls_problems(self) -> list[str]:
+        if bool(self.client_cert) != bool(self.client_key):
+            return ["client TLS needs both client_cert and client_key"]
+        if self.client_ca and not self.client_tls:
+            return ["client_ca (client certificates) needs client_cert and client_key"]
+        if self.client_tls and not self.peer_tls:
+            return [
+                "client TLS needs peer TLS too (peer_ca/peer_cert/peer_key): nodes forward "
+                "requests to each other's client port with their peer certificate"
+            ]
+        return []
+
     def _peer_problems(self) -> list[str]:
         problems = []
         bind = self.peer_bind
@@ -279,6 +308,7 @@ class NodeConfig:
                     f"peer {peer}'s peer address must look like host:port (got {address!r}); "
                     "give it as client/peer"
                 )
+        problems.extend(self._client_tls_problems())
         given = [name for name in ("peer_ca", "peer_cert", "peer_key") if getattr(self, name)]
         if given and len(given) < 3:
             problems.append(f"peer TLS needs peer_ca, peer_cert and peer_key (got {given})")

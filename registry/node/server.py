@@ -28,6 +28,7 @@ import grpc.aio
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
+from registry.node.client_tls import ClientTls
 from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
@@ -111,6 +112,7 @@ class Node:
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
+        self.client_tls = ClientTls.load(cfg)
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
         server = grpc.aio.server(
@@ -126,7 +128,11 @@ class Node:
             ],
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
-        if server.add_insecure_port(cfg.listen) == 0:
+        if self.client_tls is not None:
+            port = server.add_secure_port(cfg.listen, self.client_tls.server_credentials())
+        else:
+            port = server.add_insecure_port(cfg.listen)
+        if port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
         self._server = server

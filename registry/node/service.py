@@ -139,10 +139,27 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # The peer options: a node that restarts is reachable again within a second
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=CHANNEL_OPTIONS
-            )
+            tls = self.node.client_tls
+            if tls is None:
+                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else:  # verify the target by node id against the cluster CA (client_tls rule 3)
+                node = self._node_at(address)
+                options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", node)]
+                channel = grpc.aio.secure_channel(
+                    address, tls.forward_credentials(), options=options
+                )
+            self._channels[address] = channel
         return registry_pb2_grpc.RegistryStub(channel)
+
+    def _node_at(self, address: str) -> str:
+        """The node id behind a client address (the name its certificate carries)."""
+        for peer, peer_address in self.node.cfg.peers.items():
+            if peer_address == address:
+                return peer
+        for member_id, member in self._replica.state.members.items():
+            if member.address == address:
+                return member_id
+        return address.rpartition(":")[0]
 
     async def close(self) -> None:
         for channel in self._channels.values():
