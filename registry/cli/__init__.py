@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from registry.cli import bench, certs, client, doctor, jepsen, node, sim
+from registry.cli import auth, bench, certs, client, doctor, jepsen, node, sim
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -23,6 +23,7 @@ COMMANDS: tuple[Register, ...] = (
     bench.register,
     doctor.register,
     certs.register,
+    auth.register,
 )
 
 __all__ = ["build_parser", "main"]

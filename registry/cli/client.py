@@ -34,6 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         )
         parser.add_argument("--cert", help="client TLS: this client's certificate (PEM)")
         parser.add_argument("--key", help="client TLS: this client's private key (PEM)")
+        parser.add_argument("--token", help="bearer token (default $REGISTRY_TOKEN)")
         if json_flag:
             parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=lambda args: _run(handler, args))
@@ -82,6 +83,9 @@ def _run(handler: Callable[[Any, argparse.Namespace], int], args: argparse.Names
         return 2
     else:
         channel = grpc.insecure_channel(addr)
+    token = args.token or os.environ.get("REGISTRY_TOKEN")
+    if token:
+        channel = grpc.intercept_channel(channel, _bearer(token))
     with channel:
         stub = registry_pb2_grpc.RegistryStub(channel)
         try:
@@ -93,6 +97,17 @@ def _run(handler: Callable[[Any, argparse.Namespace], int], args: argparse.Names
                 details = f"cannot reach a node at {addr} ({details})"
             print(f"error: {code}: {details}", file=sys.stderr)
             return 1
+
+
+def _bearer(token: str) -> Any:
+    import grpc
+
+    class Bearer(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
+            return continuation(details._replace(metadata=metadata), request)
+
+    return Bearer()
 
 
 def _status(stub: Any, args: argparse.Namespace) -> int:

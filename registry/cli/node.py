@@ -60,6 +60,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--client-ca", help="client TLS: require client certificates signed by this CA (PEM)"
     )
     node.add_argument(
+        "--auth", choices=("off", "tokens", "mtls"), help="client authentication (default off)"
+    )
+    node.add_argument("--token-file", help="roles and tokens (TOML); re-read on SIGHUP")
+    node.add_argument(
+        "--insecure-clients",
+        action="store_const",
+        const=True,
+        help="allow auth off on a non-loopback --listen (anyone reaching it may do anything)",
+    )
+    node.add_argument(
         "--insecure-peers",
         action="store_const",
         const=True,
@@ -153,6 +163,9 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "client_cert": args.client_cert,
         "client_key": args.client_key,
         "client_ca": args.client_ca,
+        "auth": args.auth,
+        "token_file": args.token_file,
+        "insecure_clients": args.insecure_clients,
         "cluster_id": args.cluster_id,
     }
     if args.peers:

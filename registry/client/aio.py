@@ -98,6 +98,7 @@ class Client:
         rng: Random | None = None,
         channel_options: Sequence[tuple[str, int | str]] = (),
         tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 s (got {timeout})")
@@ -109,6 +110,7 @@ class Client:
             rng=rng or Random(),
             channel_options=channel_options,
             tls=tls,
+            token=token,
         )
 
     # -- lifecycle -------------------------------------------------------------------

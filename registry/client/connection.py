@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
+from registry.client.auth import BearerToken
 from registry.client.errors import (
     DeadlineExceeded,
     NoQuorum,
@@ -79,6 +80,7 @@ class Connection:
         rng: Random,
         channel_options: Sequence[tuple[str, int | str]],
         tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         self.peers = Peers(list(seeds))
         self.cache = PlacementCache()
@@ -91,6 +93,7 @@ class Connection:
         self._options = list(CHANNEL_OPTIONS) + list(channel_options)
         self._tls = tls
         self._credentials = tls.credentials() if tls is not None else None
+        self._interceptors = [BearerToken(token)] if token else None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}
         self._cache_task: asyncio.Task[None] | None = None
@@ -158,10 +161,15 @@ class Connection:
         if stub is None:
             if self._tls is not None and self._credentials is not None:
                 channel = grpc.aio.secure_channel(
-                    address, self._credentials, options=self._options + self._tls.options()
+                    address,
+                    self._credentials,
+                    options=self._options + self._tls.options(),
+                    interceptors=self._interceptors,
                 )
             else:
-                channel = grpc.aio.insecure_channel(address, options=self._options)
+                channel = grpc.aio.insecure_channel(
+                    address, options=self._options, interceptors=self._interceptors
+                )
             self._channels[address] = channel
             stub = self._stubs[address] = registry_pb2_grpc.RegistryStub(channel)
         return stub

@@ -51,6 +51,7 @@ class SyncClient:
         rng: Random | None = None,
         channel_options: Sequence[tuple[str, int | str]] = (),
         tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         self._client = Client(
             seeds,
@@ -60,6 +61,7 @@ class SyncClient:
             rng=rng,
             channel_options=channel_options,
             tls=tls,
+            token=token,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -53,6 +53,7 @@ DEFAULT_GRPC_PORT = 7400
 DEFAULT_HTTP_PORT = 9400
 """The conventional HTTP port (``registry dev``, deploy/); ``http`` itself defaults to off."""
 DISCOVERY_MODES = ("static", "dns")
+AUTH_MODES = ("off", "tokens", "mtls")
 PEER_PORT_OFFSET = 1000
 """A node's peer port is its client port plus this, unless configured (``peer_listen``,
 or ``client/peer`` in ``peers``)."""
@@ -186,6 +187,17 @@ class NodeConfig:
     """PEM CA bundle that client certificates must chain to; when set, the client port
     requires one (mTLS). Must include the cluster CA (``peer_ca``), since forwarding nodes
     present their peer certificate. Default: none (no client certificate asked)."""
+    auth: str = "off"
+    """Client authentication: ``off`` (anyone reaching the client port may do anything;
+    only on a loopback ``listen`` unless ``insecure_clients``), ``tokens`` (bearer
+    tokens from ``token_file``) or ``mtls`` (client certificates, ``client_ca``; the CN
+    is looked up in ``token_file``). See ``registry/node/auth/``. Default off."""
+    token_file: str = ""
+    """TOML file of roles and tokens (``registry/node/auth/policy.py``; entries from
+    ``registry auth hash-token``); re-read on SIGHUP. Needed unless ``auth = "off"``."""
+    insecure_clients: bool = False
+    """Allow ``auth = "off"`` on a non-loopback ``listen`` (anyone who reaches the port
+    can register, unregister and call anything)."""
     cluster_id: str = ""
     """The cluster this node belongs to (like etcd's ``--initial-cluster-token``); peers
     of another cluster are refused. Persisted in the data directory on first start; a
@@ -284,6 +296,28 @@ class NodeConfig:
                 problems.append(f"{name} must be ≥ 1 (got {getattr(self, name)})")
         return problems
 
+    def _auth_problems(self) -> list[str]:
+        if self.auth not in AUTH_MODES:
+            return [f"auth must be one of {', '.join(AUTH_MODES)} (got {self.auth!r})"]
+        if self.auth == "off":
+            if not self.insecure_clients and not _is_loopback(self.listen):
+                return [
+                    f"listen {self.listen} is not a loopback address and auth is off: set "
+                    'auth = "tokens" (or "mtls") with a token_file, or --insecure-clients'
+                ]
+            return []
+        problems = []
+        if not self.token_file:
+            problems.append(f'auth = "{self.auth}" needs token_file (roles and tokens)')
+        if self.auth == "mtls" and not self.client_ca:
+            problems.append('auth = "mtls" needs client_ca (and client_cert/client_key)')
+        if self.auth == "tokens" and not self.client_tls and not _is_loopback(self.listen):
+            problems.append(
+                f"listen {self.listen} is not a loopback address: bearer tokens need client "
+                "TLS (client_cert/client_key), or they cross the network in the clear"
+            )
+        return problems
+
     def _client_tls_problems(self) -> list[str]:
         if bool(self.client_cert) != bool(self.client_key):
             return ["client TLS needs both client_cert and client_key"]
@@ -309,6 +343,7 @@ class NodeConfig:
                     "give it as client/peer"
                 )
         problems.extend(self._client_tls_problems())
+        problems.extend(self._auth_problems())
         given = [name for name in ("peer_ca", "peer_cert", "peer_key") if getattr(self, name)]
         if given and len(given) < 3:
             problems.append(f"peer TLS needs peer_ca, peer_cert and peer_key (got {given})")

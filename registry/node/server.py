@@ -21,6 +21,8 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -28,6 +30,7 @@ import grpc.aio
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
+from registry.node.auth.gate import AuthGate, Tokens, identity
 from registry.node.client_tls import ClientTls
 from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
@@ -113,6 +116,8 @@ class Node:
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.client_tls = ClientTls.load(cfg)
+        tokens = Tokens(Path(cfg.token_file)) if cfg.auth != "off" else None
+        self.auth = AuthGate(cfg.auth, tokens, peers=cfg.peers)
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
         server = grpc.aio.server(
@@ -120,10 +125,12 @@ class Node:
             interceptors=[
                 RpcMetrics(self.metrics.rpc_seconds, self.metrics.rpc_errors),
                 MalformedRequests(),
+                self.auth,
                 ConcurrencyLimits(
                     max_rpcs=cfg.max_concurrent_rpcs,
                     max_watches=cfg.max_watch_streams,
                     max_per_client=cfg.max_rpcs_per_client,
+                    identity_of=identity,
                 ),
             ],
         )
@@ -149,6 +156,7 @@ class Node:
                     ready=self._ready,
                     status=self.status,
                     names=self.names,
+                    reader=self.auth.reader if self.auth.tokens is not None else None,
                     events=self.events.recent,
                 )
             )
@@ -250,6 +258,8 @@ class Node:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.auth.tokens is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.auth.tokens.reload)
         await stop.wait()
         log.info("node %s stopping: handing off its workers first", self.cfg.id)
         stop.clear()
@@ -419,9 +429,12 @@ class Node:
                 out[node] = {"state": "unknown", "source": "none"}
         return out
 
-    def names(self, query: NamesQuery) -> dict[str, object]:
-        """``/status/names``: the registered names matching a search, with their owners."""
-        return names_page(self.driver.replica.state, query, self.address_of)
+    def names(
+        self, query: NamesQuery, readable: Callable[[str], bool] = lambda _name: True
+    ) -> dict[str, object]:
+        """``/status/names``: the registered names matching a search, with their owners
+        (only those ``readable`` by the token asking, with auth on)."""
+        return names_page(self.driver.replica.state, query, self.address_of, readable)
 
 
 def _tls_word(cfg: NodeConfig) -> str:

@@ -34,6 +34,7 @@ from registry.core.commands import (
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
+from registry.node.auth.gate import CALLER, PERMISSION, ForwardCaller
 from registry.node.status import (
     ENTRY_TOO_LARGE,
     FANOUT_TOO_LARGE,
@@ -140,13 +141,16 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
             tls = self.node.client_tls
+            carry = [ForwardCaller(self.node.cfg.auth)]  # the caller's identity goes along
             if tls is None:
-                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+                channel = grpc.aio.insecure_channel(
+                    address, options=CHANNEL_OPTIONS, interceptors=carry
+                )
             else:  # verify the target by node id against the cluster CA (client_tls rule 3)
                 node = self._node_at(address)
                 options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", node)]
                 channel = grpc.aio.secure_channel(
-                    address, tls.forward_credentials(), options=options
+                    address, tls.forward_credentials(), options=options, interceptors=carry
                 )
             self._channels[address] = channel
         return registry_pb2_grpc.RegistryStub(channel)
@@ -230,6 +234,22 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{name!r} is not registered")
         return record
 
+    @staticmethod
+    def _allow(permission: str, verb: str, name: str) -> None:
+        """PERMISSION_DENIED unless the caller (auth on) holds ``permission`` on ``name``."""
+        caller = CALLER.get()
+        if caller is not None and not caller.allows(permission, name):
+            raise Abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                caller.denial(permission, verb, name),
+                ((REASON_KEY, PERMISSION),),
+            )
+
+    @staticmethod
+    def _readable(name: str) -> bool:
+        caller = CALLER.get()
+        return caller is None or caller.allows("read", name)
+
     def _check_payload(self, payload: bytes) -> None:
         limit = self.node.cfg.max_payload_bytes
         if len(payload) > limit:
@@ -272,6 +292,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @_rpc
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
         spec = spec_from_pb(request.spec)
+        self._allow("write", "register", spec.name)
         self._check_payload(spec.args)
         return await self._write(
             Register(specs=(spec,)),
@@ -293,6 +314,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
         specs = tuple(spec_from_pb(s) for s in request.specs)
         for spec in specs:
+            self._allow("write", "register", spec.name)
             self._check_payload(spec.args)
         return await self._write(
             Register(specs=specs),
@@ -306,6 +328,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: pb.UnregisterRequest, context: Any
     ) -> pb.UnregisterResponse:
         _check("name", request.name)
+        self._allow("write", "unregister", request.name)
         return await self._write(
             Unregister(name=request.name),
             context,
@@ -317,6 +340,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def Join(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
+        self._allow("write", "join a group", request.name)
+        self._allow("write", "join", request.group)
         return await self._write(
             Join(group=request.group, name=request.name),
             context,
@@ -328,6 +353,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def Leave(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
+        self._allow("write", "leave a group", request.name)
+        self._allow("write", "leave", request.group)
         return await self._write(
             Leave(group=request.group, name=request.name),
             context,
@@ -340,6 +367,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @_rpc
     async def WhereIs(self, request: pb.WhereIsRequest, context: Any) -> pb.WhereIsResponse:
         _check("name", request.name)
+        self._allow("read", "look up", request.name)
         if request.consistent:
             try:
                 index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
@@ -357,7 +385,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         out: list[pb.Location] = []
         state = self._replica.state
         for name in sorted(state.names):
-            if not name.startswith(request.prefix):
+            if not name.startswith(request.prefix) or not self._readable(name):
                 continue
             record = state.registered(name)
             if record is None:
@@ -369,11 +397,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Members(self, request: pb.MembersRequest, context: Any) -> pb.MembersResponse:
-        _check("group", request.group)
-        names = self._replica.state.groups.get(request.group)
+        self._allow("read", "list the members of", request.group)
+        return pb.MembersResponse(
+            names=[n for n in self._members(request.group) if self._readable(n)]
+        )
+
+    def _members(self, group: str) -> list[str]:
+        _check("group", group)
+        names = self._replica.state.groups.get(group)
         if names is None:
-            raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {request.group!r}")
-        return pb.MembersResponse(names=sorted(names))
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {group!r}")
+        return sorted(names)
 
     @_rpc
     async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:
@@ -436,6 +470,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
+        self._allow("call", "call", request.name)
         self._check_payload(request.payload)
         timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
         node = self.node
@@ -454,6 +489,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
+        self._allow("call", "cast to", request.name)
         self._check_payload(request.payload)
         node = self.node
 
@@ -470,7 +506,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
-        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._allow("call", "publish to", request.group)
+        members = self._members(request.group)  # each cast checks call on its member
         self._check_payload(request.payload)
         self._check_fanout(len(members), request.payload)
         results = await asyncio.gather(
@@ -485,7 +522,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def MultiCall(self, request: pb.MultiCallRequest, context: Any) -> pb.MultiCallResponse:
-        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._allow("call", "multi-call", request.group)
+        members = self._members(request.group)  # each call checks call on its member
         self._check_payload(request.payload)
         self._check_fanout(len(members), request.payload)
         if not (math.isfinite(request.timeout_s) and request.timeout_s >= 0):
@@ -510,7 +548,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     # -- watch -------------------------------------------------------------------------
 
     async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvents]:
+        caller = CALLER.get()
         async for batch in self.node.watches.subscribe(request.prefix):
+            if caller is not None:  # only the names this token may read
+                kept = [
+                    e
+                    for e in batch.events
+                    if not e.location.name or self._readable(e.location.name)
+                ]
+                if not kept:
+                    continue
+                batch = pb.WatchEvents(events=kept)
             yield batch
 
 
