@@ -196,12 +196,16 @@ class LocalCluster:
         """With ``client_tls``: one client-port certificate all nodes present (SANs: every
         node id, 127.0.0.1, localhost), issued by the cluster CA; the harness dials
         with it as its trust root."""
+        self.harness_cert: NodeFiles | None = None
+        """With ``client_tls``: the client certificate the harness presents (CN
+        ``harness``), for nodes configured with ``client_ca``."""
         if client_tls:
             self.client_tls = issue(
                 certs or root / "certs",
                 "client-port",
                 sans=(*self.peer_addr, "127.0.0.1", "localhost"),
             )
+            self.harness_cert = issue(certs or root / "certs", "harness")
             self.config = {
                 **self.config,
                 "client_cert": str(self.client_tls.cert),
@@ -303,10 +307,17 @@ class LocalCluster:
                 if self.client_tls is None
                 else grpc.secure_channel(
                     node.grpc_addr,
-                    grpc.ssl_channel_credentials(self.client_tls.ca.read_bytes()),
+                    grpc.ssl_channel_credentials(
+                        self.client_tls.ca.read_bytes(),
+                        *self._harness_key_and_cert(),
+                    ),
                     options=CHANNEL_OPTIONS,
                 )
             )
+
+    def _harness_key_and_cert(self) -> tuple[bytes, bytes]:
+        assert self.harness_cert is not None
+        return self.harness_cert.key.read_bytes(), self.harness_cert.cert.read_bytes()
 
     def kill(self, node_id: str) -> None:
         """``kill -9`` the node and reap it."""
