@@ -117,7 +117,11 @@ class Node:
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.client_tls = ClientTls.load(cfg)
         tokens = Tokens(Path(cfg.token_file)) if cfg.auth != "off" else None
-        self.auth = AuthGate(cfg.auth, tokens, peers=cfg.peers)
+        self.auth = AuthGate(
+            cfg.auth,
+            tokens,
+            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.replica.state.members,
+        )
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
         server = grpc.aio.server(

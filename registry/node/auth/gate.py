@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,11 @@ class Tokens:
 class AuthGate(grpc.aio.ServerInterceptor):
     """Authenticates each client RPC and sets ``CALLER`` for the servicer (module rules)."""
 
-    def __init__(self, mode: str, tokens: Tokens | None, peers: Collection[str]) -> None:
+    def __init__(self, mode: str, tokens: Tokens | None, is_peer: Callable[[str], bool]) -> None:
         self.mode = mode
         self.tokens = tokens
-        self.peers = frozenset(peers)
+        self.is_peer = is_peer
+        """Whether a certificate CN is a node of this cluster (configured or a member)."""
 
     def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         assert self.tokens is not None
@@ -87,7 +88,7 @@ class AuthGate(grpc.aio.ServerInterceptor):
         if self.mode == "mtls":
             values = list(context.auth_context().get("x509_common_name") or [])
             cn = bytes(values[0]).decode("utf-8", "replace") if len(values) == 1 else ""
-            if cn in self.peers and CALLER_KEY in metadata:
+            if CALLER_KEY in metadata and self.is_peer(cn):
                 cn = metadata[CALLER_KEY]  # rule 5: a node forwards for its caller
             entry = file.tokens.get(cn)
             if entry is None:
