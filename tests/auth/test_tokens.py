@@ -30,6 +30,7 @@ from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, wait_for
 from tests.cluster.harness import rpc_error as _rpc_error
 
+PER_CLIENT = 4
 ROLES = """
 [roles.alice]
 read = ["alice/"]
@@ -74,7 +75,8 @@ def t(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
     tokens = {"alice": new_token("alice"), "bob": new_token("bob")}
     path = root / "tokens.toml"
     path.write_text(token_file(tokens), encoding="utf-8")
-    c = LocalCluster(root, 3, config={"auth": "tokens", "token_file": str(path)})
+    config = {"auth": "tokens", "token_file": str(path), "max_rpcs_per_client": PER_CLIENT}
+    c = LocalCluster(root, 3, config=config)
     try:
         c.start(timeout=30)
         tenants = Tenants(c, path, tokens)
@@ -230,6 +232,36 @@ def test_http_status_names_need_a_read_token(t: Tenants) -> None:
     for open_path in ("/metrics", "/healthz"):
         code, body = http(t, open_path)
         assert code == 200 and b"alice/" not in body
+
+
+def test_one_token_cannot_take_a_node_from_the_others(t: Tenants) -> None:
+    """max_rpcs_per_client counts per token once auth is on (Watch streams included)."""
+    first, second = t.c.ids[0], t.c.ids[1]
+    streams = [
+        t.c.stub(first).Watch(pb.WatchRequest(prefix="bob/"), metadata=t.md("bob"))
+        for _ in range(PER_CLIENT)
+    ]
+    try:
+        for stream in streams:
+            next(stream)  # admitted: the listing arrived
+        request = pb.WhereIsRequest(name="alice/svc")
+        exc = rpc_error(
+            functools.partial(t.c.stub(first).WhereIs, request, metadata=t.md("bob"), timeout=5)
+        )
+        assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+        assert reason(exc) == "TOO_MANY_RPCS" and "max_rpcs_per_client" in exc.details()
+        assert t.c.stub(first).WhereIs(request, metadata=t.md("alice"), timeout=5).location.name
+        assert t.c.stub(second).WhereIs(request, metadata=t.md("bob"), timeout=5).location.name
+        streams.pop().cancel()
+
+        def served() -> bool:
+            reply = t.c.stub(first).WhereIs(request, metadata=t.md("bob"), timeout=5)
+            return bool(reply.location.name)
+
+        wait_for("bob served again once a stream closed", served, 10)
+    finally:
+        for stream in streams:
+            stream.cancel()
 
 
 def test_a_token_removed_by_sighup_is_refused(t: Tenants) -> None:
