@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from registry.cli import (
+    auth,
     bench,
     certs,
     client,
@@ -37,6 +38,7 @@ COMMANDS: tuple[Register, ...] = (
     certs.register,
     member.register,
     snapshot.register,
+    auth.register,
 )
 
 __all__ = ["build_parser", "main"]

@@ -54,6 +54,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     node.add_argument("--peer-ca", help="peer mTLS: the cluster CA (PEM; registry certs init)")
     node.add_argument("--peer-cert", help="peer mTLS: this node's certificate (PEM)")
     node.add_argument("--peer-key", help="peer mTLS: this node's private key (PEM)")
+    node.add_argument("--client-cert", help="client TLS: the client port's certificate (PEM)")
+    node.add_argument("--client-key", help="client TLS: its private key (PEM)")
+    node.add_argument(
+        "--client-ca", help="client TLS: require client certificates signed by this CA (PEM)"
+    )
+    node.add_argument(
+        "--auth", choices=("off", "tokens", "mtls"), help="client authentication (default off)"
+    )
+    node.add_argument("--token-file", help="roles and tokens (TOML); re-read on SIGHUP")
+    node.add_argument(
+        "--insecure-clients",
+        action="store_const",
+        const=True,
+        help="allow auth off on a non-loopback --listen (anyone reaching it may do anything)",
+    )
     node.add_argument(
         "--insecure-peers",
         action="store_const",
@@ -179,6 +194,12 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "peer_cert": args.peer_cert,
         "peer_key": args.peer_key,
         "insecure_peers": args.insecure_peers,
+        "client_cert": args.client_cert,
+        "client_key": args.client_key,
+        "client_ca": args.client_ca,
+        "auth": args.auth,
+        "token_file": args.token_file,
+        "insecure_clients": args.insecure_clients,
         "cluster_id": args.cluster_id,
         "workers": args.workers,
         "learner": args.learner,

@@ -38,6 +38,10 @@ def add_command(
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--ca", help="client TLS: the CA of the nodes' certificates ($REGISTRY_CA)")
+    parser.add_argument("--cert", help="client TLS: this client's certificate (PEM)")
+    parser.add_argument("--key", help="client TLS: this client's private key (PEM)")
+    parser.add_argument("--token", help="bearer token (default $REGISTRY_TOKEN)")
     parser.set_defaults(handler=lambda args: run_with_client(handler, args))
     return parser
 
@@ -75,17 +79,32 @@ def run_with_client(handler: Handler, args: argparse.Namespace) -> int:
     """Run ``handler(client, args)`` with a ``SyncClient`` on the seeds of ``--addr``;
     a ``RegistryError`` becomes one ``error:`` line (and a JSON object with ``--json``)
     and exit code 1."""
-    from registry.client import RegistryError, SyncClient
+    from registry.client import RegistryError, SyncClient, Tls
 
     addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
     seeds = [a.strip() for a in addr.split(",") if a.strip()]
+    ca = args.ca or os.environ.get("REGISTRY_CA")
+    if (args.cert or args.key) and not ca:
+        print("error: --cert/--key need --ca (the node certificate's CA)", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("REGISTRY_TOKEN") or None
     try:
-        with SyncClient(seeds, timeout=args.timeout) as client:
+        tls = Tls(ca=ca, cert=args.cert, key=args.key) if ca else None
+        if tls is not None:
+            tls.credentials()  # a missing or bad PEM file: one line now, not a hang later
+    except (OSError, ValueError) as exc:
+        print(f"error: client TLS: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with SyncClient(seeds, timeout=args.timeout, tls=tls, token=token) as client:
             return handler(client, args)
     except RegistryError as exc:
-        label = getattr(exc, "reason", "") or getattr(exc, "code", "") or type(exc).__name__
+        code, reason = getattr(exc, "code", ""), getattr(exc, "reason", "")
         if args.json:
-            print(json.dumps({"error": label, "message": str(exc)}))
+            error = reason or code or type(exc).__name__
+            print(json.dumps({"error": error, "code": code, "message": str(exc)}))
+        # The status code and the reason (PERMISSION_DENIED PERMISSION), each once.
+        label = " ".join(dict.fromkeys(p for p in (code, reason) if p)) or type(exc).__name__
         print(f"error: {label}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from registry.client.errors import (
     NameTaken,
     NoQuorum,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     Redirect,
     RegistryError,
@@ -32,6 +33,7 @@ from registry.client.errors import (
 from registry.client.fencing import FencedStore, StaleToken
 from registry.client.retry import Backoff, should_retry
 from registry.client.sync import ClientForked, SyncClient
+from registry.client.tls import Tls
 from registry.client.types import (
     ClusterStatus,
     Location,
@@ -62,6 +64,7 @@ __all__ = [
     "NameTaken",
     "NoQuorum",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "Placed",
     "Redirect",
@@ -74,6 +77,7 @@ __all__ = [
     "Superseded",
     "SyncClient",
     "Synced",
+    "Tls",
     "Unauthenticated",
     "Unavailable",
     "Waiting",

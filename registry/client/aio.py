@@ -31,6 +31,7 @@ from typing import Any
 from registry.client.connection import Connection, Send
 from registry.client.errors import NameTaken, NotFound, RegistryError, Unavailable, translate
 from registry.client.retry import Backoff
+from registry.client.tls import Tls
 from registry.client.types import (
     ClusterStatus,
     Location,
@@ -97,6 +98,8 @@ class Client:
         backoff: Backoff | None = None,
         rng: Random | None = None,
         channel_options: Sequence[tuple[str, int | str]] = (),
+        tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 s (got {timeout})")
@@ -107,6 +110,8 @@ class Client:
             backoff=backoff or Backoff(),
             rng=rng or Random(),
             channel_options=channel_options,
+            tls=tls,
+            token=token,
         )
 
     # -- lifecycle -------------------------------------------------------------------

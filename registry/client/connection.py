@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
+from registry.client.auth import BearerToken
 from registry.client.errors import (
     DeadlineExceeded,
     NotFound,
@@ -38,6 +39,7 @@ from registry.client.errors import (
 )
 from registry.client.retry import Backoff, should_retry
 from registry.client.routing import Peers, PlacementCache
+from registry.client.tls import Tls
 from registry.client.types import Placed, WatchEvent, event_from_pb
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
@@ -76,6 +78,8 @@ class Connection:
         backoff: Backoff,
         rng: Random,
         channel_options: Sequence[tuple[str, int | str]],
+        tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         self.peers = Peers(list(seeds))
         self.cache = PlacementCache()
@@ -86,6 +90,9 @@ class Connection:
         self._backoff = backoff
         self._rng = rng
         self._options = list(CHANNEL_OPTIONS) + list(channel_options)
+        self._tls = tls
+        self._credentials = tls.credentials() if tls is not None else None
+        self._interceptors = [BearerToken(token)] if token else None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}
         self._cache_task: asyncio.Task[None] | None = None
@@ -151,7 +158,17 @@ class Connection:
             raise RuntimeError("the client is closed")
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            if self._tls is not None and self._credentials is not None:
+                channel = grpc.aio.secure_channel(
+                    address,
+                    self._credentials,
+                    options=self._options + self._tls.options(),
+                    interceptors=self._interceptors,
+                )
+            else:
+                channel = grpc.aio.insecure_channel(
+                    address, options=self._options, interceptors=self._interceptors
+                )
             self._channels[address] = channel
             stub = self._stubs[address] = registry_pb2_grpc.RegistryStub(channel)
         return stub
@@ -341,6 +358,9 @@ class Connection:
                 "the request may already have run, so it was not retried "
                 "(pass idempotent=True if running it twice is harmless)"
             )
+        hint = _tls_hint(str(error), self._tls is not None)
+        if hint:
+            notes.append(hint)
         if attempts > 1:
             notes.append(f"gave up after {attempts} attempts in {self.now() - started:.1f} s")
         message = f"{what}: {error.message}{where}" + "".join(f"; {n}" for n in notes)
@@ -409,3 +429,20 @@ class Connection:
             failed = address
             await asyncio.sleep(self._backoff.delay(attempt, self._rng))
             attempt += 1
+
+
+def _tls_hint(details: str, tls: bool) -> str:
+    """What a failed TLS handshake most likely means, in words (gRPC says "Socket
+    closed" or "Ssl handshake failed")."""
+    lowered = details.lower()
+    if not tls and "socket closed" in lowered:
+        return (
+            "the node closed the connection: if its client port uses TLS, connect with "
+            "tls=Tls(ca=...) (CLI: --ca)"
+        )
+    if tls and ("ssl" in lowered or "handshake" in lowered or "certificate" in lowered):
+        return (
+            "TLS handshake failed: check that the CA given signed the node's certificate "
+            "and that the certificate names the host dialed"
+        )
+    return ""

@@ -19,7 +19,10 @@ NOT_FOUND                ``NotFound``
 INVALID_ARGUMENT         ``InvalidArgument``
 FAILED_PRECONDITION      ``FailedPrecondition``
 RESOURCE_EXHAUSTED       ``StorageFull`` when the reason is ``NOSPACE`` (the node's disk
-                         is below its reserve), else ``PayloadTooLarge``
+                         is below its reserve), ``Overloaded`` for ``MAILBOX_FULL``,
+                         ``TOO_MANY_RPCS``, ``TOO_MANY_WATCHES`` (retry later), else
+                         ``PayloadTooLarge`` (also ``ENTRY_TOO_LARGE``,
+                         ``FANOUT_TOO_LARGE``: retrying the same request cannot help)
 DEADLINE_EXCEEDED        ``DeadlineExceeded``
 UNAUTHENTICATED          ``Unauthenticated`` (also PERMISSION_DENIED)
 ABORTED                  ``WorkerError`` (reason ``WORKER_ERROR``: the worker raised, or
@@ -48,6 +51,7 @@ __all__ = [
     "NameTaken",
     "NoQuorum",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "Redirect",
     "RegistryError",
@@ -185,6 +189,15 @@ class StorageFull(_StatusError):
     changed; another node (or the same one later) may take the write."""
 
 
+class Overloaded(_StatusError):
+    """RESOURCE_EXHAUSTED with reason ``MAILBOX_FULL``, ``TOO_MANY_RPCS`` or
+    ``TOO_MANY_WATCHES``: a node or worker is at one of its concurrency bounds. Nothing
+    was run or changed; retry later with backoff."""
+
+
+OVERLOAD_REASONS = frozenset({"MAILBOX_FULL", "TOO_MANY_RPCS", "TOO_MANY_WATCHES"})
+
+
 class DeadlineExceeded(_StatusError):
     """DEADLINE_EXCEEDED: no answer within the caller's timeout. The request may still
     have run (``may_have_run`` is ``True``)."""
@@ -268,6 +281,8 @@ def translate(
         cls = StorageFull
     elif cls is WorkerError and info.reason == "STALE_TOKEN":
         cls = Superseded
+    elif cls is PayloadTooLarge and info.reason in OVERLOAD_REASONS:
+        cls = Overloaded
     lowered = details.lower()
     if reason is not None:
         may_have_run = reason.may_have_run

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from registry.client.aio import DEFAULT_TIMEOUT_S, Client, ClientStats
 from registry.client.errors import RegistryError
 from registry.client.retry import Backoff
+from registry.client.tls import Tls
 from registry.client.types import ClusterStatus, Location, Priority, Registration, WatchEvent
 
 __all__ = ["ClientForked", "SyncClient"]
@@ -61,6 +62,8 @@ class SyncClient:
         backoff: Backoff | None = None,
         rng: Random | None = None,
         channel_options: Sequence[tuple[str, int | str]] = (),
+        tls: Tls | None = None,
+        token: str | None = None,
     ) -> None:
         self._client = Client(
             seeds,
@@ -69,6 +72,8 @@ class SyncClient:
             backoff=backoff,
             rng=rng,
             channel_options=channel_options,
+            tls=tls,
+            token=token,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -47,8 +47,18 @@ class RaftConfig:
     max_entries_per_msg: int = 64
     """Batching: at most this many entries in one APPEND. Default 64."""
 
+    max_bytes_per_msg: int = 4 << 20
+    """Batching: at most this many bytes of entry data in one APPEND (an entry larger
+    than this still goes, alone). Keeps every APPEND well under the peer message limit
+    (64 MiB), however many large entries queue up. Default 4 MiB."""
+
     max_inflight: int = 256
     """At most this many unacknowledged APPENDs to one follower. Default 256."""
+
+    max_inflight_bytes: int = 32 << 20
+    """At most this many bytes of entry data unacknowledged to one follower (at least
+    one APPEND is always allowed): a follower that falls behind on large entries is
+    fed at the pace it acknowledges instead of being buried. Default 32 MiB."""
 
     snapshot_threshold: int = 1024
     """``should_compact()`` turns true once this many applied entries sit in the log.
@@ -84,7 +94,9 @@ class RaftConfig:
             )
         for name, value in (
             ("max_entries_per_msg", self.max_entries_per_msg),
+            ("max_bytes_per_msg", self.max_bytes_per_msg),
             ("max_inflight", self.max_inflight),
+            ("max_inflight_bytes", self.max_inflight_bytes),
             ("snapshot_threshold", self.snapshot_threshold),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
             ("max_committed_per_ready", self.max_committed_per_ready),

@@ -33,3 +33,13 @@ class TransferInProgress(ProposalRejected):
 
 class ConfChangeInProgress(ProposalRejected):
     """A membership change is still uncommitted; only one may be pending at a time."""
+
+
+class LimitExceeded(RegistryError):
+    """A request is over one of the node's limits and was refused before it changed
+    anything. ``reason`` names the limit (``ENTRY_TOO_LARGE``, ``MAILBOX_FULL``, …, listed
+    in ``registry/node/status.py``); the node answers RESOURCE_EXHAUSTED with it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)

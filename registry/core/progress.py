@@ -7,6 +7,7 @@ state      meaning                                     sending
 =========  ==========================================  ==================================
 PROBE      we do not know where its log matches ours   one APPEND per heartbeat interval
 REPLICATE  it matches up to ``match``                  optimistic, up to ``max_inflight``
+                                                       APPENDs and ``max_inflight_bytes``
 SNAPSHOT   it needs entries we compacted away          snapshot chunks, one at a time
 =========  ==========================================  ==================================
 
@@ -37,8 +38,10 @@ class Progress:
     state: ProgressState = ProgressState.PROBE
     probe_sent: bool = False
     """In PROBE: an APPEND is out and we wait for its answer (or the next heartbeat)."""
-    inflight: deque[int] = field(default_factory=deque)
-    """In REPLICATE: the last index of each APPEND not yet acknowledged."""
+    inflight: deque[tuple[int, int]] = field(default_factory=deque)
+    """In REPLICATE: the last index and entry bytes of each APPEND not yet acknowledged."""
+    inflight_bytes: int = 0
+    """The sum of the entry bytes in ``inflight``."""
     recent_active: bool = True
     """Heard from within the current check-quorum window."""
     acked_heartbeat: int = 0
@@ -69,6 +72,7 @@ class Progress:
         self.state = state
         self.probe_sent = False
         self.inflight.clear()
+        self.inflight_bytes = 0
         self.snapshot = None
         self.snapshot_offset = 0
 
@@ -95,20 +99,27 @@ class Progress:
         self.probe_sent = False
         return True
 
-    def sent_entries(self, last: int) -> None:
+    def sent_entries(self, last: int, size: int = 0) -> None:
         if self.state is ProgressState.REPLICATE:
             self.next = last + 1
-            self.inflight.append(last)
+            self.inflight.append((last, size))
+            self.inflight_bytes += size
         elif self.state is ProgressState.PROBE:
             self.probe_sent = True
 
     def free_inflight(self, index: int) -> None:
-        while self.inflight and self.inflight[0] <= index:
-            self.inflight.popleft()
+        while self.inflight and self.inflight[0][0] <= index:
+            self.free_oldest()
 
-    def is_paused(self, max_inflight: int) -> bool:
+    def free_oldest(self) -> None:
+        _, size = self.inflight.popleft()
+        self.inflight_bytes -= size
+
+    def is_paused(self, max_inflight: int, max_inflight_bytes: int) -> bool:
         if self.state is ProgressState.PROBE:
             return self.probe_sent
         if self.state is ProgressState.REPLICATE:
-            return len(self.inflight) >= max_inflight
+            return len(self.inflight) >= max_inflight or (
+                bool(self.inflight) and self.inflight_bytes >= max_inflight_bytes
+            )
         return True

@@ -686,7 +686,7 @@ class RawNode:
                     pr.become_probe()
                 self._send_append(msg.src)
             return
-        was_paused = pr.is_paused(self.cfg.max_inflight)
+        was_paused = self._paused(pr)
         if not pr.maybe_update(msg.index):
             return
         if pr.state is ProgressState.PROBE:
@@ -710,10 +710,10 @@ class RawNode:
     def _handle_heartbeat_response(self, msg: Message, pr: Progress) -> None:
         pr.probe_sent = False
         pr.acked_heartbeat = max(pr.acked_heartbeat, msg.context)
-        if pr.state is ProgressState.REPLICATE and pr.is_paused(self.cfg.max_inflight):
+        if pr.state is ProgressState.REPLICATE and self._paused(pr):
             # APPENDs were lost and their acks will never come: free one slot so the next
             # APPEND goes out; the follower rejects the gap and we fall back to probing.
-            pr.inflight.popleft()
+            pr.free_oldest()
         if pr.state is ProgressState.SNAPSHOT:
             self._maybe_resend_snapshot_chunk(msg.src, pr)
         elif pr.match < self._log.last_index:
@@ -782,9 +782,12 @@ class RawNode:
             if pr.state is ProgressState.SNAPSHOT:
                 self._maybe_resend_snapshot_chunk(node, pr)
 
+    def _paused(self, pr: Progress) -> bool:
+        return pr.is_paused(self.cfg.max_inflight, self.cfg.max_inflight_bytes)
+
     def _send_append(self, node: NodeId, *, allow_empty: bool = True) -> bool:
         pr = self._prs[node]
-        if pr.is_paused(self.cfg.max_inflight):
+        if self._paused(pr):
             return False
         log = self._log
         if pr.next > log.last_index + 1:
@@ -795,8 +798,9 @@ class RawNode:
             pr.become_snapshot(log.snapshot, self._ticks)
             self._send_snapshot_chunk(node, pr)
             return False
-        entries = log.slice(
-            pr.next, min(log.last_index + 1, pr.next + self.cfg.max_entries_per_msg)
+        entries = _within_bytes(
+            log.slice(pr.next, min(log.last_index + 1, pr.next + self.cfg.max_entries_per_msg)),
+            self.cfg.max_bytes_per_msg,
         )
         if not entries and not allow_empty:
             return False
@@ -809,7 +813,7 @@ class RawNode:
             commit=log.committed,
         )
         if entries:
-            pr.sent_entries(entries[-1].index)
+            pr.sent_entries(entries[-1].index, sum(len(e.data) for e in entries))
         elif pr.state is ProgressState.PROBE:
             pr.probe_sent = True
         return True
@@ -929,3 +933,14 @@ class RawNode:
 
 class _ValueOf(Protocol):
     def __call__(self, node: NodeId, /) -> int: ...
+
+
+def _within_bytes(entries: list[Entry], limit: int) -> list[Entry]:
+    """The longest prefix of ``entries`` whose data fits in ``limit`` bytes, but at least
+    one entry (an entry larger than the limit travels alone)."""
+    total = 0
+    for count, entry in enumerate(entries):
+        total += len(entry.data)
+        if total > limit and count > 0:
+            return entries[:count]
+    return entries

@@ -48,11 +48,6 @@ if TYPE_CHECKING:  # avoids an import cycle with node.server
 log = logging.getLogger("registry.admin")
 T = TypeVar("T")
 
-ADMIN_METHODS = frozenset(
-    f"/registry.v1.Admin/{name}"
-    for name in ("MemberAdd", "MemberPromote", "MemberRemove", "MemberList", "SnapshotSave")
-)
-"""Full gRPC method names that need the ``admin`` permission (client auth)."""
 
 NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
 QUORUM_AT_RISK = "QUORUM_AT_RISK"

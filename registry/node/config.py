@@ -59,11 +59,15 @@ from registry.core.timing import Timing, preset
 from registry.node import config_values
 
 MAX_PAYLOAD_BYTES = 4 << 20
+PEER_MESSAGE_LIMIT = 64 << 20
+"""The gRPC message limit of peer and client channels (``node/transport.py``); the entry
+and batch caps must stay well under it (at most half)."""
 DEFAULT_GRPC_PORT = 7400
 """The port ``listen`` defaults to; ``registry dev`` and deploy/ use it too."""
 DEFAULT_HTTP_PORT = 9400
 """The conventional HTTP port (``registry dev``, deploy/); ``http`` itself defaults to off."""
 DISCOVERY_MODES = ("static", "dns", "ec2")
+AUTH_MODES = ("off", "tokens", "mtls")
 PEER_PORT_OFFSET = 1000
 """A node's peer port is its client port plus this, unless configured (``peer_listen``,
 or ``client/peer`` in ``peers``)."""
@@ -130,9 +134,42 @@ class NodeConfig:
     timing: Timing = field(default_factory=Timing)
     """Resolved timing (the preset with any ``[timing]`` overrides)."""
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
-    """Largest call/cast payload accepted, bytes. Default 4 MiB."""
+    """Largest call/cast payload (and Register ``args``) accepted, bytes; ``args`` are
+    bounded further by ``max_entry_bytes``. Default 4 MiB."""
     max_state_bytes: int = 1 << 20
     """Largest handoff state carried to the next owner, bytes. Default 1 MiB."""
+    max_entry_bytes: int = 2 << 20
+    """Largest log entry a client request may produce, bytes as encoded (``args`` count
+    4/3: base64; a ``RegisterMany`` counts all its specs). Larger requests are refused
+    before anything is proposed: RESOURCE_EXHAUSTED, reason ``ENTRY_TOO_LARGE``; so
+    ``args`` stay under about 1.5 MiB, like etcd's ``--max-request-bytes``. At most half
+    the 64 MiB peer message limit. Default 2 MiB: every node encodes, stores and decodes
+    an entry on its event loop (about 30 ms per MB on a loaded 2-core host), and an
+    8 MiB entry was seen to cost an election with the ``lan`` preset."""
+    max_append_bytes: int = 4 << 20
+    """Replication batches: at most this many bytes of entries in one APPEND (Raft's
+    ``max_bytes_per_msg``; a larger entry travels alone). At most half the peer message
+    limit. Default 4 MiB."""
+    mailbox_limit: int = 256
+    """Messages (calls and casts) queued for one activation; one more is refused:
+    RESOURCE_EXHAUSTED, reason ``MAILBOX_FULL``. Default 256."""
+    mailbox_bytes: int = 64 << 20
+    """Payload bytes queued for one activation; a message that would pass it is
+    refused the same way. Default 64 MiB."""
+    max_concurrent_rpcs: int = 1024
+    """Client RPCs (Watch streams excluded) running at once on this node; one more is
+    refused: RESOURCE_EXHAUSTED, reason ``TOO_MANY_RPCS``. Default 1024."""
+    max_watch_streams: int = 256
+    """Watch streams open at once on this node; one more is refused:
+    RESOURCE_EXHAUSTED, reason ``TOO_MANY_WATCHES``. Default 256."""
+    max_rpcs_per_client: int = 256
+    """Client RPCs (Watch included) one client identity (its token or certificate; with
+    ``auth = "off"``, its peer address) may run at once on this node; one more is
+    refused: RESOURCE_EXHAUSTED, reason ``TOO_MANY_RPCS``. Default 256."""
+    max_fanout_bytes: int = 32 << 20
+    """``Publish``/``MultiCall``: group size × payload bytes (a payload counts at
+    least 1 KiB) one request may fan out; more is refused: RESOURCE_EXHAUSTED, reason
+    ``FANOUT_TOO_LARGE``. Default 32 MiB (8 members at the 4 MiB payload limit)."""
     fsync: bool = True
     """fsync the log before acknowledging anything. Only tests may turn this off."""
     storage_reserve_bytes: int = 64 << 20
@@ -163,11 +200,39 @@ class NodeConfig:
     insecure_peers: bool = False
     """Allow plaintext, unauthenticated peer traffic on a non-loopback ``peer_listen``
     (never in production: anyone who reaches the port can rewrite the cluster)."""
+    client_cert: str = ""
+    """PEM certificate the client port presents (client TLS on when set, with
+    ``client_key``). Issue it from the cluster CA (``registry certs issue <id> --san
+    <host>`` naming every host/IP clients dial): nodes forwarding a request to another's
+    client port verify it against ``peer_ca`` by node id, presenting their peer
+    certificate. The peer certificate itself may be reused when it carries those SANs.
+    Default: none (plaintext client port)."""
+    client_key: str = ""
+    """PEM private key of ``client_cert``."""
+    client_ca: str = ""
+    """PEM CA bundle that client certificates must chain to; when set, the client port
+    requires one (mTLS). Must include the cluster CA (``peer_ca``), since forwarding nodes
+    present their peer certificate. Default: none (no client certificate asked)."""
+    auth: str = "off"
+    """Client authentication: ``off`` (anyone reaching the client port may do anything;
+    only on a loopback ``listen`` unless ``insecure_clients``), ``tokens`` (bearer
+    tokens from ``token_file``) or ``mtls`` (client certificates, ``client_ca``; the CN
+    is looked up in ``token_file``). See ``registry/node/auth/``. Default off."""
+    token_file: str = ""
+    """TOML file of roles and tokens (``registry/node/auth/policy.py``; entries from
+    ``registry auth hash-token``); re-read on SIGHUP. Needed unless ``auth = "off"``."""
+    insecure_clients: bool = False
+    """Allow ``auth = "off"`` on a non-loopback ``listen`` (anyone who reaches the port
+    can register, unregister and call anything)."""
     cluster_id: str = ""
     """The cluster this node belongs to (like etcd's ``--initial-cluster-token``); peers
     of another cluster are refused. Persisted in the data directory on first start; a
     different value later is an error (exit 2). Default: the persisted one, else
     ``peers-`` and 12 hex digits of a hash of the sorted bootstrap ``peers``."""
+
+    @property
+    def client_tls(self) -> bool:
+        return bool(self.client_cert and self.client_key)
 
     @property
     def peer_tls(self) -> bool:
@@ -228,6 +293,7 @@ class NodeConfig:
             problems.append(f"workers must be a whole number ≥ 1 (got {self.workers!r})")
         if self.max_payload_bytes < 1 or self.max_state_bytes < 0:
             problems.append("payload and state limits must be positive")
+        problems.extend(self._limit_problems())
         if self.storage_reserve_bytes < 0 or self.segment_bytes < 1 or self.snapshot_entries < 1:
             problems.append(
                 "storage_reserve_bytes must be ≥ 0, segment_bytes and snapshot_entries ≥ 1"
@@ -241,6 +307,61 @@ class NodeConfig:
         self.timing.validate()
         return self
 
+    def _limit_problems(self) -> list[str]:
+        problems = []
+        for name in ("max_entry_bytes", "max_append_bytes"):
+            value = getattr(self, name)
+            if not 0 < value <= PEER_MESSAGE_LIMIT // 2:
+                problems.append(
+                    f"{name} must be in (0, {PEER_MESSAGE_LIMIT // 2}] bytes, half the peer "
+                    f"message limit (got {value})"
+                )
+        for name in (
+            "mailbox_limit",
+            "mailbox_bytes",
+            "max_concurrent_rpcs",
+            "max_watch_streams",
+            "max_rpcs_per_client",
+            "max_fanout_bytes",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be ≥ 1 (got {getattr(self, name)})")
+        return problems
+
+    def _auth_problems(self) -> list[str]:
+        if self.auth not in AUTH_MODES:
+            return [f"auth must be one of {', '.join(AUTH_MODES)} (got {self.auth!r})"]
+        if self.auth == "off":
+            if not self.insecure_clients and not _is_loopback(self.listen):
+                return [
+                    f"listen {self.listen} is not a loopback address and auth is off: set "
+                    'auth = "tokens" (or "mtls") with a token_file, or --insecure-clients'
+                ]
+            return []
+        problems = []
+        if not self.token_file:
+            problems.append(f'auth = "{self.auth}" needs token_file (roles and tokens)')
+        if self.auth == "mtls" and not self.client_ca:
+            problems.append('auth = "mtls" needs client_ca (and client_cert/client_key)')
+        if self.auth == "tokens" and not self.client_tls and not _is_loopback(self.listen):
+            problems.append(
+                f"listen {self.listen} is not a loopback address: bearer tokens need client "
+                "TLS (client_cert/client_key), or they cross the network in the clear"
+            )
+        return problems
+
+    def _client_tls_problems(self) -> list[str]:
+        if bool(self.client_cert) != bool(self.client_key):
+            return ["client TLS needs both client_cert and client_key"]
+        if self.client_ca and not self.client_tls:
+            return ["client_ca (client certificates) needs client_cert and client_key"]
+        if self.client_tls and not self.peer_tls:
+            return [
+                "client TLS needs peer TLS too (peer_ca/peer_cert/peer_key): nodes forward "
+                "requests to each other's client port with their peer certificate"
+            ]
+        return []
+
     def _peer_problems(self) -> list[str]:
         problems = []
         bind = self.peer_bind
@@ -253,6 +374,8 @@ class NodeConfig:
                     f"peer {peer}'s peer address must look like host:port (got {address!r}); "
                     "give it as client/peer"
                 )
+        problems.extend(self._client_tls_problems())
+        problems.extend(self._auth_problems())
         given = [name for name in ("peer_ca", "peer_cert", "peer_key") if getattr(self, name)]
         if given and len(given) < 3:
             problems.append(f"peer TLS needs peer_ca, peer_cert and peer_key (got {given})")

@@ -129,7 +129,12 @@ class Driver:
         timing = cfg.timing
         voters = frozenset() if cfg.learner else frozenset(cfg.peers or {cfg.id: cfg.address})
         self.replica = Replica(
-            timing.raft(cfg.id, voters=voters, snapshot_threshold=cfg.snapshot_entries),
+            timing.raft(
+                cfg.id,
+                voters=voters,
+                snapshot_threshold=cfg.snapshot_entries,
+                max_bytes_per_msg=cfg.max_append_bytes,
+            ),
             timing.membership(),
             rng or random.Random(),
             incarnation=self.incarnation,

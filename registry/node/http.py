@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from registry.node.status_page import (
     BadQuery,
-    NamesQuery,
     content_security_policy,
     page_html,
     parse_names_query,
@@ -45,7 +44,12 @@ class Routes:
     healthy: Callable[[], bool]
     ready: Callable[[], tuple[bool, str]]
     status: Callable[[], dict[str, object]]
-    names: Callable[[NamesQuery], dict[str, object]] | None = None
+    names: Callable[..., dict[str, object]] | None = None
+    reader: Callable[[str], Callable[[str], bool] | None] | None = None
+    """With client auth on: the ``Authorization`` header → which names its token may
+    read (``None``: no valid token). ``/status``, ``/status/names`` and
+    ``/status/events`` then need a token; ``/metrics``, ``/healthz``, ``/readyz`` carry
+    no names and stay open."""
     """Names matching a search, for ``/status/names`` (``None``: route answers 404)."""
     events: Callable[[], list[dict[str, object]]] | None = None
     """Recent events on this node, newest first, for ``/status/events``."""
@@ -97,15 +101,26 @@ class HttpServer:
         if method != "GET":
             await self._reply(writer, (405, "text/plain", b"only GET is supported\n", ()))
             return
+        authorization = ""
+        for line in head.split(b"\r\n")[1:]:
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.strip().lower() == "authorization":
+                authorization = value.strip()
         try:
-            reply = self._route(path, query)
+            reply = self._route(path, query, authorization)
         except Exception as exc:  # a status callback failed: say so, keep serving
             log.exception("HTTP %s failed", path)
             reply = (500, "text/plain", f"internal error ({type(exc).__name__})\n".encode(), ())
         await self._reply(writer, reply)
 
-    def _route(self, path: str, query: str) -> Reply:
+    def _route(self, path: str, query: str, authorization: str = "") -> Reply:
         routes = self._routes
+        if routes.reader is not None and path.startswith("/status") and path != "/status.html":
+            readable = routes.reader(authorization)
+            if readable is None:
+                body = b"this needs a token with read permission: Authorization: Bearer <token>\n"
+                return 401, "text/plain", body, (("WWW-Authenticate", "Bearer"),)
+            return self._status_routes(path, query, readable)
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(routes.registry), ()
         if path == "/healthz":
@@ -130,12 +145,32 @@ class HttpServer:
         listing = " ".join(ROUTES)
         return 404, "text/plain", f"not found: try {listing}\n".encode(), ()
 
+    def _status_routes(self, path: str, query: str, readable: Callable[[str], bool]) -> Reply:
+        """The status JSON for a token: only the names it may read."""
+        routes = self._routes
+        if path == "/status":
+            status = dict(routes.status())
+            status["activations"] = [n for n in status.get("activations", []) if readable(n)]  # type: ignore[attr-defined]
+            status["events"] = [e for e in status.get("events", []) if _visible(e, readable)]  # type: ignore[attr-defined]
+            return _json(status)
+        if path == "/status/names" and routes.names is not None:
+            try:
+                names_query = parse_names_query(query)
+            except BadQuery as exc:
+                return 400, "text/plain", f"bad query: {exc}\n".encode(), ()
+            return _json(routes.names(names_query, readable))
+        if path == "/status/events" and routes.events is not None:
+            events = [e for e in routes.events() if _visible(e, readable)]
+            return _json({"events": events})
+        return 404, "text/plain", b"not found\n", ()
+
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, reply: Reply) -> None:
         status, ctype, body, headers = reply
         reason = {
             200: "OK",
             400: "Bad Request",
+            401: "Unauthorized",
             404: "Not Found",
             405: "Method Not Allowed",
             431: "Request Header Fields Too Large",
@@ -152,6 +187,11 @@ class HttpServer:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+
+def _visible(event: dict[str, object], readable: Callable[[str], bool]) -> bool:
+    """Member and leader events carry no registered name; the others only readable ones."""
+    return event.get("kind") in ("member", "leader") or readable(str(event.get("name", "")))
 
 
 def _json(value: object) -> Reply:

@@ -25,6 +25,8 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -33,6 +35,8 @@ from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
 from registry.node.admin import AdminService
+from registry.node.auth.gate import AuthGate, Tokens, identity
+from registry.node.client_tls import ClientTls
 from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
@@ -41,6 +45,7 @@ from registry.node.gc_pauses import GcPauses
 from registry.node.grpc_services import StandardServices
 from registry.node.hosts import HostSupervisor
 from registry.node.http import HttpServer, Routes
+from registry.node.limits import ConcurrencyLimits
 from registry.node.metrics import NodeMetrics
 from registry.node.peer_guard import view_of
 from registry.node.peer_tls import PeerTls
@@ -98,6 +103,8 @@ class Node:
             handoff_deadline=timing.handoff_deadline,
             max_state_bytes=cfg.max_state_bytes,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            mailbox_limit=cfg.mailbox_limit,
+            mailbox_bytes=cfg.mailbox_bytes,
         )
         kinds = await self.runtime.start()
         self.driver = Driver(
@@ -114,6 +121,13 @@ class Node:
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
+        self.client_tls = ClientTls.load(cfg)
+        tokens = Tokens(Path(cfg.token_file)) if cfg.auth != "off" else None
+        self.auth = AuthGate(
+            cfg.auth,
+            tokens,
+            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.replica.state.members,
+        )
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
         server = grpc.aio.server(
@@ -121,13 +135,24 @@ class Node:
             interceptors=[
                 RpcMetrics(self.metrics.rpc_seconds, self.metrics.rpc_errors),
                 MalformedRequests(),
+                self.auth,
+                ConcurrencyLimits(
+                    max_rpcs=cfg.max_concurrent_rpcs,
+                    max_watches=cfg.max_watch_streams,
+                    max_per_client=cfg.max_rpcs_per_client,
+                    identity_of=identity,
+                ),
             ],
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
         self.admin = AdminService(self)
         admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
         self.standard = StandardServices(server, lambda: self._ready()[0])
-        if server.add_insecure_port(cfg.listen) == 0:
+        if self.client_tls is not None:
+            port = server.add_secure_port(cfg.listen, self.client_tls.server_credentials())
+        else:
+            port = server.add_insecure_port(cfg.listen)
+        if port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await server.start()
         self._server = server
@@ -145,6 +170,7 @@ class Node:
                     ready=self._ready,
                     status=self.status,
                     names=self.names,
+                    reader=self.auth.reader if self.auth.tokens is not None else None,
                     events=self.events.recent,
                 )
             )
@@ -248,6 +274,8 @@ class Node:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.auth.tokens is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.auth.tokens.reload)
         await stop.wait()
         log.info("node %s stopping: handing off its workers first", self.cfg.id)
         stop.clear()
@@ -420,9 +448,12 @@ class Node:
                 out[node] = {"state": "unknown", "source": "none"}
         return out
 
-    def names(self, query: NamesQuery) -> dict[str, object]:
-        """``/status/names``: the registered names matching a search, with their owners."""
-        return names_page(self.driver.replica.state, query, self.address_of)
+    def names(
+        self, query: NamesQuery, readable: Callable[[str], bool] = lambda _name: True
+    ) -> dict[str, object]:
+        """``/status/names``: the registered names matching a search, with their owners
+        (only those ``readable`` by the token asking, with auth on)."""
+        return names_page(self.driver.replica.state, query, self.address_of, readable)
 
 
 def _tls_word(cfg: NodeConfig) -> str:

@@ -36,11 +36,20 @@ from registry.core.commands import (
     NameSpec,
     Register,
     Unregister,
+    encode,
 )
-from registry.core.errors import RegistryError
+from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
-from registry.node.status import Abort, refusal_for, relayed
+from registry.node.auth.gate import CALLER, PERMISSION, ForwardCaller
+from registry.node.status import (
+    ENTRY_TOO_LARGE,
+    FANOUT_TOO_LARGE,
+    PAYLOAD_TOO_LARGE,
+    Abort,
+    refusal_for,
+    relayed,
+)
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
@@ -54,6 +63,9 @@ log = logging.getLogger("registry.service")
 T = TypeVar("T")
 WRITE_TIMEOUT_S = 10.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
+FANOUT_MIN_BYTES = 1024
+"""What one fan-out message costs at least against ``max_fanout_bytes`` (a tiny payload
+to a huge group still costs a call each)."""
 FORWARD_CATCH_UP_S = 1.0
 """How long a forwarded call waits for this replica to learn a name the sender knows."""
 FORWARD_RECONNECT_S = 1.0
@@ -108,6 +120,21 @@ def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
     )
 
 
+def _entry_bounds(command: Command) -> tuple[int, int]:
+    """Bounds on ``len(encode(command))`` without encoding: at least the base64 args; at
+    most that plus every string character JSON-escaped (6 bytes) and 256 bytes of
+    structure per spec."""
+    if not isinstance(command, Register):
+        return 0, 4096  # names and groups are short identifiers
+    low, high = 0, 64
+    for spec in command.specs:
+        chars = len(spec.name) + len(spec.kind) + sum(len(r) + 3 for r in spec.roles)
+        chars += sum(len(n) + 3 for tier in spec.priority or () for n in tier)
+        low += (len(spec.args) + 2) // 3 * 4
+        high += (len(spec.args) + 2) // 3 * 4 + 6 * chars + 256
+    return low, high
+
+
 class RegistryService(registry_pb2_grpc.RegistryServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -125,10 +152,30 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # The peer options: a node that restarts is reachable again within a second
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
-            channel = self._channels[address] = grpc.aio.insecure_channel(
-                address, options=CHANNEL_OPTIONS
-            )
+            tls = self.node.client_tls
+            carry = [ForwardCaller(self.node.cfg.auth)]  # the caller's identity goes along
+            if tls is None:
+                channel = grpc.aio.insecure_channel(
+                    address, options=CHANNEL_OPTIONS, interceptors=carry
+                )
+            else:  # verify the target by node id against the cluster CA (client_tls rule 3)
+                node = self._node_at(address)
+                options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", node)]
+                channel = grpc.aio.secure_channel(
+                    address, tls.forward_credentials(), options=options, interceptors=carry
+                )
+            self._channels[address] = channel
         return registry_pb2_grpc.RegistryStub(channel)
+
+    def _node_at(self, address: str) -> str:
+        """The node id behind a client address (the name its certificate carries)."""
+        for peer, peer_address in self.node.cfg.peers.items():
+            if peer_address == address:
+                return peer
+        for member_id, member in self._replica.state.members.items():
+            if member.address == address:
+                return member_id
+        return address.rpartition(":")[0]
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -175,6 +222,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         respond: Callable[[int], T],
     ) -> T:
         self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
+        self._check_entry(command)
         raft = self._replica.raft
         if raft.role is Role.LEADER:
             index, result = await asyncio.wait_for(
@@ -233,12 +281,57 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{name!r} is not registered")
         return record
 
+    @staticmethod
+    def _allow(permission: str, verb: str, name: str) -> None:
+        """PERMISSION_DENIED unless the caller (auth on) holds ``permission`` on ``name``."""
+        caller = CALLER.get()
+        if caller is not None and not caller.allows(permission, name):
+            raise Abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                caller.denial(permission, verb, name),
+                reason=PERMISSION,
+            )
+
+    @staticmethod
+    def _readable(name: str) -> bool:
+        caller = CALLER.get()
+        return caller is None or caller.allows("read", name)
+
     def _check_payload(self, payload: bytes) -> None:
         limit = self.node.cfg.max_payload_bytes
         if len(payload) > limit:
-            raise Abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"payload of {len(payload)} bytes is over the {limit}-byte limit",
+            raise LimitExceeded(
+                PAYLOAD_TOO_LARGE,
+                f"payload of {len(payload)} bytes is over the {limit}-byte limit "
+                "(max_payload_bytes)",
+            )
+
+    def _check_entry(self, command: Command) -> None:
+        """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
+        proposed or forwarded: one oversized entry must never reach Raft (it would not
+        fit a peer message, and the leader would lose its term)."""
+        limit = self.node.cfg.max_entry_bytes
+        low, high = _entry_bounds(command)
+        if high <= limit:
+            return  # clearly under: spare the event loop an encode of megabytes
+        size = low if low > limit else len(encode(command))  # encode only near the limit
+        if size > limit:
+            raise LimitExceeded(
+                ENTRY_TOO_LARGE,
+                f"this request makes a log entry of {'at least ' if size == low else ''}"
+                f"{size} bytes, over the {limit}-byte limit (max_entry_bytes); split it "
+                "into smaller requests",
+            )
+
+    def _check_fanout(self, members: int, payload: bytes) -> None:
+        limit = self.node.cfg.max_fanout_bytes
+        cost = members * max(len(payload), FANOUT_MIN_BYTES)
+        if cost > limit:
+            raise LimitExceeded(
+                FANOUT_TOO_LARGE,
+                f"{members} members × {len(payload)} payload bytes is {cost} bytes to fan "
+                f"out, over the {limit}-byte limit (max_fanout_bytes; a payload counts at "
+                f"least {FANOUT_MIN_BYTES})",
             )
 
     # -- writes ------------------------------------------------------------------------
@@ -246,6 +339,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @_rpc
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
         spec = spec_from_pb(request.spec)
+        self._allow("write", "register", spec.name)
         self._check_payload(spec.args)
         return await self._write(
             Register(specs=(spec,)),
@@ -267,6 +361,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
         specs = tuple(spec_from_pb(s) for s in request.specs)
         for spec in specs:
+            self._allow("write", "register", spec.name)
             self._check_payload(spec.args)
         return await self._write(
             Register(specs=specs),
@@ -280,6 +375,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self, request: pb.UnregisterRequest, context: Any
     ) -> pb.UnregisterResponse:
         _check("name", request.name)
+        self._allow("write", "unregister", request.name)
         return await self._write(
             Unregister(name=request.name),
             context,
@@ -291,6 +387,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def Join(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
+        self._allow("write", "join a group", request.name)
+        self._allow("write", "join", request.group)
         return await self._write(
             Join(group=request.group, name=request.name),
             context,
@@ -302,6 +400,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def Leave(self, request: pb.GroupRequest, context: Any) -> pb.GroupResponse:
         _check("group", request.group)
         _check("name", request.name)
+        self._allow("write", "leave a group", request.name)
+        self._allow("write", "leave", request.group)
         return await self._write(
             Leave(group=request.group, name=request.name),
             context,
@@ -314,6 +414,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     @_rpc
     async def WhereIs(self, request: pb.WhereIsRequest, context: Any) -> pb.WhereIsResponse:
         _check("name", request.name)
+        self._allow("read", "look up", request.name)
         if request.consistent:
             try:
                 index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
@@ -332,7 +433,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         out: list[pb.Location] = []
         state = self._replica.state
         for name in sorted(state.names):
-            if not name.startswith(request.prefix):
+            if not name.startswith(request.prefix) or not self._readable(name):
                 continue
             record = state.registered(name)
             if record is None:
@@ -344,11 +445,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Members(self, request: pb.MembersRequest, context: Any) -> pb.MembersResponse:
-        _check("group", request.group)
-        names = self._replica.state.groups.get(request.group)
+        self._allow("read", "list the members of", request.group)
+        return pb.MembersResponse(
+            names=[n for n in self._members(request.group) if self._readable(n)]
+        )
+
+    def _members(self, group: str) -> list[str]:
+        _check("group", group)
+        names = self._replica.state.groups.get(group)
         if names is None:
-            raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {request.group!r}")
-        return pb.MembersResponse(names=sorted(names))
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {group!r}")
+        return sorted(names)
 
     @_rpc
     async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:
@@ -411,6 +518,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
+        self._allow("call", "call", request.name)
         self._check_payload(request.payload)
         timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
         node = self.node
@@ -431,6 +539,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
+        self._allow("call", "cast to", request.name)
         self._check_payload(request.payload)
         node = self.node
 
@@ -449,8 +558,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
-        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._allow("call", "publish to", request.group)
+        members = self._members(request.group)  # each cast checks call on its member
         self._check_payload(request.payload)
+        self._check_fanout(len(members), request.payload)
         results = await asyncio.gather(
             *(
                 self.Cast(pb.CastRequest(name=n, payload=request.payload), _Quiet())
@@ -463,8 +574,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def MultiCall(self, request: pb.MultiCallRequest, context: Any) -> pb.MultiCallResponse:
-        members = (await self.Members(pb.MembersRequest(group=request.group), context)).names
+        self._allow("call", "multi-call", request.group)
+        members = self._members(request.group)  # each call checks call on its member
         self._check_payload(request.payload)
+        self._check_fanout(len(members), request.payload)
         if not (math.isfinite(request.timeout_s) and request.timeout_s >= 0):
             raise Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -489,7 +602,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     # -- watch -------------------------------------------------------------------------
 
     async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvents]:
+        caller = CALLER.get()
         async for batch in self.node.watches.subscribe(request.prefix):
+            if caller is not None:  # only the names this token may read
+                kept = [
+                    e
+                    for e in batch.events
+                    if not e.location.name or self._readable(e.location.name)
+                ]
+                if not kept:
+                    continue
+                batch = pb.WatchEvents(events=kept)
             yield batch
 
 

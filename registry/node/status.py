@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 
-from registry.core.errors import NotLeader, ProposalRejected, RegistryError
+from registry.core.errors import LimitExceeded, NotLeader, ProposalRejected, RegistryError
 from registry.core.state import Code
 from registry.wire import errors as wire
 from registry.wire.errors import LEADER_KEY, OWNER_KEY, REASON_KEY
@@ -90,6 +90,14 @@ class Refusal:
         )
 
 
+PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+ENTRY_TOO_LARGE = "ENTRY_TOO_LARGE"
+MAILBOX_FULL = "MAILBOX_FULL"
+TOO_MANY_RPCS = "TOO_MANY_RPCS"
+TOO_MANY_WATCHES = "TOO_MANY_WATCHES"
+FANOUT_TOO_LARGE = "FANOUT_TOO_LARGE"
+
+
 class Abort(Exception):
     """Raised inside a servicer to end the RPC with ``code`` and ``message``, a
     machine-readable ``reason`` (derived from the code if empty) and redirects."""
@@ -154,6 +162,8 @@ def refusal_for(exc: BaseException) -> Refusal:
     from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 
     unavailable = grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, LimitExceeded):
+        return Refusal(code=grpc.StatusCode.RESOURCE_EXHAUSTED, message=str(exc), reason=exc.reason)
     if isinstance(exc, NotLeader):
         reason = "NOT_LEADER" if exc.leader else "NO_QUORUM"
         return Refusal(code=unavailable, message=str(exc), reason=reason)

@@ -71,7 +71,10 @@ def _integer(params: dict[str, list[str]], key: str, default: int, *, minimum: i
 
 
 def names_page(
-    state: RegistryState, query: NamesQuery, address_of: Callable[[str], str | None]
+    state: RegistryState,
+    query: NamesQuery,
+    address_of: Callable[[str], str | None],
+    readable: Callable[[str], bool] = lambda _name: True,
 ) -> dict[str, object]:
     """The names matching ``query`` (sorted by name), with where each one runs.
 
@@ -82,7 +85,7 @@ def names_page(
     matches = [
         name
         for name, record in state.names.items()
-        if not record.unregistering and needle in name.casefold()
+        if not record.unregistering and needle in name.casefold() and readable(name)
     ]
     first = heapq.nsmallest(query.offset + query.limit, matches)
     listed = []

@@ -152,6 +152,7 @@ class NetnsCluster:
         argv += ["--data-dir", str(node.data_dir), "--preset", self.preset]
         argv += ["--log-level", self.log_level, "--cluster-id", self.cluster_id]
         argv += ["--workers", str(self.workers)]
+        argv += ["--insecure-clients"]  # namespace addresses, test traffic only
         argv += tls_flags(dev_certs(self.root / "certs", self.ids)[n])
         for module in self.worker_modules:
             argv += ["--worker-module", module]

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import grpc
 
 import registry
-from registry.node.certs import dev_certs, new_cluster_id, tls_flags
+from registry.node.certs import NodeFiles, dev_certs, issue, new_cluster_id, tls_flags
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
 
@@ -183,6 +183,7 @@ class LocalCluster:
         certs: Path | None = None,
         cwd: Path | None = None,
         python_path: tuple[str, ...] = (),
+        client_tls: bool = False,
     ) -> None:
         self.root = root
         self.cwd = cwd
@@ -203,6 +204,25 @@ class LocalCluster:
         self.cluster_id = new_cluster_id("test")
         self.certs = dev_certs(certs or root / "certs", list(self.peer_addr))
         """Peer mTLS files per node (``certs``: a CA directory shared with another cluster)."""
+        self.client_tls: NodeFiles | None = None
+        """With ``client_tls``: one client-port certificate all nodes present (SANs: every
+        node id, 127.0.0.1, localhost), issued by the cluster CA; the harness dials
+        with it as its trust root."""
+        self.harness_cert: NodeFiles | None = None
+        """With ``client_tls``: the client certificate the harness presents (CN
+        ``harness``), for nodes configured with ``client_ca``."""
+        if client_tls:
+            self.client_tls = issue(
+                certs or root / "certs",
+                "client-port",
+                sans=(*self.peer_addr, "127.0.0.1", "localhost"),
+            )
+            self.harness_cert = issue(certs or root / "certs", "harness")
+            self.config = {
+                **self.config,
+                "client_cert": str(self.client_tls.cert),
+                "client_key": str(self.client_tls.key),
+            }
         for i in range(size):
             node_id = f"n{i + 1}"
             self.nodes[node_id] = NodeProc(
@@ -312,7 +332,22 @@ class LocalCluster:
         if node.channel is None:
             # One channel per node for the cluster's life: it reconnects by itself when the
             # node restarts (short backoff), so stubs taken earlier keep working.
-            node.channel = grpc.insecure_channel(node.grpc_addr, options=CHANNEL_OPTIONS)
+            node.channel = (
+                grpc.insecure_channel(node.grpc_addr, options=CHANNEL_OPTIONS)
+                if self.client_tls is None
+                else grpc.secure_channel(
+                    node.grpc_addr,
+                    grpc.ssl_channel_credentials(
+                        self.client_tls.ca.read_bytes(),
+                        *self._harness_key_and_cert(),
+                    ),
+                    options=CHANNEL_OPTIONS,
+                )
+            )
+
+    def _harness_key_and_cert(self) -> tuple[bytes, bytes]:
+        assert self.harness_cert is not None
+        return self.harness_cert.key.read_bytes(), self.harness_cert.cert.read_bytes()
 
     def add_node(self, node_id: str) -> NodeProc:
         """A new node (ports, certificate, empty data dir) that joins as a learner once

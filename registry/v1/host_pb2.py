@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/host.proto\x12\x0bregistry.v1\"4\n\x06ToHost\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.registry.v1.HostCommand\"\xed\x02\n\x0bHostCommand\x12%\n\x04init\x18\x01 \x01(\x0b\x32\x15.registry.v1.HostInitH\x00\x12\'\n\x05start\x18\x02 \x01(\x0b\x32\x16.registry.v1.HostStartH\x00\x12%\n\x04stop\x18\x03 \x01(\x0b\x32\x15.registry.v1.HostStopH\x00\x12\x36\n\rbegin_handoff\x18\x04 \x01(\x0b\x32\x1d.registry.v1.HostBeginHandoffH\x00\x12%\n\x04\x63\x61ll\x18\x05 \x01(\x0b\x32\x15.registry.v1.HostCallH\x00\x12%\n\x04\x63\x61st\x18\x06 \x01(\x0b\x32\x15.registry.v1.HostCastH\x00\x12*\n\tsub_lease\x18\x07 \x01(\x0b\x32\x15.registry.v1.SubLeaseH\x00\x12-\n\x08shutdown\x18\x08 \x01(\x0b\x32\x19.registry.v1.HostShutdownH\x00\x42\x06\n\x04kind\"\x86\x01\n\x08HostInit\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\r\x12\x16\n\x0eworker_modules\x18\x03 \x03(\t\x12\x13\n\x0b\x66\x65nce_grace\x18\x04 \x01(\x01\x12\x18\n\x10handoff_deadline\x18\x05 \x01(\x01\x12\x17\n\x0fmax_state_bytes\x18\x06 \x01(\x04\"v\n\tHostStart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x01(\x0c\x12\r\n\x05token\x18\x04 \x01(\x04\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\thas_state\x18\x06 \x01(\x08\x12\r\n\x05state\x18\x07 \x01(\x0c\"7\n\x08HostStop\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x10HostBeginHandoff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"G\n\x08HostCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x10\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x01\")\n\x08HostCast\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x19\n\x08SubLease\x12\r\n\x05until\x18\x01 \x01(\x01\"\x0e\n\x0cHostShutdown\"2\n\x08\x46romHost\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.registry.v1.HostEvent\"\x99\x02\n\tHostEvent\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.registry.v1.HostHelloH\x00\x12\'\n\x05reply\x18\x02 \x01(\x0b\x32\x16.registry.v1.CallReplyH\x00\x12-\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x1c.registry.v1.ActivationEndedH\x00\x12-\n\x07handoff\x18\x04 \x01(\x0b\x32\x1a.registry.v1.HandoffReportH\x00\x12\'\n\x05\x66\x61tal\x18\x05 \x01(\x0b\x32\x16.registry.v1.HostFatalH\x00\x12+\n\x07stopped\x18\x06 \x01(\x0b\x32\x18.registry.v1.HostStoppedH\x00\x42\x06\n\x04kind\"6\n\tHostHello\x12\r\n\x05kinds\x18\x01 \x03(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\"W\n\tCallReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\x04\"?\n\x0f\x41\x63tivationEnded\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\"_\n\rHandoffReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07ignored\x18\x03 \x01(\x08\x12\x11\n\thas_state\x18\x04 \x01(\x08\x12\r\n\x05state\x18\x05 \x01(\x0c\"\x1b\n\tHostFatal\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\r\n\x0bHostStoppedb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/host.proto\x12\x0bregistry.v1\"4\n\x06ToHost\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.registry.v1.HostCommand\"\xed\x02\n\x0bHostCommand\x12%\n\x04init\x18\x01 \x01(\x0b\x32\x15.registry.v1.HostInitH\x00\x12\'\n\x05start\x18\x02 \x01(\x0b\x32\x16.registry.v1.HostStartH\x00\x12%\n\x04stop\x18\x03 \x01(\x0b\x32\x15.registry.v1.HostStopH\x00\x12\x36\n\rbegin_handoff\x18\x04 \x01(\x0b\x32\x1d.registry.v1.HostBeginHandoffH\x00\x12%\n\x04\x63\x61ll\x18\x05 \x01(\x0b\x32\x15.registry.v1.HostCallH\x00\x12%\n\x04\x63\x61st\x18\x06 \x01(\x0b\x32\x15.registry.v1.HostCastH\x00\x12*\n\tsub_lease\x18\x07 \x01(\x0b\x32\x15.registry.v1.SubLeaseH\x00\x12-\n\x08shutdown\x18\x08 \x01(\x0b\x32\x19.registry.v1.HostShutdownH\x00\x42\x06\n\x04kind\"\xb4\x01\n\x08HostInit\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\r\x12\x16\n\x0eworker_modules\x18\x03 \x03(\t\x12\x13\n\x0b\x66\x65nce_grace\x18\x04 \x01(\x01\x12\x18\n\x10handoff_deadline\x18\x05 \x01(\x01\x12\x17\n\x0fmax_state_bytes\x18\x06 \x01(\x04\x12\x15\n\rmailbox_limit\x18\x07 \x01(\r\x12\x15\n\rmailbox_bytes\x18\x08 \x01(\x04\"v\n\tHostStart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x01(\x0c\x12\r\n\x05token\x18\x04 \x01(\x04\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\thas_state\x18\x06 \x01(\x08\x12\r\n\x05state\x18\x07 \x01(\x0c\"7\n\x08HostStop\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"/\n\x10HostBeginHandoff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\"G\n\x08HostCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x10\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x01\"5\n\x08HostCast\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\n\n\x02id\x18\x03 \x01(\x04\"\x19\n\x08SubLease\x12\r\n\x05until\x18\x01 \x01(\x01\"\x0e\n\x0cHostShutdown\"2\n\x08\x46romHost\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.registry.v1.HostEvent\"\x99\x02\n\tHostEvent\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.registry.v1.HostHelloH\x00\x12\'\n\x05reply\x18\x02 \x01(\x0b\x32\x16.registry.v1.CallReplyH\x00\x12-\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x1c.registry.v1.ActivationEndedH\x00\x12-\n\x07handoff\x18\x04 \x01(\x0b\x32\x1a.registry.v1.HandoffReportH\x00\x12\'\n\x05\x66\x61tal\x18\x05 \x01(\x0b\x32\x16.registry.v1.HostFatalH\x00\x12+\n\x07stopped\x18\x06 \x01(\x0b\x32\x18.registry.v1.HostStoppedH\x00\x42\x06\n\x04kind\"6\n\tHostHello\x12\r\n\x05kinds\x18\x01 \x03(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\"W\n\tCallReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\x04\"?\n\x0f\x41\x63tivationEnded\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\"_\n\rHandoffReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x0f\n\x07ignored\x18\x03 \x01(\x08\x12\x11\n\thas_state\x18\x04 \x01(\x08\x12\r\n\x05state\x18\x05 \x01(\x0c\"\x1b\n\tHostFatal\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\r\n\x0bHostStoppedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,35 +36,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTCOMMAND']._serialized_start=94
   _globals['_HOSTCOMMAND']._serialized_end=459
   _globals['_HOSTINIT']._serialized_start=462
-  _globals['_HOSTINIT']._serialized_end=596
-  _globals['_HOSTSTART']._serialized_start=598
-  _globals['_HOSTSTART']._serialized_end=716
-  _globals['_HOSTSTOP']._serialized_start=718
-  _globals['_HOSTSTOP']._serialized_end=773
-  _globals['_HOSTBEGINHANDOFF']._serialized_start=775
-  _globals['_HOSTBEGINHANDOFF']._serialized_end=822
-  _globals['_HOSTCALL']._serialized_start=824
-  _globals['_HOSTCALL']._serialized_end=895
-  _globals['_HOSTCAST']._serialized_start=897
-  _globals['_HOSTCAST']._serialized_end=938
-  _globals['_SUBLEASE']._serialized_start=940
-  _globals['_SUBLEASE']._serialized_end=965
-  _globals['_HOSTSHUTDOWN']._serialized_start=967
-  _globals['_HOSTSHUTDOWN']._serialized_end=981
-  _globals['_FROMHOST']._serialized_start=983
-  _globals['_FROMHOST']._serialized_end=1033
-  _globals['_HOSTEVENT']._serialized_start=1036
-  _globals['_HOSTEVENT']._serialized_end=1317
-  _globals['_HOSTHELLO']._serialized_start=1319
-  _globals['_HOSTHELLO']._serialized_end=1373
-  _globals['_CALLREPLY']._serialized_start=1375
-  _globals['_CALLREPLY']._serialized_end=1462
-  _globals['_ACTIVATIONENDED']._serialized_start=1464
-  _globals['_ACTIVATIONENDED']._serialized_end=1527
-  _globals['_HANDOFFREPORT']._serialized_start=1529
-  _globals['_HANDOFFREPORT']._serialized_end=1624
-  _globals['_HOSTFATAL']._serialized_start=1626
-  _globals['_HOSTFATAL']._serialized_end=1653
-  _globals['_HOSTSTOPPED']._serialized_start=1655
-  _globals['_HOSTSTOPPED']._serialized_end=1668
+  _globals['_HOSTINIT']._serialized_end=642
+  _globals['_HOSTSTART']._serialized_start=644
+  _globals['_HOSTSTART']._serialized_end=762
+  _globals['_HOSTSTOP']._serialized_start=764
+  _globals['_HOSTSTOP']._serialized_end=819
+  _globals['_HOSTBEGINHANDOFF']._serialized_start=821
+  _globals['_HOSTBEGINHANDOFF']._serialized_end=868
+  _globals['_HOSTCALL']._serialized_start=870
+  _globals['_HOSTCALL']._serialized_end=941
+  _globals['_HOSTCAST']._serialized_start=943
+  _globals['_HOSTCAST']._serialized_end=996
+  _globals['_SUBLEASE']._serialized_start=998
+  _globals['_SUBLEASE']._serialized_end=1023
+  _globals['_HOSTSHUTDOWN']._serialized_start=1025
+  _globals['_HOSTSHUTDOWN']._serialized_end=1039
+  _globals['_FROMHOST']._serialized_start=1041
+  _globals['_FROMHOST']._serialized_end=1091
+  _globals['_HOSTEVENT']._serialized_start=1094
+  _globals['_HOSTEVENT']._serialized_end=1375
+  _globals['_HOSTHELLO']._serialized_start=1377
+  _globals['_HOSTHELLO']._serialized_end=1431
+  _globals['_CALLREPLY']._serialized_start=1433
+  _globals['_CALLREPLY']._serialized_end=1520
+  _globals['_ACTIVATIONENDED']._serialized_start=1522
+  _globals['_ACTIVATIONENDED']._serialized_end=1585
+  _globals['_HANDOFFREPORT']._serialized_start=1587
+  _globals['_HANDOFFREPORT']._serialized_end=1682
+  _globals['_HOSTFATAL']._serialized_start=1684
+  _globals['_HOSTFATAL']._serialized_end=1711
+  _globals['_HOSTSTOPPED']._serialized_start=1713
+  _globals['_HOSTSTOPPED']._serialized_end=1726
 # @@protoc_insertion_point(module_scope)

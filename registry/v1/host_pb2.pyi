@@ -33,20 +33,24 @@ class HostCommand(_message.Message):
     def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ...) -> None: ...
 
 class HostInit(_message.Message):
-    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes")
+    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     WORKER_MODULES_FIELD_NUMBER: _ClassVar[int]
     FENCE_GRACE_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     MAX_STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAILBOX_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MAILBOX_BYTES_FIELD_NUMBER: _ClassVar[int]
     node: str
     host: int
     worker_modules: _containers.RepeatedScalarFieldContainer[str]
     fence_grace: float
     handoff_deadline: float
     max_state_bytes: int
-    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ...) -> None: ...
+    mailbox_limit: int
+    mailbox_bytes: int
+    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
     __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state")
@@ -97,12 +101,14 @@ class HostCall(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ..., deadline: _Optional[float] = ...) -> None: ...
 
 class HostCast(_message.Message):
-    __slots__ = ("name", "payload")
+    __slots__ = ("name", "payload", "id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    id: int
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
 
 class SubLease(_message.Message):
     __slots__ = ("until",)

@@ -106,6 +106,17 @@ _TABLE = (
     _r("STALE_TOKEN", "ABORTED", "An older activation's command, superseded by a newer one."),
     _r("WORKER_TIMEOUT", "DEADLINE_EXCEEDED", "The worker did not answer in time.", ran=True),
     _r("INTERNAL", "INTERNAL", "A bug; the message names the exception.", ran=True),
+    # Limits (docs/security.md): refused before anything ran.
+    _r("ENTRY_TOO_LARGE", "RESOURCE_EXHAUSTED", "The log entry would exceed `max_entry_bytes`."),
+    _r("MAILBOX_FULL", "RESOURCE_EXHAUSTED", "The activation's mailbox is at its bound."),
+    _r("TOO_MANY_RPCS", "RESOURCE_EXHAUSTED", "Concurrent RPCs at the node's or caller's cap."),
+    _r("TOO_MANY_WATCHES", "RESOURCE_EXHAUSTED", "Watch streams at `max_watch_streams`."),
+    _r("FANOUT_TOO_LARGE", "RESOURCE_EXHAUSTED", "Group size × payload over `max_fanout_bytes`."),
+    # Client authentication and authorisation:
+    _r("MISSING_TOKEN", "UNAUTHENTICATED", "No `authorization: Bearer …` token was sent."),
+    _r("UNKNOWN_TOKEN", "UNAUTHENTICATED", "The token is not in the node's token file."),
+    _r("UNKNOWN_IDENTITY", "UNAUTHENTICATED", "The client certificate names no known identity."),
+    _r("PERMISSION", "PERMISSION_DENIED", "The caller lacks the permission on that name prefix."),
     # Membership admin (registry.v1.Admin):
     _r("NOT_CAUGHT_UP", "FAILED_PRECONDITION", "A learner to promote has not caught up yet."),
     _r("LAST_VOTER", "FAILED_PRECONDITION", "Removing the last voter is refused."),

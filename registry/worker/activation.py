@@ -22,6 +22,10 @@ Rules
    moves without state unless ``begin_handoff`` had already answered.
 6. A stop requested for any other cause cancels a pending handoff report: the core
    already stopped counting on it.
+7. The mailbox is bounded (``Policy.mailbox_limit`` messages, ``mailbox_bytes`` payload
+   bytes): a call or cast over the bound is refused with ``MailboxFull``, never queued.
+   A call whose caller gave up (its deadline passed) leaves the mailbox at once and is
+   never run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 
 from registry.core.state import Activation, StartReason
 from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
-from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
+from registry.worker.errors import CallTimeout, MailboxFull, NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, Policy
 
 log = logging.getLogger("registry.worker")
@@ -158,7 +162,15 @@ class ActivationRunner:
         """Queue a call; its reply future (cancelling it drops a call still queued)."""
         self._check_accepting()
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._put(_Call(payload, reply))
+        msg = _Call(payload, reply)
+        self._put(msg)
+
+        def gave_up(f: asyncio.Future[bytes]) -> None:
+            if f.cancelled():  # the caller gave up (deadline, cancel)
+                with contextlib.suppress(ValueError):  # rule 7: not run, memory freed now
+                    self._mailbox.remove(msg)
+
+        reply.add_done_callback(gave_up)
         return reply
 
     def cast(self, payload: bytes) -> None:
@@ -364,8 +376,22 @@ class ActivationRunner:
     # -- helpers -----------------------------------------------------------------------
 
     def _put(self, msg: _Message) -> None:
+        if not isinstance(msg, _Handoff):  # a handoff request is never refused
+            self._check_room(msg)
         self._mailbox.append(msg)
         self._wakeup.set()
+
+    def _check_room(self, msg: _Call | _Cast) -> None:
+        policy = self._policy
+        if len(self._mailbox) >= policy.mailbox_limit:
+            raise MailboxFull(self.name, f"{len(self._mailbox)} messages queued (the bound)")
+        queued = sum(len(m.payload) for m in self._mailbox if not isinstance(m, _Handoff))
+        if queued + len(msg.payload) > policy.mailbox_bytes:
+            raise MailboxFull(
+                self.name,
+                f"{queued} bytes queued, {len(msg.payload)} more would pass the "
+                f"{policy.mailbox_bytes}-byte bound",
+            )
 
     def _fail_pending(self) -> None:
         """Fail the in-flight call and every queued message (rules 3 and 4)."""

@@ -7,7 +7,7 @@ can tell which call failed, and a message a person can act on.
 
 from __future__ import annotations
 
-from registry.core.errors import RegistryError
+from registry.core.errors import LimitExceeded, RegistryError
 
 
 class NoLease(RegistryError):
@@ -59,3 +59,12 @@ class CallTimeout(RegistryError):
         self.name = name
         self.timeout = timeout
         super().__init__(f"worker {name!r} did not answer within {timeout:g} s")
+
+
+class MailboxFull(LimitExceeded):
+    """The activation's mailbox holds as many messages (or bytes) as it may; the call or
+    cast was refused without being queued. Retry later, more slowly."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        super().__init__("MAILBOX_FULL", f"worker {name!r} mailbox is full: {what}")

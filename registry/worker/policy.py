@@ -59,6 +59,10 @@ class Policy:
     """Crashes tolerated within ``restart_window``; one more marks the activation failed."""
     restart_window: float = 10.0
     """Seconds over which crashes are counted."""
+    mailbox_limit: int = 256
+    """Messages one activation may have queued; more are refused (``MailboxFull``)."""
+    mailbox_bytes: int = 64 << 20
+    """Payload bytes one activation may have queued; more are refused (``MailboxFull``)."""
 
     def validate(self) -> Policy:
         """Raise ``ConfigError`` naming the first contradiction; return ``self``."""
@@ -73,6 +77,8 @@ class Policy:
             (not 0 < base <= cap, f"restart_backoff needs 0 < first <= largest, got {base, cap}"),
             (self.max_restarts < 0, f"max_restarts must be >= 0, got {self.max_restarts}"),
             (self.restart_window <= 0, f"restart_window must be > 0 s, got {self.restart_window}"),
+            (self.mailbox_limit < 1, f"mailbox_limit must be >= 1, got {self.mailbox_limit}"),
+            (self.mailbox_bytes < 1, f"mailbox_bytes must be >= 1, got {self.mailbox_bytes}"),
         ]
         for bad, why in problems:
             if bad:

@@ -100,6 +100,8 @@ class WorkerRuntime:
       from ``rng`` (inject a seeded ``random.Random`` for reproducible runs).
     - ``max_restarts`` (5) within ``restart_window`` (10.0): one more crash marks the
       activation failed.
+    - ``mailbox_limit`` (256) messages and ``mailbox_bytes`` (64 MiB) queued per
+      activation: a call or cast over either is refused with ``MailboxFull``.
 
     ``on_finished(name, token, failure)``, if given, is told (never from inside ``apply``)
     when no code of an activation runs any more: its task ended, or it failed before it
@@ -122,6 +124,8 @@ class WorkerRuntime:
         restart_backoff: tuple[float, float] = (0.05, 2.0),
         max_restarts: int = 5,
         restart_window: float = 10.0,
+        mailbox_limit: int = 256,
+        mailbox_bytes: int = 64 << 20,
         rng: random.Random | None = None,
         on_finished: Callable[[str, int, str], None] | None = None,
     ) -> None:
@@ -137,6 +141,8 @@ class WorkerRuntime:
             restart_backoff=restart_backoff,
             max_restarts=max_restarts,
             restart_window=restart_window,
+            mailbox_limit=mailbox_limit,
+            mailbox_bytes=mailbox_bytes,
         ).validate()
         self._check_kinds()
         self._rng = rng if rng is not None else random.Random()

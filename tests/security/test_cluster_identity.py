@@ -103,7 +103,7 @@ def test_a_public_peer_port_needs_tls_or_insecure_peers() -> None:
     with pytest.raises(ConfigError, match="not a loopback address and peer TLS is off"):
         build_node_config_for_tests(["--id", "n1", "--listen", "0.0.0.0:7400"])
     cfg = build_node_config_for_tests(
-        ["--id", "n1", "--listen", "0.0.0.0:7400", "--insecure-peers"]
+        ["--id", "n1", "--listen", "0.0.0.0:7400", "--insecure-peers", "--insecure-clients"]
     )
     assert cfg.peer_bind == "0.0.0.0:8400"
     cfg = build_node_config_for_tests(

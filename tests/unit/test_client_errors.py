@@ -627,3 +627,22 @@ def test_replace_keeps_the_class_and_may_have_run() -> None:
     assert str(copied) == "call 'a': broke"
     assert copied.may_have_run  # or-ed in, never lost
     assert copied.address == "h:1"
+
+
+@pytest.mark.parametrize(
+    ("reason", "cls_name"),
+    [
+        ("MAILBOX_FULL", "Overloaded"),
+        ("TOO_MANY_RPCS", "Overloaded"),
+        ("TOO_MANY_WATCHES", "Overloaded"),
+        ("ENTRY_TOO_LARGE", "PayloadTooLarge"),
+        ("FANOUT_TOO_LARGE", "PayloadTooLarge"),
+        ("NOSPACE", "StorageFull"),
+    ],
+)
+def test_translate_tells_limits_apart_by_reason(reason: str, cls_name: str) -> None:
+    """Issue 16: RESOURCE_EXHAUSTED means "retry later" for a bound on concurrency and
+    "never as is" for a size; only the reason tells them apart."""
+    error = translate(SC.RESOURCE_EXHAUSTED, "refused", (("registry-reason", reason),))
+    assert type(error).__name__ == cls_name
+    assert _status(error).reason == reason

@@ -108,6 +108,18 @@ TEXT = {
     "peer_ca": "ca.pem",
     "peer_cert": "n1.pem",
     "peer_key": "n1-key.pem",
+    "client_cert": "client.pem",
+    "client_key": "client-key.pem",
+    "client_ca": "client-ca.pem",
+    "auth": "tokens",
+    "token_file": "tokens.toml",
+}
+PEER_TLS = ("peer_ca", "peer_cert", "peer_key")
+TOGETHER = {  # fields only valid with others (validate() names the missing ones)
+    **{f: PEER_TLS for f in PEER_TLS},
+    **{f: (*PEER_TLS, "client_cert", "client_key") for f in ("client_cert", "client_key")},
+    "client_ca": (*PEER_TLS, "client_cert", "client_key", "client_ca"),
+    "auth": ("auth", "token_file"),
 }
 
 
@@ -122,10 +134,7 @@ def test_every_field_has_a_kind_and_an_environment_variable(tmp_path: Path) -> N
         env = {f"REGISTRY_{field.name.upper()}": text}
         if field.name == "learner":
             env["REGISTRY_LEARNER"], expected = "true", True
-        if field.name in ("peer_ca", "peer_cert", "peer_key"):  # peer TLS takes all three
-            env.update(
-                {f"REGISTRY_{n.upper()}": TEXT[n] for n in ("peer_ca", "peer_cert", "peer_key")}
-            )
+        env.update({f"REGISTRY_{n.upper()}": TEXT[n] for n in TOGETHER.get(field.name, ())})
         cfg = _load(tmp_path, env=env)
         assert getattr(cfg, field.name) == expected, field.name
 

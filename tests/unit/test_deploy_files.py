@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,6 +22,7 @@ import yaml
 
 from registry.cli import build_parser
 from registry.cli.node import node_config
+from registry.node.auth.policy import TokenFile
 from registry.node.config import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -475,3 +477,35 @@ def test_alert_rules_use_only_metrics_the_nodes_export() -> None:
         re.findall(r"`(registry_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text())
     )
     assert used and used <= documented, used - documented
+
+
+# -- client auth (issue 16) -----------------------------------------------------------------
+
+
+def test_pods_serve_clients_over_tls_with_tokens_from_a_secret() -> None:
+    cfg = k8s_config(pod="registry-1")
+    assert cfg.client_tls and cfg.auth == "tokens"
+    assert PurePosixPath(cfg.client_cert) == TLS_DIR / "registry-1.pem"
+    mounts = {m["mountPath"]: m for m in container()["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    token_dir = str(PurePosixPath(cfg.token_file).parent)
+    mount = mounts[token_dir]
+    assert mount["readOnly"] is True
+    secret_name = volumes[mount["name"]]["secret"]["secretName"]
+    assert volumes[mount["name"]]["secret"]["defaultMode"] & 0o007 == 0
+    (secret,) = [
+        doc for (kind, name), doc in k8s().items() if (kind, name) == ("Secret", secret_name)
+    ]
+    text = secret["stringData"][PurePosixPath(cfg.token_file).name]
+    tokens = TokenFile.parse(tomllib.loads(text), secret_name)
+    assert tokens.tokens and all(t.secret for t in tokens.tokens.values()), "hashed secrets"
+
+
+def test_dockerfile_and_systemd_turn_client_auth_on_and_compose_says_why_not() -> None:
+    defaults = node_args(json.loads(dockerfile()["CMD"][0]))
+    defaults.id = "n1"
+    for cfg in (node_config(defaults), example_config()):
+        assert cfg.auth == "tokens" and cfg.client_tls and cfg.token_file
+    for service in node_services().values():
+        cfg = node_config(node_args(service["command"]))
+        assert cfg.auth == "off" and cfg.insecure_clients  # the one-host playground

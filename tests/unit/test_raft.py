@@ -19,6 +19,7 @@ from registry.core.messages import (
     MessageType,
     Role,
 )
+from registry.core.progress import Progress
 from tests.unit.raftnet import Net
 
 IDS3 = ["n1", "n2", "n3"]
@@ -453,3 +454,38 @@ def test_deaf_ticks_run_the_lease_down_but_not_the_failure_detectors() -> None:
     roles = {node: net.nodes[node].role for node in ("n1", "n2")}
     assert roles["n1"] is Role.FOLLOWER, "ordinary silence trips check-quorum"
     assert roles["n2"] is not Role.FOLLOWER, "ordinary silence starts a (pre-)campaign"
+
+
+def test_appends_are_capped_in_bytes_and_an_oversized_entry_travels_alone() -> None:
+    """Issue 16: an APPEND carries at most ``max_bytes_per_msg`` bytes of entries (so a
+    batch of large entries never passes the peer message limit); an entry larger than the
+    cap still goes, alone; the follower ends with every entry."""
+    net = Net(IDS3, max_bytes_per_msg=2500)
+    leader = net.elect("n1")
+    net.tick(2)
+    net.sent.clear()
+    sizes = [1000, 1000, 1000, 4000, 1000, 1000]
+    for k, size in enumerate(sizes):
+        leader.propose(bytes([k]) * size)
+    net.pump()
+    net.tick(4)
+    batches = [
+        [len(e.data) for e in m.entries]
+        for m in net.sent
+        if m.type is MessageType.APPEND and m.dst == "n2" and m.entries
+    ]
+    assert [size for batch in batches for size in batch] == sizes  # all, in order, once
+    assert all(sum(b) <= 2500 or len(b) == 1 for b in batches), batches
+    assert [4000] in batches
+    assert net.data_applied("n2")[-len(sizes) :] == [bytes([k]) * s for k, s in enumerate(sizes)]
+
+
+def test_inflight_bytes_pause_a_follower_until_it_acknowledges() -> None:
+    progress = Progress()
+    progress.become_replicate()
+    assert not progress.is_paused(max_inflight=10, max_inflight_bytes=100)
+    progress.sent_entries(1, 150)  # one APPEND is always allowed, however large
+    assert progress.is_paused(max_inflight=10, max_inflight_bytes=100)
+    progress.free_inflight(1)
+    assert progress.inflight_bytes == 0
+    assert not progress.is_paused(max_inflight=10, max_inflight_bytes=100)

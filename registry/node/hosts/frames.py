@@ -104,6 +104,11 @@ class FrameWriter:
             self._scheduled = True
             self._loop.call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Send what is queued now, not at the end of this loop turn (an acknowledgement
+        must leave before a worker that may block the loop gets to run)."""
+        self._flush()
+
     def _flush(self) -> None:
         self._scheduled = False
         if self.closed:

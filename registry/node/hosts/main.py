@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from registry.core.errors import RegistryError
+from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
@@ -82,6 +82,8 @@ def error_reply(exc: BaseException) -> tuple[str, str]:
         return "failed", exc.reason
     if isinstance(exc, CallTimeout | asyncio.CancelledError):
         return "timeout", ""
+    if isinstance(exc, LimitExceeded):
+        return f"limit:{exc.reason}", str(exc)
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
@@ -135,6 +137,8 @@ class Host:
             fence_grace=init.fence_grace,
             handoff_deadline=init.handoff_deadline,
             max_state_bytes=init.max_state_bytes,
+            mailbox_limit=init.mailbox_limit,
+            mailbox_bytes=init.mailbox_bytes,
             on_finished=self._finished,
         )
         loop.add_reader(self.sock.fileno(), self._readable)
@@ -246,7 +250,11 @@ class Host:
         try:
             self.runtime.submit_cast(cast.name, cast.payload)
         except RegistryError as exc:
-            log.warning("cast to %s dropped: %s", cast.name, exc)
+            self._reply(cast.id, cast.name, None, exc)  # refused: the caller hears why
+            return
+        self._reply(cast.id, cast.name, b"", None)  # in the mailbox
+        # Now: the worker runs on this loop's next turn, and may block it for long.
+        self.writer.flush()
 
     async def _shutdown(self) -> None:
         await self.runtime.shutdown()

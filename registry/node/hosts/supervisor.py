@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from registry.core.errors import ConfigError
+from registry.core.errors import ConfigError, LimitExceeded
 from registry.core.replica import Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
 from registry.node.hosts.process import HostProcess
@@ -62,6 +62,11 @@ class HostReports(Protocol):
     def handoff_ignored(self, name: str, token: int) -> None: ...
 
 
+CAST_ACCEPT_S = 5.0
+"""Longest a cast waits for its host to take it into the mailbox (a host blocked by a
+synchronous worker reads nothing until the worker returns)."""
+
+
 def host_index(name: str, hosts: int) -> int:
     """The host a name runs on: stable across restarts and processes."""
     return zlib.crc32(name.encode("utf-8", "surrogatepass")) % hosts
@@ -74,6 +79,8 @@ def _call_error(name: str, node: str, reply: pb.CallReply, timeout: float) -> Ex
         return NotHere(name, reply.message)
     if reply.error == "timeout":
         return CallTimeout(name, timeout)
+    if reply.error.startswith("limit:"):
+        return LimitExceeded(reply.error.partition(":")[2], reply.message)
     return WorkerFailed(name, reply.message)
 
 
@@ -92,6 +99,8 @@ class HostSupervisor:
         handoff_deadline: float,
         max_state_bytes: int,
         log_level: str = "INFO",
+        mailbox_limit: int = 256,
+        mailbox_bytes: int = 64 << 20,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1 (got {workers})")
@@ -103,6 +112,8 @@ class HostSupervisor:
         self._handoff_deadline = handoff_deadline
         self._max_state = max_state_bytes
         self._log_level = log_level
+        self._mailbox_limit = mailbox_limit
+        self._mailbox_bytes = mailbox_bytes
         self._hosts = [HostProcess(i, self._on_event) for i in range(workers)]
         self._next_call = 0
         self._closed = False
@@ -135,6 +146,8 @@ class HostSupervisor:
             fence_grace=self._grace,
             handoff_deadline=self._handoff_deadline,
             max_state_bytes=self._max_state,
+            mailbox_limit=self._mailbox_limit,
+            mailbox_bytes=self._mailbox_bytes,
         )
         proc = await host.launch(init, self._log_level)
         generation = host.generation
@@ -435,18 +448,40 @@ class HostSupervisor:
         return host
 
     async def call(self, name: str, payload: bytes, timeout: float) -> bytes:
-        """As ``WorkerRuntime.call``: ``NotHere``, ``NoLease``, ``WorkerFailed`` or
-        ``CallTimeout`` (the worker — or its whole host — did not answer in time)."""
+        """As ``WorkerRuntime.call``: ``NotHere``, ``NoLease``, ``WorkerFailed``,
+        ``LimitExceeded`` (mailbox full) or ``CallTimeout`` (the worker — or its whole
+        host — did not answer in time)."""
+        deadline = time.monotonic() + timeout
+        command = pb.HostCommand()
+        call = command.call  # filled in place: a nested message passed in would be copied
+        call.name, call.payload, call.deadline = name, payload, deadline
+        return await self._ask(name, command, call, timeout, deadline)
+
+    async def cast(self, name: str, payload: bytes) -> None:
+        """As ``WorkerRuntime.cast``: returns once the cast is in the activation's mailbox
+        (the host acknowledges it), or raises why it was refused — never dropped unseen.
+        A host too busy to take it within ``CAST_ACCEPT_S`` answers ``CallTimeout``."""
+        command = pb.HostCommand()
+        cast = command.cast
+        cast.name, cast.payload = name, payload
+        await self._ask(name, command, cast, CAST_ACCEPT_S, time.monotonic() + CAST_ACCEPT_S)
+
+    async def _ask(
+        self,
+        name: str,
+        command: pb.HostCommand,
+        request: pb.HostCall | pb.HostCast,
+        timeout: float,
+        deadline: float,
+    ) -> bytes:
+        """Send ``command`` (whose ``request`` gets a fresh id) and wait for its reply."""
         host = self._serving(name)
         assert self._loop is not None
         self._next_call += 1
         call_id = self._next_call
         future: asyncio.Future[bytes] = self._loop.create_future()
         host.calls[call_id] = (future, name, timeout)
-        deadline = time.monotonic() + timeout
-        command = pb.HostCommand()
-        call = command.call  # filled in place: a nested message passed in would be copied
-        call.id, call.name, call.payload, call.deadline = call_id, name, payload, deadline
+        request.id = call_id
         host.send(command)
         try:
             async with asyncio.timeout_at(deadline):
@@ -455,10 +490,6 @@ class HostSupervisor:
             raise CallTimeout(name, timeout) from None
         finally:
             host.calls.pop(call_id, None)
-
-    async def cast(self, name: str, payload: bytes) -> None:
-        """As ``WorkerRuntime.cast``: queued for the host at once, never waits for it."""
-        self._serving(name).send(pb.HostCommand(cast=pb.HostCast(name=name, payload=payload)))
 
     # -- queries -----------------------------------------------------------------------
 
