@@ -69,17 +69,30 @@ def live_activations(ledger: Path, pids: Collection[int]) -> dict[str, list[tupl
     conn = connect(ledger)
     try:
         rows = conn.execute(
-            "SELECT name, node, token, claim_ok, pid, COALESCE(last_try_t, called_t) "
+            "SELECT name, node, token, claim_ok, pid, COALESCE(last_try_t, called_t), host_pid "
             "FROM activations WHERE stop_t IS NULL"
         ).fetchall()
     finally:
         conn.close()
     silent = time.monotonic() - SILENT_AFTER_S  # one machine: the ledger's clock
     out: dict[str, list[tuple[str, int, bool]]] = {}
-    for name, node, token, claim_ok, pid, heard in rows:
-        if pid in pids and heard >= silent:
+    for name, node, token, claim_ok, pid, heard, host_pid in rows:
+        if pid in pids and heard >= silent and _alive(host_pid):
             out.setdefault(name, []).append((node, token, bool(claim_ok)))
     return out
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether the worker host process ``pid`` still runs (namespaces share the pid space):
+    a host killed by its node's fencing ends its activations at once, though its last
+    heartbeat is recent. A zombie (dead, not yet reaped) does not count."""
+    if pid is None:
+        return True  # a ledger written before hosts recorded their pid
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def snapshot(

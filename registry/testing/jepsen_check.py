@@ -448,7 +448,8 @@ def _g5(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
                 continue
             rep.handoffs += 1
             before = [a for a in history[:j] if a.token < b.token]
-            prev = max(before, key=lambda a: a.token) if before else None
+            # The latest of the highest token: a host restart reruns a token (RESTART).
+            prev = max(before, key=lambda a: (a.token, a.called_t)) if before else None
             if prev is None or b.state_in is None or b.state_in != prev.state_out:
                 rep.state_continuity_violations += 1
                 got = b.state_in

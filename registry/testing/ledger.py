@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS activations (
     token INTEGER NOT NULL, reason TEXT NOT NULL, called_t REAL NOT NULL,
     claim_t REAL, claim_ok INTEGER, beats INTEGER NOT NULL DEFAULT 0,
     rejected INTEGER NOT NULL DEFAULT 0, last_ok_t REAL, last_try_t REAL,
-    stop_t REAL, stop_cause TEXT, state_in TEXT, state_out TEXT);
+    stop_t REAL, stop_cause TEXT, state_in TEXT, state_out TEXT, host_pid INTEGER);
 CREATE INDEX IF NOT EXISTS activations_name ON activations(name);
 CREATE TABLE IF NOT EXISTS fenced (
     name TEXT PRIMARY KEY, token INTEGER NOT NULL, writer TEXT NOT NULL,
@@ -142,7 +142,17 @@ class Ledger:
 
     def start(self, name: str, token: int, reason: str, state_in: str | None) -> Entry:
         entry = Entry(id=uuid.uuid4().hex, name=name, token=token)
-        row = (entry.id, name, self.node, self.pid, token, reason, time.monotonic(), state_in)
+        row = (
+            entry.id,
+            name,
+            self.node,
+            self.pid,
+            token,
+            reason,
+            time.monotonic(),
+            state_in,
+            os.getpid(),  # the worker host: a SIGKILLed host writes no stop row
+        )
         with self._cv:
             self._queue.append(("start", entry, row))
             self._cv.notify()
@@ -227,8 +237,8 @@ class Ledger:
             )
             return None
         conn.execute(
-            "INSERT INTO activations(id, name, node, pid, token, reason, called_t, state_in) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO activations(id, name, node, pid, token, reason, called_t, state_in, "
+            "host_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             row,
         )
         ok = conn.execute(_CLAIM, (entry.name, entry.token, entry.id, now)).rowcount > 0
