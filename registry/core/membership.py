@@ -16,7 +16,9 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    could use a fresh lease with a stale view, and start names that a ``MemberDown`` it
    has not applied yet already moved elsewhere.
 4. When a held lease runs out, the member **fences**: it stops every worker and takes a
-   new incarnation, so that anything it runs afterwards gets new fencing tokens.
+   new incarnation, so that anything it runs afterwards gets new fencing tokens. It sends
+   no heartbeat (``Replica``) until the runtime reports each of those workers ended: its
+   new incarnation, once up, would move the names at once (rule 6).
 5. The leader declares a member down (proposes ``MemberDown``) once it has not heard from
    it for ``down_after_tick`` of its own ticks — counted from when it became leader at
    the earliest, since a new leader cannot know what its predecessor acknowledged.

@@ -2,7 +2,7 @@
 
 The shell (``registry.node`` for real, ``registry.sim`` in simulation) drives it exactly
 like a ``RawNode``: ``tick()``, ``step(message)``, ``propose(command)``, and the worker
-runtime's reports (``handoff_done``, ``handoff_ignored``); then ``ready()`` → persist
+runtime's reports (``handoff_done``, ``handoff_ignored``, ``stopped``); then ``ready()`` → persist
 (incarnation first, then the Raft Ready, then any compaction) → send → run the effects →
 ``advance()``.
 
@@ -11,6 +11,18 @@ this member (in its current incarnation) may run, while it holds a lease, agains
 told the runtime to run, and emits the difference. Replaying the log after a restart
 therefore never resurrects an old activation: a restart is a new incarnation, and the log
 gives the names of the old one new tokens (``state`` explains when).
+
+A ``Stop`` is a request, not a fact: a worker may ignore it until its host is killed
+(``fence_grace`` later). G1 holds whatever the worker does, so nothing that lets a name
+run elsewhere waits on the request, only on the runtime's ``stopped(name, token)``
+report (the worker returned, or its host was killed and reaped):
+
+- An unregistered name is confirmed (``Released``; the name may then be registered
+  again, anywhere) only once its stop is reported.
+- A member that fenced sends no heartbeats until every stop of the fence is reported:
+  its new incarnation comes up (rule 6 of ``membership``; that fails its old names over
+  at once) only then. Until then it is a silent member, declared down after
+  ``down_after``, which already covers lease + ``fence_grace``.
 """
 
 from __future__ import annotations
@@ -160,6 +172,11 @@ class Replica:
         self.monitor = LeaderMonitor(member_cfg)
         self.cfg = member_cfg
         self._running: dict[str, int] = {}
+        self._stopping: set[tuple[str, int]] = set()
+        """Activations told to stop whose end the runtime has not reported yet."""
+        self._fence_stops: set[tuple[str, int]] = set()
+        """The part of ``_stopping`` a fence (or a lapsed lease) stopped: no heartbeat
+        goes out while any is left."""
         self._handoff_asked: dict[str, tuple[int, int]] = {}
         self._releases: dict[str, _Release] = {}
         self._fresh_releases: list[str] = []
@@ -226,6 +243,25 @@ class Replica:
         # Sent with the next Ready, together with every other release that is done by
         # then: a rebalance finishes thousands of handoffs in one turn of the loop.
         self._add_release(name, token, state)
+
+    def stopped(self, name: str, token: int) -> None:
+        """The activation ``(name, token)`` has ended here: its worker returned, or its
+        host exited or was killed and reaped. Reports of other activations (one that was
+        never told to stop, a duplicate) change nothing."""
+        key = (name, token)
+        if key not in self._stopping:
+            return
+        self._stopping.discard(key)
+        self._fence_stops.discard(key)
+        record = self.state.names.get(name)
+        if (
+            record is not None
+            and record.unregistering
+            and record.token == token
+            and record.holder == self.id
+        ):
+            # Confirm the stop so the name can be registered again.
+            self._add_release(name, token, None)
 
     def drain(self) -> None:
         """Start a graceful stop: from the next heartbeat on, this member asks to be given
@@ -337,7 +373,9 @@ class Replica:
         self._was_leader = is_leader
         if is_leader:
             self.agent.cap_self_lease(self._self_lease_cap())
-        heartbeat = self.agent.heartbeat(leader)
+        # After a fence, stay silent until every stopped worker has really ended: a
+        # heartbeat would bring the new incarnation up and move its names at once.
+        heartbeat = None if self._fence_stops else self.agent.heartbeat(leader)
         if heartbeat is not None:
             if leader == self.id:
                 self._on_heartbeat(heartbeat)
@@ -429,6 +467,8 @@ class Replica:
             self._new_incarnation = self.agent.incarnation
             for name, token in sorted(self._running.items()):
                 effects.append(Stop(name=name, token=token, reason=StopReason.QUORUM_LOST))
+                self._stopping.add((name, token))
+                self._fence_stops.add((name, token))
             self._running.clear()
             self._handoff_asked.clear()
             full = True
@@ -462,6 +502,7 @@ class Replica:
                     record.unregistering
                     and name not in self._running
                     and name not in self._releases
+                    and (name, record.token) not in self._stopping
                 ):
                     self._add_release(name, record.token, None)
         for name, record in desired.items():
@@ -490,10 +531,10 @@ class Replica:
                 reason = StopReason.SUPERSEDED
             effects.append(Stop(name=name, token=token, reason=reason))
             del self._running[name]
-            record = self.state.names.get(name)
-            if lease and record is not None and record.unregistering and record.token == token:
-                # Confirm the stop so the name can be registered again.
-                self._add_release(name, token, None)
+            # An unregister is confirmed by ``stopped``, once the worker has really ended.
+            self._stopping.add((name, token))
+            if not lease:
+                self._fence_stops.add((name, token))
         return effects
 
     def _begin_handoffs(self, mine: list[NameRecord]) -> list[Effect]:

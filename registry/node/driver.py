@@ -201,6 +201,10 @@ class Driver:
     def handoff_ignored(self, name: str, token: int) -> None:
         self._inputs.put_nowait(_Handoff(name=name, token=token, state=None, ignored=True))
 
+    def stopped(self, name: str, token: int) -> None:
+        """The activation ``(name, token)`` has really ended (``Replica.stopped``)."""
+        self._inputs.put_nowait(_Control(action=lambda replica: replica.stopped(name, token)))
+
     def control(self, action: Callable[[Replica], None]) -> None:
         self._inputs.put_nowait(_Control(action=action))
 

@@ -333,6 +333,9 @@ class Node:
         self.metrics.handoff_finished(name, token)
         self.driver.handoff_ignored(name, token)
 
+    def stopped(self, name: str, token: int) -> None:
+        self.driver.stopped(name, token)
+
     # -- status ------------------------------------------------------------------------
 
     def _ready(self) -> tuple[bool, str]:

@@ -237,6 +237,11 @@ class ClusterHost:
         self.replica.handoff_done(name, token, state)
         self.settle()
 
+    def stopped(self, name: str, token: int) -> None:
+        assert self.replica is not None
+        self.replica.stopped(name, token)
+        self.settle()
+
     # -- queries -----------------------------------------------------------------------
 
     def has_lease(self) -> bool:

@@ -52,8 +52,7 @@ def draw_config(
     ignore_stop: float = 0.0,
 ) -> ClusterConfig:
     """The cluster's shape for one seed. ``ignore_stop``: the share of workers that block
-    (see ``HandoffBehaviour``); off by default because of the known G1 gap that
-    tests/sim/test_planted_bugs.py shows."""
+    (see ``HandoffBehaviour``); off by default (tests/sim/test_planted_bugs.py runs it)."""
     ids = [f"n{i}" for i in range(1, nodes + 1)]
     voters = 5 if nodes >= 5 and rng.random() < 0.5 else 3
     roles: dict[str, tuple[str, ...]] = {}

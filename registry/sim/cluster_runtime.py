@@ -20,6 +20,9 @@ What it models (the real one is ``registry.node.hosts`` + ``registry.worker``): 
   ``fence_grace``, then reported without state.
 - A crash of the node ends every activation at the crash instant (hosts die with their
   parent).
+- Every end is reported to the core (``stopped``) by the control process, as the real
+  supervisor does: when the worker returned, or its host was killed or exited; a ``Stop``
+  of something that is not running, at once.
 
 G1 is judged from these events alone: an activation is live from its start until its stop
 actually ran, its host was killed or exited, or its node crashed — not from lease
@@ -184,14 +187,18 @@ class NodeRuntime:
         elif isinstance(effect, Stop):
             if self._delayed.get(effect.name) is not None:
                 del self._delayed[effect.name]
+                self._report_stopped(effect.name, effect.token)
                 return
             queued = self._after_kill.get(effect.name)
             if queued is not None and queued.activation.token == effect.token:
                 del self._after_kill[effect.name]
+                self._report_stopped(effect.name, effect.token)
                 return
             running = self.active.get(effect.name)
             if running is not None and running.token == effect.token:
-                self._stop(running, effect.reason.value)
+                self._stop(running, effect.reason.value)  # ``end`` reports it
+            else:
+                self._report_stopped(effect.name, effect.token)
         else:
             self._begin_handoff(effect)
 
@@ -305,6 +312,21 @@ class NodeRuntime:
             return
         self._host.handoff_done(name, token, state)
 
+    def _report_stopped(self, name: str, token: int) -> None:
+        """Tell the core, from the control process's loop (never inside the Ready that
+        asked for the stop), that ``(name, token)`` runs no more."""
+        world = self._host.sim.world
+
+        def report() -> None:
+            if not self.alive:
+                return
+            if world.is_paused(self.node):
+                world.after(PAUSED_RETRY_US, report)
+                return
+            self._host.stopped(name, token)
+
+        world.after(1, report)
+
     def check_deadlines(self, ticks: int) -> None:
         """Stop activations whose ``begin_handoff`` is past its deadline; release them
         without state (a blocked one only once it has been killed)."""
@@ -323,6 +345,7 @@ class NodeRuntime:
         act = self.active.pop(name)
         self._host.sim.world.record("end", self.node, name, act.token, why)
         self._ledger.ended(self.node, act, why, self._now())
+        self._report_stopped(name, act.token)
         if name in self._after_kill:
             self._start_queued(name)
 

@@ -16,6 +16,8 @@ import signal
 import time
 from pathlib import Path
 
+import grpc
+
 from registry.core.timing import preset
 from registry.testing.local_cluster import call_until, wait_for
 from registry.v1 import registry_pb2 as pb
@@ -129,3 +131,71 @@ def test_unregistering_a_blocked_worker_kills_its_host_not_its_node(
 
             call_until(c, node, name, b"reason", 10.0, answers)
             assert c.owner(name) == (node, tok)
+
+
+def test_an_unregistered_blocked_worker_runs_nowhere_else_until_its_host_is_gone(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """G1 whatever the worker does: the stop of an unregistered worker whose host's loop
+    is blocked is only a request. Its name stays unregistrable (``UNREGISTERING``), so it
+    starts on no other node, until the host has been killed and reaped; the ledger shows
+    no write of the old token after the new activation started."""
+    timing = preset("local")
+    with local_cluster(tmp_path, workers=1) as c:
+        name = "stuck-then-moved"
+        owner, other = "n1", "n2"
+
+        def spec(node: str) -> pb.NameSpec:
+            return pb.NameSpec(name=name, kind="blocker", priority=[pb.Tier(nodes=[node])])
+
+        c.stub(owner).Register(pb.RegisterRequest(spec=spec(owner)), timeout=10)
+        _, token = c.owner(name)
+        call_until(c, owner, name, b"token", 10.0, lambda r: r.payload == str(token).encode())
+        (host_pid,) = host_pids(c, owner)
+        c.stub(owner).Cast(pb.CastRequest(name=name, payload=b"block 30"), timeout=5)
+        wait_for(
+            "the job writing",
+            lambda: (
+                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
+            ),
+            10.0,
+        )
+        death = DeathWatch(host_pid)
+        t_stop = time.monotonic()
+        c.stub(owner).Unregister(pb.UnregisterRequest(name=name), timeout=5)
+        refusals: list[float] = []
+
+        def registered_again() -> float | None:
+            try:
+                c.stub(other).Register(pb.RegisterRequest(spec=spec(other)), timeout=5)
+            except grpc.RpcError as exc:
+                held = exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+                if not held or "still stopping" not in str(exc.details()):
+                    raise  # not yet (wait_for retries), but not the refusal counted here
+                refusals.append(time.monotonic())
+                return None
+            return time.monotonic()
+
+        t_again = wait_for(f"{name} registered again", registered_again, 20.0, interval=0.02)
+
+        def moved() -> tuple[int, str, float] | None:
+            later = [s for s in ledger.starts(name) if s[0] > token]
+            return later[0] if later else None
+
+        _, reason, t_new = wait_for(f"{name} to start on {other}", moved, 10.0)
+        ended = death.ended(t_stop + timing.fence_grace + 2 * SLACK_S + 2.0)
+        last_old = ledger.last_write(name, token)
+        print(
+            f"after the unregister: {len(refusals)} refusals until "
+            f"{refusals[-1] - t_stop if refusals else 0:.3f} s, host gone "
+            f"{ended - t_stop:.3f} s, registered again {t_again - t_stop:.3f} s, "
+            f"new activation {t_new - t_stop:.3f} s, last old write {last_old - t_stop:.3f} s"
+        )
+        assert refusals, "the name was free while its blocked worker still ran"
+        assert reason == "new"
+        assert c.owner(name)[0] == other
+        assert last_old < t_new, (
+            f"the old activation (token {token}) wrote {last_old - t_new:.3f} s after the "
+            "new one started: two activations at once"
+        )
+        assert ended - t_stop <= timing.fence_grace + 2 * SLACK_S

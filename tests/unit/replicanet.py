@@ -9,6 +9,10 @@ The ledger is the point: it records every Start/Stop/BeginHandoff and checks, at
 Start, that no other node is running that name (G1) and that its token is greater than
 every earlier token of that name (G2). A violation is recorded (not raised, so a test can
 assert on it precisely) in ``violations``.
+
+Workers stop at once: after each ``advance()`` the harness reports every Stop of that
+Ready as ``stopped``. With ``hold_stops`` they ignore stop instead: the ledger counts
+them as running until the test calls ``confirm_stops`` (their hosts were killed).
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class Cluster:
         self.handoffs: dict[str, dict[str, BeginHandoff]] = {i: {} for i in self.ids}
         """BeginHandoff requests each node's runtime has not answered yet."""
         self.violations: list[str] = []
+        self.hold_stops = False
+        self.held: dict[str, list[Stop]] = {i: [] for i in self.ids}
+        """Stops whose workers ignore them (``hold_stops``), per node, not reported yet."""
         self.fences: list[tuple[int, str, int]] = []
         """(position in ``events``, node, new incarnation) for each incarnation persisted."""
         voters = frozenset(self.ids)
@@ -157,6 +164,16 @@ class Cluster:
             self._drain(node)
         self.pump()
 
+    def confirm_stops(self, node: str) -> None:
+        """The held stops of ``node`` end now (their hosts were killed and reaped)."""
+        held, self.held[node] = self.held[node], []
+        for stop in held:
+            if self.running[node].get(stop.name) == stop.token:
+                del self.running[node][stop.name]
+            self.nodes[node].stopped(stop.name, stop.token)
+        self._drain(node)
+        self.pump()
+
     def _drain(self, node: str) -> None:
         replica = self.nodes[node]
         while replica.has_ready():
@@ -171,6 +188,12 @@ class Cluster:
             for effect in rd.effects:
                 self._run(node, effect)
             replica.advance(rd)
+            stops = [e for e in rd.effects if isinstance(e, Stop)]
+            if self.hold_stops:
+                self.held[node].extend(stops)
+            else:
+                for stop in stops:
+                    replica.stopped(stop.name, stop.token)
 
     def _run(self, node: str, effect: Effect) -> None:
         self.events.append(Event(self.step_no, node, effect))
@@ -190,7 +213,7 @@ class Cluster:
             self.highest_token[act.name] = max(act.token, self.highest_token.get(act.name, 0))
             self.running[node][act.name] = act.token
         elif isinstance(effect, Stop):
-            if self.running[node].get(effect.name) == effect.token:
+            if not self.hold_stops and self.running[node].get(effect.name) == effect.token:
                 del self.running[node][effect.name]
             self.handoffs[node].pop(effect.name, None)
         else:

@@ -463,3 +463,75 @@ def test_a_stalled_leader_does_not_declare_members_down_on_deaf_ticks() -> None:
     assert leader.raft.role is Role.LEADER
     down = sorted(n for n, m in leader.state.members.items() if not m.up)
     assert down and leader.id not in down, down
+
+
+def test_an_unregister_is_confirmed_only_once_the_worker_has_really_stopped() -> None:
+    """G1 whatever the worker does: a worker that ignores stop runs until its host is
+    killed, so the name must stay unregistrable (and start nowhere) until the runtime
+    reports ``stopped``, not from the moment the Stop is emitted."""
+    cluster = formed()
+    leader = cluster.leader()
+    other = follower(cluster)
+    cluster.propose(Register(specs=(NameSpec(name="job", kind="k", priority=((other,),)),)))
+    cluster.tick(2)
+    assert cluster.where("job") == [other]
+    cluster.hold_stops = True
+    cluster.propose(Unregister(name="job"))
+    cluster.tick(20)
+    assert [s.reason for s in cluster.held[other]] == [StopReason.UNREGISTERED]
+    again = cluster.propose(
+        Register(specs=(NameSpec(name="job", kind="k", priority=((leader.id,),)),))
+    )
+    cluster.tick(2)
+    [result] = [a.result for a in cluster.applied[leader.id] if a.index == again]
+    assert result.code is Code.FAILED_PRECONDITION and result.reason == "UNREGISTERING"
+    assert cluster.where("job") == [other], "still running on the old holder only"
+    cluster.confirm_stops(other)
+    cluster.tick_until(lambda: "job" not in leader.state.names)
+    cluster.propose(Register(specs=(NameSpec(name="job", kind="k", priority=((leader.id,),)),)))
+    cluster.tick(2)
+    assert cluster.where("job") == [leader.id]
+    assert cluster.violations == []
+
+
+def test_a_fenced_member_stays_silent_until_its_workers_have_stopped() -> None:
+    """Its lease lapses (acknowledgements lost) while the leader still counts it up: it
+    fences, and its workers ignore the stop. A heartbeat in its new incarnation would
+    bring that incarnation up and fail its names over at once, beside the old workers;
+    so it sends none until every stop is reported, then rejoins."""
+    cluster = formed()
+    register_all(cluster)
+    victim = follower(cluster)
+    names = sorted(cluster.running[victim])
+    assert names
+    cluster.hold_stops = True
+
+    def no_acks(msg: PeerMessage) -> bool:
+        return not (isinstance(msg, MemberAck) and msg.dst == victim)
+
+    cluster.filters.append(no_acks)
+    cluster.tick_until(lambda: cluster.incarnations[victim] == 2)
+    cluster.filters.remove(no_acks)
+    assert sorted(s.name for s in cluster.held[victim]) == names
+    heartbeats: list[MemberHeartbeat] = []
+
+    def record(msg: PeerMessage) -> bool:
+        if isinstance(msg, MemberHeartbeat) and msg.src == victim:
+            heartbeats.append(msg)
+        return True
+
+    cluster.filters.append(record)
+    # Fewer ticks than fence_grace: by then the real control process has killed them.
+    cluster.tick(cluster.timing.membership().fence_grace_tick - 1)
+    assert heartbeats == [], "silent while its old workers may run"
+    leader = cluster.leader()
+    assert leader.state.members[victim].incarnation == 1
+    assert all(cluster.where(n) == [victim] for n in names), "nothing moved yet"
+    cluster.confirm_stops(victim)
+    cluster.tick_until(
+        lambda: (
+            leader.state.members[victim].incarnation == 2 and all(cluster.where(n) for n in names)
+        )
+    )
+    assert heartbeats and all(h.incarnation == 2 for h in heartbeats)
+    assert cluster.violations == []

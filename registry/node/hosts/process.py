@@ -101,9 +101,13 @@ class HostProcess:
         if older is not None and not older:
             del self._older[name]
 
-    def forget_live(self) -> None:
+    def forget_live(self) -> list[tuple[str, int]]:
+        """Forget every live activation (its process is gone); return them."""
+        gone = [(name, token) for name, token in self.live.items()]
+        gone += [(name, token) for name, older in self._older.items() for token in older]
         self.live.clear()
         self._older.clear()
+        return sorted(gone)
 
     # -- spawn -------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ Fencing rules (the argument is in ``registry.core.membership``, rule 8)
    anything it ran is started again: its activations that the core still wants here
    start again with reason ``RESTART`` and the same tokens; pending handoffs finish
    stateless; pending calls fail with ``NotHere``. Nothing else moves.
+5. Every activation that ends is reported (``stopped``) once its end is certain: the host
+   said it ended, or the host was reaped; a ``Stop`` of something no host runs, at once.
+   The core lets a stopped name run elsewhere (or its member rejoin) only after that.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class HostReports(Protocol):
     def handoff_done(self, name: str, token: int, state: bytes | None) -> None: ...
 
     def handoff_ignored(self, name: str, token: int) -> None: ...
+
+    def stopped(self, name: str, token: int) -> None: ...
 
 
 CAST_ACCEPT_S = 5.0
@@ -286,6 +291,10 @@ class HostSupervisor:
                         )
                     )
                 )
+                if not host.live_below(effect.name, effect.token):
+                    # Nothing of it runs (it never started here, or ended already).
+                    self._loop.call_soon(self._reports.stopped, effect.name, effect.token)
+                    continue
                 if effect.reason is StopReason.QUORUM_LOST and self._lapsed_at is not None:
                     continue  # the lapse check (rule 2) already covers it, and earlier
                 grace = self._grace
@@ -346,6 +355,7 @@ class HostSupervisor:
             host.ended(ended.name, ended.token)
             if ended.failure:
                 host.failed[ended.name] = (ended.token, ended.failure)
+            self._reports.stopped(ended.name, ended.token)
         elif kind == "handoff":
             report = event.handoff
             host.handoffs.discard((report.name, report.token))
@@ -388,9 +398,10 @@ class HostSupervisor:
         host.disconnect()
         # Nothing of that process runs any more (rule 4): forget its live activations.
         host.generation += 1
-        host.forget_live()
-        host.failed.clear()
         assert self._loop is not None
+        for name, token in host.forget_live():
+            self._loop.call_soon(self._reports.stopped, name, token)
+        host.failed.clear()
         for name, token in sorted(host.handoffs):
             host.desired.pop(name, None)
             self._loop.call_soon(self._reports.handoff_done, name, token, None)
