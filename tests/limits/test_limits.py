@@ -156,6 +156,8 @@ def hold(stub: Any, name: str, seconds: float) -> Any:
     held = stub.Call.future(pb.CallRequest(name=name, payload=b"sleep:%g" % seconds), timeout=30)
 
     def busy() -> bool:
+        if held.done():  # the hold itself failed or ended: say why, do not wait it out
+            raise AssertionError(f"the hold on {name} ended early: {held.exception()!r}")
         try:
             stub.Call(pb.CallRequest(name=name, payload=b"count"), timeout=0.3)
         except grpc.RpcError as exc:
@@ -193,7 +195,11 @@ def stall(c: LocalCluster, name: str) -> Any:
     """Register a stall worker; the stub of the node that runs it."""
     c.stub(c.wait_ready()).Register(pb.RegisterRequest(spec=spec(name, b"", "stall")))
     owner, _ = c.owner(name)
-    return c.stub(owner)
+    stub = c.stub(owner)
+    # Running, not only placed: a call before its start lands is refused (UNAVAILABLE,
+    # retryable), which would end a hold before it began.
+    wait_for(f"{name} running", lambda: counts(stub, name), 10)
+    return stub
 
 
 def test_mailbox_bound_refuses_the_message_over_it(c: LocalCluster, term: int) -> None:

@@ -452,8 +452,11 @@ class HostSupervisor:
         failed = host.failed.get(name)
         if failed is not None:
             raise WorkerFailed(name, failed[1])
-        if name not in host.live:
+        if name not in host.live and name not in host.desired:
             raise NotHere(name)
+        # Started but not confirmed yet: the host has the Start before this (one ordered
+        # socket), so its runtime queues the message for the new activation — a call
+        # right after Register is not refused for a start still in flight.
         if not host.connected:
             raise NotHere(name, "its worker host is restarting")
         return host
