@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from registry.core.timing import preset
-from registry.testing.local_cluster import call_until, wait_for
+from registry.testing.local_cluster import LocalCluster, call_until, wait_for
 from registry.v1 import registry_pb2 as pb
 from tests.hosts.support import DeathWatch, Ledger, host_pids, ledger, local_cluster
 
@@ -41,14 +41,7 @@ def test_paused_control_process_its_blocked_host_exits_before_the_name_moves(
         (host_pid,) = host_pids(c, owner)
         control = c.nodes[owner].proc
         assert control is not None
-        c.stub(owner).Cast(pb.CastRequest(name=name, payload=b"block 30"), timeout=5)
-        wait_for(
-            "the job writing",
-            lambda: (
-                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
-            ),
-            10.0,
-        )
+        start_blocking_job(c, ledger, owner, name, token)
 
         death = DeathWatch(host_pid)
         t_pause = time.monotonic()
@@ -104,14 +97,7 @@ def test_unregistering_a_blocked_worker_kills_its_host_not_its_node(
         for name, (node, _) in placed.items():
             call_until(c, node, name, b"reason", 10.0, lambda r: r.payload == b"new")
         (host_pid,) = host_pids(c, owner)
-        c.stub(owner).Cast(pb.CastRequest(name=stuck, payload=b"block 30"), timeout=5)
-        wait_for(
-            "the job writing",
-            lambda: (
-                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
-            ),
-            10.0,
-        )
+        start_blocking_job(c, ledger, owner, stuck, token)
         death = DeathWatch(host_pid)
         t_stop = time.monotonic()
         c.stub(owner).Unregister(pb.UnregisterRequest(name=stuck), timeout=5)
@@ -152,14 +138,7 @@ def test_an_unregistered_blocked_worker_runs_nowhere_else_until_its_host_is_gone
         _, token = c.owner(name)
         call_until(c, owner, name, b"token", 10.0, lambda r: r.payload == str(token).encode())
         (host_pid,) = host_pids(c, owner)
-        c.stub(owner).Cast(pb.CastRequest(name=name, payload=b"block 30"), timeout=5)
-        wait_for(
-            "the job writing",
-            lambda: (
-                ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None
-            ),
-            10.0,
-        )
+        start_blocking_job(c, ledger, owner, name, token)
         death = DeathWatch(host_pid)
         t_stop = time.monotonic()
         c.stub(owner).Unregister(pb.UnregisterRequest(name=name), timeout=5)
@@ -199,3 +178,14 @@ def test_an_unregistered_blocked_worker_runs_nowhere_else_until_its_host_is_gone
             "new one started: two activations at once"
         )
         assert ended - t_stop <= timing.fence_grace + 2 * SLACK_S
+
+
+def start_blocking_job(c: LocalCluster, ledger: Ledger, owner: str, name: str, token: int) -> None:
+    """Cast ``name`` a 30 s synchronous job (it blocks its host's event loop) and wait
+    until the job writes to the ledger under ``token``."""
+    c.stub(owner).Cast(pb.CastRequest(name=name, payload=b"block 30"), timeout=5)
+    wait_for(
+        "the job writing",
+        lambda: ledger.rows("SELECT 1 FROM rows WHERE what = 'work' AND token = ?", token) or None,
+        10.0,
+    )
