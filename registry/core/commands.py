@@ -115,6 +115,17 @@ class MemberRetire:
     node: NodeId
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """Activation ``token`` of ``name`` persists ``state`` (``registry.core.durable``)."""
+
+    name: str
+    token: int
+    seq: int
+    """Orders one activation's checkpoints: an older one never overwrites a newer one."""
+    state: bytes
+
+
 Command = (
     Register
     | Unregister
@@ -126,6 +137,7 @@ Command = (
     | Releases
     | MemberAdmit
     | MemberRetire
+    | Checkpoint
 )
 
 _KINDS: dict[str, type[Any]] = {
@@ -139,6 +151,7 @@ _KINDS: dict[str, type[Any]] = {
     "releases": Releases,
     "member_admit": MemberAdmit,
     "member_retire": MemberRetire,
+    "checkpoint": Checkpoint,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 
@@ -260,6 +273,13 @@ def encode(command: Command) -> bytes:
         body = _released_to_json(command)
     elif isinstance(command, Releases):
         body = {"items": [_released_to_json(r) for r in command.items]}
+    elif isinstance(command, Checkpoint):
+        body = {
+            "name": command.name,
+            "token": command.token,
+            "seq": command.seq,
+            "state": _b64(command.state),
+        }
     elif isinstance(command, MemberUp):
         body = {
             "node": command.node,
@@ -339,6 +359,14 @@ def decode(data: bytes) -> Command:
     if cls is MemberRetire:
         raw = _fields(raw, where, {"kind", "node"}, set())
         return MemberRetire(node=_str(raw["node"], f"{where}: node"))
+    if cls is Checkpoint:
+        raw = _fields(raw, where, {"kind", "name", "token", "seq", "state"}, set())
+        return Checkpoint(
+            name=_str(raw["name"], f"{where}: name"),
+            token=_int(raw["token"], f"{where}: token"),
+            seq=_int(raw["seq"], f"{where}: seq"),
+            state=_unb64(raw["state"], f"{where}: state"),
+        )
     if cls is Unregister:
         raw = _fields(raw, where, {"kind", "name"}, set())
         return Unregister(name=_str(raw["name"], f"{where}: name"))

@@ -33,7 +33,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from registry.core.commands import Command, InvalidCommand, Released, Releases, decode, encode
+from registry.core.commands import (
+    Checkpoint,
+    Command,
+    InvalidCommand,
+    Released,
+    Releases,
+    decode,
+    encode,
+)
 from registry.core.config import RaftConfig
 from registry.core.errors import ProposalRejected
 from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
@@ -234,6 +242,16 @@ class Replica:
     def propose(self, command: Command) -> int:
         """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
         return self.raft.propose(encode(command))
+
+    def propose_checkpoint(self, command: Checkpoint) -> None:
+        """Propose ``command`` here when leading, else forward it to the leader; with no
+        leader it is dropped. Either way the caller waits to see it applied, and sends it
+        again if it was lost (``registry.node.checkpoints``)."""
+        data, leader = encode(command), self.raft.leader
+        if self.raft.role is Role.LEADER:
+            self._try_propose(data)
+        elif leader:
+            self._outbox.append(Forward(src=self.id, dst=leader, data=data))
 
     def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
         """The runtime stopped ``name`` after ``begin_handoff``; ``state`` goes to the
@@ -509,7 +527,7 @@ class Replica:
             released = self._releases.get(name)
             if name in self._running or (released and released.token == record.token):
                 continue
-            effects.append(Start(activation=record.activation()))
+            effects.append(Start(activation=record.activation(self.state.checkpoints.get(name))))
             self._running[name] = record.token
         if lease:
             effects += self._begin_handoffs(mine)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registry.core.commands import (
+    Checkpoint,
     Command,
     Join,
     Leave,
@@ -52,6 +53,7 @@ from registry.core.commands import (
     Releases,
     Unregister,
 )
+from registry.core.durable import Checkpoints, StoredCheckpoint
 from registry.core.messages import NodeId
 from registry.core.placement import Candidate, Placement, could_ever_host
 
@@ -130,7 +132,19 @@ class NameRecord:
     clients, yet it cannot be registered again until the holder releases it or is
     declared down (otherwise a lagging holder could still run it beside the new one)."""
 
-    def activation(self) -> Activation:
+    def activation(self, checkpoint: StoredCheckpoint | None = None) -> Activation:
+        """What the holder runs; with no handed-off state, a FAILOVER or RESTART starts
+        from ``checkpoint`` (``registry.core.durable`` rule 5)."""
+        if checkpoint is not None and self.state is None and self.reason in _RESUMABLE:
+            return Activation(
+                name=self.spec.name,
+                kind=self.spec.kind,
+                args=self.spec.args,
+                token=self.token,
+                reason=self.reason,
+                state=checkpoint.state,
+                restored_from=checkpoint.index,
+            )
         return Activation(
             name=self.spec.name,
             kind=self.spec.kind,
@@ -151,6 +165,11 @@ class Activation:
     token: int
     reason: StartReason
     state: bytes | None
+    restored_from: int = 0
+    """The log index of the checkpoint ``state`` comes from (0: not a checkpoint)."""
+
+
+_RESUMABLE = (StartReason.FAILOVER, StartReason.RESTART)
 
 
 def validate_identifier(what: str, value: str) -> str | None:
@@ -203,6 +222,8 @@ class RegistryState:
         default so replicas that nobody watches do not grow it)."""
         self._changed: set[str] = set()
         self._touched: set[str] = set()
+        self.checkpoints = Checkpoints()
+        """The last checkpoint of each name (``registry.core.durable``)."""
 
     def drain_changes(self) -> list[str]:
         """Names registered, unregistered, or moved since the last call (sorted)."""
@@ -240,7 +261,7 @@ class RegistryState:
     def activations_for(self, node: NodeId, incarnation: int) -> dict[str, Activation]:
         """What ``node`` (in that incarnation) is entitled to run, by the log."""
         return {
-            r.spec.name: r.activation()
+            r.spec.name: r.activation(self.checkpoints.get(r.spec.name))
             for r in self.held_by(node)
             if r.holder_incarnation == incarnation and not r.unregistering
         }
@@ -287,6 +308,8 @@ class RegistryState:
             return self._member_admit(command)
         if isinstance(command, MemberRetire):
             return self._member_retire(index, command)
+        if isinstance(command, Checkpoint):
+            return self._checkpoint(index, command)
         if isinstance(command, Releases):
             for item in command.items:
                 self._released(index, item, assign=False)
@@ -353,6 +376,18 @@ class RegistryState:
         self._assign_waiting(index, [spec.name for spec in specs])
         return OK
 
+    def _checkpoint(self, index: int, command: Checkpoint) -> Result:
+        record = self.registered(command.name)
+        if record is None or not record.holder or record.token != command.token:
+            current = record.token if record is not None else 0
+            return Result(
+                code=Code.STALE,
+                message=f"checkpoint of {command.name!r} from token {command.token} refused: "
+                f"the current token is {current or 'none (not registered)'}",
+            )
+        self.checkpoints.put(index, command.name, command.token, command.seq, command.state)
+        return OK
+
     def _unregister(self, command: Unregister) -> Result:
         record = self.registered(command.name)
         if record is None:
@@ -371,6 +406,7 @@ class RegistryState:
         self._release_holder(record)
         self._unwait(name)
         self._waiting_reason.pop(name, None)
+        self.checkpoints.drop(name)
         del self.names[name]
 
     def _leave_all_groups(self, record: NameRecord) -> None:
@@ -611,6 +647,8 @@ class RegistryState:
             ],
             "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
         }
+        if self.checkpoints:  # absent: snapshots without checkpoints stay as they were
+            body["checkpoints"] = self.checkpoints.to_rows()
         if self.admitted or self.retired:  # absent: snapshots stay as they were
             body["admitted"] = [[n, *a] for n, a in sorted(self.admitted.items())]
             body["retired"] = sorted(self.retired)
@@ -660,6 +698,7 @@ class RegistryState:
             state._wait(name, StartReason(reason))
         state.admitted = {n: (a, p) for n, a, p in body.get("admitted", [])}
         state.retired = set(body.get("retired", []))
+        state.checkpoints = Checkpoints.from_rows(body.get("checkpoints", []))
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}

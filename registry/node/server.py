@@ -36,6 +36,7 @@ from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
 from registry.node.admin import AdminService
 from registry.node.auth.gate import AuthGate, Tokens, identity
+from registry.node.checkpoints import CheckpointDesk
 from registry.node.client_tls import ClientTls
 from registry.node.config import NodeConfig, derive_peer_address
 from registry.node.disk_alarm import DiskAlarm
@@ -118,6 +119,10 @@ class Node:
         )
         self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
+        self.checkpoints = CheckpointDesk(
+            self.driver, max_state_bytes=cfg.max_state_bytes, metrics=self.metrics.registry
+        )
+        self.runtime.on_checkpoint = self.checkpoints.serve
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)

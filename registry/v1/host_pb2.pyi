@@ -13,7 +13,7 @@ class ToHost(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[HostCommand, _Mapping]]] = ...) -> None: ...
 
 class HostCommand(_message.Message):
-    __slots__ = ("init", "start", "stop", "begin_handoff", "call", "cast", "sub_lease", "shutdown")
+    __slots__ = ("init", "start", "stop", "begin_handoff", "call", "cast", "sub_lease", "shutdown", "checkpoint_done")
     INIT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class HostCommand(_message.Message):
     CAST_FIELD_NUMBER: _ClassVar[int]
     SUB_LEASE_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_DONE_FIELD_NUMBER: _ClassVar[int]
     init: HostInit
     start: HostStart
     stop: HostStop
@@ -30,7 +31,8 @@ class HostCommand(_message.Message):
     cast: HostCast
     sub_lease: SubLease
     shutdown: HostShutdown
-    def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ...) -> None: ...
+    checkpoint_done: CheckpointDone
+    def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ..., checkpoint_done: _Optional[_Union[CheckpointDone, _Mapping]] = ...) -> None: ...
 
 class HostInit(_message.Message):
     __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes")
@@ -53,7 +55,7 @@ class HostInit(_message.Message):
     def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
-    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state")
+    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,7 @@ class HostStart(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     HAS_STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FROM_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
@@ -68,7 +71,8 @@ class HostStart(_message.Message):
     reason: str
     has_state: bool
     state: bytes
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ...) -> None: ...
+    restored_from: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ...) -> None: ...
 
 class HostStop(_message.Message):
     __slots__ = ("name", "token", "reason")
@@ -127,20 +131,22 @@ class FromHost(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
 
 class HostEvent(_message.Message):
-    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped")
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
     FATAL_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     hello: HostHello
     reply: CallReply
     ended: ActivationEnded
     handoff: HandoffReport
     fatal: HostFatal
     stopped: HostStopped
-    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ...) -> None: ...
+    checkpoint: CheckpointRequest
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
     __slots__ = ("kinds", "error", "pid")
@@ -199,3 +205,29 @@ class HostFatal(_message.Message):
 class HostStopped(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CheckpointRequest(_message.Message):
+    __slots__ = ("id", "name", "token", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    token: int
+    state: bytes
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
+
+class CheckpointDone(_message.Message):
+    __slots__ = ("id", "index", "error", "message", "current_token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    index: int
+    error: str
+    message: str
+    current_token: int
+    def __init__(self, id: _Optional[int] = ..., index: _Optional[int] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., current_token: _Optional[int] = ...) -> None: ...

@@ -35,9 +35,10 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from registry.core.errors import LimitExceeded
 from registry.core.state import Activation, StartReason
 from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
 from registry.worker.errors import CallTimeout, MailboxFull, NoLease, NotHere, WorkerFailed
@@ -62,6 +63,10 @@ class _Handoff:
 
 
 _Message = _Call | _Cast | _Handoff
+
+Checkpointer = Callable[[str, int, bytes], Awaitable[int]]
+"""Commits ``(name, token, state)`` as a checkpoint; returns its log index (raises
+``StaleToken``, ``CheckpointFailed``)."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -93,6 +98,7 @@ class ActivationRunner:
         on_ignored: Callable[[ActivationRunner], None],
         on_overrun: Callable[[ActivationRunner], None],
         on_ended: Callable[[ActivationRunner], None],
+        checkpoint: Checkpointer | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -125,6 +131,12 @@ class ActivationRunner:
         self._finishing = False
         self._handoff_timer: asyncio.TimerHandle | None = None
         self._fence_timer: asyncio.TimerHandle | None = None
+        self._checkpointer = checkpoint
+        self._last_checkpoint: tuple[bytes, int] | None = None
+        """The last committed checkpoint ``(state, index)``: a crashed instance restarts
+        from it, as a failover would."""
+        if spec.restored_from and spec.state is not None:
+            self._last_checkpoint = (spec.state, spec.restored_from)
         if worker_cls is None:
             self.state = ActivationState.FAILED
 
@@ -223,12 +235,13 @@ class ActivationRunner:
     async def _lifecycle(self) -> None:
         assert self._cls is not None
         state, reason = self.spec.state, self.spec.reason
+        restored_from = self.spec.restored_from
         while True:
             self.state = ActivationState.STARTING
             worker: Worker | None = None
             try:
                 worker = self._instance = self._cls()
-                await worker.on_start(self._context(reason), state)
+                await worker.on_start(self._context(reason, restored_from), state)
                 if reason is StartReason.HANDOFF and state is not None:
                     await worker.end_handoff(state)
                 self.state = ActivationState.RUNNING
@@ -237,13 +250,35 @@ class ActivationRunner:
             except Exception as exc:
                 if not await self._crashed(worker, exc):
                     return
-            state, reason = None, StartReason.RESTART
+            state, reason, restored_from = None, StartReason.RESTART, 0
+            if self._last_checkpoint is not None:
+                state, restored_from = self._last_checkpoint
 
-    def _context(self, reason: StartReason) -> Context:
+    def _context(self, reason: StartReason, restored_from: int) -> Context:
         spec = self.spec
         return Context(
-            name=spec.name, node=self.node, args=spec.args, token=spec.token, reason=reason
+            name=spec.name,
+            node=self.node,
+            args=spec.args,
+            token=spec.token,
+            reason=reason,
+            restored_from=restored_from,
+            _checkpoint=self._checkpoint if self._checkpointer is not None else None,
         )
+
+    async def _checkpoint(self, state: bytes) -> int:
+        limit = self._policy.max_state_bytes
+        if len(state) > limit:
+            raise LimitExceeded(
+                "STATE_TOO_LARGE",
+                f"checkpoint of {self.name!r} is {len(state)} bytes, over the {limit}-byte "
+                "limit (max_state_bytes)",
+            )
+        assert self._checkpointer is not None
+        index = await self._checkpointer(self.name, self.token, state)
+        if self._last_checkpoint is None or index > self._last_checkpoint[1]:
+            self._last_checkpoint = (state, index)
+        return index
 
     async def _serve(self, worker: Worker) -> None:
         """Serve the mailbox until a handoff or a stop ends it; a hook's error propagates."""

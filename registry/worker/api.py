@@ -10,7 +10,8 @@ owner receives the state in ``end_handoff``.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from registry.core.state import StartReason
@@ -42,9 +43,29 @@ class Context:
     this name. Pass it to external stores so they can reject writes from a stale
     activation."""
     reason: StartReason
-    """Why it starts: ``NEW``, ``FAILOVER`` (its node was lost; no state), ``HANDOFF``
-    (moved here, possibly with state) or ``RESTART`` (it crashed, or moved without
-    state)."""
+    """Why it starts: ``NEW``, ``FAILOVER`` (its node was lost), ``HANDOFF`` (moved here,
+    possibly with state) or ``RESTART`` (it crashed, or moved without state). A
+    FAILOVER or RESTART starts from the name's last checkpoint, if it has one."""
+    restored_from: int = 0
+    """The log index of the checkpoint ``on_start``'s ``state`` comes from; 0 when the
+    state is not a checkpoint (none taken, NEW, or a HANDOFF's state)."""
+    _checkpoint: Callable[[bytes], Awaitable[int]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    async def checkpoint(self, state: bytes) -> int:
+        """Persist ``state`` as this name's checkpoint and return its log index.
+
+        It returns once the checkpoint is committed: replicated and fsync'd on a majority
+        of the voters. A later FAILOVER or RESTART of the name starts with it
+        (``on_start(ctx, state)``, ``ctx.restored_from``). Raises ``StaleToken`` when a
+        newer activation holds the name (this one is superseded and must stop; nothing
+        was written), ``LimitExceeded`` (reason ``STATE_TOO_LARGE``) above the runtime's
+        ``max_state_bytes`` (default 1 MiB), ``CheckpointFailed`` when it could not be
+        committed in time (it may still be applied later)."""
+        if self._checkpoint is None:
+            raise RuntimeError("checkpoints need a node: this context has no checkpoint store")
+        return await self._checkpoint(bytes(state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +143,8 @@ class Worker:
 
     async def on_start(self, ctx: Context, state: bytes | None) -> None:
         """Called once before any message. ``state`` is the handed-off state when
-        ``ctx.reason`` is ``HANDOFF`` and the previous owner answered ``Resume``; otherwise
+        ``ctx.reason`` is ``HANDOFF`` and the previous owner answered ``Resume``; the last
+        checkpoint (``ctx.restored_from``) on a ``FAILOVER`` or ``RESTART``; otherwise
         ``None``. Default: nothing."""
 
     async def handle_call(self, payload: bytes) -> bytes:

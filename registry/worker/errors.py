@@ -68,3 +68,12 @@ class MailboxFull(LimitExceeded):
     def __init__(self, name: str, what: str) -> None:
         self.name = name
         super().__init__("MAILBOX_FULL", f"worker {name!r} mailbox is full: {what}")
+
+
+class CheckpointFailed(RegistryError):
+    """``ctx.checkpoint`` could not be committed in time (no leader, no quorum). It may
+    still be applied later; retry, or carry on and checkpoint again."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        super().__init__(f"checkpoint of worker {name!r} not committed: {why}")

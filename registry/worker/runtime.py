@@ -33,7 +33,7 @@ from typing import Protocol
 from registry.core.errors import ConfigError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import Activation
-from registry.worker.activation import ActivationRunner
+from registry.worker.activation import ActivationRunner, Checkpointer
 from registry.worker.api import StopCause, Worker
 from registry.worker.errors import NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, ActivationStatus, Policy
@@ -108,6 +108,10 @@ class WorkerRuntime:
     started; ``failure`` is why it gave up, ``""`` for a plain stop. A worker host reports
     this to the control process, which fences on it.
 
+    ``checkpoint(name, token, state)``, if given, commits an activation's
+    ``ctx.checkpoint`` (a worker host sends it to its control process); without it
+    ``ctx.checkpoint`` raises ``RuntimeError``.
+
     All methods must be called from the event loop the runtime runs on.
     """
 
@@ -128,9 +132,11 @@ class WorkerRuntime:
         mailbox_bytes: int = 64 << 20,
         rng: random.Random | None = None,
         on_finished: Callable[[str, int, str], None] | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> None:
         self.node = node
         self._on_finished = on_finished
+        self._checkpoint = checkpoint
         self._kinds = dict(kinds)
         self._reports = reports
         self._lease_holds = lease_holds
@@ -281,6 +287,7 @@ class WorkerRuntime:
             on_ignored=self._ignored,
             on_overrun=self._overrun,
             on_ended=self._ended,
+            checkpoint=self._checkpoint,
         )
 
     def _forget_if_empty(self, name: str, slot: _Slot) -> None:

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.hosts.durable import HostCheckpoints
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
 from registry.node.logs import FORMATS, configure
 from registry.v1 import host_pb2 as pb
@@ -99,6 +100,7 @@ def _effect(command: pb.HostCommand) -> Effect | None:
                 token=s.token,
                 reason=StartReason(s.reason),
                 state=s.state if s.has_state else None,
+                restored_from=s.restored_from,
             )
         )
     if kind == "stop":
@@ -129,6 +131,7 @@ class Host:
         self._done = loop.create_future()
         self.writer = FrameWriter(self.sock, loop, from_host, self._lost)
         init = self.init
+        self.checkpoints = HostCheckpoints(self._send_now)
         self.runtime = WorkerRuntime(
             node=init.node,
             kinds=kinds,
@@ -140,6 +143,7 @@ class Host:
             mailbox_limit=init.mailbox_limit,
             mailbox_bytes=init.mailbox_bytes,
             on_finished=self._finished,
+            checkpoint=self.checkpoints.request,
         )
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
@@ -214,6 +218,8 @@ class Host:
                 self._cast(command.cast)
             elif kind == "shutdown":
                 self.loop.create_task(self._shutdown())
+            elif kind == "checkpoint_done":
+                self.checkpoints.done(command.checkpoint_done)
         if effects:
             self.runtime.apply(effects)
 
@@ -265,6 +271,10 @@ class Host:
             log.error("host %d: connection to the control process failed: %s", self.init.host, exc)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    def _send_now(self, event: pb.HostEvent) -> None:
+        self.writer.put(event)
+        self.writer.flush()  # the worker awaits the answer: do not wait for a batch
 
     def _lease_holds(self) -> bool:
         return time.monotonic() < self.until

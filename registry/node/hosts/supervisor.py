@@ -127,6 +127,8 @@ class HostSupervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: tuple[str, ...] = ()
+        self.on_checkpoint: Callable[[HostProcess, pb.CheckpointRequest], None] | None = None
+        """Serves a host's ``ctx.checkpoint`` (``registry.node.checkpoints``)."""
 
     @property
     def closed(self) -> bool:
@@ -329,6 +331,7 @@ class HostSupervisor:
             token=spec.token,
             reason=spec.reason.value,
             has_state=spec.state is not None,
+            restored_from=spec.restored_from,
         )
         if spec.state is not None:
             start.state = spec.state
@@ -367,6 +370,8 @@ class HostSupervisor:
                 del host.desired[report.name]
             state = report.state if report.has_state else None
             self._reports.handoff_done(report.name, report.token, state)
+        elif kind == "checkpoint" and self.on_checkpoint is not None:
+            self.on_checkpoint(host, event.checkpoint)
         elif kind == "fatal":
             host.kill(event.fatal.reason)
         elif kind == "hello":

@@ -1,0 +1,137 @@
+"""The control process's side of ``ctx.checkpoint``: commit through the Raft log.
+
+Rules (the state machine's rules are in ``registry.core.durable``)
+--------------------------------------------------------------------
+1. A host's ``CheckpointRequest(name, token, state)`` becomes a ``Checkpoint`` command with
+   a fresh ``seq`` (larger than every earlier one of this process, and than those of any
+   earlier process: it starts from the wall clock in ns). The replica proposes it when
+   leading, else forwards it to the leader (``Replica.propose_checkpoint``).
+2. The answer comes from this node's *applied* state, never from the proposal: the
+   checkpoint is committed (on a majority of fsync'd logs) once this replica has applied
+   a checkpoint of ``(name, token)`` with a ``seq`` at least ours; it was refused (stale)
+   once the name's token is another, it has no holder, or it is gone (then, if that is
+   so before it is proposed, it is not proposed at all: tokens never come back). Whatever is
+   applied is what every replica applied, so the answer is never a guess.
+3. A proposal can be lost (no leader, a leader change, a dropped forward): with neither
+   outcome after ``RESEND_S`` it is sent again with the same ``seq`` (applying it twice
+   changes nothing), until ``COMMIT_TIMEOUT_S``; then ``unavailable``. It may still be
+   applied later, which is safe: it is fenced like any other.
+4. States above ``max_state_bytes`` are refused here (``too_large``) before they reach
+   the log (the worker runtime checks first, too).
+5. On success the supervisor's desired spec of a live activation with that token is
+   updated, so a host that dies and is restarted starts it from this checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter
+
+from registry.core.commands import Checkpoint
+from registry.core.state import StartReason
+from registry.v1 import host_pb2 as pb
+
+if TYPE_CHECKING:
+    from registry.node.driver import Driver
+    from registry.node.hosts.process import HostProcess
+
+log = logging.getLogger("registry.checkpoints")
+
+RESEND_S = 1.0
+"""How long to wait for a proposal's outcome before sending it again (rule 3)."""
+COMMIT_TIMEOUT_S = 10.0
+"""How long a checkpoint may take to commit before the worker hears ``unavailable``."""
+
+
+class CheckpointDesk:
+    """Serves one node's checkpoint requests (module rules)."""
+
+    def __init__(self, driver: Driver, *, max_state_bytes: int, metrics: CollectorRegistry) -> None:
+        self._driver = driver
+        self._max_state = max_state_bytes
+        self._seq = time.time_ns()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counter = Counter(
+            "registry_checkpoints_total",
+            "ctx.checkpoint requests of this node's workers, by result: committed, "
+            "stale_token, too_large, unavailable.",
+            ["result"],
+            registry=metrics,
+        )
+        for result in ("committed", "stale_token", "too_large", "unavailable"):
+            self._counter.labels(result)
+
+    def serve(self, host: HostProcess, request: pb.CheckpointRequest) -> None:
+        """Commit ``request`` and answer the host (with a ``CheckpointDone``)."""
+        task = asyncio.get_running_loop().create_task(self._serve(host, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, host: HostProcess, request: pb.CheckpointRequest) -> None:
+        generation = host.generation
+        reply = pb.CheckpointDone(id=request.id)
+        name, token = request.name, request.token
+        if len(request.state) > self._max_state:
+            reply.error = "too_large"
+            reply.message = (
+                f"checkpoint of {name!r} is {len(request.state)} bytes, over the "
+                f"{self._max_state}-byte limit (max_state_bytes)"
+            )
+        else:
+            outcome = await self.commit(name, token, request.state)
+            if isinstance(outcome, int):
+                reply.index = outcome
+                spec = host.desired.get(name)
+                if spec is not None and spec.token == token:
+                    host.desired[name] = dataclasses.replace(
+                        spec,
+                        reason=StartReason.RESTART,
+                        state=request.state,
+                        restored_from=outcome,
+                    )
+            else:
+                reply.error, reply.message, reply.current_token = outcome
+        self._counter.labels(reply.error or "committed").inc()
+        if host.generation == generation and host.connected:
+            host.send(pb.HostCommand(checkpoint_done=reply))
+
+    async def commit(self, name: str, token: int, state: bytes) -> int | tuple[str, str, int]:
+        """The checkpoint's log index, or ``(error, message, current token)``."""
+        self._seq += 1
+        command = Checkpoint(name=name, token=token, seq=self._seq, state=state)
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        if (stale := self._outcome(command)) is not None:
+            return stale  # superseded already: spare the log an entry it would refuse
+        while True:
+            self._driver.control(lambda replica: replica.propose_checkpoint(command))
+            wait = min(RESEND_S, deadline - time.monotonic())
+            await self._driver.wait_for(lambda: self._outcome(command) is not None, wait)
+            outcome = self._outcome(command)
+            if outcome is not None:
+                return outcome
+            if time.monotonic() >= deadline:
+                return (
+                    "unavailable",
+                    f"not committed within {COMMIT_TIMEOUT_S:g} s (no leader or no quorum)",
+                    token,
+                )
+
+    def _outcome(self, command: Checkpoint) -> int | tuple[str, str, int] | None:
+        state = self._driver.replica.state
+        record = state.registered(command.name)
+        if record is None or not record.holder or record.token != command.token:
+            current = record.token if record is not None else 0
+            why = (
+                f"checkpoint of {command.name!r} from token {command.token} refused: "
+                f"the name's current token is {current or 'none (not registered)'}"
+            )
+            return ("stale_token", why, current)
+        kept = state.checkpoints.get(command.name)
+        if kept is not None and kept.token == command.token and kept.seq >= command.seq:
+            return kept.index
+        return None

@@ -1,0 +1,70 @@
+"""Worker kinds the durable-worker tests load into real nodes (``--worker-module``).
+
+``CheckpointCounter`` (kind ``"ckpt-counter"``): ``incr`` adds one and checkpoints the
+count before it answers; every answer is ``count:reason:restored_from``.
+
+``Zombie`` (kind ``"zombie"``): ``leak`` starts a task that outlives the activation and,
+once the activation stopped, tries a checkpoint with its old token; it appends the
+outcome (``refused <error>`` or ``applied <index>``) to the file named by the args.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+from registry import RegistryError
+from registry.worker import Context, StopCause, Worker
+
+
+class CheckpointCounter(Worker):
+    kind: ClassVar[str] = "ckpt-counter"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ctx: Context | None = None
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+        self.count = int(state) if state else 0
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        assert self.ctx is not None
+        if payload == b"incr":
+            self.count += 1
+            await self.ctx.checkpoint(str(self.count).encode())
+        elif payload != b"get":
+            raise ValueError(f"unknown command {payload!r}")
+        return f"{self.count}:{self.ctx.reason.value}:{self.ctx.restored_from}".encode()
+
+
+class Zombie(Worker):
+    kind: ClassVar[str] = "zombie"
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self.stopped = asyncio.Event()
+        self.leaked: set[asyncio.Task[None]] = set()
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        assert self.ctx is not None
+        if payload == b"leak":
+            task = asyncio.get_running_loop().create_task(self._late_checkpoint(self.ctx))
+            self.leaked.add(task)
+        return f"{self.ctx.token}".encode()
+
+    async def on_stop(self, reason: StopCause) -> None:
+        self.stopped.set()
+
+    async def _late_checkpoint(self, ctx: Context) -> None:
+        await self.stopped.wait()
+        try:
+            outcome = f"applied {await ctx.checkpoint(b'from a stopped activation')}"
+        except RegistryError as exc:
+            outcome = f"refused {type(exc).__name__}: {exc}"
+        with Path(ctx.args.decode()).open("a") as out:
+            out.write(f"{ctx.token} {outcome}\n")
