@@ -25,8 +25,8 @@ Rules (the state machine's rules are in ``registry.core.durable``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from registry.node.driver import Driver
     from registry.node.hosts.process import HostProcess
 
-log = logging.getLogger("registry.checkpoints")
+Outcome = int | tuple[str, str, int]
+"""A committed checkpoint's log index, or ``(error, message, current token)``."""
 
 RESEND_S = 1.0
 """How long to wait for a proposal's outcome before sending it again (rule 3)."""
@@ -56,6 +57,9 @@ class CheckpointDesk:
         self._max_state = max_state_bytes
         self._seq = time.time_ns()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[int, tuple[Checkpoint, asyncio.Future[Outcome]]] = {}
+        """Proposed checkpoints by seq, until this replica applies their outcome."""
+        driver.listeners.on_applied.append(self._on_applied)
         self._counter = Counter(
             "registry_checkpoints_total",
             "ctx.checkpoint requests of this node's workers, by result: committed, "
@@ -100,28 +104,32 @@ class CheckpointDesk:
         if host.generation == generation and host.connected:
             host.send(pb.HostCommand(checkpoint_done=reply))
 
-    async def commit(self, name: str, token: int, state: bytes) -> int | tuple[str, str, int]:
+    async def commit(self, name: str, token: int, state: bytes) -> Outcome:
         """The checkpoint's log index, or ``(error, message, current token)``."""
         self._seq += 1
         command = Checkpoint(name=name, token=token, seq=self._seq, state=state)
-        deadline = time.monotonic() + COMMIT_TIMEOUT_S
         if (stale := self._outcome(command)) is not None:
             return stale  # superseded already: spare the log an entry it would refuse
-        while True:
-            self._driver.control(lambda replica: replica.propose_checkpoint(command))
-            wait = min(RESEND_S, deadline - time.monotonic())
-            await self._driver.wait_for(lambda: self._outcome(command) is not None, wait)
-            outcome = self._outcome(command)
-            if outcome is not None:
-                return outcome
-            if time.monotonic() >= deadline:
-                return (
-                    "unavailable",
-                    f"not committed within {COMMIT_TIMEOUT_S:g} s (no leader or no quorum)",
-                    token,
-                )
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting[command.seq] = (command, future)
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        try:
+            while (wait := min(RESEND_S, deadline - time.monotonic())) > 0:
+                self._driver.control(lambda replica: replica.propose_checkpoint(command))
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(future), wait)
+        finally:
+            self._waiting.pop(command.seq, None)
+        why = f"not committed within {COMMIT_TIMEOUT_S:g} s (no leader or no quorum)"
+        return ("unavailable", why, token)
 
-    def _outcome(self, command: Checkpoint) -> int | tuple[str, str, int] | None:
+    def _on_applied(self, _ready: object) -> None:
+        for command, future in list(self._waiting.values()):
+            outcome = self._outcome(command)
+            if outcome is not None and not future.done():
+                future.set_result(outcome)
+
+    def _outcome(self, command: Checkpoint) -> Outcome | None:
         state = self._driver.replica.state
         record = state.registered(command.name)
         if record is None or not record.holder or record.token != command.token:
