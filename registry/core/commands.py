@@ -25,6 +25,33 @@ class InvalidCommand(RegistryError, ValueError):
     """A log entry that does not decode to a registry command."""
 
 
+RESTART_MODES = ("permanent", "transient", "temporary")
+"""``permanent``: restarted after a crash or ``ctx.stop()``; ``transient``: restarted
+only after a crash; ``temporary``: never restarted, the name is unregistered when its
+activation stops (crash or ``ctx.stop()``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartPolicy:
+    """How a name's activation is restarted on its node (``registry.core.durable``)."""
+
+    mode: str = "permanent"
+    """One of ``RESTART_MODES``."""
+    max_restarts: int = 5
+    """Crashes tolerated within ``window`` seconds; one more marks the activation failed."""
+    window: float = 10.0
+
+    def problem(self) -> str | None:
+        """Why this policy is unusable, or ``None``."""
+        if self.mode not in RESTART_MODES:
+            return f"restart must be one of {', '.join(RESTART_MODES)}, got {self.mode!r}"
+        if self.max_restarts < 0:
+            return f"max_restarts must be >= 0, got {self.max_restarts}"
+        if not 0 < self.window <= 86400:
+            return f"restart window must be in (0, 86400] s, got {self.window}"
+        return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NameSpec:
     name: str
@@ -34,6 +61,8 @@ class NameSpec:
     """The host must have every one of these roles."""
     priority: Priority | None = None
     """Place by priority list instead of the hash ring."""
+    restart: RestartPolicy | None = None
+    """``None``: the node's defaults (permanent, its ``max_restarts``/``restart_window``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +155,15 @@ class Checkpoint:
     state: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quit:
+    """Activation ``token`` of ``name`` ended itself and unregisters its name
+    (``ctx.stop(unregister=True)``, or a ``temporary`` name's activation stopped)."""
+
+    name: str
+    token: int
+
+
 Command = (
     Register
     | Unregister
@@ -138,6 +176,7 @@ Command = (
     | MemberAdmit
     | MemberRetire
     | Checkpoint
+    | Quit
 )
 
 _KINDS: dict[str, type[Any]] = {
@@ -152,6 +191,7 @@ _KINDS: dict[str, type[Any]] = {
     "member_admit": MemberAdmit,
     "member_retire": MemberRetire,
     "checkpoint": Checkpoint,
+    "quit": Quit,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 
@@ -213,11 +253,14 @@ def _spec_to_json(spec: NameSpec) -> dict[str, Any]:
         out["roles"] = list(spec.roles)
     if spec.priority is not None:
         out["priority"] = [list(tier) for tier in spec.priority]
+    if spec.restart is not None:
+        r = spec.restart
+        out["restart"] = [r.mode, r.max_restarts, r.window]
     return out
 
 
 def _spec_from_json(value: object, where: str) -> NameSpec:
-    raw = _fields(value, where, {"name", "kind"}, {"args", "roles", "priority"})
+    raw = _fields(value, where, {"name", "kind"}, {"args", "roles", "priority", "restart"})
     priority = raw.get("priority")
     if priority is not None and not isinstance(priority, list):
         raise InvalidCommand(f"{where}.priority must be a list of lists")
@@ -229,7 +272,25 @@ def _spec_from_json(value: object, where: str) -> NameSpec:
         priority=None
         if priority is None
         else tuple(_strs(tier, f"{where}.priority[{i}]") for i, tier in enumerate(priority)),
+        restart=_restart_from_json(raw["restart"], where) if "restart" in raw else None,
     )
+
+
+def _restart_from_json(value: object, where: str) -> RestartPolicy:
+    if not isinstance(value, list) or len(value) != 3:
+        raise InvalidCommand(f"{where}.restart must be [mode, max_restarts, window]")
+    window = value[2]
+    if not isinstance(window, int | float) or isinstance(window, bool):
+        raise InvalidCommand(f"{where}.restart window must be a number")
+    policy = RestartPolicy(
+        mode=_str(value[0], f"{where}.restart mode"),
+        max_restarts=_int(value[1], f"{where}.restart max_restarts"),
+        window=float(window),
+    )
+    problem = policy.problem()
+    if problem:
+        raise InvalidCommand(f"{where}: {problem}")
+    return policy
 
 
 def _specs_from_json(specs: list[object], where: str) -> Iterator[NameSpec]:
@@ -366,6 +427,11 @@ def decode(data: bytes) -> Command:
             token=_int(raw["token"], f"{where}: token"),
             seq=_int(raw["seq"], f"{where}: seq"),
             state=_unb64(raw["state"], f"{where}: state"),
+        )
+    if cls is Quit:
+        raw = _fields(raw, where, {"kind", "name", "token"}, set())
+        return Quit(
+            name=_str(raw["name"], f"{where}: name"), token=_int(raw["token"], f"{where}: token")
         )
     if cls is Unregister:
         raw = _fields(raw, where, {"kind", "name"}, set())

@@ -37,6 +37,7 @@ from registry.core.commands import (
     Checkpoint,
     Command,
     InvalidCommand,
+    Quit,
     Released,
     Releases,
     decode,
@@ -243,7 +244,7 @@ class Replica:
         """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
         return self.raft.propose(encode(command))
 
-    def propose_checkpoint(self, command: Checkpoint) -> None:
+    def propose_checkpoint(self, command: Checkpoint | Quit) -> None:
         """Propose ``command`` here when leading, else forward it to the leader; with no
         leader it is dropped. Either way the caller waits to see it applied, and sends it
         again if it was lost (``registry.node.checkpoints``)."""

@@ -48,9 +48,11 @@ from registry.core.commands import (
     MemberUp,
     NameSpec,
     Priority,
+    Quit,
     Register,
     Released,
     Releases,
+    RestartPolicy,
     Unregister,
 )
 from registry.core.durable import Checkpoints, StoredCheckpoint
@@ -144,6 +146,7 @@ class NameRecord:
                 reason=self.reason,
                 state=checkpoint.state,
                 restored_from=checkpoint.index,
+                restart=self.spec.restart,
             )
         return Activation(
             name=self.spec.name,
@@ -152,6 +155,7 @@ class NameRecord:
             token=self.token,
             reason=self.reason,
             state=self.state,
+            restart=self.spec.restart,
         )
 
 
@@ -167,9 +171,18 @@ class Activation:
     state: bytes | None
     restored_from: int = 0
     """The log index of the checkpoint ``state`` comes from (0: not a checkpoint)."""
+    restart: RestartPolicy | None = None
+    """The registration's restart policy (``None``: the node's defaults)."""
 
 
 _RESUMABLE = (StartReason.FAILOVER, StartReason.RESTART)
+
+
+def _restart_row(policy: RestartPolicy | None) -> list[list[Any]]:
+    """The snapshot row's optional last element (absent: the node's defaults)."""
+    if policy is None:
+        return []
+    return [[policy.mode, policy.max_restarts, policy.window]]
 
 
 def validate_identifier(what: str, value: str) -> str | None:
@@ -310,6 +323,8 @@ class RegistryState:
             return self._member_retire(index, command)
         if isinstance(command, Checkpoint):
             return self._checkpoint(index, command)
+        if isinstance(command, Quit):
+            return self._quit(command)
         if isinstance(command, Releases):
             for item in command.items:
                 self._released(index, item, assign=False)
@@ -332,6 +347,8 @@ class RegistryState:
             problem = validate_identifier("name", spec.name) or validate_identifier(
                 "kind", spec.kind
             )
+            if not problem and spec.restart is not None:
+                problem = spec.restart.problem()
             if problem:
                 return Result(code=Code.INVALID_ARGUMENT, message=f"{spec.name!r}: {problem}")
             if spec.name in seen:
@@ -387,6 +404,15 @@ class RegistryState:
             )
         self.checkpoints.put(index, command.name, command.token, command.seq, command.state)
         return OK
+
+    def _quit(self, command: Quit) -> Result:
+        record = self.registered(command.name)
+        if record is None or not record.holder or record.token != command.token:
+            return Result(
+                code=Code.STALE,
+                message=f"{command.name!r}: activation {command.token} is not the current one",
+            )
+        return self._unregister(Unregister(name=command.name))
 
     def _unregister(self, command: Unregister) -> Result:
         record = self.registered(command.name)
@@ -642,6 +668,7 @@ class RegistryState:
                     b64(r.state),
                     sorted(r.groups) if r.groups else [],
                     r.unregistering,
+                    *_restart_row(r.spec.restart),
                 ]
                 for r in (self.names[name] for name in sorted(self.names))
             ],
@@ -672,13 +699,22 @@ class RegistryState:
                 down_index=rest[0] if rest else 0,  # snapshots before down_index: 0
             )
         for row in body["names"]:
-            name, kind, args, roles, priority, holder, inc, token, reason, blob, groups, gone = row
+            name, kind, args, roles, priority, holder, inc, token, reason, blob, groups, gone = row[
+                :12
+            ]
+            extra = row[12] if len(row) > 12 else None
+            restart = (
+                None
+                if extra is None
+                else RestartPolicy(mode=extra[0], max_restarts=extra[1], window=extra[2])
+            )
             spec = NameSpec(
                 name=name,
                 kind=kind,
                 args=base64.b64decode(args) if args else b"",
                 roles=tuple(roles),
                 priority=None if priority is None else tuple(tuple(t) for t in priority),
+                restart=restart,
             )
             state.names[name] = NameRecord(
                 spec=spec,

@@ -20,6 +20,8 @@ Rules (the state machine's rules are in ``registry.core.durable``)
    the log (the worker runtime checks first, too).
 5. On success the supervisor's desired spec of a live activation with that token is
    updated, so a host that dies and is restarted starts it from this checkpoint.
+6. ``Quit(name, token)`` (a worker ended itself and unregisters its name) goes the same
+   way: done once the name is unregistered here, refused once its token is another.
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from registry.core.commands import Checkpoint
+from registry.core.commands import Checkpoint, Quit
 from registry.core.state import StartReason
 from registry.v1 import host_pb2 as pb
 
 if TYPE_CHECKING:
     from registry.node.driver import Driver
     from registry.node.hosts.process import HostProcess
+
+log = logging.getLogger("registry.checkpoints")
 
 Outcome = int | tuple[str, str, int]
 """A committed checkpoint's log index, or ``(error, message, current token)``."""
@@ -57,8 +63,8 @@ class CheckpointDesk:
         self._max_state = max_state_bytes
         self._seq = time.time_ns()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiting: dict[int, tuple[Checkpoint, asyncio.Future[Outcome]]] = {}
-        """Proposed checkpoints by seq, until this replica applies their outcome."""
+        self._waiting: dict[int, tuple[Checkpoint | Quit, asyncio.Future[Outcome]]] = {}
+        """Proposed commands by seq, until this replica applies their outcome."""
         driver.listeners.on_applied.append(self._on_applied)
         self._counter = Counter(
             "registry_checkpoints_total",
@@ -72,9 +78,22 @@ class CheckpointDesk:
 
     def serve(self, host: HostProcess, request: pb.CheckpointRequest) -> None:
         """Commit ``request`` and answer the host (with a ``CheckpointDone``)."""
-        task = asyncio.get_running_loop().create_task(self._serve(host, request))
+        self._spawn(self._serve(host, request))
+
+    def quit(self, name: str, token: int) -> None:
+        """Unregister ``name`` for its activation ``token``, which ended itself (rule 6)."""
+        self._spawn(self._quit(name, token))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _quit(self, name: str, token: int) -> None:
+        self._seq += 1
+        outcome = await self._commit(Quit(name=name, token=token), self._seq)
+        if not isinstance(outcome, int):
+            log.warning("%s (token %d) ended itself; not unregistered: %s", name, token, outcome[1])
 
     async def _serve(self, host: HostProcess, request: pb.CheckpointRequest) -> None:
         generation = host.generation
@@ -108,10 +127,13 @@ class CheckpointDesk:
         """The checkpoint's log index, or ``(error, message, current token)``."""
         self._seq += 1
         command = Checkpoint(name=name, token=token, seq=self._seq, state=state)
+        return await self._commit(command, command.seq)
+
+    async def _commit(self, command: Checkpoint | Quit, seq: int) -> Outcome:
         if (stale := self._outcome(command)) is not None:
             return stale  # superseded already: spare the log an entry it would refuse
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting[command.seq] = (command, future)
+        self._waiting[seq] = (command, future)
         deadline = time.monotonic() + COMMIT_TIMEOUT_S
         try:
             while (wait := min(RESEND_S, deadline - time.monotonic())) > 0:
@@ -119,9 +141,9 @@ class CheckpointDesk:
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(future), wait)
         finally:
-            self._waiting.pop(command.seq, None)
+            self._waiting.pop(seq, None)
         why = f"not committed within {COMMIT_TIMEOUT_S:g} s (no leader or no quorum)"
-        return ("unavailable", why, token)
+        return ("unavailable", why, command.token)
 
     def _on_applied(self, _ready: object) -> None:
         for command, future in list(self._waiting.values()):
@@ -129,16 +151,20 @@ class CheckpointDesk:
             if outcome is not None and not future.done():
                 future.set_result(outcome)
 
-    def _outcome(self, command: Checkpoint) -> Outcome | None:
+    def _outcome(self, command: Checkpoint | Quit) -> Outcome | None:
         state = self._driver.replica.state
         record = state.registered(command.name)
+        if isinstance(command, Quit) and record is None:
+            return 0  # unregistered (by this Quit, or anyway)
         if record is None or not record.holder or record.token != command.token:
             current = record.token if record is not None else 0
             why = (
-                f"checkpoint of {command.name!r} from token {command.token} refused: "
-                f"the name's current token is {current or 'none (not registered)'}"
+                f"{type(command).__name__} of {command.name!r} from token {command.token} "
+                f"refused: the name's current token is {current or 'none (not registered)'}"
             )
             return ("stale_token", why, current)
+        if isinstance(command, Quit):
+            return None
         kept = state.checkpoints.get(command.name)
         if kept is not None and kept.token == command.token and kept.seq >= command.seq:
             return kept.index

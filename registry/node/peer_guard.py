@@ -60,7 +60,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
-from registry.core.commands import Checkpoint, InvalidCommand, Released, Releases, decode
+from registry.core.commands import (
+    Checkpoint,
+    InvalidCommand,
+    Quit,
+    Released,
+    Releases,
+    decode,
+)
 from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, EntryType, Message, MessageType, NodeId
 from registry.core.replica import Forward, PeerMessage, Replica
@@ -244,7 +251,10 @@ def _check_forward(msg: Forward, view: PeerView) -> str | None:
         return "forward_not_allowed"
     items = command.items if isinstance(command, Releases) else (command,)
     for item in items:
-        if not isinstance(item, Released | Checkpoint) or view.holder_of(item.name) != msg.src:
+        if (
+            not isinstance(item, Released | Checkpoint | Quit)
+            or view.holder_of(item.name) != msg.src
+        ):
             return "forward_not_allowed"
     return None
 

@@ -123,6 +123,7 @@ class Node:
             self.driver, max_state_bytes=cfg.max_state_bytes, metrics=self.metrics.registry
         )
         self.runtime.on_checkpoint = self.checkpoints.serve
+        self.runtime.on_quit = self.checkpoints.quit
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)

@@ -42,6 +42,7 @@ from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
 from registry.node.auth.gate import CALLER, PERMISSION, ForwardCaller
+from registry.node.restart_policy import restart_from_pb
 from registry.node.status import (
     ENTRY_TOO_LARGE,
     FANOUT_TOO_LARGE,
@@ -117,7 +118,12 @@ def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
     if priority is not None and not all(priority):
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "priority tiers must not be empty")
     return NameSpec(
-        name=spec.name, kind=spec.kind, args=spec.args, roles=tuple(spec.roles), priority=priority
+        name=spec.name,
+        kind=spec.kind,
+        args=spec.args,
+        roles=tuple(spec.roles),
+        priority=priority,
+        restart=restart_from_pb(spec),
     )
 
 

@@ -55,7 +55,7 @@ class HostInit(_message.Message):
     def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
-    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from")
+    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,9 @@ class HostStart(_message.Message):
     HAS_STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RESTORED_FROM_FIELD_NUMBER: _ClassVar[int]
+    RESTART_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    RESTART_WINDOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
@@ -72,7 +75,10 @@ class HostStart(_message.Message):
     has_state: bool
     state: bytes
     restored_from: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ...) -> None: ...
+    restart_mode: str
+    max_restarts: int
+    restart_window: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ..., restart_mode: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ...) -> None: ...
 
 class HostStop(_message.Message):
     __slots__ = ("name", "token", "reason")
@@ -131,7 +137,7 @@ class FromHost(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
 
 class HostEvent(_message.Message):
-    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint")
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +145,7 @@ class HostEvent(_message.Message):
     FATAL_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    QUIT_FIELD_NUMBER: _ClassVar[int]
     hello: HostHello
     reply: CallReply
     ended: ActivationEnded
@@ -146,7 +153,8 @@ class HostEvent(_message.Message):
     fatal: HostFatal
     stopped: HostStopped
     checkpoint: CheckpointRequest
-    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ...) -> None: ...
+    quit: Quit
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
     __slots__ = ("kinds", "error", "pid")
@@ -205,6 +213,14 @@ class HostFatal(_message.Message):
 class HostStopped(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Quit(_message.Message):
+    __slots__ = ("name", "token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
     __slots__ = ("id", "name", "token", "state")

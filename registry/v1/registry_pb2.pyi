@@ -14,18 +14,24 @@ class Tier(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NameSpec(_message.Message):
-    __slots__ = ("name", "kind", "args", "roles", "priority")
+    __slots__ = ("name", "kind", "args", "roles", "priority", "restart", "max_restarts", "restart_window")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    RESTART_WINDOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
     roles: _containers.RepeatedScalarFieldContainer[str]
     priority: _containers.RepeatedCompositeFieldContainer[Tier]
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ...) -> None: ...
+    restart: str
+    max_restarts: int
+    restart_window: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., restart: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ...) -> None: ...
 
 class Location(_message.Message):
     __slots__ = ("name", "node", "address", "token", "stale", "kind")

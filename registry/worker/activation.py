@@ -36,7 +36,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from registry.core.errors import LimitExceeded
 from registry.core.state import Activation, StartReason
@@ -99,6 +99,7 @@ class ActivationRunner:
         on_overrun: Callable[[ActivationRunner], None],
         on_ended: Callable[[ActivationRunner], None],
         checkpoint: Checkpointer | None = None,
+        on_quit: Callable[[ActivationRunner], None] | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -132,6 +133,16 @@ class ActivationRunner:
         self._handoff_timer: asyncio.TimerHandle | None = None
         self._fence_timer: asyncio.TimerHandle | None = None
         self._checkpointer = checkpoint
+        self._on_quit = on_quit
+        self._mode = spec.restart.mode if spec.restart is not None else "permanent"
+        if spec.restart is not None:  # the registration's limits win over the node's
+            self._policy = replace(
+                policy,
+                max_restarts=spec.restart.max_restarts,
+                restart_window=spec.restart.window,
+            )
+        self._quit_request: bool | None = None
+        """``ctx.stop(unregister)`` was called: end after the running hook."""
         self._last_checkpoint: tuple[bytes, int] | None = None
         """The last committed checkpoint ``(state, index)``: a crashed instance restarts
         from it, as a failover would."""
@@ -246,7 +257,10 @@ class ActivationRunner:
                     await worker.end_handoff(state)
                 self.state = ActivationState.RUNNING
                 await self._serve(worker)
-                return  # a handoff (or a stop whose cancel a hook swallowed) ended it
+                if self._quit_request is None or self.stop_cause is not None:
+                    return  # a handoff (or a stop whose cancel a hook swallowed) ended it
+                if not await self._stopped_itself(worker):
+                    return
             except Exception as exc:
                 if not await self._crashed(worker, exc):
                     return
@@ -264,7 +278,37 @@ class ActivationRunner:
             reason=reason,
             restored_from=restored_from,
             _checkpoint=self._checkpoint if self._checkpointer is not None else None,
+            _stop=self._stop_requested,
         )
+
+    def _stop_requested(self, unregister: bool) -> None:
+        self._quit_request = bool(self._quit_request) or unregister
+        self._wakeup.set()
+
+    async def _stopped_itself(self, worker: Worker) -> bool:
+        """After ``ctx.stop``: True when a new instance should start (``permanent``)."""
+        unregister, self._quit_request = bool(self._quit_request), None
+        if unregister or self._mode == "temporary":
+            self.stop_cause = StopCause.STOPPED  # _finish calls on_stop
+            self._quit()
+            return False
+        self._instance = None
+        try:
+            await worker.on_stop(StopCause.STOPPED)
+        except Exception as exc:
+            log.error("worker %s: on_stop(STOPPED) raised", self.name, exc_info=exc)
+        if self._mode == "permanent":
+            return True
+        self.failure = self.last_error = (
+            "stopped itself (ctx.stop); a transient name is not restarted"
+        )
+        self.state = ActivationState.FAILED
+        self._fail_pending()
+        return False
+
+    def _quit(self) -> None:
+        if self._on_quit is not None:
+            self._on_quit(self)
 
     async def _checkpoint(self, state: bytes) -> int:
         limit = self._policy.max_state_bytes
@@ -283,9 +327,11 @@ class ActivationRunner:
     async def _serve(self, worker: Worker) -> None:
         """Serve the mailbox until a handoff or a stop ends it; a hook's error propagates."""
         while self.stop_cause is None:  # also set when a hook swallowed our cancel
-            while not self._mailbox:
+            while not self._mailbox and self._quit_request is None:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            if self._quit_request is not None:
+                return
             msg = self._mailbox.popleft()
             if isinstance(msg, _Handoff):
                 if await self._handoff(worker):
@@ -369,6 +415,13 @@ class ActivationRunner:
         if self._handoff_pending and self.stop_cause is None:
             self.stop_cause = StopCause.HANDOFF  # it was moving anyway: move it, stateless
         if self.stop_cause is not None:
+            return False
+        if self._mode == "temporary":
+            self.failure = self.last_error = (
+                f"crashed ({self.last_error}); a temporary name is not restarted"
+            )
+            self.state = ActivationState.FAILED
+            self._quit()
             return False
         now = asyncio.get_running_loop().time()
         self._crashes.append(now)

@@ -52,6 +52,19 @@ class Context:
     _checkpoint: Callable[[bytes], Awaitable[int]] | None = field(
         default=None, repr=False, compare=False
     )
+    _stop: Callable[[bool], None] | None = field(default=None, repr=False, compare=False)
+
+    async def stop(self, *, unregister: bool = False) -> None:
+        """End this activation once the running hook returns (``on_stop(STOPPED)``);
+        queued calls then fail with ``NotHere``. With ``unregister=True`` the name is
+        unregistered too (fenced by this activation's token: a superseded activation
+        cannot unregister its successor). Otherwise the registration's restart policy
+        decides: ``permanent`` starts a new instance (from the last checkpoint),
+        ``transient`` leaves the activation stopped (calls fail with ``WorkerFailed``
+        until the name moves or fails over), ``temporary`` unregisters the name."""
+        if self._stop is None:
+            raise RuntimeError("this context has no runtime to stop")
+        self._stop(unregister)
 
     async def checkpoint(self, state: bytes) -> int:
         """Persist ``state`` as this name's checkpoint and return its log index.
@@ -109,6 +122,8 @@ class StopCause(enum.Enum):
     """The node shuts down."""
     CRASHED = "crashed"
     """A hook raised; a new instance is started after a backoff (see the runtime)."""
+    STOPPED = "stopped"
+    """The worker called ``ctx.stop()``."""
 
 
 class Worker:

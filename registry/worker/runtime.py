@@ -110,7 +110,9 @@ class WorkerRuntime:
 
     ``checkpoint(name, token, state)``, if given, commits an activation's
     ``ctx.checkpoint`` (a worker host sends it to its control process); without it
-    ``ctx.checkpoint`` raises ``RuntimeError``.
+    ``ctx.checkpoint`` raises ``RuntimeError``. ``on_quit(name, token)``, if given, is
+    told when an activation's name must be unregistered (``ctx.stop(unregister=True)``,
+    or a ``temporary`` name's activation stopped or crashed).
 
     All methods must be called from the event loop the runtime runs on.
     """
@@ -133,10 +135,12 @@ class WorkerRuntime:
         rng: random.Random | None = None,
         on_finished: Callable[[str, int, str], None] | None = None,
         checkpoint: Checkpointer | None = None,
+        on_quit: Callable[[str, int], None] | None = None,
     ) -> None:
         self.node = node
         self._on_finished = on_finished
         self._checkpoint = checkpoint
+        self._on_quit = on_quit
         self._kinds = dict(kinds)
         self._reports = reports
         self._lease_holds = lease_holds
@@ -288,6 +292,7 @@ class WorkerRuntime:
             on_overrun=self._overrun,
             on_ended=self._ended,
             checkpoint=self._checkpoint,
+            on_quit=self._quit,
         )
 
     def _forget_if_empty(self, name: str, slot: _Slot) -> None:
@@ -296,6 +301,12 @@ class WorkerRuntime:
             del self._slots[name]
 
     # -- callbacks from runners --------------------------------------------------------
+
+    def _quit(self, runner: ActivationRunner) -> None:
+        if self._on_quit is not None:
+            self._report(self._on_quit, runner.name, runner.token)
+        else:
+            log.warning("%s: asked to unregister itself, but no node listens", runner.name)
 
     def _ignored(self, runner: ActivationRunner) -> None:
         self._report(self._reports.handoff_ignored, runner.name, runner.token)

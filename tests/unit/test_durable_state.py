@@ -6,7 +6,20 @@ from __future__ import annotations
 
 import random
 
-from registry.core.commands import Checkpoint, MemberUp, Unregister, decode, encode
+import pytest
+
+from registry.core.commands import (
+    Checkpoint,
+    InvalidCommand,
+    MemberUp,
+    NameSpec,
+    Quit,
+    Register,
+    RestartPolicy,
+    Unregister,
+    decode,
+    encode,
+)
 from registry.core.state import Code, RegistryState, Result, StartReason
 from tests.unit.test_state import Log, assert_unchanged
 
@@ -155,3 +168,41 @@ def test_no_stale_checkpoint_is_ever_applied_under_random_interleavings() -> Non
             assert not seen_tokens or after.token >= seen_tokens[-1]
             seen_tokens.append(after.token)
     assert len(set(seen_tokens)) > 3, "the run should cover several activations"
+
+
+# -- restart policies and Quit -----------------------------------------------------------
+
+
+def test_a_restart_policy_round_trips_through_the_log_and_snapshots() -> None:
+    policy = RestartPolicy(mode="transient", max_restarts=2, window=3.5)
+    register = Register(specs=(NameSpec(name="w", kind="k", restart=policy),))
+    assert decode(encode(register)) == register
+    log = Log("n1")
+    assert log.apply(register).ok
+    assert log.state.activations_for("n1", 1)["w"].restart == policy
+    copy = RegistryState.restore(log.state.snapshot())
+    assert copy.names["w"].spec.restart == policy and copy.snapshot() == log.state.snapshot()
+
+
+def test_a_bad_restart_policy_is_refused_in_the_log_and_by_the_state_machine() -> None:
+    bad = RestartPolicy(mode="sometimes")
+    assert bad.problem() is not None
+    log = Log("n1")
+    refused = assert_unchanged(
+        log, Register(specs=(NameSpec(name="w", kind="k", restart=bad),)), Code.INVALID_ARGUMENT
+    )
+    assert "permanent" in refused.message
+    data = encode(Register(specs=(NameSpec(name="w", kind="k", restart=bad),)))
+    with pytest.raises(InvalidCommand):
+        decode(data)
+
+
+def test_quit_unregisters_only_for_the_current_token() -> None:
+    log = Log("n1", "n2", "n3")
+    log.register("w")
+    old = log.record("w")
+    old_token, old_holder = old.token, old.holder
+    log.down(old_holder)
+    assert_unchanged(log, Quit(name="w", token=old_token), Code.STALE)  # superseded
+    assert log.apply(Quit(name="w", token=log.record("w").token)).ok
+    assert log.state.registered("w") is None and log.record("w").unregistering

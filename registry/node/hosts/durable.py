@@ -11,9 +11,27 @@ import asyncio
 from collections.abc import Callable
 
 from registry.client.fencing import StaleToken
+from registry.core.commands import RestartPolicy
 from registry.core.errors import LimitExceeded
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CheckpointFailed
+
+
+def restart_from_host(start: pb.HostStart) -> RestartPolicy | None:
+    """The restart policy a ``HostStart`` carries (``None``: the host's defaults)."""
+    if not start.restart_mode:
+        return None
+    return RestartPolicy(
+        mode=start.restart_mode, max_restarts=start.max_restarts, window=start.restart_window
+    )
+
+
+def restart_to_host(policy: RestartPolicy | None, start: pb.HostStart) -> None:
+    """Fill ``start``'s restart fields from ``policy``."""
+    if policy is not None:
+        start.restart_mode = policy.mode
+        start.max_restarts = policy.max_restarts
+        start.restart_window = policy.window
 
 
 class HostCheckpoints:

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
-from registry.node.hosts.durable import HostCheckpoints
+from registry.node.hosts.durable import HostCheckpoints, restart_from_host
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
 from registry.node.logs import FORMATS, configure
 from registry.v1 import host_pb2 as pb
@@ -101,6 +101,7 @@ def _effect(command: pb.HostCommand) -> Effect | None:
                 reason=StartReason(s.reason),
                 state=s.state if s.has_state else None,
                 restored_from=s.restored_from,
+                restart=restart_from_host(s),
             )
         )
     if kind == "stop":
@@ -144,6 +145,7 @@ class Host:
             mailbox_bytes=init.mailbox_bytes,
             on_finished=self._finished,
             checkpoint=self.checkpoints.request,
+            on_quit=self._quit,
         )
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
@@ -271,6 +273,9 @@ class Host:
             log.error("host %d: connection to the control process failed: %s", self.init.host, exc)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    def _quit(self, name: str, token: int) -> None:
+        self.writer.put(pb.HostEvent(quit=pb.Quit(name=name, token=token)))
 
     def _send_now(self, event: pb.HostEvent) -> None:
         self.writer.put(event)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from registry.core.errors import ConfigError, LimitExceeded
 from registry.core.replica import Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.hosts.durable import restart_to_host
 from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
@@ -129,6 +130,8 @@ class HostSupervisor:
         self.kinds: tuple[str, ...] = ()
         self.on_checkpoint: Callable[[HostProcess, pb.CheckpointRequest], None] | None = None
         """Serves a host's ``ctx.checkpoint`` (``registry.node.checkpoints``)."""
+        self.on_quit: Callable[[str, int], None] | None = None
+        """Unregisters a name whose activation ended itself (fenced by its token)."""
 
     @property
     def closed(self) -> bool:
@@ -333,6 +336,7 @@ class HostSupervisor:
             has_state=spec.state is not None,
             restored_from=spec.restored_from,
         )
+        restart_to_host(spec.restart, start)
         if spec.state is not None:
             start.state = spec.state
         host.send(pb.HostCommand(start=start))
@@ -372,6 +376,8 @@ class HostSupervisor:
             self._reports.handoff_done(report.name, report.token, state)
         elif kind == "checkpoint" and self.on_checkpoint is not None:
             self.on_checkpoint(host, event.checkpoint)
+        elif kind == "quit" and self.on_quit is not None:
+            self.on_quit(event.quit.name, event.quit.token)
         elif kind == "fatal":
             host.kill(event.fatal.reason)
         elif kind == "hello":

@@ -1,0 +1,30 @@
+"""A registration's restart policy from the wire (``registry.v1.NameSpec`` fields 6–8).
+
+No field set means the node's defaults (``None``); any field set makes a policy whose
+other fields take the defaults (permanent, 5 crashes per 10 s). A policy that makes no
+sense is refused with INVALID_ARGUMENT before it reaches the log.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from registry.core.commands import RestartPolicy
+from registry.node.status import Abort
+from registry.v1 import registry_pb2 as pb
+
+
+def restart_from_pb(spec: pb.NameSpec) -> RestartPolicy | None:
+    has_max, has_window = spec.HasField("max_restarts"), spec.HasField("restart_window")
+    if not (spec.restart or has_max or has_window):
+        return None
+    default = RestartPolicy()
+    policy = RestartPolicy(
+        mode=spec.restart or default.mode,
+        max_restarts=spec.max_restarts if has_max else default.max_restarts,
+        window=spec.restart_window if has_window else default.window,
+    )
+    problem = policy.problem()
+    if problem:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{spec.name!r}: {problem}")
+    return policy
