@@ -3,6 +3,8 @@
 ``CheckpointCounter`` (kind ``"ckpt-counter"``): ``incr`` adds one and checkpoints the
 count before it answers; every answer is ``count:reason:restored_from``.
 
+``PolicyProbe`` (kind ``"policy-probe"``): restart policies (see the class).
+
 ``Zombie`` (kind ``"zombie"``): ``leak`` starts a task that outlives the activation and,
 once the activation stopped, tries a checkpoint with its old token; it appends the
 outcome (``refused <error>`` or ``applied <index>``) to the file named by the args.
@@ -68,3 +70,27 @@ class Zombie(Worker):
             outcome = f"refused {type(exc).__name__}: {exc}"
         with Path(ctx.args.decode()).open("a") as out:
             out.write(f"{ctx.token} {outcome}\n")
+
+
+class PolicyProbe(Worker):
+    """``crash`` raises; ``stop``/``quit`` call ``ctx.stop()`` (``quit``: unregister);
+    every other call answers ``starts:reason``, ``starts`` counting instances of this
+    name in this host process (a class attribute survives instance restarts)."""
+
+    kind: ClassVar[str] = "policy-probe"
+    starts: ClassVar[dict[str, int]] = {}
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+        PolicyProbe.starts[ctx.name] = PolicyProbe.starts.get(ctx.name, 0) + 1
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        assert self.ctx is not None
+        if payload == b"crash":
+            raise RuntimeError("asked to crash")
+        if payload in (b"stop", b"quit"):
+            await self.ctx.stop(unregister=payload == b"quit")
+        return f"{PolicyProbe.starts[self.ctx.name]}:{self.ctx.reason.value}".encode()
