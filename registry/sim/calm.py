@@ -10,7 +10,7 @@ and digest, within ``bound_us``. A probe lost to a leader change is re-proposed.
 from __future__ import annotations
 
 from registry.core.messages import Role
-from registry.sim.nemesis import Nemesis
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.observations import CalmStarted, FinalState, LivenessShown, NodeFinal
 from registry.sim.raft_harness import RaftHost, RaftSim
 from registry.sim.raft_workload import RaftWorkload
@@ -42,7 +42,7 @@ class CalmPhase:
         self._workload.writing = False
         self.start_us = world.now_us
         self._sim.observe(CalmStarted(at_us=world.now_us, bound_us=self.bound_us))
-        self._sim.every(POLL_US, self._poll)
+        self._sim.world.every(POLL_US, self._poll)
 
     def _on_ack(self, data: bytes, index: int) -> None:
         if data.startswith(b"probe"):

@@ -30,7 +30,7 @@ from registry.core.placement import DEFAULT_VNODES
 from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_observations import Converged, HealStarted
 from registry.sim.cluster_workload import ClusterWorkload
-from registry.sim.nemesis import Nemesis
+from registry.sim.engine.nemesis import Nemesis
 
 POLL_US = 50_000
 STABLE_US = 1_000_000
@@ -81,7 +81,7 @@ class HealPhase:
         self._workload.writing = False
         self.start_us = world.now_us
         self._sim.observe(HealStarted(at_us=world.now_us, bound_us=self.bound_us))
-        self._sim.every(POLL_US, self._poll)
+        self._sim.world.every(POLL_US, self._poll)
 
     def _poll(self) -> None:
         if self.converged_us is not None:

@@ -30,14 +30,14 @@ from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, ConfChangeType, Message, Role
 from registry.core.replica import Applied, Forward, PeerMessage, Replica
 from registry.core.timing import PRESETS, MembershipConfig, Timing
-from registry.sim.clock import ClockConfig
 from registry.sim.cluster_checkers import ClusterSuite
 from registry.sim.cluster_observations import ClusterObservation, MajorityChanged
 from registry.sim.cluster_runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.engine.clock import ClockConfig
+from registry.sim.engine.disk import RaftDisk
+from registry.sim.engine.network import NetworkConfig
+from registry.sim.engine.world import World
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.network import NetworkConfig
-from registry.sim.raft_disk import RaftDisk
-from registry.sim.world import World
 
 LEARNER_CHECK_US = 300_000
 
@@ -301,17 +301,10 @@ class ClusterSim:
             self.world.add(node_id, host)
         self._on_topology()
         if self.learners:
-            self.every(LEARNER_CHECK_US, self._add_learners)
+            self.world.every(LEARNER_CHECK_US, self._add_learners)
 
     def observe(self, obs: ClusterObservation) -> None:
         self.suite.feed(obs)
-
-    def every(self, period_us: int, action: Callable[[], None]) -> None:
-        def again() -> None:
-            action()
-            self.world.after(period_us, again)
-
-        self.world.after(period_us, again)
 
     # -- topology ----------------------------------------------------------------------
 

@@ -35,8 +35,8 @@ from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_observations import ClusterRunEnded, FinalRegistry, NodeRegistry
 from registry.sim.cluster_runtime import HandoffBehaviour
 from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.nemesis import Nemesis
 from registry.sim.runner import _describe_exception
 
 DEFAULT_DURATION_S = 30.0

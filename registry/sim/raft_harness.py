@@ -14,16 +14,17 @@ Settings are deliberately hostile: a snapshot every 40 applied entries, 256-byte
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from registry.core.config import RaftConfig
 from registry.core.messages import Entry, Message, ReadState, Ready, Role
 from registry.core.raft import RawNode
 from registry.sim.checkers import CheckerSuite
-from registry.sim.clock import ClockConfig
+from registry.sim.engine.clock import ClockConfig
+from registry.sim.engine.disk import RaftDisk
+from registry.sim.engine.network import NetworkConfig
+from registry.sim.engine.world import World
 from registry.sim.hashchain import HashChain
-from registry.sim.network import NetworkConfig
 from registry.sim.observations import (
     Applied,
     LeaderElected,
@@ -35,8 +36,6 @@ from registry.sim.observations import (
     ReadServed,
     Restored,
 )
-from registry.sim.raft_disk import RaftDisk
-from registry.sim.world import World
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -290,15 +289,6 @@ class RaftSim:
     def sample_logs(self) -> None:
         logs = tuple(host.node_log() for host in self.hosts.values())
         self.observe(LogSample(at_us=self.world.now_us, logs=logs))
-
-    def every(self, period_us: int, action: Callable[[], None]) -> None:
-        """Run ``action`` every ``period_us`` of true time, forever."""
-
-        def again() -> None:
-            action()
-            self.world.after(period_us, again)
-
-        self.world.after(period_us, again)
 
     # -- queries (omniscient: for the runner and the client model) ---------------------
 

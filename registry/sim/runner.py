@@ -22,7 +22,7 @@ from functools import partial
 
 from registry.sim.calm import CalmPhase
 from registry.sim.checkers import CheckerSuite, Liveness
-from registry.sim.nemesis import Nemesis
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.observations import FinalState, RunEnded
 from registry.sim.raft_harness import HarnessConfig, RaftSim
 from registry.sim.raft_workload import RaftWorkload
@@ -94,7 +94,7 @@ def run_raft_seed(
         sim.boot()
         workload.start()
         nemesis.start(until_us=duration_us)
-        sim.every(LOG_CHECKPOINT_US, sim.sample_logs)
+        sim.world.every(LOG_CHECKPOINT_US, sim.sample_logs)
         sim.world.run_until(duration_us)
         calm.start()
         sim.world.run_until(duration_us + calm.bound_us)

@@ -34,7 +34,7 @@ from registry.sim.cluster_runner import (
     run_cluster_seeds,
 )
 from registry.sim.cluster_workload import ClusterWorkload
-from registry.sim.nemesis import Nemesis
+from registry.sim.engine.nemesis import Nemesis
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("CLUSTER_SIM_SEEDS", "60"))

@@ -8,9 +8,9 @@ import pytest
 from registry.core.config import RaftConfig
 from registry.core.log import RaftLog
 from registry.core.messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
+from registry.sim.engine.disk import IllegalWrite, RaftDisk
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.hashchain import MIN_SNAPSHOT_BYTES, CorruptSnapshot, HashChain
-from registry.sim.nemesis import Nemesis
-from registry.sim.raft_disk import IllegalWrite, RaftDisk
 from registry.sim.runner import run_raft_seeds
 
 

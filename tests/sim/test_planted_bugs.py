@@ -26,8 +26,8 @@ from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_runner import ClusterSeedResult, finish, run_cluster_seed
 from registry.sim.cluster_runtime import HandoffBehaviour
 from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import SimFaults
-from registry.sim.nemesis import Nemesis
 
 S = 1_000_000
 
