@@ -9,14 +9,15 @@ exactly: ``registry sim raft --seed S``, ``registry sim cluster --seed S``.
 
 from __future__ import annotations
 
-from registry.sim.checkers import Checker, CheckerSuite, default_checkers
+from registry.sim.checks import Checker
 from registry.sim.cluster_harness import ClusterConfig, ClusterSim
 from registry.sim.cluster_runner import ClusterSeedResult, run_cluster_seed, run_cluster_seeds
 from registry.sim.engine.clock import ClockConfig, NodeClock
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.engine.network import Network, NetworkConfig
 from registry.sim.engine.world import Process, World
-from registry.sim.runner import SeedResult, Summary, run_raft_seed, run_raft_seeds, summarize
+from registry.sim.raft.checkers import CheckerSuite, default_checkers
+from registry.sim.raft.runner import SeedResult, Summary, run_raft_seed, run_raft_seeds, summarize
 
 __all__ = [
     "Checker",

@@ -43,9 +43,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any
 
-from registry.sim.checkers import Suite
+from registry.sim.checks.base import Checker, Suite, stamp
 from registry.sim.cluster_observations import (
     ActivationEnded,
     ActivationStarted,
@@ -62,42 +62,10 @@ from registry.sim.cluster_observations import (
     Segment,
 )
 
-MAX_REPORTED = 20
 FAILOVER_BOUND_US = 6_000_000
 """Twice the 3 s failover target (DESIGN §5): per name, and a second fault during a
 failover does not reset the clock, so compound faults get headroom — a 10 s failover
 does not."""
-
-
-def _t(at_us: int) -> str:
-    return f"t={at_us / 1e6:.6f}s"
-
-
-class ClusterChecker:
-    name: ClassVar[str] = "checker"
-    handles: ClassVar[tuple[type, ...]] = ()
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-        self.suppressed = 0
-
-    @property
-    def count(self) -> int:
-        """Violations found, including those not kept for the report."""
-        return len(self.violations) + self.suppressed
-
-    def feed(self, obs: ClusterObservation) -> None:
-        raise NotImplementedError
-
-    def violation(self, at_us: int, node: str, text: str) -> None:
-        if len(self.violations) >= MAX_REPORTED:
-            self.suppressed += 1
-            return
-        self.violations.append(f"{_t(at_us)} {node or '-'} [{self.name}] {text}")
-
-    def report(self) -> list[str]:
-        more = [f"[{self.name}] … and {self.suppressed} more"] if self.suppressed else []
-        return self.violations + more
 
 
 def overlap(a: Sequence[Segment], b: Sequence[Segment]) -> Segment | None:
@@ -114,7 +82,7 @@ def overlap(a: Sequence[Segment], b: Sequence[Segment]) -> Segment | None:
     return None
 
 
-class SingleActivation(ClusterChecker):
+class SingleActivation(Checker[ClusterObservation]):
     name = "single-activation"
     handles = (ActivationEnded,)
 
@@ -135,7 +103,7 @@ class SingleActivation(ClusterChecker):
             self.violation(
                 start,
                 obs.node,
-                f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {_t(start)}: "
+                f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {stamp(start)}: "
                 f"on {other.node} (token {other.token}, {other.reason}, live "
                 f"{_segments([other.live])}, ended: {other.why}) and on {obs.node} (token "
                 f"{obs.token}, {obs.reason}, live {_segments([obs.live])}, ended: {obs.why})",
@@ -148,7 +116,7 @@ def _segments(live: Sequence[Segment]) -> str:
     return ",".join(shown) + ("…" if len(live) > 3 else "") if shown else "never"
 
 
-class Fencing(ClusterChecker):
+class Fencing(Checker[ClusterObservation]):
     name = "fencing"
     handles = (ActivationStarted,)
 
@@ -170,7 +138,7 @@ class Fencing(ClusterChecker):
         self.highest[obs.name] = (obs.token, obs.node)
 
 
-class Registrations(ClusterChecker):
+class Registrations(Checker[ClusterObservation]):
     name = "registrations"
     handles = (OpAcked, OpUncertain, FinalRegistry)
 
@@ -219,14 +187,14 @@ class Registrations(ClusterChecker):
                         obs.at_us,
                         node.node,
                         f"lost registration: {name!r} was acknowledged by {ack.node} at "
-                        f"index {ack.index} ({_t(ack.at_us)}) but is not registered",
+                        f"index {ack.index} ({stamp(ack.at_us)}) but is not registered",
                     )
                 elif ack.op == "unregister" and present:
                     self.violation(
                         obs.at_us,
                         node.node,
                         f"{name!r} is registered although its unregister was acknowledged "
-                        f"by {ack.node} at index {ack.index} ({_t(ack.at_us)})",
+                        f"by {ack.node} at index {ack.index} ({stamp(ack.at_us)})",
                     )
 
 
@@ -240,7 +208,7 @@ class _Sample:
     """The lost node was the leader (the failover includes an election)."""
 
 
-class Failover(ClusterChecker):
+class Failover(Checker[ClusterObservation]):
     name = "failover"
     handles = (
         MajorityChanged,
@@ -290,7 +258,7 @@ class Failover(ClusterChecker):
                         obs.at_us,
                         sample.node,
                         f"{name!r} never ran again after {sample.node} was lost at "
-                        f"{_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+                        f"{stamp(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
                     )
                 else:
                     self._count("still open at the end")
@@ -306,7 +274,7 @@ class Failover(ClusterChecker):
                 at_us,
                 where,
                 f"{sample.name!r} ran again {latency / 1e6:.3f}s after {sample.node} was "
-                f"lost at {_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+                f"lost at {stamp(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
             )
 
     @property
@@ -340,7 +308,7 @@ class Failover(ClusterChecker):
                 )
 
 
-class Heal(ClusterChecker):
+class Heal(Checker[ClusterObservation]):
     name = "heal"
     handles = (HealStarted, Converged, ClusterRunEnded)
 
@@ -373,7 +341,7 @@ class Heal(ClusterChecker):
                 )
 
 
-class HandoffState(ClusterChecker):
+class HandoffState(Checker[ClusterObservation]):
     name = "handoff-state"
     handles = (ActivationStarted, ActivationEnded)
 
@@ -437,7 +405,7 @@ class HandoffState(ClusterChecker):
             )
 
 
-def cluster_checkers() -> list[ClusterChecker]:
+def cluster_checkers() -> list[Checker[Any]]:
     return [
         SingleActivation(),
         Fencing(),
@@ -448,8 +416,8 @@ def cluster_checkers() -> list[ClusterChecker]:
     ]
 
 
-class ClusterSuite(Suite[ClusterChecker]):
+class ClusterSuite(Suite):
     """The cluster simulation's checkers (all of them unless told otherwise)."""
 
-    def __init__(self, checkers: list[ClusterChecker] | None = None) -> None:
+    def __init__(self, checkers: list[Any] | None = None) -> None:
         super().__init__(checkers if checkers is not None else cluster_checkers())

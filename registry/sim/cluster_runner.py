@@ -37,7 +37,7 @@ from registry.sim.cluster_runtime import HandoffBehaviour
 from registry.sim.cluster_workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.runner import _describe_exception
+from registry.sim.raft.runner import _describe_exception
 
 DEFAULT_DURATION_S = 30.0
 DEFAULT_CALM_BOUND_S = 30.0

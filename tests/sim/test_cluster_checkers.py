@@ -5,12 +5,12 @@ majority group and the independent placement oracle."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from registry.core.commands import NameSpec
+from registry.sim.checks import Checker, judge
 from registry.sim.cluster_calm import oracle_owner
 from registry.sim.cluster_checkers import (
-    ClusterChecker,
-    ClusterSuite,
     Failover,
     Fencing,
     HandoffState,
@@ -41,11 +41,8 @@ S = 1_000_000
 ALL = ("n1", "n2", "n3")
 
 
-def run(checker: ClusterChecker, history: Sequence[ClusterObservation]) -> list[str]:
-    suite = ClusterSuite([checker])
-    for obs in history:
-        suite.feed(obs)
-    return suite.violations()
+def run(checker: Checker[Any], history: Sequence[ClusterObservation]) -> list[str]:
+    return judge(history, [checker])
 
 
 def started(

@@ -22,6 +22,7 @@ import pytest
 import registry.sim.cluster_checkers as cluster_checkers
 from registry.cli import main
 from registry.core.timing import PRESETS
+from registry.sim.checks import Checker
 from registry.sim.cluster_calm import HealPhase
 from registry.sim.cluster_checkers import ClusterSuite, SingleActivation
 from registry.sim.cluster_harness import ClusterConfig, ClusterSim
@@ -258,7 +259,7 @@ def test_cli_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert "[2/2] violations 0" in err and "heal convergence" in out
 
 
-class _Tripwire(cluster_checkers.ClusterChecker):
+class _Tripwire(Checker[ClusterObservation]):
     name = "tripwire"
     handles = (Converged,)
 

@@ -10,8 +10,8 @@ from registry.core.log import RaftLog
 from registry.core.messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from registry.sim.engine.disk import IllegalWrite, RaftDisk
 from registry.sim.engine.nemesis import Nemesis
-from registry.sim.hashchain import MIN_SNAPSHOT_BYTES, CorruptSnapshot, HashChain
-from registry.sim.runner import run_raft_seeds
+from registry.sim.raft.hashchain import MIN_SNAPSHOT_BYTES, CorruptSnapshot, HashChain
+from registry.sim.raft.runner import run_raft_seeds
 
 
 def chain(n: int) -> HashChain:

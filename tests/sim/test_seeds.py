@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from registry.sim.runner import SeedResult, run_raft_seeds
+from registry.sim.raft.runner import SeedResult, run_raft_seeds
 
 SEEDS_PER_SIZE = int(os.environ.get("SIM_SEEDS", "250"))
 DURATION_S = float(os.environ.get("SIM_DURATION", "30"))

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from registry.core.config import RaftConfig
 from registry.core.messages import Entry, Message, ReadState, Ready, Role
 from registry.core.raft import RawNode
-from registry.sim.checkers import CheckerSuite
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig
 from registry.sim.engine.world import World
-from registry.sim.hashchain import HashChain
-from registry.sim.observations import (
+from registry.sim.raft.checkers import CheckerSuite
+from registry.sim.raft.hashchain import HashChain
+from registry.sim.raft.observations import (
     Applied,
     LeaderElected,
     LeaseHolder,

@@ -3,7 +3,8 @@
 Why a separate vocabulary: checkers judge a *history*, not a live cluster, so each can be
 tested alone by feeding it a synthetic bad history (tests/sim/test_checkers.py). Every
 observation is a frozen, slotted, keyword-only dataclass carrying the true time at which
-it was seen (``at_us``) and, where one node is concerned, that node.
+it was seen (``at_us``) and, where one node is concerned, that node. The calm phase
+uses the shared ``PhaseStarted``/``GoalReached``/``RunEnded`` (``registry.sim.checks``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.core.messages import Entry
+from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,28 +125,6 @@ class FinalState:
     nodes: tuple[NodeFinal, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CalmStarted:
-    at_us: int
-    bound_us: int
-    """Liveness must be shown within this many microseconds."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LivenessShown:
-    """A leader exists and a fresh probe was applied on every live member."""
-
-    at_us: int
-    leader: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunEnded:
-    at_us: int
-    detail: str = ""
-    """The cluster's state in one line, quoted by checkers that fail at the end."""
-
-
 Observation = (
     LeaderElected
     | Applied
@@ -155,7 +135,7 @@ Observation = (
     | ReadRequested
     | ReadServed
     | FinalState
-    | CalmStarted
-    | LivenessShown
+    | PhaseStarted
+    | GoalReached
     | RunEnded
 )

@@ -10,10 +10,11 @@ and digest, within ``bound_us``. A probe lost to a leader change is re-proposed.
 from __future__ import annotations
 
 from registry.core.messages import Role
+from registry.sim.checks.phases import GoalReached, PhaseStarted
 from registry.sim.engine.nemesis import Nemesis
-from registry.sim.observations import CalmStarted, FinalState, LivenessShown, NodeFinal
-from registry.sim.raft_harness import RaftHost, RaftSim
-from registry.sim.raft_workload import RaftWorkload
+from registry.sim.raft.harness import RaftHost, RaftSim
+from registry.sim.raft.observations import FinalState, NodeFinal
+from registry.sim.raft.workload import RaftWorkload
 
 POLL_US = 20_000
 PROBE_RETRY_US = 2_000_000
@@ -41,7 +42,7 @@ class CalmPhase:
         self._nemesis.calm()
         self._workload.writing = False
         self.start_us = world.now_us
-        self._sim.observe(CalmStarted(at_us=world.now_us, bound_us=self.bound_us))
+        self._sim.observe(PhaseStarted(at_us=world.now_us, bound_us=self.bound_us))
         self._sim.world.every(POLL_US, self._poll)
 
     def _on_ack(self, data: bytes, index: int) -> None:
@@ -63,7 +64,7 @@ class CalmPhase:
         if len(states) == 1 and all(h.app.index >= index for h in members):
             self.shown = True
             world = self._sim.world
-            self._sim.observe(LivenessShown(at_us=world.now_us, leader=leader.id))
+            self._sim.observe(GoalReached(at_us=world.now_us, node=leader.id))
             world.stop()
 
     def _maybe_probe(self, leader: RaftHost) -> None:

@@ -3,7 +3,7 @@
 One seed is one ``random.Random(seed)``; every other RNG (world, network, node boots,
 nemesis, clients) is a child seeded from it, so a seed replays exactly — and
 ``SeedResult.trace_digest`` proves it. A run is ``duration_s`` of nemesis followed by a
-calm phase of at most ``calm_bound_s`` (see ``registry.sim.calm``).
+calm phase of at most ``calm_bound_s`` (see ``registry.sim.raft.calm``).
 
 An exception escaping the core or the harness (``RaftInvariantError``, an illegal disk
 write, a corrupt snapshot) ends the seed and is reported as a violation, with where it
@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from registry.sim.calm import CalmPhase
-from registry.sim.checkers import CheckerSuite, Liveness
+from registry.sim.checks.phases import RunEnded
 from registry.sim.engine.nemesis import Nemesis
-from registry.sim.observations import FinalState, RunEnded
-from registry.sim.raft_harness import HarnessConfig, RaftSim
-from registry.sim.raft_workload import RaftWorkload
+from registry.sim.raft.calm import CalmPhase
+from registry.sim.raft.checkers import CheckerSuite, Liveness
+from registry.sim.raft.harness import HarnessConfig, RaftSim
+from registry.sim.raft.observations import FinalState
+from registry.sim.raft.workload import RaftWorkload
 
 LOG_CHECKPOINT_US = 1_000_000
 DEFAULT_CALM_BOUND_S = 10.0

@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 from registry.core.errors import NotLeader, ProposalRejected
 from registry.core.messages import ConfChange, ConfChangeType, Entry
-from registry.sim.observations import Acked, ReadRequested
-from registry.sim.raft_harness import AppHooks, RaftHost, RaftSim
+from registry.sim.raft.harness import AppHooks, RaftHost, RaftSim
+from registry.sim.raft.observations import Acked, ReadRequested
 
 
 class RaftWorkload(AppHooks):
