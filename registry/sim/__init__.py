@@ -10,8 +10,8 @@ exactly: ``registry sim raft --seed S``, ``registry sim cluster --seed S``.
 from __future__ import annotations
 
 from registry.sim.checks import Checker
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_runner import ClusterSeedResult, run_cluster_seed, run_cluster_seeds
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.runner import ClusterSeedResult, run_cluster_seed, run_cluster_seeds
 from registry.sim.engine.clock import ClockConfig, NodeClock
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.engine.network import Network, NetworkConfig

@@ -19,22 +19,22 @@ from pathlib import Path
 
 import pytest
 
-import registry.sim.cluster_checkers as cluster_checkers
+import registry.sim.cluster.checkers as cluster_checkers
 from registry.cli import main
 from registry.core.timing import PRESETS
-from registry.sim.checks import Checker
-from registry.sim.cluster_calm import HealPhase
-from registry.sim.cluster_checkers import ClusterSuite, SingleActivation
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import ClusterObservation, Converged
-from registry.sim.cluster_runner import (
+from registry.sim.checks import Checker, GoalReached
+from registry.sim.cluster.checkers import ClusterSuite, SingleActivation
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.heal import HealPhase
+from registry.sim.cluster.observations import ClusterObservation
+from registry.sim.cluster.runner import (
     ClusterSeedResult,
     finish,
     percentile,
     run_cluster_seed,
     run_cluster_seeds,
 )
-from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,7 +211,7 @@ def test_same_seed_same_trace() -> None:
 
 def test_same_trace_under_another_hash_seed() -> None:
     code = (
-        "from registry.sim.cluster_runner import run_cluster_seed;"
+        "from registry.sim.cluster.runner import run_cluster_seed;"
         "print(run_cluster_seed(9, names=60, duration_s=6.0).trace_digest)"
     )
     digests = {run_cluster_seed(9, names=60, duration_s=6.0).trace_digest}
@@ -261,7 +261,7 @@ def test_cli_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
 
 class _Tripwire(Checker[ClusterObservation]):
     name = "tripwire"
-    handles = (Converged,)
+    handles = (GoalReached,)
 
     def feed(self, obs: ClusterObservation) -> None:
         self.violation(obs.at_us, "", "converged")

@@ -6,7 +6,7 @@ How a client behaves:
   is not already working on: mostly ``register-many`` batches (5–40 names; 1 in 5 is a
   single ``Register``), some unregisters (later re-registered), group joins and leaves.
   One op per name at a time: that is what lets the registrations checker reason about
-  ops of unknown outcome (see ``cluster_checkers``).
+  ops of unknown outcome (see ``registry.sim.cluster.checkers``).
 - An op goes to the node it believes leads (a random reachable node when it has no
   idea). ``NotLeader`` is followed to its hint, other refusals retried shortly, up to
   ``MAX_ATTEMPTS`` tries.
@@ -32,8 +32,8 @@ from registry.core.commands import Command, Join, Leave, NameSpec, Register, Unr
 from registry.core.errors import NotLeader, ProposalRejected
 from registry.core.replica import Applied
 from registry.core.state import Code
-from registry.sim.cluster_harness import ClientHooks, ClusterHost, ClusterSim
-from registry.sim.cluster_observations import NameSpecified, OpAccepted, OpAcked, OpUncertain
+from registry.sim.cluster.harness import ClientHooks, ClusterHost, ClusterSim
+from registry.sim.cluster.observations import NameSpecified, OpAccepted, OpAcked, OpUncertain
 
 MAX_ATTEMPTS = 8
 OP_TIMEOUT_US = 5_000_000

@@ -6,7 +6,7 @@ seed it draws the cluster's shape: 3 or 5 bootstrap voters (the other nodes are 
 members), node roles and worker kinds, and how workers answer ``begin_handoff`` (some
 seeds answer ``Restart()`` now and then, some answer after the deadline).
 
-A run is ``duration_s`` of nemesis with clients, then the heal phase (``cluster_calm``)
+A run is ``duration_s`` of nemesis with clients, then the heal phase (``heal``)
 of at most ``calm_bound_s``. An exception escaping the core or the harness ends the seed
 and is reported as a violation.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from registry.core.timing import MembershipConfig
-from registry.sim.cluster_calm import HealPhase
-from registry.sim.cluster_checkers import (
+from registry.sim.checks.phases import RunEnded
+from registry.sim.cluster.checkers import (
     ClusterSuite,
     Failover,
     Fencing,
@@ -31,10 +31,11 @@ from registry.sim.cluster_checkers import (
     Registrations,
     SingleActivation,
 )
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import ClusterRunEnded, FinalRegistry, NodeRegistry
-from registry.sim.cluster_runtime import HandoffBehaviour
-from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.heal import HealPhase
+from registry.sim.cluster.observations import FinalRegistry, NodeRegistry
+from registry.sim.cluster.runtime import HandoffBehaviour
+from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
 from registry.sim.raft.runner import _describe_exception
@@ -232,7 +233,7 @@ def finish(sim: ClusterSim, heal: HealPhase) -> None:
             names = tuple(n for n, r in sorted(state.names.items()) if not r.unregistering)
             live.append(NodeRegistry(node=host.id, registered=names))
     sim.observe(FinalRegistry(at_us=now, nodes=tuple(live)))
-    sim.observe(ClusterRunEnded(at_us=now, detail=detail))
+    sim.observe(RunEnded(at_us=now, detail=detail))
 
 
 def _leader_id(sim: ClusterSim) -> str | None:

@@ -1,17 +1,21 @@
 """What the cluster harness observes and feeds to the registry checkers (G1–G5).
 
-Like ``observations`` for the Raft harness: each value is a frozen, slotted, keyword-only
-dataclass carrying the true time (``at_us``) at which it was seen, so every checker can be
-tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
+Like ``registry.sim.raft.observations`` for the Raft harness: each value is a frozen,
+slotted, keyword-only dataclass carrying the true time (``at_us``) at which it was seen,
+so every checker can be tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
 
 Activations are reported twice: when they start (G2 needs the order of starts) and when
 they end — when their stop actually ran, their host was killed or exited, or their node
-crashed. G1 compares the true-time intervals ``[start_us, at_us)``.
+crashed. G1 compares the true-time intervals ``[start_us, at_us)``. The heal phase uses
+the shared ``PhaseStarted``/``GoalReached``/``RunEnded`` (``registry.sim.checks``);
+``GoalReached`` is the first instant of a convergence that then held.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
 
 Segment = tuple[int, int]
 """A half-open stretch ``[start_us, end_us)`` of true time."""
@@ -108,20 +112,6 @@ class MajorityChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HealStarted:
-    at_us: int
-    bound_us: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Converged:
-    """Every registered name runs exactly once, on its placement owner, on every replica's
-    agreement; nothing waits; every node is an up member."""
-
-    at_us: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeRegistry:
     node: str
     registered: tuple[str, ...]
@@ -135,13 +125,6 @@ class FinalRegistry:
     nodes: tuple[NodeRegistry, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterRunEnded:
-    at_us: int
-    detail: str = ""
-    """Why the cluster has not converged (if it has not), for the heal checker."""
-
-
 ClusterObservation = (
     ActivationStarted
     | ActivationEnded
@@ -150,8 +133,8 @@ ClusterObservation = (
     | OpAcked
     | OpUncertain
     | MajorityChanged
-    | HealStarted
-    | Converged
+    | PhaseStarted
+    | GoalReached
     | FinalRegistry
-    | ClusterRunEnded
+    | RunEnded
 )

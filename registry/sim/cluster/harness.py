@@ -30,9 +30,9 @@ from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, ConfChangeType, Message, Role
 from registry.core.replica import Applied, Forward, PeerMessage, Replica
 from registry.core.timing import PRESETS, MembershipConfig, Timing
-from registry.sim.cluster_checkers import ClusterSuite
-from registry.sim.cluster_observations import ClusterObservation, MajorityChanged
-from registry.sim.cluster_runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.cluster.checkers import ClusterSuite
+from registry.sim.cluster.observations import ClusterObservation, MajorityChanged
+from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig

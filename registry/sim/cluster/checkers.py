@@ -1,6 +1,6 @@
 """Checkers for the registry guarantees G1–G5 (design §1), judged on a cluster history.
 
-Each checker sees only observations (``cluster_observations``), never the cluster, so a
+Each checker sees only observations (``registry.sim.cluster.observations``), never the cluster, so a
 synthetic bad history proves it can fail (tests/sim/test_cluster_checkers.py).
 
 ==================  ====================================================================
@@ -46,14 +46,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.sim.checks.base import Checker, Suite, stamp
-from registry.sim.cluster_observations import (
+from registry.sim.checks.phases import BoundedPhase, RunEnded
+from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
     ClusterObservation,
-    ClusterRunEnded,
-    Converged,
     FinalRegistry,
-    HealStarted,
     MajorityChanged,
     NameSpecified,
     OpAccepted,
@@ -216,7 +214,7 @@ class Failover(Checker[ClusterObservation]):
         ActivationEnded,
         NameSpecified,
         OpAccepted,
-        ClusterRunEnded,
+        RunEnded,
     )
 
     def __init__(self, bound_us: int = FAILOVER_BOUND_US) -> None:
@@ -251,7 +249,7 @@ class Failover(Checker[ClusterObservation]):
                 for name in obs.names:
                     self._censor(name, "unregistered")
         else:
-            assert isinstance(obs, ClusterRunEnded)
+            assert isinstance(obs, RunEnded)
             for name, sample in sorted(self.open.items()):
                 if obs.at_us - sample.at_us > self.bound_us:
                     self.violation(
@@ -308,37 +306,14 @@ class Failover(Checker[ClusterObservation]):
                 )
 
 
-class Heal(Checker[ClusterObservation]):
+class Heal(BoundedPhase):
     name = "heal"
-    handles = (HealStarted, Converged, ClusterRunEnded)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.started: HealStarted | None = None
-        self.elapsed_us: int | None = None
+    def late(self, elapsed_us: int, bound_us: int) -> str:
+        return f"converged {elapsed_us / 1e6:.3f}s after the heal, bound {bound_us / 1e6:g}s"
 
-    def feed(self, obs: ClusterObservation) -> None:
-        if isinstance(obs, HealStarted):
-            self.started = obs
-        elif isinstance(obs, Converged):
-            if self.started is not None and self.elapsed_us is None:
-                self.elapsed_us = obs.at_us - self.started.at_us
-                if self.elapsed_us > self.started.bound_us:
-                    self.violation(
-                        obs.at_us,
-                        "",
-                        f"converged {self.elapsed_us / 1e6:.3f}s after the heal, bound "
-                        f"{self.started.bound_us / 1e6:g}s",
-                    )
-        else:
-            assert isinstance(obs, ClusterRunEnded)
-            if self.started is not None and self.elapsed_us is None:
-                self.violation(
-                    obs.at_us,
-                    "",
-                    f"not converged {(obs.at_us - self.started.at_us) / 1e6:.3f}s after the "
-                    f"heal: {obs.detail}",
-                )
+    def missed(self, waited_us: int, bound_us: int, detail: str) -> str:
+        return f"not converged {waited_us / 1e6:.3f}s after the heal: {detail}"
 
 
 class HandoffState(Checker[ClusterObservation]):

@@ -14,7 +14,7 @@ counts). Every ``POLL_US`` the phase checks whether the cluster has converged:
   state's token, and no runtime runs anything else.
 
 Convergence must then *hold* for ``STABLE_US`` (a cluster that converges and swings back
-has not converged): ``Converged`` is observed with the first instant of the stretch that
+has not converged): ``GoalReached`` is observed with the first instant of the stretch that
 held, and the run stops; if that never happens within the bound, ``describe()`` says what
 is still wrong.
 """
@@ -27,9 +27,9 @@ from uhashring import HashRing
 
 from registry.core.commands import NameSpec
 from registry.core.placement import DEFAULT_VNODES
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import Converged, HealStarted
-from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.checks.phases import GoalReached, PhaseStarted
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 
 POLL_US = 50_000
@@ -80,7 +80,7 @@ class HealPhase:
         self._nemesis.calm()
         self._workload.writing = False
         self.start_us = world.now_us
-        self._sim.observe(HealStarted(at_us=world.now_us, bound_us=self.bound_us))
+        self._sim.observe(PhaseStarted(at_us=world.now_us, bound_us=self.bound_us))
         self._sim.world.every(POLL_US, self._poll)
 
     def _poll(self) -> None:
@@ -94,7 +94,7 @@ class HealPhase:
             self._good_since = world.now_us
         if world.now_us - self._good_since >= STABLE_US:
             self.converged_us = self._good_since
-            self._sim.observe(Converged(at_us=self._good_since))
+            self._sim.observe(GoalReached(at_us=self._good_since))
             world.stop()
 
     def problem(self) -> str | None:
