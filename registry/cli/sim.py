@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from registry.sim.runner import SeedResult, Summary
+    from registry.sim.raft.runner import SeedResult, Summary
 
 DEFAULT_SEEDS = 20
 
@@ -99,7 +99,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_raft(args: argparse.Namespace) -> int:
-    from registry.sim.runner import run_raft_seeds, summarize
+    from registry.sim.raft.runner import run_raft_seeds, summarize
 
     seeds = _seed_range(args.seed, args.seeds)
     progress = _Progress(len(seeds))

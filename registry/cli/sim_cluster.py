@@ -18,13 +18,13 @@ import os
 import time
 
 from registry.cli.sim import _Progress, _seed_range
-from registry.sim.cluster_runner import (
+from registry.sim.cluster.runner import (
     ClusterSeedResult,
     ClusterSummary,
-    percentile,
     run_cluster_seeds,
     summarize,
 )
+from registry.sim.runner import percentile
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,12 +30,12 @@ from registry.sim.cluster.observations import ClusterObservation
 from registry.sim.cluster.runner import (
     ClusterSeedResult,
     finish,
-    percentile,
     run_cluster_seed,
     run_cluster_seeds,
 )
 from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
+from registry.sim.runner import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("CLUSTER_SIM_SEEDS", "60"))

@@ -13,11 +13,10 @@ and is reported as a violation.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 from registry.core.timing import MembershipConfig
@@ -38,7 +37,14 @@ from registry.sim.cluster.runtime import HandoffBehaviour
 from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.raft.runner import _describe_exception
+from registry.sim.runner import (
+    SeedOutcome,
+    child_rngs,
+    drive,
+    failing_seeds,
+    leader_of,
+    run_seeds,
+)
 
 DEFAULT_DURATION_S = 30.0
 DEFAULT_CALM_BOUND_S = 30.0
@@ -85,15 +91,13 @@ def draw_config(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterSeedResult:
-    seed: int
-    nodes: int
+class ClusterSeedResult(SeedOutcome):
+    kind = "cluster"
+    default_calm_bound_s = DEFAULT_CALM_BOUND_S
+
     names: int
-    duration_s: float
-    calm_bound_s: float
     shape: str
     """Voters, learners and handoff style, e.g. ``3 voters + 2 learners, late handoffs``."""
-    violations: tuple[str, ...]
     duplicates: int
     """G1 violations (two live activations of a name at once)."""
     stale_tokens: int
@@ -106,25 +110,9 @@ class ClusterSeedResult:
     starts: dict[str, int]
     """Activations by start reason."""
     handoffs: int
-    sim_seconds: float
-    wall_seconds: float
-    events: int
-    trace_digest: str
-    stats: dict[str, int] = field(default_factory=dict)
-    timeline: tuple[str, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def replay_command(self) -> str:
-        command = (
-            f"registry sim cluster --seed {self.seed} --nodes {self.nodes} "
-            f"--names {self.names} --duration {self.duration_s:g}"
-        )
-        if self.calm_bound_s != DEFAULT_CALM_BOUND_S:
-            command += f" --calm-bound {self.calm_bound_s:g}"
-        return command
+    def replay_flags(self) -> str:
+        return f" --names {self.names}"
 
 
 def run_cluster_seed(
@@ -143,28 +131,28 @@ def run_cluster_seed(
     ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
     fail)."""
     wall_start = time.perf_counter()
-    root = random.Random(seed)
-    shape_rng, world_rng, nemesis_rng, client_rng = (
-        random.Random(root.getrandbits(64)) for _ in range(4)
-    )
+    shape_rng, world_rng, nemesis_rng, client_rng = child_rngs(seed, 4)
     config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
     workload = ClusterWorkload(sim, client_rng, names=names)
     sim.hooks = workload
-    nemesis = Nemesis(sim.world, nemesis_rng, focus=lambda: _leader_id(sim))
+    nemesis = Nemesis(sim.world, nemesis_rng, focus=leader_of(sim))
     heal = HealPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6))
     duration_us = round(duration_s * 1e6)
-    escaped: list[str] = []
-    try:
+
+    def start() -> None:
         sim.boot()
         workload.start()
         nemesis.start(until_us=duration_us)
-        sim.world.run_until(duration_us)
-        heal.start()
-        sim.world.run_until(duration_us + heal.bound_us)
-    except Exception as exc:  # any escape is a finding, reported below
-        escaped.append(_describe_exception(sim.world.now_us, exc))
+
+    escaped = drive(
+        sim.world,
+        start=start,
+        duration_us=duration_us,
+        calm=heal.start,
+        calm_bound_us=heal.bound_us,
+    )
     finish(sim, heal)
     violations = escaped + suite.violations()
     failover = suite.get(Failover)
@@ -236,11 +224,6 @@ def finish(sim: ClusterSim, heal: HealPhase) -> None:
     sim.observe(RunEnded(at_us=now, detail=detail))
 
 
-def _leader_id(sim: ClusterSim) -> str | None:
-    leader = sim.leader()
-    return leader.id if leader else None
-
-
 def run_cluster_seeds(
     seeds: Iterable[int],
     nodes: int = 5,
@@ -267,30 +250,7 @@ def run_cluster_seeds(
         faults=faults,
         ignore_stop=ignore_stop,
     )
-    seed_list = list(seeds)
-    results: list[ClusterSeedResult] = []
-    if jobs > 1 and len(seed_list) > 1:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for result in pool.imap(run, seed_list):
-                results.append(result)
-                if progress:
-                    progress(result)
-        return results
-    for seed in seed_list:
-        result = run(seed)
-        results.append(result)
-        if progress:
-            progress(result)
-    return results
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0–100) of ``values``; ``None`` when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[min(len(ordered), int(rank)) - 1]
+    return run_seeds(run, seeds, jobs=jobs, progress=progress)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,5 +296,5 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         handoffs=sum(r.handoffs for r in results),
         sim_seconds=sum(r.sim_seconds for r in results),
         wall_seconds=sum(r.wall_seconds for r in results),
-        failing_seeds=tuple(r.seed for r in results if r.violations),
+        failing_seeds=failing_seeds(results),
     )
