@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -113,19 +114,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_raft(args: argparse.Namespace) -> int:
-    from registry.sim.raft.runner import run_raft_seeds, summarize
+    from registry.sim.raft.runner import run_raft_seed, summarize
+    from registry.sim.runner import run_seeds
 
     seeds = _seed_range(args.seed, args.seeds)
     progress = _Progress(len(seeds))
-    results = run_raft_seeds(
-        seeds,
+    run = partial(
+        run_raft_seed,
         nodes=args.nodes,
         duration_s=args.duration,
         calm_bound_s=args.calm_bound,
-        jobs=args.jobs,
-        progress=progress,
         keep_timeline=args.verbose and len(seeds) == 1,
     )
+    results = run_seeds(run, seeds, jobs=args.jobs, progress=progress)
     elapsed = time.perf_counter() - progress.start
     summary = summarize(results)
     _print_raft_table(summary, elapsed)
@@ -136,20 +137,21 @@ def run_raft(args: argparse.Namespace) -> int:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from registry.sim.cluster.runner import run_cluster_seeds, summarize
+    from registry.sim.cluster.runner import run_cluster_seed, summarize
+    from registry.sim.runner import run_seeds
 
     seeds = _seed_range(args.seed, args.seeds)
     progress = _Progress(len(seeds))
-    results = run_cluster_seeds(
-        seeds,
+    run = partial(
+        run_cluster_seed,
         nodes=args.nodes,
         names=args.names,
         duration_s=args.duration,
         calm_bound_s=args.calm_bound,
-        jobs=args.jobs or os.cpu_count() or 1,
-        progress=progress,
         keep_timeline=args.verbose and len(seeds) == 1,
     )
+    jobs = args.jobs or os.cpu_count() or 1
+    results = run_seeds(run, seeds, jobs=jobs, progress=progress)
     elapsed = time.perf_counter() - progress.start
     summary = summarize(results)
     _print_cluster_table(summary, elapsed)

@@ -151,8 +151,29 @@ def run_seeds(
     return results
 
 
-def failing_seeds(results: Sequence[SeedOutcome]) -> tuple[int, ...]:
-    return tuple(r.seed for r in results if r.violations)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Totals:
+    """What every summary of a run of seeds reports (families add their figures)."""
+
+    seeds: int
+    nodes: int
+    violations: int
+    sim_seconds: float
+    wall_seconds: float
+    """Sum of per-seed wall time (CPU-ish; with jobs > 1 the elapsed time is less)."""
+    failing_seeds: tuple[int, ...]
+
+
+def totals(results: Sequence[SeedOutcome]) -> dict[str, Any]:
+    """The ``Totals`` fields of ``results``, as keywords for a family's summary."""
+    return {
+        "seeds": len(results),
+        "nodes": results[0].nodes if results else 0,
+        "violations": sum(len(r.violations) for r in results),
+        "sim_seconds": sum(r.sim_seconds for r in results),
+        "wall_seconds": sum(r.wall_seconds for r in results),
+        "failing_seeds": tuple(r.seed for r in results if r.violations),
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

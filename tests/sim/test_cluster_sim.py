@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,10 @@ from registry.sim.cluster.runner import (
     ClusterSeedResult,
     finish,
     run_cluster_seed,
-    run_cluster_seeds,
 )
 from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
-from registry.sim.runner import percentile
+from registry.sim.runner import percentile, run_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("CLUSTER_SIM_SEEDS", "60"))
@@ -68,7 +68,9 @@ def _report(failing: list[ClusterSeedResult]) -> str:
 @pytest.mark.parametrize("start", range(0, SEEDS, CHUNK), ids=lambda s: f"seeds{s}-{s + CHUNK - 1}")
 def test_no_violations(start: int) -> None:
     seeds = range(start, min(start + CHUNK, SEEDS))
-    results = run_cluster_seeds(seeds, nodes=5, names=NAMES, duration_s=DURATION_S)
+    results = run_seeds(
+        partial(run_cluster_seed, nodes=5, names=NAMES, duration_s=DURATION_S), seeds
+    )
     failing = [r for r in results if r.violations]
     assert not failing, "simulation found violations:\n" + _report(failing)
     for result in results:
@@ -190,7 +192,9 @@ def test_unsafe_switch_is_caught() -> None:
     they start elsewhere, and G1 must say so."""
     safe = PRESETS["lan"].membership()
     unsafe = replace(safe, down_after_tick=safe.lease_tick // 2)
-    results = run_cluster_seeds(range(3), names=100, duration_s=20.0, membership=unsafe)
+    results = run_seeds(
+        partial(run_cluster_seed, names=100, duration_s=20.0, membership=unsafe), range(3)
+    )
     assert any(r.duplicates > 0 for r in results), [r.violations for r in results]
     duplicate = next(v for r in results for v in r.violations if "[single-activation]" in v)
     assert "ran twice" in duplicate

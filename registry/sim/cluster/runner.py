@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from registry.core.timing import MembershipConfig
 from registry.sim.checks.phases import RunEnded
@@ -37,14 +36,7 @@ from registry.sim.cluster.runtime import HandoffBehaviour
 from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.runner import (
-    SeedOutcome,
-    child_rngs,
-    drive,
-    failing_seeds,
-    leader_of,
-    run_seeds,
-)
+from registry.sim.runner import SeedOutcome, Totals, child_rngs, drive, leader_of, totals
 
 DEFAULT_DURATION_S = 30.0
 DEFAULT_CALM_BOUND_S = 30.0
@@ -216,49 +208,17 @@ def finish(sim: ClusterSim, heal: HealPhase) -> None:
         if host.runtime is not None:
             for name in sorted(host.runtime.active):
                 host.runtime.end(name, "run-ended")
-        if host.replica is not None:
-            state = host.replica.state
+        if host.view is not None:
+            state = host.view.state
             names = tuple(n for n, r in sorted(state.names.items()) if not r.unregistering)
             live.append(NodeRegistry(node=host.id, registered=names))
     sim.observe(FinalRegistry(at_us=now, nodes=tuple(live)))
     sim.observe(RunEnded(at_us=now, detail=detail))
 
 
-def run_cluster_seeds(
-    seeds: Iterable[int],
-    nodes: int = 5,
-    names: int = DEFAULT_NAMES,
-    duration_s: float = DEFAULT_DURATION_S,
-    *,
-    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
-    membership: MembershipConfig | None = None,
-    jobs: int = 1,
-    progress: Callable[[ClusterSeedResult], None] | None = None,
-    keep_timeline: bool = False,
-    faults: SimFaults = NO_FAULTS,
-    ignore_stop: float = 0.0,
-) -> list[ClusterSeedResult]:
-    """Run ``seeds`` (results in the same order); ``jobs`` > 1 uses worker processes."""
-    run = partial(
-        run_cluster_seed,
-        nodes=nodes,
-        names=names,
-        duration_s=duration_s,
-        calm_bound_s=calm_bound_s,
-        membership=membership,
-        keep_timeline=keep_timeline,
-        faults=faults,
-        ignore_stop=ignore_stop,
-    )
-    return run_seeds(run, seeds, jobs=jobs, progress=progress)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterSummary:
-    seeds: int
-    nodes: int
+class ClusterSummary(Totals):
     names: int
-    violations: int
     duplicates: int
     lost_registrations: int
     stale_tokens: int
@@ -269,10 +229,6 @@ class ClusterSummary:
     heal: tuple[float, ...]
     starts: dict[str, int]
     handoffs: int
-    sim_seconds: float
-    wall_seconds: float
-    """Sum of per-seed wall time."""
-    failing_seeds: tuple[int, ...]
 
 
 def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
@@ -281,10 +237,8 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         for reason, count in r.starts.items():
             starts[reason] = starts.get(reason, 0) + count
     return ClusterSummary(
-        seeds=len(results),
-        nodes=results[0].nodes if results else 0,
+        **totals(results),
         names=results[0].names if results else 0,
-        violations=sum(len(r.violations) for r in results),
         duplicates=sum(r.duplicates for r in results),
         lost_registrations=sum(r.lost_registrations for r in results),
         stale_tokens=sum(r.stale_tokens for r in results),
@@ -294,7 +248,4 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
         starts=starts,
         handoffs=sum(r.handoffs for r in results),
-        sim_seconds=sum(r.sim_seconds for r in results),
-        wall_seconds=sum(r.wall_seconds for r in results),
-        failing_seeds=failing_seeds(results),
     )

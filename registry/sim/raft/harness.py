@@ -23,6 +23,7 @@ from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig
 from registry.sim.engine.world import World
+from registry.sim.harness import active_hosts, highest_leader
 from registry.sim.raft.checkers import CheckerSuite
 from registry.sim.raft.hashchain import HashChain
 from registry.sim.raft.observations import (
@@ -180,6 +181,13 @@ class RaftHost:
             ReadServed(at_us=now, node=self.id, context=read.context, index=read.index)
         )
 
+    def is_up(self) -> bool:
+        return self.node is not None
+
+    def leading_term(self) -> int | None:
+        node = self.node
+        return node.term if node is not None and node.role is Role.LEADER else None
+
     def node_log(self) -> NodeLog:
         if self.node is not None:
             return NodeLog(
@@ -298,17 +306,8 @@ class RaftSim:
 
     def active(self) -> list[RaftHost]:
         """Hosts that are up and not paused: the ones a client call can reach now."""
-        paused = self.world.is_paused
-        return [h for h in self.hosts.values() if h.node is not None and not paused(h.id)]
+        return active_hosts(self.hosts.values(), self.world)
 
     def leader(self) -> RaftHost | None:
         """The active leader with the highest term, if any."""
-        best: RaftHost | None = None
-        for host in self.active():
-            node = host.node
-            assert node is not None
-            if node.role is Role.LEADER and (
-                best is None or best.node is None or node.term > best.node.term
-            ):
-                best = host
-        return best
+        return highest_leader(self.active())

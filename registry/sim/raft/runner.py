@@ -8,18 +8,17 @@ family's seeds); a run is ``duration_s`` of nemesis followed by a calm phase of 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from registry.sim.checks.phases import RunEnded
 from registry.sim.engine.nemesis import Nemesis
-from registry.sim.raft.calm import CalmPhase
+from registry.sim.raft.calm import LivenessPhase
 from registry.sim.raft.checkers import CheckerSuite, Liveness
 from registry.sim.raft.harness import HarnessConfig, RaftSim
 from registry.sim.raft.observations import FinalState
 from registry.sim.raft.workload import RaftWorkload
-from registry.sim.runner import SeedOutcome, child_rngs, drive, failing_seeds, leader_of, run_seeds
+from registry.sim.runner import SeedOutcome, Totals, child_rngs, drive, leader_of, totals
 
 LOG_CHECKPOINT_US = 1_000_000
 DEFAULT_CALM_BOUND_S = 10.0
@@ -57,7 +56,7 @@ def run_raft_seed(
     workload = RaftWorkload(sim, client_rng, tag=str(seed), membership=nodes >= 5)
     sim.hooks = workload
     nemesis = Nemesis(sim.world, nemesis_rng, focus=leader_of(sim))
-    calm = CalmPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6), tag=str(seed))
+    calm = LivenessPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6), tag=str(seed))
     duration_us = round(duration_s * 1e6)
 
     def start() -> None:
@@ -114,39 +113,11 @@ def run_raft_seed(
     )
 
 
-def run_raft_seeds(
-    seeds: Iterable[int],
-    nodes: int = 3,
-    duration_s: float = 30.0,
-    *,
-    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
-    jobs: int = 1,
-    progress: Callable[[SeedResult], None] | None = None,
-    keep_timeline: bool = False,
-) -> list[SeedResult]:
-    """Run ``seeds`` (results in the same order); ``jobs`` > 1 uses worker processes."""
-    run = partial(
-        run_raft_seed,
-        nodes=nodes,
-        duration_s=duration_s,
-        calm_bound_s=calm_bound_s,
-        keep_timeline=keep_timeline,
-    )
-    return run_seeds(run, seeds, jobs=jobs, progress=progress)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Summary:
-    seeds: int
-    nodes: int
-    violations: int
+class Summary(Totals):
     elections: int
     commits: int
     acked: int
-    sim_seconds: float
-    wall_seconds: float
-    """Sum of per-seed wall time (CPU-ish; with jobs > 1 the elapsed time is less)."""
-    failing_seeds: tuple[int, ...]
     liveness_max_s: float | None
 
     @property
@@ -158,14 +129,9 @@ class Summary:
 def summarize(results: Sequence[SeedResult]) -> Summary:
     lives = [r.liveness_s for r in results if r.liveness_s is not None]
     return Summary(
-        seeds=len(results),
-        nodes=results[0].nodes if results else 0,
-        violations=sum(len(r.violations) for r in results),
+        **totals(results),
         elections=sum(r.elections for r in results),
         commits=sum(r.commits for r in results),
         acked=sum(r.acked for r in results),
-        sim_seconds=sum(r.sim_seconds for r in results),
-        wall_seconds=sum(r.wall_seconds for r in results),
-        failing_seeds=failing_seeds(results),
         liveness_max_s=max(lives) if lives else None,
     )
