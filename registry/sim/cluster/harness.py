@@ -32,14 +32,13 @@ from registry.core.replica import Applied, Forward, PeerMessage, Replica
 from registry.core.state import RegistryState
 from registry.core.timing import PRESETS, MembershipConfig, Timing
 from registry.sim.cluster.checkers import ClusterSuite
-from registry.sim.cluster.observations import ClusterObservation, MajorityChanged
+from registry.sim.cluster.observations import MajorityChanged
 from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig
-from registry.sim.engine.world import World
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.harness import active_hosts, highest_leader
+from registry.sim.harness import Sim
 
 LEARNER_CHECK_US = 300_000
 
@@ -320,17 +319,20 @@ class ClusterHost:
         return self.replica.raft.propose_conf_change(change)
 
 
-class ClusterSim:
+class ClusterSim(Sim[ClusterHost, PeerMessage]):
     """The cluster: world, hosts, runtimes' ledger, checkers, and the glue."""
 
     def __init__(
         self, *, rng: random.Random, config: ClusterConfig, suite: ClusterSuite | None = None
     ) -> None:
-        self.config = config
-        self.suite = suite or ClusterSuite()
-        self.world: World[PeerMessage] = World(
-            rng=rng, clock=config.clock, network=config.network, trace_key=_trace_key
+        super().__init__(
+            rng=rng,
+            clock=config.clock,
+            network=config.network,
+            suite=suite or ClusterSuite(),
+            trace_key=_trace_key,
         )
+        self.config = config
         timing = config.timing
         self.member_config = config.membership or timing.membership()
         self.ledger = Ledger(lambda: self.world.now_us, self.observe)
@@ -343,7 +345,6 @@ class ClusterSim:
         ids = config.ids
         self.voters = frozenset(ids[: config.voters])
         self.learners = tuple(ids[config.voters :])
-        self.hosts: dict[str, ClusterHost] = {}
         for node_id in ids:
             voters = self.voters if node_id in self.voters else frozenset()
             raft = replace(
@@ -366,14 +367,10 @@ class ClusterSim:
         self.world.network.listeners.append(self._on_topology)
 
     def boot(self) -> None:
-        for node_id, host in self.hosts.items():
-            self.world.add(node_id, host)
+        super().boot()
         self._on_topology()
         if self.learners:
             self.world.every(LEARNER_CHECK_US, self._add_learners)
-
-    def observe(self, obs: ClusterObservation) -> None:
-        self.suite.feed(obs)
 
     # -- topology ----------------------------------------------------------------------
 
@@ -427,14 +424,6 @@ class ClusterSim:
             self.world.record("leader", host.id, term)
 
     # -- queries (omniscient: for the workload, the runner and the calm phase) ---------
-
-    def active(self) -> list[ClusterHost]:
-        """Hosts that are up and not paused."""
-        return active_hosts(self.hosts.values(), self.world)
-
-    def leader(self) -> ClusterHost | None:
-        """The active leader with the highest term, if any."""
-        return highest_leader(self.active())
 
     def eligible(self, spec: NameSpec) -> tuple[str, ...]:
         """Nodes that could ever host ``spec`` (roles, kinds and priority list)."""

@@ -22,8 +22,7 @@ from registry.core.raft import RawNode
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig
-from registry.sim.engine.world import World
-from registry.sim.harness import active_hosts, highest_leader
+from registry.sim.harness import Sim
 from registry.sim.raft.checkers import CheckerSuite
 from registry.sim.raft.hashchain import HashChain
 from registry.sim.raft.observations import (
@@ -33,7 +32,6 @@ from registry.sim.raft.observations import (
     LeaseSample,
     LogSample,
     NodeLog,
-    Observation,
     ReadServed,
     Restored,
 )
@@ -200,17 +198,20 @@ class RaftHost:
         )
 
 
-class RaftSim:
+class RaftSim(Sim[RaftHost, Message]):
     """The cluster: world, hosts, checkers, and the glue between them."""
 
     def __init__(
         self, *, rng: random.Random, config: HarnessConfig, suite: CheckerSuite | None = None
     ) -> None:
-        self.config = config
-        self.suite = suite or CheckerSuite()
-        self.world: World[Message] = World(
-            rng=rng, clock=config.clock, network=config.network, trace_key=_trace_key
+        super().__init__(
+            rng=rng,
+            clock=config.clock,
+            network=config.network,
+            suite=suite or CheckerSuite(),
+            trace_key=_trace_key,
         )
+        self.config = config
         self.hooks = AppHooks()
         self.elections = 0
         self.max_applied = 0
@@ -218,7 +219,6 @@ class RaftSim:
         self.reads_served = 0
         ids = [f"n{i}" for i in range(1, config.nodes + 1)]
         voters = frozenset(ids)
-        self.hosts: dict[str, RaftHost] = {}
         for node_id in ids:
             raft = RaftConfig(
                 node_id=node_id,
@@ -234,13 +234,6 @@ class RaftSim:
             self.hosts[node_id] = RaftHost(self, node_id, raft)
         self._lease_cache: dict[str, tuple[int, bool] | None] = {}
         """Per node: (term, holds a lease) while it is leader, else None."""
-
-    def boot(self) -> None:
-        for node_id, host in self.hosts.items():
-            self.world.add(node_id, host)
-
-    def observe(self, obs: Observation) -> None:
-        self.suite.feed(obs)
 
     # -- per-event checks --------------------------------------------------------------
 
@@ -303,11 +296,3 @@ class RaftSim:
     def live(self) -> list[RaftHost]:
         """Hosts that are up (possibly paused)."""
         return [h for h in self.hosts.values() if h.node is not None]
-
-    def active(self) -> list[RaftHost]:
-        """Hosts that are up and not paused: the ones a client call can reach now."""
-        return active_hosts(self.hosts.values(), self.world)
-
-    def leader(self) -> RaftHost | None:
-        """The active leader with the highest term, if any."""
-        return highest_leader(self.active())
