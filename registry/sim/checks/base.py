@@ -12,6 +12,7 @@ in a test) can be judged by the same checkers: ``judge(observations, checkers)``
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 ObsT = TypeVar("ObsT")
@@ -19,6 +20,20 @@ T = TypeVar("T")
 
 MAX_REPORTED = 20
 """Violations kept per checker; one bug tends to repeat, the first ones say it all."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    """Base of every observation: the true time at which it was seen."""
+
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeObserved(Observed):
+    """An observation of one node."""
+
+    node: str
 
 
 def stamp(at_us: int) -> str:

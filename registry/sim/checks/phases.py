@@ -13,29 +13,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from registry.sim.checks.base import Checker
+from registry.sim.checks.base import Checker, Observed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PhaseStarted:
+class PhaseStarted(Observed):
     """The nemesis stopped; the goal must be reached within ``bound_us``."""
 
-    at_us: int
     bound_us: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GoalReached:
+class GoalReached(Observed):
     """The phase's goal held (first instant it held, for a goal that must hold a while)."""
 
-    at_us: int
     node: str = ""
     """The node that showed it, where one did (the Raft leader)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RunEnded:
-    at_us: int
+class RunEnded(Observed):
     detail: str = ""
     """The cluster's state in one line, quoted by checkers that fail at the end."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from registry.sim.checks.base import NodeObserved, Observed
 from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
 
 Segment = tuple[int, int]
@@ -22,9 +23,7 @@ Segment = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivationStarted:
-    at_us: int
-    node: str
+class ActivationStarted(NodeObserved):
     name: str
     token: int
     reason: str
@@ -34,9 +33,7 @@ class ActivationStarted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivationEnded:
-    at_us: int
-    node: str
+class ActivationEnded(NodeObserved):
     name: str
     token: int
     reason: str
@@ -57,21 +54,18 @@ class ActivationEnded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NameSpecified:
+class NameSpecified(Observed):
     """The workload is about to register ``name``; ``eligible`` is every node that could
     ever host it (roles, kinds and priority list)."""
 
-    at_us: int
     name: str
     eligible: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpAccepted:
+class OpAccepted(NodeObserved):
     """A leader accepted a client's register/unregister of ``names`` at ``index``."""
 
-    at_us: int
-    node: str
     op: str
     """``register`` or ``unregister``."""
     names: tuple[str, ...]
@@ -79,33 +73,29 @@ class OpAccepted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpAcked:
+class OpAcked(NodeObserved):
     """The leader that accepted the op applied it with OK: the client was answered."""
 
-    at_us: int
-    node: str
     op: str
     names: tuple[str, ...]
     index: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpUncertain:
+class OpUncertain(Observed):
     """An accepted op whose outcome the client never learned (its node crashed, the
     client timed out, or a snapshot skipped the entry): it may or may not commit."""
 
-    at_us: int
     op: str
     names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MajorityChanged:
+class MajorityChanged(Observed):
     """The nodes connected with the majority of voters changed. ``group`` is the one
     maximal set of up nodes, pairwise connected both ways, that holds a majority of the
     voters — ``None`` when there is none or more than one (a bridge, a one-way cut)."""
 
-    at_us: int
     group: tuple[str, ...] | None
     leader: str = ""
     """The last node seen leading before the change (to tell leader losses apart)."""
@@ -118,10 +108,9 @@ class NodeRegistry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FinalRegistry:
+class FinalRegistry(Observed):
     """At the end of the run: the registered names in every live replica's state."""
 
-    at_us: int
     nodes: tuple[NodeRegistry, ...]
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.core.messages import Entry
+from registry.sim.checks.base import NodeObserved, Observed
 from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderElected:
+class LeaderElected(NodeObserved):
     """``node`` was seen acting as leader of ``term`` for the first time."""
 
-    at_us: int
-    node: str
     term: int
     snapshot_index: int
     """Last index covered by the new leader's snapshot."""
@@ -29,22 +28,18 @@ class LeaderElected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Applied:
+class Applied(NodeObserved):
     """``node`` applied ``entry`` to its state machine; ``digest`` is the state after."""
 
-    at_us: int
-    node: str
     entry: Entry
     digest: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Restored:
+class Restored(NodeObserved):
     """``node``'s state machine was (re)loaded at ``index`` — from a snapshot installed by
     the leader, or from its own disk at restart (``index`` 0: empty state)."""
 
-    at_us: int
-    node: str
     index: int
     digest: bytes
 
@@ -58,11 +53,10 @@ class LeaseHolder:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeaseSample:
+class LeaseSample(Observed):
     """Who holds a leader lease and who acts as leader, among live nodes; sampled
     whenever either set changes."""
 
-    at_us: int
     holders: tuple[LeaseHolder, ...]
     leaders: tuple[tuple[str, int], ...] = ()
     """(node, term) of every live node in the leader role."""
@@ -76,36 +70,29 @@ class NodeLog:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LogSample:
+class LogSample(Observed):
     """Every node's log at a checkpoint (live nodes: in memory; crashed: on disk)."""
 
-    at_us: int
     logs: tuple[NodeLog, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Acked:
+class Acked(NodeObserved):
     """A client was told its proposal ``data`` is committed at ``index``."""
 
-    at_us: int
-    node: str
     index: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadRequested:
-    at_us: int
-    node: str
+class ReadRequested(NodeObserved):
     context: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadServed:
+class ReadServed(NodeObserved):
     """``node`` answered read ``context`` with read index ``index``."""
 
-    at_us: int
-    node: str
     context: int
     index: int
 
@@ -118,10 +105,9 @@ class NodeFinal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FinalState:
+class FinalState(Observed):
     """At the end of the run: every live member's applied index and state digest."""
 
-    at_us: int
     nodes: tuple[NodeFinal, ...]
 
 
