@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from registry.sim.cluster.runner import ClusterSummary
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from registry.sim.runner import SeedOutcome
 
 DEFAULT_SEEDS = 20
+R = TypeVar("R", bound="SeedOutcome")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,19 +116,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_raft(args: argparse.Namespace) -> int:
     from registry.sim.raft.runner import run_raft_seed, summarize
-    from registry.sim.runner import run_seeds
 
-    seeds = _seed_range(args.seed, args.seeds)
-    progress = _Progress(len(seeds))
-    run = partial(
-        run_raft_seed,
-        nodes=args.nodes,
-        duration_s=args.duration,
-        calm_bound_s=args.calm_bound,
-        keep_timeline=args.verbose and len(seeds) == 1,
-    )
-    results = run_seeds(run, seeds, jobs=args.jobs, progress=progress)
-    elapsed = time.perf_counter() - progress.start
+    results, elapsed = _run_seeds(args, run_raft_seed, jobs=args.jobs)
     summary = summarize(results)
     _print_raft_table(summary, elapsed)
     if len(results) == 1:
@@ -138,27 +128,36 @@ def run_raft(args: argparse.Namespace) -> int:
 
 def run_cluster(args: argparse.Namespace) -> int:
     from registry.sim.cluster.runner import run_cluster_seed, summarize
-    from registry.sim.runner import run_seeds
 
-    seeds = _seed_range(args.seed, args.seeds)
-    progress = _Progress(len(seeds))
-    run = partial(
-        run_cluster_seed,
-        nodes=args.nodes,
-        names=args.names,
-        duration_s=args.duration,
-        calm_bound_s=args.calm_bound,
-        keep_timeline=args.verbose and len(seeds) == 1,
-    )
     jobs = args.jobs or os.cpu_count() or 1
-    results = run_seeds(run, seeds, jobs=jobs, progress=progress)
-    elapsed = time.perf_counter() - progress.start
+    results, elapsed = _run_seeds(args, run_cluster_seed, jobs=jobs, names=args.names)
     summary = summarize(results)
     _print_cluster_table(summary, elapsed)
     if len(results) == 1:
         only = results[0]
         print(f"shape: {only.shape}; trace digest {only.trace_digest}")
     return _finish(args, results, lambda failing: _cluster_json(summary, elapsed, failing))
+
+
+def _run_seeds(
+    args: argparse.Namespace, run_seed: Callable[..., R], *, jobs: int, **options: object
+) -> tuple[list[R], float]:
+    """Run the seeds the flags name through the one runner, with progress on stderr;
+    the results and the elapsed wall time."""
+    from registry.sim.runner import run_seeds
+
+    seeds = _seed_range(args.seed, args.seeds)
+    progress = _Progress(len(seeds))
+    run = partial(
+        run_seed,
+        nodes=args.nodes,
+        duration_s=args.duration,
+        calm_bound_s=args.calm_bound,
+        keep_timeline=args.verbose and len(seeds) == 1,
+        **options,
+    )
+    results = run_seeds(run, seeds, jobs=jobs, progress=progress)
+    return results, time.perf_counter() - progress.start
 
 
 def _finish(
