@@ -1,31 +1,47 @@
-"""``registry sim raft``: run deterministic simulation seeds and report violations.
+"""``registry sim raft`` and ``registry sim cluster``: run deterministic simulation seeds
+and report violations.
 
-``registry sim cluster`` (``registry.cli.sim_cluster``) follows the same contract with its
-own summary fields.
-
-Output contract (scripts and CI rely on it):
+Output contract (scripts and CI rely on it), the same for both kinds:
 
 - progress lines go to stderr, one every few seeds;
 - a summary table goes to stdout; with ``--json`` the *last* stdout line is one JSON
-  object (``seeds``, ``nodes``, ``violations``, ``elections``, ``commits``, ``acked``,
-  ``sim_seconds``, ``wall_seconds``, ``speed``, ``failing_seeds``, ``replay``);
+  object;
 - every failing seed is printed with its violations and the exact replay command;
 - exit status 1 when any seed violated a guarantee, 0 otherwise.
+
+``raft`` JSON: ``seeds``, ``nodes``, ``violations``, ``elections``, ``commits``,
+``acked``, ``sim_seconds``, ``wall_seconds``, ``speed``, ``liveness_max_s``,
+``failing_seeds``, ``replay``.
+
+``cluster`` JSON: ``seeds``, ``nodes``, ``names``, ``violations``, ``duplicates``,
+``lost_registrations``, ``stale_tokens``, ``failover_samples``, ``failover_cancelled``,
+``failover_p50_s``/``p90``/``p99``/``max``, ``failover_leader_samples``,
+``failover_leader_p99_s``, ``heal_converge_p50_s``/``p90``/``p99``/``max``, ``starts``,
+``handoffs``, ``failovers``, ``sim_seconds``, ``wall_seconds``, ``failing_seeds``,
+``replay``.
+
+The simulator is imported only when a ``sim`` command runs (other commands start
+faster); both kinds go through the one seed runner (``registry.sim.runner``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from registry.sim.runner import SeedResult, Summary
+    from registry.sim.cluster.runner import ClusterSummary
+    from registry.sim.raft.runner import Summary
+    from registry.sim.runner import SeedOutcome
 
 DEFAULT_SEEDS = 20
+R = TypeVar("R", bound="SeedOutcome")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,42 +115,69 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_raft(args: argparse.Namespace) -> int:
-    from registry.sim.runner import run_raft_seeds, summarize
+    from registry.sim.raft.runner import run_raft_seed, summarize
+
+    results, elapsed = _run_seeds(args, run_raft_seed, jobs=args.jobs)
+    summary = summarize(results)
+    _print_raft_table(summary, elapsed)
+    if len(results) == 1:
+        only = results[0]
+        print(f"trace digest {only.trace_digest}; liveness {_seconds(only.liveness_s)}")
+    return _finish(args, results, lambda failing: _raft_json(summary, elapsed, failing))
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from registry.sim.cluster.runner import run_cluster_seed, summarize
+
+    jobs = args.jobs or os.cpu_count() or 1
+    results, elapsed = _run_seeds(args, run_cluster_seed, jobs=jobs, names=args.names)
+    summary = summarize(results)
+    _print_cluster_table(summary, elapsed)
+    if len(results) == 1:
+        only = results[0]
+        print(f"shape: {only.shape}; trace digest {only.trace_digest}")
+    return _finish(args, results, lambda failing: _cluster_json(summary, elapsed, failing))
+
+
+def _run_seeds(
+    args: argparse.Namespace, run_seed: Callable[..., R], *, jobs: int, **options: object
+) -> tuple[list[R], float]:
+    """Run the seeds the flags name through the one runner, with progress on stderr;
+    the results and the elapsed wall time."""
+    from registry.sim.runner import run_seeds
 
     seeds = _seed_range(args.seed, args.seeds)
     progress = _Progress(len(seeds))
-    results = run_raft_seeds(
-        seeds,
+    run = partial(
+        run_seed,
         nodes=args.nodes,
         duration_s=args.duration,
         calm_bound_s=args.calm_bound,
-        jobs=args.jobs,
-        progress=progress,
         keep_timeline=args.verbose and len(seeds) == 1,
+        **options,
     )
-    elapsed = time.perf_counter() - progress.start
-    summary = summarize(results)
-    out = sys.stdout
-    _print_table(summary, elapsed)
-    if len(results) == 1:
+    results = run_seeds(run, seeds, jobs=jobs, progress=progress)
+    return results, time.perf_counter() - progress.start
+
+
+def _finish(
+    args: argparse.Namespace,
+    results: Sequence[SeedOutcome],
+    summary_json: Callable[[list[SeedOutcome]], dict[str, object]],
+) -> int:
+    """The part of the report both kinds share: a single seed's stats and timeline, every
+    failing seed with its replay command, the JSON line, the exit status."""
+    if len(results) == 1 and args.verbose:
         only = results[0]
-        print(f"trace digest {only.trace_digest}; liveness {_seconds(only.liveness_s)}", file=out)
-        if args.verbose:
-            print("stats: " + ", ".join(f"{k} {v}" for k, v in sorted(only.stats.items())))
-            if not only.violations:
-                print("nemesis timeline:", *(f"  {line}" for line in only.timeline), sep="\n")
+        print("stats: " + ", ".join(f"{k} {v}" for k, v in sorted(only.stats.items())))
+        if not only.violations:
+            print("nemesis timeline:", *(f"  {line}" for line in only.timeline), sep="\n")
     failing = [r for r in results if r.violations]
     for result in failing:
         _print_failure(result, verbose=args.verbose or len(results) == 1)
     if args.json:
-        print(json.dumps(_json_summary(summary, elapsed, failing), sort_keys=True), file=out)
+        print(json.dumps(summary_json(failing), sort_keys=True))
     return 1 if failing else 0
-
-
-def run_cluster(args: argparse.Namespace) -> int:
-    from registry.cli.sim_cluster import run
-
-    return run(args)
 
 
 def _seed_range(first: int | None, count: int | None) -> list[int]:
@@ -142,16 +185,6 @@ def _seed_range(first: int | None, count: int | None) -> list[int]:
         return [first]
     start = first or 0
     return list(range(start, start + (count or DEFAULT_SEEDS)))
-
-
-class _SeedOutcome(Protocol):
-    """What progress needs from a seed's result (raft or cluster simulation)."""
-
-    @property
-    def violations(self) -> Sequence[str]: ...
-
-    @property
-    def sim_seconds(self) -> float: ...
 
 
 class _Progress:
@@ -166,7 +199,7 @@ class _Progress:
         self.failing = 0
         self.sim_seconds = 0.0
 
-    def __call__(self, result: _SeedOutcome) -> None:
+    def __call__(self, result: SeedOutcome) -> None:
         self.done += 1
         self.violations += len(result.violations)
         self.failing += bool(result.violations)
@@ -183,7 +216,14 @@ class _Progress:
         )
 
 
-def _print_table(summary: Summary, elapsed: float) -> None:
+def _print_row(headers: Sequence[str], row: Sequence[str]) -> None:
+    widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
+    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _print_raft_table(summary: Summary, elapsed: float) -> None:
+    speed = summary.sim_seconds / elapsed if elapsed > 0 else 0.0
     headers = (
         "seeds",
         "nodes",
@@ -194,7 +234,6 @@ def _print_table(summary: Summary, elapsed: float) -> None:
         "wall s",
         "cluster-s/wall-s",
     )
-    speed = summary.sim_seconds / elapsed if elapsed > 0 else 0.0
     row = (
         str(summary.seeds),
         str(summary.nodes),
@@ -205,14 +244,55 @@ def _print_table(summary: Summary, elapsed: float) -> None:
         f"{elapsed:,.1f}",
         f"{speed:,.1f}",
     )
-    widths = [max(len(h), len(v)) for h, v in zip(headers, row, strict=True)]
-    print("  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    _print_row(headers, row)
     print(f"slowest liveness in the calm phase: {_seconds(summary.liveness_max_s)}")
 
 
-def _print_failure(result: SeedResult, *, verbose: bool) -> None:
-    print(f"\nseed {result.seed}: {len(result.violations)} violation(s)")
+def _print_cluster_table(summary: ClusterSummary, elapsed: float) -> None:
+    from registry.sim.runner import percentile
+
+    failover, heal, leader = summary.failover, summary.heal, summary.failover_leader
+    headers = (
+        "seeds",
+        "nodes",
+        "violations",
+        "duplicates",
+        "lost regs",
+        "stale tokens",
+        "failover p50/p99",
+        "heal p99",
+        "wall s",
+    )
+    row = (
+        str(summary.seeds),
+        str(summary.nodes),
+        str(summary.violations),
+        str(summary.duplicates),
+        str(summary.lost_registrations),
+        str(summary.stale_tokens),
+        f"{_seconds(percentile(failover, 50))}/{_seconds(percentile(failover, 99))}",
+        _seconds(percentile(heal, 99)),
+        f"{elapsed:,.1f}",
+    )
+    _print_row(headers, row)
+    starts = ", ".join(f"{k} {v}" for k, v in sorted(summary.starts.items()))
+    print(
+        f"failover: {len(failover)} samples ({summary.failover_cancelled} cancelled), p90 "
+        f"{_seconds(percentile(failover, 90))}, max {_seconds(percentile(failover, 100))}; "
+        f"leader lost: p50 {_seconds(percentile(leader, 50))}, p99 "
+        f"{_seconds(percentile(leader, 99))}"
+    )
+    print(
+        f"heal convergence: p50 {_seconds(percentile(heal, 50))}, p90 "
+        f"{_seconds(percentile(heal, 90))}, max {_seconds(percentile(heal, 100))}"
+    )
+    print(f"activations by start reason: {starts}; simulated {summary.sim_seconds:,.1f}s")
+
+
+def _print_failure(result: SeedOutcome, *, verbose: bool) -> None:
+    shape = getattr(result, "shape", "")
+    label = f"seed {result.seed}" + (f" ({shape})" if shape else "")
+    print(f"\n{label}: {len(result.violations)} violation(s)")
     for line in result.violations:
         print(f"  {line}")
     if verbose and result.timeline:
@@ -222,7 +302,7 @@ def _print_failure(result: SeedResult, *, verbose: bool) -> None:
     print(f"  replay: {result.replay_command()}")
 
 
-def _json_summary(summary: Summary, elapsed: float, failing: list[SeedResult]) -> dict[str, object]:
+def _raft_json(summary: Summary, elapsed: float, failing: list[SeedOutcome]) -> dict[str, object]:
     return {
         "seeds": summary.seeds,
         "nodes": summary.nodes,
@@ -237,6 +317,42 @@ def _json_summary(summary: Summary, elapsed: float, failing: list[SeedResult]) -
         "failing_seeds": list(summary.failing_seeds),
         "replay": [r.replay_command() for r in failing],
     }
+
+
+def _cluster_json(
+    summary: ClusterSummary, elapsed: float, failing: list[SeedOutcome]
+) -> dict[str, object]:
+    from registry.sim.runner import percentile
+
+    failover, heal = summary.failover, summary.heal
+    out: dict[str, object] = {
+        "seeds": summary.seeds,
+        "nodes": summary.nodes,
+        "names": summary.names,
+        "violations": summary.violations,
+        "duplicates": summary.duplicates,
+        "lost_registrations": summary.lost_registrations,
+        "stale_tokens": summary.stale_tokens,
+        "failover_samples": len(failover),
+        "failover_cancelled": summary.failover_cancelled,
+        "failover_leader_samples": len(summary.failover_leader),
+        "failover_leader_p99_s": _rounded(percentile(summary.failover_leader, 99)),
+        "starts": dict(sorted(summary.starts.items())),
+        "handoffs": summary.handoffs,
+        "failovers": summary.starts.get("failover", 0),
+        "sim_seconds": round(summary.sim_seconds, 3),
+        "wall_seconds": round(elapsed, 3),
+        "failing_seeds": list(summary.failing_seeds),
+        "replay": [r.replay_command() for r in failing],
+    }
+    for label, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100)):
+        out[f"failover_{label}_s"] = _rounded(percentile(failover, q))
+        out[f"heal_converge_{label}_s"] = _rounded(percentile(heal, q))
+    return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _seconds(value: float | None) -> str:

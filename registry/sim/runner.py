@@ -1,53 +1,45 @@
-"""Run Raft simulation seeds and summarize them.
+"""The one seed runner every simulated application uses.
 
-One seed is one ``random.Random(seed)``; every other RNG (world, network, node boots,
-nemesis, clients) is a child seeded from it, so a seed replays exactly — and
-``SeedResult.trace_digest`` proves it. A run is ``duration_s`` of nemesis followed by a
-calm phase of at most ``calm_bound_s`` (see ``registry.sim.calm``).
+A run of one seed: every RNG is a child of ``random.Random(seed)`` (``child_rngs``), so a
+seed replays exactly and the world's ``trace_digest`` proves it. ``drive`` runs the two
+phases — ``duration`` of nemesis, then a calm phase of at most its bound — and turns any
+exception escaping the core or the harness (``RaftInvariantError``, an illegal disk
+write, a corrupt snapshot) into a violation saying where it was raised. ``run_seeds``
+runs many seeds, in order or in worker processes; each result (a ``SeedOutcome``) carries
+its violations and the exact command that replays it.
 
-An exception escaping the core or the harness (``RaftInvariantError``, an illegal disk
-write, a corrupt snapshot) ends the seed and is reported as a violation, with where it
-was raised.
+The families (``registry.sim.raft``, ``registry.sim.cluster``) build their harness,
+workload and calm phase per seed and report their own figures on top of ``SeedOutcome``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import random
-import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from registry.sim.calm import CalmPhase
-from registry.sim.checkers import CheckerSuite, Liveness
-from registry.sim.nemesis import Nemesis
-from registry.sim.observations import FinalState, RunEnded
-from registry.sim.raft_harness import HarnessConfig, RaftSim
-from registry.sim.raft_workload import RaftWorkload
-
-LOG_CHECKPOINT_US = 1_000_000
-DEFAULT_CALM_BOUND_S = 10.0
+from registry.sim.engine.world import World
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SeedResult:
+class SeedOutcome:
+    """What every seed reports, whatever ran in it."""
+
+    kind: ClassVar[str] = ""
+    """The ``registry sim`` subcommand that replays it."""
+    default_calm_bound_s: ClassVar[float] = 0.0
+
     seed: int
     nodes: int
     duration_s: float
     calm_bound_s: float
     violations: tuple[str, ...]
-    elections: int
-    commits: int
-    """Distinct log indexes applied anywhere (every entry kind)."""
-    acked: int
-    """Client writes acknowledged."""
     sim_seconds: float
     """True simulated time, nemesis plus calm phase."""
     wall_seconds: float
-    liveness_s: float | None
-    """Calm-phase time until a leader applied a fresh write everywhere."""
     events: int
     trace_digest: str
     stats: dict[str, int] = field(default_factory=dict)
@@ -58,91 +50,72 @@ class SeedResult:
     def ok(self) -> bool:
         return not self.violations
 
+    def replay_flags(self) -> str:
+        """Flags of the replay command beyond seed, nodes, duration and calm bound."""
+        return ""
+
     def replay_command(self) -> str:
-        command = (
-            f"registry sim raft --seed {self.seed} --nodes {self.nodes} "
-            f"--duration {self.duration_s:g}"
-        )
-        if self.calm_bound_s != DEFAULT_CALM_BOUND_S:
+        command = f"registry sim {self.kind} --seed {self.seed} --nodes {self.nodes}"
+        command += self.replay_flags() + f" --duration {self.duration_s:g}"
+        if self.calm_bound_s != self.default_calm_bound_s:
             command += f" --calm-bound {self.calm_bound_s:g}"
         return command
 
 
-def run_raft_seed(
-    seed: int,
-    nodes: int = 3,
-    duration_s: float = 30.0,
-    *,
-    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
-    suite: CheckerSuite | None = None,
-    keep_timeline: bool = False,
-) -> SeedResult:
-    """Run one seed. The nemesis timeline is kept in the result when the seed failed or
-    ``keep_timeline`` is set."""
-    wall_start = time.perf_counter()
+R = TypeVar("R", bound=SeedOutcome)
+
+
+def child_rngs(seed: int, count: int) -> list[random.Random]:
+    """``count`` independent RNGs drawn, in order, from ``random.Random(seed)``."""
     root = random.Random(seed)
-    world_rng, nemesis_rng, client_rng = (random.Random(root.getrandbits(64)) for _ in range(3))
-    suite = suite or CheckerSuite()
-    sim = RaftSim(rng=world_rng, config=HarnessConfig(nodes=nodes), suite=suite)
-    workload = RaftWorkload(sim, client_rng, tag=str(seed), membership=nodes >= 5)
-    sim.hooks = workload
-    nemesis = Nemesis(sim.world, nemesis_rng, focus=lambda: _leader_id(sim))
-    calm = CalmPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6), tag=str(seed))
-    duration_us = round(duration_s * 1e6)
-    escaped: list[str] = []
+    return [random.Random(root.getrandbits(64)) for _ in range(count)]
+
+
+class _Led(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _HasLeader(Protocol):
+    def leader(self) -> _Led | None: ...
+
+
+def leader_of(sim: _HasLeader) -> Callable[[], str | None]:
+    """The nemesis' focus: the id of the sim's current leader, if any."""
+
+    def focus() -> str | None:
+        leader = sim.leader()
+        return leader.id if leader else None
+
+    return focus
+
+
+def drive(
+    world: World[Any],
+    *,
+    start: Callable[[], None],
+    duration_us: int,
+    calm: Callable[[], None],
+    calm_bound_us: int,
+    end: Callable[[], None] = lambda: None,
+) -> list[str]:
+    """``start`` (boot, clients, nemesis), run the nemesis phase until ``duration_us``,
+    start the ``calm`` phase and run it for at most ``calm_bound_us`` (it stops the world
+    once its goal is shown), then ``end``. Returns the escaped exception, as a
+    violation, if any: it ends the seed, and is a finding."""
     try:
-        sim.boot()
-        workload.start()
-        nemesis.start(until_us=duration_us)
-        sim.every(LOG_CHECKPOINT_US, sim.sample_logs)
-        sim.world.run_until(duration_us)
-        calm.start()
-        sim.world.run_until(duration_us + calm.bound_us)
-        sim.sample_logs()
-        sim.observe(calm.final_state())
-    except Exception as exc:  # any escape is a finding, reported below
-        escaped.append(_describe_exception(sim.world.now_us, exc))
-        sim.observe(FinalState(at_us=sim.world.now_us, nodes=()))
-    sim.observe(RunEnded(at_us=sim.world.now_us, detail=calm.describe()))
-    violations = escaped + suite.violations()
-    liveness = next((c.elapsed_us for c in suite.checkers if isinstance(c, Liveness)), None)
-    net = sim.world.network.stats
-    stats = dict(workload.stats)
-    stats.update(
-        {f"nemesis_{k}": v for k, v in nemesis.counts.items()},
-        messages_sent=net.sent,
-        messages_delivered=net.delivered,
-        messages_lost=net.lost,
-        messages_blocked=net.blocked,
-        messages_duplicated=net.duplicated,
-        snapshots_installed=sim.snapshots_installed,
-        reads_served=sim.reads_served,
-    )
-    return SeedResult(
-        seed=seed,
-        nodes=nodes,
-        duration_s=duration_s,
-        calm_bound_s=calm_bound_s,
-        violations=tuple(violations),
-        elections=sim.elections,
-        commits=sim.max_applied,
-        acked=workload.stats["acked"],
-        sim_seconds=sim.world.now_us / 1e6,
-        wall_seconds=time.perf_counter() - wall_start,
-        liveness_s=None if liveness is None else liveness / 1e6,
-        events=sim.world.events,
-        trace_digest=sim.world.trace_digest(),
-        stats=stats,
-        timeline=tuple(nemesis.timeline) if violations or keep_timeline else (),
-    )
+        start()
+        world.run_until(duration_us)
+        calm()
+        world.run_until(duration_us + calm_bound_us)
+        end()
+    except Exception as exc:  # any escape is a finding, reported by the caller
+        return [describe_exception(world.now_us, exc)]
+    return []
 
 
-def _leader_id(sim: RaftSim) -> str | None:
-    leader = sim.leader()
-    return leader.id if leader else None
-
-
-def _describe_exception(now_us: int, exc: Exception) -> str:
+def describe_exception(now_us: int, exc: Exception) -> str:
+    """One violation line: when, what, and the last frames of ours it passed through."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "/registry/" in f.filename] or frames
     where = ", ".join(
@@ -151,27 +124,18 @@ def _describe_exception(now_us: int, exc: Exception) -> str:
     return f"t={now_us / 1e6:.6f}s - [exception] {type(exc).__name__}: {exc} (in {where})"
 
 
-def run_raft_seeds(
+def run_seeds(
+    run: Callable[[int], R],
     seeds: Iterable[int],
-    nodes: int = 3,
-    duration_s: float = 30.0,
     *,
-    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
     jobs: int = 1,
-    progress: Callable[[SeedResult], None] | None = None,
-    keep_timeline: bool = False,
-) -> list[SeedResult]:
-    """Run ``seeds`` (in order; results in the same order). With ``jobs`` > 1 seeds run in
-    worker processes; each seed is still exactly reproducible on its own."""
-    run = partial(
-        run_raft_seed,
-        nodes=nodes,
-        duration_s=duration_s,
-        calm_bound_s=calm_bound_s,
-        keep_timeline=keep_timeline,
-    )
-    results: list[SeedResult] = []
+    progress: Callable[[R], None] | None = None,
+) -> list[R]:
+    """``run`` each seed (results in seed order). With ``jobs`` > 1 seeds run in forked
+    worker processes (``run`` must pickle: a module-level function or a ``partial`` of
+    one); each seed is still exactly reproducible on its own."""
     seed_list = list(seeds)
+    results: list[R] = []
     if jobs > 1 and len(seed_list) > 1:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             for result in pool.imap(run, seed_list):
@@ -188,36 +152,34 @@ def run_raft_seeds(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Summary:
+class Totals:
+    """What every summary of a run of seeds reports (families add their figures)."""
+
     seeds: int
     nodes: int
     violations: int
-    elections: int
-    commits: int
-    acked: int
     sim_seconds: float
     wall_seconds: float
     """Sum of per-seed wall time (CPU-ish; with jobs > 1 the elapsed time is less)."""
     failing_seeds: tuple[int, ...]
-    liveness_max_s: float | None
-
-    @property
-    def speed(self) -> float:
-        """Simulated cluster-seconds per wall second of one process."""
-        return self.sim_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
-def summarize(results: Sequence[SeedResult]) -> Summary:
-    lives = [r.liveness_s for r in results if r.liveness_s is not None]
-    return Summary(
-        seeds=len(results),
-        nodes=results[0].nodes if results else 0,
-        violations=sum(len(r.violations) for r in results),
-        elections=sum(r.elections for r in results),
-        commits=sum(r.commits for r in results),
-        acked=sum(r.acked for r in results),
-        sim_seconds=sum(r.sim_seconds for r in results),
-        wall_seconds=sum(r.wall_seconds for r in results),
-        failing_seeds=tuple(r.seed for r in results if r.violations),
-        liveness_max_s=max(lives) if lives else None,
-    )
+def totals(results: Sequence[SeedOutcome]) -> dict[str, Any]:
+    """The ``Totals`` fields of ``results``, as keywords for a family's summary."""
+    return {
+        "seeds": len(results),
+        "nodes": results[0].nodes if results else 0,
+        "violations": sum(len(r.violations) for r in results),
+        "sim_seconds": sum(r.sim_seconds for r in results),
+        "wall_seconds": sum(r.wall_seconds for r in results),
+        "failing_seeds": tuple(r.seed for r in results if r.violations),
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0–100) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[min(len(ordered), int(rank)) - 1]

@@ -4,11 +4,11 @@ stays silent on the matching good history)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from registry.core.messages import Entry
-from registry.sim.checkers import (
-    Checker,
-    CheckerSuite,
+from registry.sim.checks import Checker, GoalReached, PhaseStarted, RunEnded, judge
+from registry.sim.raft.checkers import (
     Durability,
     ElectionSafety,
     LeaderCompleteness,
@@ -18,15 +18,13 @@ from registry.sim.checkers import (
     ReadIndex,
     StateMachineSafety,
 )
-from registry.sim.observations import (
+from registry.sim.raft.observations import (
     Acked,
     Applied,
-    CalmStarted,
     FinalState,
     LeaderElected,
     LeaseHolder,
     LeaseSample,
-    LivenessShown,
     LogSample,
     NodeFinal,
     NodeLog,
@@ -34,17 +32,13 @@ from registry.sim.observations import (
     ReadRequested,
     ReadServed,
     Restored,
-    RunEnded,
 )
 
 D1, D2, D3 = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
 
 
-def run(checker: Checker, history: Sequence[Observation]) -> list[str]:
-    suite = CheckerSuite([checker])
-    for obs in history:
-        suite.feed(obs)
-    return suite.violations()
+def run(checker: Checker[Any], history: Sequence[Observation]) -> list[str]:
+    return judge(history, [checker])
 
 
 def e(index: int, term: int, data: bytes = b"") -> Entry:
@@ -172,12 +166,12 @@ def test_read_index() -> None:
 
 
 def test_liveness() -> None:
-    calm = CalmStarted(at_us=30_000_000, bound_us=10_000_000)
-    shown = LivenessShown(at_us=31_000_000, leader="n1")
+    calm = PhaseStarted(at_us=30_000_000, bound_us=10_000_000)
+    shown = GoalReached(at_us=31_000_000, node="n1")
     checker = Liveness()
     assert run(checker, [calm, shown, RunEnded(at_us=31_000_000)]) == []
     assert checker.elapsed_us == 1_000_000
-    [late] = run(Liveness(), [calm, LivenessShown(at_us=41_000_001, leader="n1")])
+    [late] = run(Liveness(), [calm, GoalReached(at_us=41_000_001, node="n1")])
     assert "liveness took 11.000s, bound 10.000s" in late
     [never] = run(Liveness(), [calm, RunEnded(at_us=40_000_000, detail="n1:down")])
     assert "no leader with a fresh write" in never and "n1:down" in never

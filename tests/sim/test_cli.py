@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-import registry.sim.checkers as checkers
+import registry.sim.raft.checkers as checkers
 from registry.cli import main
-from registry.sim.observations import LeaderElected, Observation
+from registry.sim.checks import Checker
+from registry.sim.raft.observations import LeaderElected, Observation
 
 
 def last_json(text: str) -> dict[str, object]:
@@ -41,7 +42,7 @@ def test_seed_and_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert last_json(capsys.readouterr().out)["seeds"] == 2
 
 
-class _Tripwire(checkers.Checker):
+class _Tripwire(Checker[Observation]):
     """Flags every election: forces the failure path without breaking Raft."""
 
     name = "tripwire"

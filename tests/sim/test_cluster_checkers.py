@@ -5,12 +5,11 @@ majority group and the independent placement oracle."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from registry.core.commands import NameSpec
-from registry.sim.cluster_calm import oracle_owner
-from registry.sim.cluster_checkers import (
-    ClusterChecker,
-    ClusterSuite,
+from registry.sim.checks import Checker, GoalReached, PhaseStarted, RunEnded, judge
+from registry.sim.cluster.checkers import (
     Failover,
     Fencing,
     HandoffState,
@@ -19,15 +18,13 @@ from registry.sim.cluster_checkers import (
     SingleActivation,
     overlap,
 )
-from registry.sim.cluster_harness import ClusterConfig, majority_group
-from registry.sim.cluster_observations import (
+from registry.sim.cluster.harness import ClusterConfig, majority_group
+from registry.sim.cluster.heal import oracle_owner
+from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
     ClusterObservation,
-    ClusterRunEnded,
-    Converged,
     FinalRegistry,
-    HealStarted,
     MajorityChanged,
     NameSpecified,
     NodeRegistry,
@@ -41,11 +38,8 @@ S = 1_000_000
 ALL = ("n1", "n2", "n3")
 
 
-def run(checker: ClusterChecker, history: Sequence[ClusterObservation]) -> list[str]:
-    suite = ClusterSuite([checker])
-    for obs in history:
-        suite.feed(obs)
-    return suite.violations()
+def run(checker: Checker[Any], history: Sequence[ClusterObservation]) -> list[str]:
+    return judge(history, [checker])
 
 
 def started(
@@ -169,11 +163,11 @@ def test_failover_records_latency_and_flags_slow_ones() -> None:
     assert checker.latencies_us == [2_500_000] and checker.leader_latencies_us == [2_500_000]
     [slow] = run(Failover(bound_us=30 * S), [*base, started("n3", "a", 20, at=41 * S)])
     assert "'a' ran again 31.000s after n1 was lost at t=10.000000s (bound 30s)" in slow
-    [never] = run(Failover(bound_us=30 * S), [*base, ClusterRunEnded(at_us=45 * S)])
+    [never] = run(Failover(bound_us=30 * S), [*base, RunEnded(at_us=45 * S)])
     assert "'a' never ran again after n1 was lost" in never
     # Ended before the bound: censored, not a failure.
     checker = Failover(bound_us=30 * S)
-    assert run(checker, [*base, ClusterRunEnded(at_us=20 * S)]) == []
+    assert run(checker, [*base, RunEnded(at_us=20 * S)]) == []
     assert checker.cancelled == {"still open at the end": 1}
 
 
@@ -186,7 +180,7 @@ def test_failover_censors_what_it_cannot_judge() -> None:
         started("n1", "only-n1", 5),
         topology(("n2", "n3"), at=10 * S),
     ]
-    late = ClusterRunEnded(at_us=100 * S)
+    late = RunEnded(at_us=100 * S)
     # Nobody left could host "only-n1": no sample for it.
     checker = Failover()
     run(checker, [*base, started("n2", "a", 9, at=12 * S), late])
@@ -215,13 +209,13 @@ def test_failover_censors_what_it_cannot_judge() -> None:
 
 
 def test_heal() -> None:
-    begin = HealStarted(at_us=30 * S, bound_us=30 * S)
+    begin = PhaseStarted(at_us=30 * S, bound_us=30 * S)
     checker = Heal()
-    assert run(checker, [begin, Converged(at_us=32 * S), ClusterRunEnded(at_us=32 * S)]) == []
+    assert run(checker, [begin, GoalReached(at_us=32 * S), RunEnded(at_us=32 * S)]) == []
     assert checker.elapsed_us == 2 * S
-    [late] = run(Heal(), [begin, Converged(at_us=61 * S)])
+    [late] = run(Heal(), [begin, GoalReached(at_us=61 * S)])
     assert "converged 31.000s after the heal, bound 30s" in late
-    [never] = run(Heal(), [begin, ClusterRunEnded(at_us=60 * S, detail="'x' runs on no node")])
+    [never] = run(Heal(), [begin, RunEnded(at_us=60 * S, detail="'x' runs on no node")])
     assert "not converged 30.000s after the heal: 'x' runs on no node" in never
 
 

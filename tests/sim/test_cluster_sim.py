@@ -15,26 +15,27 @@ import random
 import subprocess
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-import registry.sim.cluster_checkers as cluster_checkers
+import registry.sim.cluster.checkers as cluster_checkers
 from registry.cli import main
 from registry.core.timing import PRESETS
-from registry.sim.cluster_calm import HealPhase
-from registry.sim.cluster_checkers import ClusterSuite, SingleActivation
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import ClusterObservation, Converged
-from registry.sim.cluster_runner import (
+from registry.sim.checks import Checker, GoalReached
+from registry.sim.cluster.checkers import ClusterSuite, SingleActivation
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.heal import HealPhase
+from registry.sim.cluster.observations import ClusterObservation
+from registry.sim.cluster.runner import (
     ClusterSeedResult,
     finish,
-    percentile,
     run_cluster_seed,
-    run_cluster_seeds,
 )
-from registry.sim.cluster_workload import ClusterWorkload
-from registry.sim.nemesis import Nemesis
+from registry.sim.cluster.workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
+from registry.sim.runner import percentile, run_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("CLUSTER_SIM_SEEDS", "60"))
@@ -67,7 +68,9 @@ def _report(failing: list[ClusterSeedResult]) -> str:
 @pytest.mark.parametrize("start", range(0, SEEDS, CHUNK), ids=lambda s: f"seeds{s}-{s + CHUNK - 1}")
 def test_no_violations(start: int) -> None:
     seeds = range(start, min(start + CHUNK, SEEDS))
-    results = run_cluster_seeds(seeds, nodes=5, names=NAMES, duration_s=DURATION_S)
+    results = run_seeds(
+        partial(run_cluster_seed, nodes=5, names=NAMES, duration_s=DURATION_S), seeds
+    )
     failing = [r for r in results if r.violations]
     assert not failing, "simulation found violations:\n" + _report(failing)
     for result in results:
@@ -189,7 +192,9 @@ def test_unsafe_switch_is_caught() -> None:
     they start elsewhere, and G1 must say so."""
     safe = PRESETS["lan"].membership()
     unsafe = replace(safe, down_after_tick=safe.lease_tick // 2)
-    results = run_cluster_seeds(range(3), names=100, duration_s=20.0, membership=unsafe)
+    results = run_seeds(
+        partial(run_cluster_seed, names=100, duration_s=20.0, membership=unsafe), range(3)
+    )
     assert any(r.duplicates > 0 for r in results), [r.violations for r in results]
     duplicate = next(v for r in results for v in r.violations if "[single-activation]" in v)
     assert "ran twice" in duplicate
@@ -210,7 +215,7 @@ def test_same_seed_same_trace() -> None:
 
 def test_same_trace_under_another_hash_seed() -> None:
     code = (
-        "from registry.sim.cluster_runner import run_cluster_seed;"
+        "from registry.sim.cluster.runner import run_cluster_seed;"
         "print(run_cluster_seed(9, names=60, duration_s=6.0).trace_digest)"
     )
     digests = {run_cluster_seed(9, names=60, duration_s=6.0).trace_digest}
@@ -258,9 +263,9 @@ def test_cli_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert "[2/2] violations 0" in err and "heal convergence" in out
 
 
-class _Tripwire(cluster_checkers.ClusterChecker):
+class _Tripwire(Checker[ClusterObservation]):
     name = "tripwire"
-    handles = (Converged,)
+    handles = (GoalReached,)
 
     def feed(self, obs: ClusterObservation) -> None:
         self.violation(obs.at_us, "", "converged")

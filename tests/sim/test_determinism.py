@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from registry.sim.runner import run_raft_seed
+from registry.sim.raft.runner import run_raft_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def test_different_seeds_differ() -> None:
 def test_same_trace_under_another_hash_seed() -> None:
     """Iterating a set of strings in hash order would make runs differ between processes."""
     code = (
-        "from registry.sim.runner import run_raft_seed;"
+        "from registry.sim.raft.runner import run_raft_seed;"
         "print(run_raft_seed(11, nodes=5, duration_s=8.0).trace_digest)"
     )
     digests = set()

@@ -3,15 +3,18 @@ simulation catches real bugs when they are injected into Raft or into storage.""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from registry.core.config import RaftConfig
 from registry.core.log import RaftLog
 from registry.core.messages import ConfState, Entry, HardState, Snapshot, SnapshotMeta
-from registry.sim.hashchain import MIN_SNAPSHOT_BYTES, CorruptSnapshot, HashChain
-from registry.sim.nemesis import Nemesis
-from registry.sim.raft_disk import IllegalWrite, RaftDisk
-from registry.sim.runner import run_raft_seeds
+from registry.sim.engine.disk import IllegalWrite, RaftDisk
+from registry.sim.engine.nemesis import Nemesis
+from registry.sim.raft.hashchain import MIN_SNAPSHOT_BYTES, CorruptSnapshot, HashChain
+from registry.sim.raft.runner import run_raft_seed
+from registry.sim.runner import run_seeds
 
 
 def chain(n: int) -> HashChain:
@@ -83,7 +86,7 @@ def test_disk_refuses_impossible_writes() -> None:
 
 
 def _failing_kinds(nodes: int, seeds: range) -> set[str]:
-    results = run_raft_seeds(seeds, nodes=nodes, duration_s=30.0)
+    results = run_seeds(partial(run_raft_seed, nodes=nodes, duration_s=30.0), seeds)
     return {v.split("[", 1)[1].split("]", 1)[0] for r in results for v in r.violations}
 
 
@@ -117,7 +120,7 @@ def test_sim_reports_a_cluster_that_never_recovers(monkeypatch: pytest.MonkeyPat
         self._world.network.split([[n] for n in self._world.node_ids])
 
     monkeypatch.setattr(Nemesis, "calm", no_calm)
-    [result] = run_raft_seeds([1], nodes=3, duration_s=5.0, calm_bound_s=3.0)
+    [result] = run_seeds(partial(run_raft_seed, nodes=3, duration_s=5.0, calm_bound_s=3.0), [1])
     assert result.liveness_s is None
     [liveness] = [v for v in result.violations if "[liveness]" in v]
     assert "within 3.000s of calm" in liveness and "n1:" in liveness

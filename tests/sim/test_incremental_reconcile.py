@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from registry.core.replica import Replica
-from registry.sim.cluster_runner import run_cluster_seed
+from registry.sim.cluster.runner import run_cluster_seed
 
 SEEDS = range(6)
 

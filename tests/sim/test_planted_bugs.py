@@ -20,14 +20,14 @@ import random
 
 import pytest
 
-from registry.sim.cluster_calm import HealPhase
-from registry.sim.cluster_checkers import ClusterSuite, SingleActivation
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_runner import ClusterSeedResult, finish, run_cluster_seed
-from registry.sim.cluster_runtime import HandoffBehaviour
-from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.cluster.checkers import ClusterSuite, SingleActivation
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.heal import HealPhase
+from registry.sim.cluster.runner import ClusterSeedResult, finish, run_cluster_seed
+from registry.sim.cluster.runtime import HandoffBehaviour
+from registry.sim.cluster.workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import SimFaults
-from registry.sim.nemesis import Nemesis
 
 S = 1_000_000
 

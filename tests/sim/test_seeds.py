@@ -9,10 +9,12 @@ A failure lists each failing seed's violations and the command that replays it.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import pytest
 
-from registry.sim.runner import SeedResult, run_raft_seeds
+from registry.sim.raft.runner import SeedResult, run_raft_seed
+from registry.sim.runner import run_seeds
 
 SEEDS_PER_SIZE = int(os.environ.get("SIM_SEEDS", "250"))
 DURATION_S = float(os.environ.get("SIM_DURATION", "30"))
@@ -38,7 +40,7 @@ def _report(failing: list[SeedResult]) -> str:
 @pytest.mark.parametrize(("nodes", "start"), CASES)
 def test_no_violations(nodes: int, start: int) -> None:
     seeds = range(start, min(start + CHUNK, SEEDS_PER_SIZE))
-    results = run_raft_seeds(seeds, nodes=nodes, duration_s=DURATION_S)
+    results = run_seeds(partial(run_raft_seed, nodes=nodes, duration_s=DURATION_S), seeds)
     failing = [r for r in results if r.violations]
     assert not failing, "simulation found violations:\n" + _report(failing)
     for result in results:

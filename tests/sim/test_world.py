@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from registry.sim.clock import ClockConfig, NodeClock
-from registry.sim.nemesis import Nemesis
-from registry.sim.network import NetworkConfig
-from registry.sim.world import World
+from registry.sim.engine.clock import ClockConfig, NodeClock
+from registry.sim.engine.nemesis import Nemesis
+from registry.sim.engine.network import NetworkConfig
+from registry.sim.engine.world import World
 
 QUIET = NetworkConfig(loss=0.0, duplicate=0.0, slow_fraction=0.0)
 

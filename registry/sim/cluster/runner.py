@@ -6,23 +6,21 @@ seed it draws the cluster's shape: 3 or 5 bootstrap voters (the other nodes are 
 members), node roles and worker kinds, and how workers answer ``begin_handoff`` (some
 seeds answer ``Restart()`` now and then, some answer after the deadline).
 
-A run is ``duration_s`` of nemesis with clients, then the heal phase (``cluster_calm``)
+A run is ``duration_s`` of nemesis with clients, then the heal phase (``heal``)
 of at most ``calm_bound_s``. An exception escaping the core or the harness ends the seed
 and is reported as a violation.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from registry.core.timing import MembershipConfig
-from registry.sim.cluster_calm import HealPhase
-from registry.sim.cluster_checkers import (
+from registry.sim.checks.phases import RunEnded
+from registry.sim.cluster.checkers import (
     ClusterSuite,
     Failover,
     Fencing,
@@ -31,13 +29,14 @@ from registry.sim.cluster_checkers import (
     Registrations,
     SingleActivation,
 )
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import ClusterRunEnded, FinalRegistry, NodeRegistry
-from registry.sim.cluster_runtime import HandoffBehaviour
-from registry.sim.cluster_workload import ClusterWorkload
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.heal import HealPhase
+from registry.sim.cluster.observations import FinalRegistry, NodeRegistry
+from registry.sim.cluster.runtime import HandoffBehaviour
+from registry.sim.cluster.workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.nemesis import Nemesis
-from registry.sim.runner import _describe_exception
+from registry.sim.runner import SeedOutcome, Totals, child_rngs, drive, leader_of, totals
 
 DEFAULT_DURATION_S = 30.0
 DEFAULT_CALM_BOUND_S = 30.0
@@ -84,15 +83,13 @@ def draw_config(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterSeedResult:
-    seed: int
-    nodes: int
+class ClusterSeedResult(SeedOutcome):
+    kind = "cluster"
+    default_calm_bound_s = DEFAULT_CALM_BOUND_S
+
     names: int
-    duration_s: float
-    calm_bound_s: float
     shape: str
     """Voters, learners and handoff style, e.g. ``3 voters + 2 learners, late handoffs``."""
-    violations: tuple[str, ...]
     duplicates: int
     """G1 violations (two live activations of a name at once)."""
     stale_tokens: int
@@ -105,25 +102,9 @@ class ClusterSeedResult:
     starts: dict[str, int]
     """Activations by start reason."""
     handoffs: int
-    sim_seconds: float
-    wall_seconds: float
-    events: int
-    trace_digest: str
-    stats: dict[str, int] = field(default_factory=dict)
-    timeline: tuple[str, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def replay_command(self) -> str:
-        command = (
-            f"registry sim cluster --seed {self.seed} --nodes {self.nodes} "
-            f"--names {self.names} --duration {self.duration_s:g}"
-        )
-        if self.calm_bound_s != DEFAULT_CALM_BOUND_S:
-            command += f" --calm-bound {self.calm_bound_s:g}"
-        return command
+    def replay_flags(self) -> str:
+        return f" --names {self.names}"
 
 
 def run_cluster_seed(
@@ -142,28 +123,28 @@ def run_cluster_seed(
     ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
     fail)."""
     wall_start = time.perf_counter()
-    root = random.Random(seed)
-    shape_rng, world_rng, nemesis_rng, client_rng = (
-        random.Random(root.getrandbits(64)) for _ in range(4)
-    )
+    shape_rng, world_rng, nemesis_rng, client_rng = child_rngs(seed, 4)
     config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
     workload = ClusterWorkload(sim, client_rng, names=names)
     sim.hooks = workload
-    nemesis = Nemesis(sim.world, nemesis_rng, focus=lambda: _leader_id(sim))
+    nemesis = Nemesis(sim.world, nemesis_rng, focus=leader_of(sim))
     heal = HealPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6))
     duration_us = round(duration_s * 1e6)
-    escaped: list[str] = []
-    try:
+
+    def start() -> None:
         sim.boot()
         workload.start()
         nemesis.start(until_us=duration_us)
-        sim.world.run_until(duration_us)
-        heal.start()
-        sim.world.run_until(duration_us + heal.bound_us)
-    except Exception as exc:  # any escape is a finding, reported below
-        escaped.append(_describe_exception(sim.world.now_us, exc))
+
+    escaped = drive(
+        sim.world,
+        start=start,
+        duration_us=duration_us,
+        calm=heal.start,
+        calm_bound_us=heal.bound_us,
+    )
     finish(sim, heal)
     violations = escaped + suite.violations()
     failover = suite.get(Failover)
@@ -227,77 +208,17 @@ def finish(sim: ClusterSim, heal: HealPhase) -> None:
         if host.runtime is not None:
             for name in sorted(host.runtime.active):
                 host.runtime.end(name, "run-ended")
-        if host.replica is not None:
-            state = host.replica.state
+        if host.view is not None:
+            state = host.view.state
             names = tuple(n for n, r in sorted(state.names.items()) if not r.unregistering)
             live.append(NodeRegistry(node=host.id, registered=names))
     sim.observe(FinalRegistry(at_us=now, nodes=tuple(live)))
-    sim.observe(ClusterRunEnded(at_us=now, detail=detail))
-
-
-def _leader_id(sim: ClusterSim) -> str | None:
-    leader = sim.leader()
-    return leader.id if leader else None
-
-
-def run_cluster_seeds(
-    seeds: Iterable[int],
-    nodes: int = 5,
-    names: int = DEFAULT_NAMES,
-    duration_s: float = DEFAULT_DURATION_S,
-    *,
-    calm_bound_s: float = DEFAULT_CALM_BOUND_S,
-    membership: MembershipConfig | None = None,
-    jobs: int = 1,
-    progress: Callable[[ClusterSeedResult], None] | None = None,
-    keep_timeline: bool = False,
-    faults: SimFaults = NO_FAULTS,
-    ignore_stop: float = 0.0,
-) -> list[ClusterSeedResult]:
-    """Run ``seeds`` (results in the same order); ``jobs`` > 1 uses worker processes."""
-    run = partial(
-        run_cluster_seed,
-        nodes=nodes,
-        names=names,
-        duration_s=duration_s,
-        calm_bound_s=calm_bound_s,
-        membership=membership,
-        keep_timeline=keep_timeline,
-        faults=faults,
-        ignore_stop=ignore_stop,
-    )
-    seed_list = list(seeds)
-    results: list[ClusterSeedResult] = []
-    if jobs > 1 and len(seed_list) > 1:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            for result in pool.imap(run, seed_list):
-                results.append(result)
-                if progress:
-                    progress(result)
-        return results
-    for seed in seed_list:
-        result = run(seed)
-        results.append(result)
-        if progress:
-            progress(result)
-    return results
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0–100) of ``values``; ``None`` when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[min(len(ordered), int(rank)) - 1]
+    sim.observe(RunEnded(at_us=now, detail=detail))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterSummary:
-    seeds: int
-    nodes: int
+class ClusterSummary(Totals):
     names: int
-    violations: int
     duplicates: int
     lost_registrations: int
     stale_tokens: int
@@ -308,10 +229,6 @@ class ClusterSummary:
     heal: tuple[float, ...]
     starts: dict[str, int]
     handoffs: int
-    sim_seconds: float
-    wall_seconds: float
-    """Sum of per-seed wall time."""
-    failing_seeds: tuple[int, ...]
 
 
 def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
@@ -320,10 +237,8 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         for reason, count in r.starts.items():
             starts[reason] = starts.get(reason, 0) + count
     return ClusterSummary(
-        seeds=len(results),
-        nodes=results[0].nodes if results else 0,
+        **totals(results),
         names=results[0].names if results else 0,
-        violations=sum(len(r.violations) for r in results),
         duplicates=sum(r.duplicates for r in results),
         lost_registrations=sum(r.lost_registrations for r in results),
         stale_tokens=sum(r.stale_tokens for r in results),
@@ -333,7 +248,4 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
         starts=starts,
         handoffs=sum(r.handoffs for r in results),
-        sim_seconds=sum(r.sim_seconds for r in results),
-        wall_seconds=sum(r.wall_seconds for r in results),
-        failing_seeds=tuple(r.seed for r in results if r.violations),
     )

@@ -28,8 +28,9 @@ from collections.abc import Callable
 
 from registry.core.errors import NotLeader, ProposalRejected
 from registry.core.messages import ConfChange, ConfChangeType, Entry
-from registry.sim.observations import Acked, ReadRequested
-from registry.sim.raft_harness import AppHooks, RaftHost, RaftSim
+from registry.sim.harness import pick_host
+from registry.sim.raft.harness import AppHooks, RaftHost, RaftSim
+from registry.sim.raft.observations import Acked, ReadRequested
 
 
 class RaftWorkload(AppHooks):
@@ -93,11 +94,7 @@ class RaftWorkload(AppHooks):
         host.settle()
 
     def _pick(self) -> RaftHost | None:
-        active = self.sim.active()
-        hinted = self.sim.hosts.get(self._hint)
-        if hinted is not None and hinted in active:
-            return hinted
-        return self._rng.choice(active) if active else None
+        return pick_host(self.sim.active(), self.sim.hosts.get(self._hint), self._rng)
 
     def propose(self, host: RaftHost, data: bytes, *, settle: bool = True) -> int | None:
         """Propose ``data`` at ``host``; the index, or ``None`` when rejected."""

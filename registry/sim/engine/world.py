@@ -35,8 +35,8 @@ import random
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from registry.sim.clock import ClockConfig, NodeClock
-from registry.sim.network import Network, NetworkConfig
+from registry.sim.engine.clock import ClockConfig, NodeClock
+from registry.sim.engine.network import Network, NetworkConfig
 
 M = TypeVar("M")
 M_contra = TypeVar("M_contra", contravariant=True)
@@ -114,6 +114,15 @@ class World(Generic[M]):
 
     def after(self, delay_us: int, action: Action) -> None:
         self.at(self.now_us + delay_us, action)
+
+    def every(self, period_us: int, action: Action) -> None:
+        """Run ``action`` every ``period_us`` of true time, forever (first after one period)."""
+
+        def again() -> None:
+            action()
+            self.after(period_us, again)
+
+        self.after(period_us, again)
 
     def stop(self) -> None:
         """End the current ``run_until`` after the action that is running."""

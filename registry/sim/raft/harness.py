@@ -14,29 +14,27 @@ Settings are deliberately hostile: a snapshot every 40 applied entries, 256-byte
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from registry.core.config import RaftConfig
 from registry.core.messages import Entry, Message, ReadState, Ready, Role
 from registry.core.raft import RawNode
-from registry.sim.checkers import CheckerSuite
-from registry.sim.clock import ClockConfig
-from registry.sim.hashchain import HashChain
-from registry.sim.network import NetworkConfig
-from registry.sim.observations import (
+from registry.sim.engine.clock import ClockConfig
+from registry.sim.engine.disk import RaftDisk
+from registry.sim.engine.network import NetworkConfig
+from registry.sim.harness import Sim
+from registry.sim.raft.checkers import CheckerSuite
+from registry.sim.raft.hashchain import HashChain
+from registry.sim.raft.observations import (
     Applied,
     LeaderElected,
     LeaseHolder,
     LeaseSample,
     LogSample,
     NodeLog,
-    Observation,
     ReadServed,
     Restored,
 )
-from registry.sim.raft_disk import RaftDisk
-from registry.sim.world import World
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +179,13 @@ class RaftHost:
             ReadServed(at_us=now, node=self.id, context=read.context, index=read.index)
         )
 
+    def is_up(self) -> bool:
+        return self.node is not None
+
+    def leading_term(self) -> int | None:
+        node = self.node
+        return node.term if node is not None and node.role is Role.LEADER else None
+
     def node_log(self) -> NodeLog:
         if self.node is not None:
             return NodeLog(
@@ -193,17 +198,20 @@ class RaftHost:
         )
 
 
-class RaftSim:
+class RaftSim(Sim[RaftHost, Message]):
     """The cluster: world, hosts, checkers, and the glue between them."""
 
     def __init__(
         self, *, rng: random.Random, config: HarnessConfig, suite: CheckerSuite | None = None
     ) -> None:
-        self.config = config
-        self.suite = suite or CheckerSuite()
-        self.world: World[Message] = World(
-            rng=rng, clock=config.clock, network=config.network, trace_key=_trace_key
+        super().__init__(
+            rng=rng,
+            clock=config.clock,
+            network=config.network,
+            suite=suite or CheckerSuite(),
+            trace_key=_trace_key,
         )
+        self.config = config
         self.hooks = AppHooks()
         self.elections = 0
         self.max_applied = 0
@@ -211,7 +219,6 @@ class RaftSim:
         self.reads_served = 0
         ids = [f"n{i}" for i in range(1, config.nodes + 1)]
         voters = frozenset(ids)
-        self.hosts: dict[str, RaftHost] = {}
         for node_id in ids:
             raft = RaftConfig(
                 node_id=node_id,
@@ -227,13 +234,6 @@ class RaftSim:
             self.hosts[node_id] = RaftHost(self, node_id, raft)
         self._lease_cache: dict[str, tuple[int, bool] | None] = {}
         """Per node: (term, holds a lease) while it is leader, else None."""
-
-    def boot(self) -> None:
-        for node_id, host in self.hosts.items():
-            self.world.add(node_id, host)
-
-    def observe(self, obs: Observation) -> None:
-        self.suite.feed(obs)
 
     # -- per-event checks --------------------------------------------------------------
 
@@ -291,34 +291,8 @@ class RaftSim:
         logs = tuple(host.node_log() for host in self.hosts.values())
         self.observe(LogSample(at_us=self.world.now_us, logs=logs))
 
-    def every(self, period_us: int, action: Callable[[], None]) -> None:
-        """Run ``action`` every ``period_us`` of true time, forever."""
-
-        def again() -> None:
-            action()
-            self.world.after(period_us, again)
-
-        self.world.after(period_us, again)
-
     # -- queries (omniscient: for the runner and the client model) ---------------------
 
     def live(self) -> list[RaftHost]:
         """Hosts that are up (possibly paused)."""
         return [h for h in self.hosts.values() if h.node is not None]
-
-    def active(self) -> list[RaftHost]:
-        """Hosts that are up and not paused: the ones a client call can reach now."""
-        paused = self.world.is_paused
-        return [h for h in self.hosts.values() if h.node is not None and not paused(h.id)]
-
-    def leader(self) -> RaftHost | None:
-        """The active leader with the highest term, if any."""
-        best: RaftHost | None = None
-        for host in self.active():
-            node = host.node
-            assert node is not None
-            if node.role is Role.LEADER and (
-                best is None or best.node is None or node.term > best.node.term
-            ):
-                best = host
-        return best

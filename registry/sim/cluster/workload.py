@@ -6,7 +6,7 @@ How a client behaves:
   is not already working on: mostly ``register-many`` batches (5–40 names; 1 in 5 is a
   single ``Register``), some unregisters (later re-registered), group joins and leaves.
   One op per name at a time: that is what lets the registrations checker reason about
-  ops of unknown outcome (see ``cluster_checkers``).
+  ops of unknown outcome (see ``registry.sim.cluster.checkers``).
 - An op goes to the node it believes leads (a random reachable node when it has no
   idea). ``NotLeader`` is followed to its hint, other refusals retried shortly, up to
   ``MAX_ATTEMPTS`` tries.
@@ -32,8 +32,9 @@ from registry.core.commands import Command, Join, Leave, NameSpec, Register, Unr
 from registry.core.errors import NotLeader, ProposalRejected
 from registry.core.replica import Applied
 from registry.core.state import Code
-from registry.sim.cluster_harness import ClientHooks, ClusterHost, ClusterSim
-from registry.sim.cluster_observations import NameSpecified, OpAccepted, OpAcked, OpUncertain
+from registry.sim.cluster.harness import ClientHooks, ClusterHost, ClusterSim
+from registry.sim.cluster.observations import NameSpecified, OpAccepted, OpAcked, OpUncertain
+from registry.sim.harness import pick_host
 
 MAX_ATTEMPTS = 8
 OP_TIMEOUT_US = 5_000_000
@@ -136,11 +137,7 @@ class ClusterWorkload(ClientHooks):
                 self._submit(_Op(kind="join", command=Join(group=group, name=name), names=(name,)))
 
     def _pick(self) -> ClusterHost | None:
-        active = self.sim.active()
-        hinted = self.sim.hosts.get(self._hint)
-        if hinted is not None and hinted in active:
-            return hinted
-        return self._rng.choice(active) if active else None
+        return pick_host(self.sim.active(), self.sim.hosts.get(self._hint), self._rng)
 
     def _submit(self, op: _Op) -> None:
         self._busy.update(op.names)
@@ -263,9 +260,9 @@ class ClusterWorkload(ClientHooks):
         active = self.sim.active()
         if not active:
             return
-        replica = rng.choice(active).replica
-        assert replica is not None
-        record = replica.state.registered(name)
+        view = rng.choice(active).view
+        assert view is not None
+        record = view.state.registered(name)
         target = self.sim.hosts.get(record.holder) if record is not None else None
         runtime = target.runtime if target is not None else None
         if runtime is None or runtime.call(name) is None:

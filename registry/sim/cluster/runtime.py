@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import StartReason
-from registry.sim.cluster_observations import (
+from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
     ClusterObservation,
@@ -46,7 +46,7 @@ from registry.sim.cluster_observations import (
 from registry.sim.faults import NO_FAULTS, SimFaults
 
 if TYPE_CHECKING:
-    from registry.sim.cluster_harness import ClusterHost
+    from registry.sim.cluster.harness import ClusterHost
 
 PAUSED_RETRY_US = 10_000
 

@@ -1,26 +1,29 @@
 """What the cluster harness observes and feeds to the registry checkers (G1–G5).
 
-Like ``observations`` for the Raft harness: each value is a frozen, slotted, keyword-only
-dataclass carrying the true time (``at_us``) at which it was seen, so every checker can be
-tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
+Like ``registry.sim.raft.observations`` for the Raft harness: each value is a frozen,
+slotted, keyword-only dataclass carrying the true time (``at_us``) at which it was seen,
+so every checker can be tested alone on a synthetic history (tests/sim/test_cluster_checkers.py).
 
 Activations are reported twice: when they start (G2 needs the order of starts) and when
 they end — when their stop actually ran, their host was killed or exited, or their node
-crashed. G1 compares the true-time intervals ``[start_us, at_us)``.
+crashed. G1 compares the true-time intervals ``[start_us, at_us)``. The heal phase uses
+the shared ``PhaseStarted``/``GoalReached``/``RunEnded`` (``registry.sim.checks``);
+``GoalReached`` is the first instant of a convergence that then held.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from registry.sim.checks.base import NodeObserved, Observed
+from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
+
 Segment = tuple[int, int]
 """A half-open stretch ``[start_us, end_us)`` of true time."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivationStarted:
-    at_us: int
-    node: str
+class ActivationStarted(NodeObserved):
     name: str
     token: int
     reason: str
@@ -30,9 +33,7 @@ class ActivationStarted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivationEnded:
-    at_us: int
-    node: str
+class ActivationEnded(NodeObserved):
     name: str
     token: int
     reason: str
@@ -53,21 +54,18 @@ class ActivationEnded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NameSpecified:
+class NameSpecified(Observed):
     """The workload is about to register ``name``; ``eligible`` is every node that could
     ever host it (roles, kinds and priority list)."""
 
-    at_us: int
     name: str
     eligible: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpAccepted:
+class OpAccepted(NodeObserved):
     """A leader accepted a client's register/unregister of ``names`` at ``index``."""
 
-    at_us: int
-    node: str
     op: str
     """``register`` or ``unregister``."""
     names: tuple[str, ...]
@@ -75,50 +73,32 @@ class OpAccepted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpAcked:
+class OpAcked(NodeObserved):
     """The leader that accepted the op applied it with OK: the client was answered."""
 
-    at_us: int
-    node: str
     op: str
     names: tuple[str, ...]
     index: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpUncertain:
+class OpUncertain(Observed):
     """An accepted op whose outcome the client never learned (its node crashed, the
     client timed out, or a snapshot skipped the entry): it may or may not commit."""
 
-    at_us: int
     op: str
     names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MajorityChanged:
+class MajorityChanged(Observed):
     """The nodes connected with the majority of voters changed. ``group`` is the one
     maximal set of up nodes, pairwise connected both ways, that holds a majority of the
     voters — ``None`` when there is none or more than one (a bridge, a one-way cut)."""
 
-    at_us: int
     group: tuple[str, ...] | None
     leader: str = ""
     """The last node seen leading before the change (to tell leader losses apart)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HealStarted:
-    at_us: int
-    bound_us: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Converged:
-    """Every registered name runs exactly once, on its placement owner, on every replica's
-    agreement; nothing waits; every node is an up member."""
-
-    at_us: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,18 +108,10 @@ class NodeRegistry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FinalRegistry:
+class FinalRegistry(Observed):
     """At the end of the run: the registered names in every live replica's state."""
 
-    at_us: int
     nodes: tuple[NodeRegistry, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterRunEnded:
-    at_us: int
-    detail: str = ""
-    """Why the cluster has not converged (if it has not), for the heal checker."""
 
 
 ClusterObservation = (
@@ -150,8 +122,8 @@ ClusterObservation = (
     | OpAcked
     | OpUncertain
     | MajorityChanged
-    | HealStarted
-    | Converged
+    | PhaseStarted
+    | GoalReached
     | FinalRegistry
-    | ClusterRunEnded
+    | RunEnded
 )

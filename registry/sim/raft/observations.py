@@ -3,7 +3,8 @@
 Why a separate vocabulary: checkers judge a *history*, not a live cluster, so each can be
 tested alone by feeding it a synthetic bad history (tests/sim/test_checkers.py). Every
 observation is a frozen, slotted, keyword-only dataclass carrying the true time at which
-it was seen (``at_us``) and, where one node is concerned, that node.
+it was seen (``at_us``) and, where one node is concerned, that node. The calm phase
+uses the shared ``PhaseStarted``/``GoalReached``/``RunEnded`` (``registry.sim.checks``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.core.messages import Entry
+from registry.sim.checks.base import NodeObserved, Observed
+from registry.sim.checks.phases import GoalReached, PhaseStarted, RunEnded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderElected:
+class LeaderElected(NodeObserved):
     """``node`` was seen acting as leader of ``term`` for the first time."""
 
-    at_us: int
-    node: str
     term: int
     snapshot_index: int
     """Last index covered by the new leader's snapshot."""
@@ -27,22 +28,18 @@ class LeaderElected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Applied:
+class Applied(NodeObserved):
     """``node`` applied ``entry`` to its state machine; ``digest`` is the state after."""
 
-    at_us: int
-    node: str
     entry: Entry
     digest: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Restored:
+class Restored(NodeObserved):
     """``node``'s state machine was (re)loaded at ``index`` — from a snapshot installed by
     the leader, or from its own disk at restart (``index`` 0: empty state)."""
 
-    at_us: int
-    node: str
     index: int
     digest: bytes
 
@@ -56,11 +53,10 @@ class LeaseHolder:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LeaseSample:
+class LeaseSample(Observed):
     """Who holds a leader lease and who acts as leader, among live nodes; sampled
     whenever either set changes."""
 
-    at_us: int
     holders: tuple[LeaseHolder, ...]
     leaders: tuple[tuple[str, int], ...] = ()
     """(node, term) of every live node in the leader role."""
@@ -74,36 +70,29 @@ class NodeLog:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LogSample:
+class LogSample(Observed):
     """Every node's log at a checkpoint (live nodes: in memory; crashed: on disk)."""
 
-    at_us: int
     logs: tuple[NodeLog, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Acked:
+class Acked(NodeObserved):
     """A client was told its proposal ``data`` is committed at ``index``."""
 
-    at_us: int
-    node: str
     index: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadRequested:
-    at_us: int
-    node: str
+class ReadRequested(NodeObserved):
     context: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadServed:
+class ReadServed(NodeObserved):
     """``node`` answered read ``context`` with read index ``index``."""
 
-    at_us: int
-    node: str
     context: int
     index: int
 
@@ -116,33 +105,10 @@ class NodeFinal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FinalState:
+class FinalState(Observed):
     """At the end of the run: every live member's applied index and state digest."""
 
-    at_us: int
     nodes: tuple[NodeFinal, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CalmStarted:
-    at_us: int
-    bound_us: int
-    """Liveness must be shown within this many microseconds."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LivenessShown:
-    """A leader exists and a fresh probe was applied on every live member."""
-
-    at_us: int
-    leader: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunEnded:
-    at_us: int
-    detail: str = ""
-    """The cluster's state in one line, quoted by checkers that fail at the end."""
 
 
 Observation = (
@@ -155,7 +121,7 @@ Observation = (
     | ReadRequested
     | ReadServed
     | FinalState
-    | CalmStarted
-    | LivenessShown
+    | PhaseStarted
+    | GoalReached
     | RunEnded
 )

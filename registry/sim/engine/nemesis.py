@@ -36,7 +36,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from registry.sim.world import World
+from registry.sim.engine.world import World
 
 FAULTS: tuple[tuple[str, int], ...] = (
     ("heal", 14),

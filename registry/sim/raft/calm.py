@@ -10,25 +10,25 @@ and digest, within ``bound_us``. A probe lost to a leader change is re-proposed.
 from __future__ import annotations
 
 from registry.core.messages import Role
-from registry.sim.nemesis import Nemesis
-from registry.sim.observations import CalmStarted, FinalState, LivenessShown, NodeFinal
-from registry.sim.raft_harness import RaftHost, RaftSim
-from registry.sim.raft_workload import RaftWorkload
+from registry.sim.checks.phases import GoalReached
+from registry.sim.engine.nemesis import Nemesis
+from registry.sim.harness import CalmPhase
+from registry.sim.raft.harness import RaftHost, RaftSim
+from registry.sim.raft.observations import FinalState, NodeFinal
+from registry.sim.raft.workload import RaftWorkload
 
 POLL_US = 20_000
 PROBE_RETRY_US = 2_000_000
 
 
-class CalmPhase:
+class LivenessPhase(CalmPhase[RaftSim, RaftWorkload]):
+    poll_us = POLL_US
+
     def __init__(
         self, sim: RaftSim, workload: RaftWorkload, nemesis: Nemesis, *, bound_us: int, tag: str
     ) -> None:
-        self._sim = sim
-        self._workload = workload
-        self._nemesis = nemesis
-        self.bound_us = bound_us
+        super().__init__(sim, workload, nemesis, bound_us=bound_us)
         self._tag = tag
-        self.start_us = 0
         self.shown = False
         self._probes = 0
         self._probe: tuple[str, bytes, int] | None = None
@@ -36,19 +36,11 @@ class CalmPhase:
         self._acked: dict[bytes, int] = {}
         workload.on_ack = self._on_ack
 
-    def start(self) -> None:
-        world = self._sim.world
-        self._nemesis.calm()
-        self._workload.writing = False
-        self.start_us = world.now_us
-        self._sim.observe(CalmStarted(at_us=world.now_us, bound_us=self.bound_us))
-        self._sim.every(POLL_US, self._poll)
-
     def _on_ack(self, data: bytes, index: int) -> None:
         if data.startswith(b"probe"):
             self._acked[data] = index
 
-    def _poll(self) -> None:
+    def poll(self) -> None:
         if self.shown:
             return
         leader = self._sim.leader()
@@ -63,7 +55,7 @@ class CalmPhase:
         if len(states) == 1 and all(h.app.index >= index for h in members):
             self.shown = True
             world = self._sim.world
-            self._sim.observe(LivenessShown(at_us=world.now_us, leader=leader.id))
+            self._sim.observe(GoalReached(at_us=world.now_us, node=leader.id))
             world.stop()
 
     def _maybe_probe(self, leader: RaftHost) -> None:

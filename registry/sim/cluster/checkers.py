@@ -1,6 +1,6 @@
 """Checkers for the registry guarantees G1–G5 (design §1), judged on a cluster history.
 
-Each checker sees only observations (``cluster_observations``), never the cluster, so a
+Each checker sees only observations (``registry.sim.cluster.observations``), never the cluster, so a
 synthetic bad history proves it can fail (tests/sim/test_cluster_checkers.py).
 
 ==================  ====================================================================
@@ -43,17 +43,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any
 
-from registry.sim.checkers import Suite
-from registry.sim.cluster_observations import (
+from registry.sim.checks.base import Checker, Suite, stamp
+from registry.sim.checks.phases import BoundedPhase, RunEnded
+from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
     ClusterObservation,
-    ClusterRunEnded,
-    Converged,
     FinalRegistry,
-    HealStarted,
     MajorityChanged,
     NameSpecified,
     OpAccepted,
@@ -62,42 +60,10 @@ from registry.sim.cluster_observations import (
     Segment,
 )
 
-MAX_REPORTED = 20
 FAILOVER_BOUND_US = 6_000_000
 """Twice the 3 s failover target (DESIGN §5): per name, and a second fault during a
 failover does not reset the clock, so compound faults get headroom — a 10 s failover
 does not."""
-
-
-def _t(at_us: int) -> str:
-    return f"t={at_us / 1e6:.6f}s"
-
-
-class ClusterChecker:
-    name: ClassVar[str] = "checker"
-    handles: ClassVar[tuple[type, ...]] = ()
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-        self.suppressed = 0
-
-    @property
-    def count(self) -> int:
-        """Violations found, including those not kept for the report."""
-        return len(self.violations) + self.suppressed
-
-    def feed(self, obs: ClusterObservation) -> None:
-        raise NotImplementedError
-
-    def violation(self, at_us: int, node: str, text: str) -> None:
-        if len(self.violations) >= MAX_REPORTED:
-            self.suppressed += 1
-            return
-        self.violations.append(f"{_t(at_us)} {node or '-'} [{self.name}] {text}")
-
-    def report(self) -> list[str]:
-        more = [f"[{self.name}] … and {self.suppressed} more"] if self.suppressed else []
-        return self.violations + more
 
 
 def overlap(a: Sequence[Segment], b: Sequence[Segment]) -> Segment | None:
@@ -114,7 +80,7 @@ def overlap(a: Sequence[Segment], b: Sequence[Segment]) -> Segment | None:
     return None
 
 
-class SingleActivation(ClusterChecker):
+class SingleActivation(Checker[ClusterObservation]):
     name = "single-activation"
     handles = (ActivationEnded,)
 
@@ -135,7 +101,7 @@ class SingleActivation(ClusterChecker):
             self.violation(
                 start,
                 obs.node,
-                f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {_t(start)}: "
+                f"{obs.name!r} ran twice for {(end - start) / 1e3:.1f}ms from {stamp(start)}: "
                 f"on {other.node} (token {other.token}, {other.reason}, live "
                 f"{_segments([other.live])}, ended: {other.why}) and on {obs.node} (token "
                 f"{obs.token}, {obs.reason}, live {_segments([obs.live])}, ended: {obs.why})",
@@ -148,7 +114,7 @@ def _segments(live: Sequence[Segment]) -> str:
     return ",".join(shown) + ("…" if len(live) > 3 else "") if shown else "never"
 
 
-class Fencing(ClusterChecker):
+class Fencing(Checker[ClusterObservation]):
     name = "fencing"
     handles = (ActivationStarted,)
 
@@ -170,7 +136,7 @@ class Fencing(ClusterChecker):
         self.highest[obs.name] = (obs.token, obs.node)
 
 
-class Registrations(ClusterChecker):
+class Registrations(Checker[ClusterObservation]):
     name = "registrations"
     handles = (OpAcked, OpUncertain, FinalRegistry)
 
@@ -219,14 +185,14 @@ class Registrations(ClusterChecker):
                         obs.at_us,
                         node.node,
                         f"lost registration: {name!r} was acknowledged by {ack.node} at "
-                        f"index {ack.index} ({_t(ack.at_us)}) but is not registered",
+                        f"index {ack.index} ({stamp(ack.at_us)}) but is not registered",
                     )
                 elif ack.op == "unregister" and present:
                     self.violation(
                         obs.at_us,
                         node.node,
                         f"{name!r} is registered although its unregister was acknowledged "
-                        f"by {ack.node} at index {ack.index} ({_t(ack.at_us)})",
+                        f"by {ack.node} at index {ack.index} ({stamp(ack.at_us)})",
                     )
 
 
@@ -240,7 +206,7 @@ class _Sample:
     """The lost node was the leader (the failover includes an election)."""
 
 
-class Failover(ClusterChecker):
+class Failover(Checker[ClusterObservation]):
     name = "failover"
     handles = (
         MajorityChanged,
@@ -248,7 +214,7 @@ class Failover(ClusterChecker):
         ActivationEnded,
         NameSpecified,
         OpAccepted,
-        ClusterRunEnded,
+        RunEnded,
     )
 
     def __init__(self, bound_us: int = FAILOVER_BOUND_US) -> None:
@@ -283,14 +249,14 @@ class Failover(ClusterChecker):
                 for name in obs.names:
                     self._censor(name, "unregistered")
         else:
-            assert isinstance(obs, ClusterRunEnded)
+            assert isinstance(obs, RunEnded)
             for name, sample in sorted(self.open.items()):
                 if obs.at_us - sample.at_us > self.bound_us:
                     self.violation(
                         obs.at_us,
                         sample.node,
                         f"{name!r} never ran again after {sample.node} was lost at "
-                        f"{_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+                        f"{stamp(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
                     )
                 else:
                     self._count("still open at the end")
@@ -306,7 +272,7 @@ class Failover(ClusterChecker):
                 at_us,
                 where,
                 f"{sample.name!r} ran again {latency / 1e6:.3f}s after {sample.node} was "
-                f"lost at {_t(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
+                f"lost at {stamp(sample.at_us)} (bound {self.bound_us / 1e6:g}s)",
             )
 
     @property
@@ -340,40 +306,17 @@ class Failover(ClusterChecker):
                 )
 
 
-class Heal(ClusterChecker):
+class Heal(BoundedPhase):
     name = "heal"
-    handles = (HealStarted, Converged, ClusterRunEnded)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.started: HealStarted | None = None
-        self.elapsed_us: int | None = None
+    def late(self, elapsed_us: int, bound_us: int) -> str:
+        return f"converged {elapsed_us / 1e6:.3f}s after the heal, bound {bound_us / 1e6:g}s"
 
-    def feed(self, obs: ClusterObservation) -> None:
-        if isinstance(obs, HealStarted):
-            self.started = obs
-        elif isinstance(obs, Converged):
-            if self.started is not None and self.elapsed_us is None:
-                self.elapsed_us = obs.at_us - self.started.at_us
-                if self.elapsed_us > self.started.bound_us:
-                    self.violation(
-                        obs.at_us,
-                        "",
-                        f"converged {self.elapsed_us / 1e6:.3f}s after the heal, bound "
-                        f"{self.started.bound_us / 1e6:g}s",
-                    )
-        else:
-            assert isinstance(obs, ClusterRunEnded)
-            if self.started is not None and self.elapsed_us is None:
-                self.violation(
-                    obs.at_us,
-                    "",
-                    f"not converged {(obs.at_us - self.started.at_us) / 1e6:.3f}s after the "
-                    f"heal: {obs.detail}",
-                )
+    def missed(self, waited_us: int, bound_us: int, detail: str) -> str:
+        return f"not converged {waited_us / 1e6:.3f}s after the heal: {detail}"
 
 
-class HandoffState(ClusterChecker):
+class HandoffState(Checker[ClusterObservation]):
     name = "handoff-state"
     handles = (ActivationStarted, ActivationEnded)
 
@@ -437,7 +380,7 @@ class HandoffState(ClusterChecker):
             )
 
 
-def cluster_checkers() -> list[ClusterChecker]:
+def cluster_checkers() -> list[Checker[Any]]:
     return [
         SingleActivation(),
         Fencing(),
@@ -448,8 +391,8 @@ def cluster_checkers() -> list[ClusterChecker]:
     ]
 
 
-class ClusterSuite(Suite[ClusterChecker]):
+class ClusterSuite(Suite):
     """The cluster simulation's checkers (all of them unless told otherwise)."""
 
-    def __init__(self, checkers: list[ClusterChecker] | None = None) -> None:
+    def __init__(self, checkers: list[Any] | None = None) -> None:
         super().__init__(checkers if checkers is not None else cluster_checkers())

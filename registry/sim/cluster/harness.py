@@ -29,15 +29,16 @@ from registry.core.errors import ProposalRejected
 from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, ConfChangeType, Message, Role
 from registry.core.replica import Applied, Forward, PeerMessage, Replica
+from registry.core.state import RegistryState
 from registry.core.timing import PRESETS, MembershipConfig, Timing
-from registry.sim.clock import ClockConfig
-from registry.sim.cluster_checkers import ClusterSuite
-from registry.sim.cluster_observations import ClusterObservation, MajorityChanged
-from registry.sim.cluster_runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.cluster.checkers import ClusterSuite
+from registry.sim.cluster.observations import MajorityChanged
+from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.engine.clock import ClockConfig
+from registry.sim.engine.disk import RaftDisk
+from registry.sim.engine.network import NetworkConfig
 from registry.sim.faults import NO_FAULTS, SimFaults
-from registry.sim.network import NetworkConfig
-from registry.sim.raft_disk import RaftDisk
-from registry.sim.world import World
+from registry.sim.harness import Sim
 
 LEARNER_CHECK_US = 300_000
 
@@ -108,6 +109,56 @@ def majority_group(
     return tuple(sorted(maximal[0])) if len(maximal) == 1 else None
 
 
+class NodeView:
+    """The cluster harness's one read of a live ``Replica``: role, term, indexes,
+    configuration, lease, incarnation, registry state. Everything in
+    ``registry.sim.cluster`` reads a node through it, so a change of the core's read
+    surface (issue 20's ``ReplicaView``) changes this class, not its callers."""
+
+    __slots__ = ("_replica",)
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+
+    @property
+    def role(self) -> Role:
+        return self._replica.raft.role
+
+    @property
+    def term(self) -> int:
+        return self._replica.raft.term
+
+    @property
+    def commit_index(self) -> int:
+        return self._replica.raft.commit_index
+
+    @property
+    def applied_index(self) -> int:
+        return self._replica.raft.applied_index
+
+    def raft_members(self) -> frozenset[str]:
+        """Voters and learners of its Raft configuration."""
+        return self._replica.raft.conf.members()
+
+    @property
+    def incarnation(self) -> int:
+        return self._replica.incarnation
+
+    @property
+    def ticks(self) -> int:
+        return self._replica.agent.ticks
+
+    def has_lease(self) -> bool:
+        return self._replica.agent.has_lease()
+
+    def lease_remaining(self) -> int:
+        return self._replica.agent.lease_remaining()
+
+    @property
+    def state(self) -> RegistryState:
+        return self._replica.state
+
+
 class ClientHooks:
     """What the client side hears about (the workload overrides these)."""
 
@@ -127,6 +178,8 @@ class ClusterHost:
         self.incarnation = 0
         """The persisted incarnation."""
         self.replica: Replica | None = None
+        self.view: NodeView | None = None
+        """How everything but the shell loop reads the replica (``None`` while down)."""
         self.runtime: NodeRuntime | None = None
         self.boot_us = 0
         self.last_token: dict[str, int] = {}
@@ -150,6 +203,7 @@ class ClusterHost:
             roles=sim.config.roles.get(self.id, ()),
             kinds=sim.config.kinds.get(self.id, ()),
         )
+        self.view = NodeView(self.replica)
         self.runtime = NodeRuntime(
             self, sim.ledger, sim.config.handoff, runtime_rng, sim.config.faults
         )
@@ -160,7 +214,7 @@ class ClusterHost:
         assert replica is not None and runtime is not None
         replica.tick()
         self.settle()
-        runtime.check_deadlines(replica.agent.ticks)
+        runtime.check_deadlines(self.ticks())
 
     def on_message(self, src: str, msg: PeerMessage) -> None:
         assert self.replica is not None
@@ -173,12 +227,13 @@ class ClusterHost:
         for _ in range(missed_ticks):
             replica.tick()
         self.settle()
-        runtime.check_deadlines(replica.agent.ticks)
+        runtime.check_deadlines(self.ticks())
 
     def on_crash(self) -> None:
         if self.runtime is not None:
             self.runtime.crash()
         self.replica = None
+        self.view = None
         self.runtime = None
         self.sim.hooks.on_crash(self.id)
 
@@ -225,10 +280,11 @@ class ClusterHost:
             if raft.committed:
                 sim.world.record("applied", self.id, raft.committed[-1].index)
             replica.advance(rd)
-        agent = replica.agent
-        if agent.has_lease():
+        view = self.view
+        assert view is not None
+        if view.has_lease():
             clock = sim.world.clock(self.id)
-            tick = agent.ticks + agent.lease_remaining()
+            tick = view.ticks + view.lease_remaining()
             runtime.note_lease(self.boot_us + clock.phase_us + (tick - 1) * clock.period_us)
         sim.after_step(self)
 
@@ -245,23 +301,38 @@ class ClusterHost:
     # -- queries -----------------------------------------------------------------------
 
     def has_lease(self) -> bool:
-        return self.replica is not None and self.replica.agent.has_lease()
+        return self.view is not None and self.view.has_lease()
 
     def ticks(self) -> int:
-        return self.replica.agent.ticks if self.replica is not None else 0
+        return self.view.ticks if self.view is not None else 0
+
+    def is_up(self) -> bool:
+        return self.view is not None
+
+    def leading_term(self) -> int | None:
+        view = self.view
+        return view.term if view is not None and view.role is Role.LEADER else None
+
+    def propose_conf_change(self, change: ConfChange) -> int:
+        """Hand ``change`` to the node's Raft (the harness adds learner members)."""
+        assert self.replica is not None
+        return self.replica.raft.propose_conf_change(change)
 
 
-class ClusterSim:
+class ClusterSim(Sim[ClusterHost, PeerMessage]):
     """The cluster: world, hosts, runtimes' ledger, checkers, and the glue."""
 
     def __init__(
         self, *, rng: random.Random, config: ClusterConfig, suite: ClusterSuite | None = None
     ) -> None:
-        self.config = config
-        self.suite = suite or ClusterSuite()
-        self.world: World[PeerMessage] = World(
-            rng=rng, clock=config.clock, network=config.network, trace_key=_trace_key
+        super().__init__(
+            rng=rng,
+            clock=config.clock,
+            network=config.network,
+            suite=suite or ClusterSuite(),
+            trace_key=_trace_key,
         )
+        self.config = config
         timing = config.timing
         self.member_config = config.membership or timing.membership()
         self.ledger = Ledger(lambda: self.world.now_us, self.observe)
@@ -274,7 +345,6 @@ class ClusterSim:
         ids = config.ids
         self.voters = frozenset(ids[: config.voters])
         self.learners = tuple(ids[config.voters :])
-        self.hosts: dict[str, ClusterHost] = {}
         for node_id in ids:
             voters = self.voters if node_id in self.voters else frozenset()
             raft = replace(
@@ -297,21 +367,10 @@ class ClusterSim:
         self.world.network.listeners.append(self._on_topology)
 
     def boot(self) -> None:
-        for node_id, host in self.hosts.items():
-            self.world.add(node_id, host)
+        super().boot()
         self._on_topology()
         if self.learners:
-            self.every(LEARNER_CHECK_US, self._add_learners)
-
-    def observe(self, obs: ClusterObservation) -> None:
-        self.suite.feed(obs)
-
-    def every(self, period_us: int, action: Callable[[], None]) -> None:
-        def again() -> None:
-            action()
-            self.world.after(period_us, again)
-
-        self.world.after(period_us, again)
+            self.world.every(LEARNER_CHECK_US, self._add_learners)
 
     # -- topology ----------------------------------------------------------------------
 
@@ -336,14 +395,14 @@ class ClusterSim:
     def _add_learners(self) -> None:
         """Add learner members the leader's configuration lacks, one change at a time."""
         leader = self.leader()
-        if leader is None or leader.replica is None:
+        if leader is None or leader.view is None:
             return
-        conf = leader.replica.raft.conf
+        members = leader.view.raft_members()
         for node in self.learners:
-            if node in conf.members():
+            if node in members:
                 continue
             try:
-                index = leader.replica.raft.propose_conf_change(
+                index = leader.propose_conf_change(
                     ConfChange(type=ConfChangeType.ADD_LEARNER, node=node)
                 )
             except ProposalRejected:
@@ -355,33 +414,16 @@ class ClusterSim:
     # -- per-event ---------------------------------------------------------------------
 
     def after_step(self, host: ClusterHost) -> None:
-        replica = host.replica
-        assert replica is not None
-        raft = replica.raft
-        if raft.role is Role.LEADER:
-            self.last_leader = host.id
-        if raft.role is Role.LEADER and raft.term > self._leader_terms.get(host.id, 0):
-            self._leader_terms[host.id] = raft.term
+        term = host.leading_term()
+        if term is None:
+            return
+        self.last_leader = host.id
+        if term > self._leader_terms.get(host.id, 0):
+            self._leader_terms[host.id] = term
             self.elections += 1
-            self.world.record("leader", host.id, raft.term)
+            self.world.record("leader", host.id, term)
 
     # -- queries (omniscient: for the workload, the runner and the calm phase) ---------
-
-    def active(self) -> list[ClusterHost]:
-        """Hosts that are up and not paused."""
-        paused = self.world.is_paused
-        return [h for h in self.hosts.values() if h.replica is not None and not paused(h.id)]
-
-    def leader(self) -> ClusterHost | None:
-        """The active leader with the highest term, if any."""
-        best: ClusterHost | None = None
-        best_term = -1
-        for host in self.active():
-            assert host.replica is not None
-            raft = host.replica.raft
-            if raft.role is Role.LEADER and raft.term > best_term:
-                best, best_term = host, raft.term
-        return best
 
     def eligible(self, spec: NameSpec) -> tuple[str, ...]:
         """Nodes that could ever host ``spec`` (roles, kinds and priority list)."""

@@ -1,10 +1,8 @@
-"""Checkers: small judges of a history, one per guarantee.
+"""The Raft checkers: small judges of a history, one per guarantee.
 
-Each checker subscribes to the observation types it needs (``handles``) and turns what it
-sees into violations: readable one-liners that say when, where and what, e.g.
-``t=12.345678s n2 [election-safety] term 7 has two leaders: n1 and n2``. A checker never
-looks at the cluster itself — only at observations — so a synthetic bad history is enough
-to prove it can fail (tests/sim/test_checkers.py).
+Each is a ``registry.sim.checks.Checker`` fed ``registry.sim.raft.observations`` only,
+never the cluster, so a synthetic bad history is enough to prove it can fail
+(tests/sim/test_checkers.py).
 
 =======================  ============================================================
 checker                  rule (Raft paper §5 / design §1)
@@ -26,61 +24,29 @@ liveness                 in the calm phase, a leader and a fresh write within th
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any
 
-from registry.sim.observations import (
+from registry.sim.checks.base import Checker, Suite, stamp
+from registry.sim.checks.phases import BoundedPhase
+from registry.sim.raft.observations import (
     Acked,
     Applied,
-    CalmStarted,
     FinalState,
     LeaderElected,
     LeaseSample,
-    LivenessShown,
     LogSample,
     Observation,
     ReadRequested,
     ReadServed,
     Restored,
-    RunEnded,
 )
-
-T = TypeVar("T")
-
-MAX_REPORTED = 20
-"""Violations kept per checker; one bug tends to repeat, the first ones say it all."""
-
-
-def _t(at_us: int) -> str:
-    return f"t={at_us / 1e6:.6f}s"
 
 
 def _short(data: bytes) -> str:
     return repr(data[:40]) + ("…" if len(data) > 40 else "")
 
 
-class Checker:
-    name: ClassVar[str] = "checker"
-    handles: ClassVar[tuple[type, ...]] = ()
-
-    def __init__(self) -> None:
-        self.violations: list[str] = []
-        self.suppressed = 0
-
-    def feed(self, obs: Observation) -> None:
-        raise NotImplementedError
-
-    def violation(self, at_us: int, node: str, text: str) -> None:
-        if len(self.violations) >= MAX_REPORTED:
-            self.suppressed += 1
-            return
-        self.violations.append(f"{_t(at_us)} {node or '-'} [{self.name}] {text}")
-
-    def report(self) -> list[str]:
-        more = [f"[{self.name}] … and {self.suppressed} more"] if self.suppressed else []
-        return self.violations + more
-
-
-class ElectionSafety(Checker):
+class ElectionSafety(Checker[Observation]):
     name = "election-safety"
     handles = (LeaderElected,)
 
@@ -97,7 +63,7 @@ class ElectionSafety(Checker):
             )
 
 
-class LeaderLease(Checker):
+class LeaderLease(Checker[Observation]):
     name = "leader-lease"
     handles = (LeaseSample,)
 
@@ -121,7 +87,7 @@ class LeaderLease(Checker):
                     )
 
 
-class LogMatching(Checker):
+class LogMatching(Checker[Observation]):
     name = "log-matching"
     handles = (LogSample,)
 
@@ -147,7 +113,7 @@ class LogMatching(Checker):
                     break
 
 
-class LeaderCompleteness(Checker):
+class LeaderCompleteness(Checker[Observation]):
     name = "leader-completeness"
     handles = (Applied, LeaderElected)
 
@@ -176,7 +142,7 @@ class LeaderCompleteness(Checker):
             )
 
 
-class StateMachineSafety(Checker):
+class StateMachineSafety(Checker[Observation]):
     name = "state-machine-safety"
     handles = (Applied, Restored)
 
@@ -220,7 +186,7 @@ class StateMachineSafety(Checker):
             )
 
 
-class Durability(Checker):
+class Durability(Checker[Observation]):
     name = "durability"
     handles = (Acked, Applied, FinalState)
 
@@ -261,18 +227,18 @@ class Durability(Checker):
                     obs.at_us,
                     lowest.node,
                     f"acknowledged {_short(ack.data)} at index {ack.index} (by {ack.node} at "
-                    f"{_t(ack.at_us)}) but applied only up to {lowest.applied_index}",
+                    f"{stamp(ack.at_us)}) but applied only up to {lowest.applied_index}",
                 )
             elif self.data_at.get(ack.index) != ack.data:
                 self.violation(
                     obs.at_us,
                     ack.node,
-                    f"acknowledged {_short(ack.data)} at index {ack.index} (at {_t(ack.at_us)}) "
+                    f"acknowledged {_short(ack.data)} at index {ack.index} (at {stamp(ack.at_us)}) "
                     f"but the history holds {_short(self.data_at.get(ack.index, b''))} there",
                 )
 
 
-class ReadIndex(Checker):
+class ReadIndex(Checker[Observation]):
     name = "read-index"
     handles = (Applied, ReadRequested, ReadServed)
 
@@ -298,41 +264,20 @@ class ReadIndex(Checker):
                 )
 
 
-class Liveness(Checker):
+class Liveness(BoundedPhase):
     name = "liveness"
-    handles = (CalmStarted, LivenessShown, RunEnded)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calm: CalmStarted | None = None
-        self.elapsed_us: int | None = None
-        """How long the calm phase took to show liveness."""
+    def late(self, elapsed_us: int, bound_us: int) -> str:
+        return f"liveness took {elapsed_us / 1e6:.3f}s, bound {bound_us / 1e6:.3f}s"
 
-    def feed(self, obs: Observation) -> None:
-        if isinstance(obs, CalmStarted):
-            self.calm = obs
-        elif isinstance(obs, LivenessShown):
-            if self.calm is not None and self.elapsed_us is None:
-                self.elapsed_us = obs.at_us - self.calm.at_us
-                if self.elapsed_us > self.calm.bound_us:
-                    self.violation(
-                        obs.at_us,
-                        obs.leader,
-                        f"liveness took {self.elapsed_us / 1e6:.3f}s, bound "
-                        f"{self.calm.bound_us / 1e6:.3f}s",
-                    )
-        else:
-            assert isinstance(obs, RunEnded)
-            if self.calm is not None and self.elapsed_us is None:
-                self.violation(
-                    obs.at_us,
-                    "",
-                    f"no leader with a fresh write on every member within "
-                    f"{self.calm.bound_us / 1e6:.3f}s of calm: {obs.detail}",
-                )
+    def missed(self, waited_us: int, bound_us: int, detail: str) -> str:
+        return (
+            f"no leader with a fresh write on every member within {bound_us / 1e6:.3f}s "
+            f"of calm: {detail}"
+        )
 
 
-def default_checkers() -> list[Checker]:
+def default_checkers() -> list[Checker[Any]]:
     return [
         ElectionSafety(),
         LeaderLease(),
@@ -345,42 +290,8 @@ def default_checkers() -> list[Checker]:
     ]
 
 
-class _Routed(Protocol):
-    """What a suite needs of a checker (raft or cluster simulation)."""
-
-    handles: ClassVar[tuple[type, ...]]
-
-    def feed(self, obs: Any) -> None: ...
-
-    def report(self) -> list[str]: ...
-
-
-K = TypeVar("K", bound=_Routed)
-
-
-class Suite(Generic[K]):
-    """Routes each observation to the checkers that handle its type."""
-
-    def __init__(self, checkers: list[K]) -> None:
-        self.checkers = checkers
-        self._routes: dict[type, list[K]] = {}
-        for checker in self.checkers:
-            for kind in checker.handles:
-                self._routes.setdefault(kind, []).append(checker)
-
-    def feed(self, obs: object) -> None:
-        for checker in self._routes.get(type(obs), ()):
-            checker.feed(obs)
-
-    def violations(self) -> list[str]:
-        return [line for checker in self.checkers for line in checker.report()]
-
-    def get(self, kind: type[T]) -> T:
-        return next(c for c in self.checkers if isinstance(c, kind))
-
-
-class CheckerSuite(Suite["Checker"]):
+class CheckerSuite(Suite):
     """The Raft simulation's checkers (all of them unless told otherwise)."""
 
-    def __init__(self, checkers: list[Checker] | None = None) -> None:
+    def __init__(self, checkers: list[Checker[Any]] | None = None) -> None:
         super().__init__(checkers if checkers is not None else default_checkers())

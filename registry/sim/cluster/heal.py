@@ -14,7 +14,7 @@ counts). Every ``POLL_US`` the phase checks whether the cluster has converged:
   state's token, and no runtime runs anything else.
 
 Convergence must then *hold* for ``STABLE_US`` (a cluster that converges and swings back
-has not converged): ``Converged`` is observed with the first instant of the stretch that
+has not converged): ``GoalReached`` is observed with the first instant of the stretch that
 held, and the run stops; if that never happens within the bound, ``describe()`` says what
 is still wrong.
 """
@@ -27,10 +27,11 @@ from uhashring import HashRing
 
 from registry.core.commands import NameSpec
 from registry.core.placement import DEFAULT_VNODES
-from registry.sim.cluster_harness import ClusterConfig, ClusterSim
-from registry.sim.cluster_observations import Converged, HealStarted
-from registry.sim.cluster_workload import ClusterWorkload
-from registry.sim.nemesis import Nemesis
+from registry.sim.checks.phases import GoalReached
+from registry.sim.cluster.harness import ClusterConfig, ClusterSim
+from registry.sim.cluster.workload import ClusterWorkload
+from registry.sim.engine.nemesis import Nemesis
+from registry.sim.harness import CalmPhase
 
 POLL_US = 50_000
 STABLE_US = 1_000_000
@@ -62,28 +63,18 @@ def _ring(nodes: tuple[str, ...]) -> HashRing:
     return HashRing(nodes=list(nodes), hash_fn="ketama", vnodes=DEFAULT_VNODES)
 
 
-class HealPhase:
+class HealPhase(CalmPhase[ClusterSim, ClusterWorkload]):
+    poll_us = POLL_US
+
     def __init__(
         self, sim: ClusterSim, workload: ClusterWorkload, nemesis: Nemesis, *, bound_us: int
     ) -> None:
-        self._sim = sim
-        self._workload = workload
-        self._nemesis = nemesis
-        self.bound_us = bound_us
-        self.start_us = 0
+        super().__init__(sim, workload, nemesis, bound_us=bound_us)
         self.converged_us: int | None = None
         self._good_since: int | None = None
         """Start of the current stretch during which convergence held."""
 
-    def start(self) -> None:
-        world = self._sim.world
-        self._nemesis.calm()
-        self._workload.writing = False
-        self.start_us = world.now_us
-        self._sim.observe(HealStarted(at_us=world.now_us, bound_us=self.bound_us))
-        self._sim.every(POLL_US, self._poll)
-
-    def _poll(self) -> None:
+    def poll(self) -> None:
         if self.converged_us is not None:
             return
         world = self._sim.world
@@ -94,7 +85,7 @@ class HealPhase:
             self._good_since = world.now_us
         if world.now_us - self._good_since >= STABLE_US:
             self.converged_us = self._good_since
-            self._sim.observe(Converged(at_us=self._good_since))
+            self._sim.observe(GoalReached(at_us=self._good_since))
             world.stop()
 
     def problem(self) -> str | None:
@@ -106,23 +97,23 @@ class HealPhase:
             down = sorted(set(hosts) - {h.id for h in active})
             return f"not up: {down}"
         leader = sim.leader()
-        if leader is None or leader.replica is None:
+        if leader is None or leader.view is None:
             return "no leader"
-        lr = leader.replica
-        commit = lr.raft.commit_index
-        conf = lr.raft.conf.members()
-        state = lr.state
+        lead = leader.view
+        commit = lead.commit_index
+        conf = lead.raft_members()
+        state = lead.state
         for host in active:
-            replica = host.replica
-            assert replica is not None
+            view = host.view
+            assert view is not None
             if host.id not in conf:
                 return f"{host.id} is not in the Raft configuration"
-            if replica.raft.applied_index != commit:
-                return f"{host.id} applied {replica.raft.applied_index} of {commit}"
+            if view.applied_index != commit:
+                return f"{host.id} applied {view.applied_index} of {commit}"
             member = state.members.get(host.id)
-            if member is None or not member.up or member.incarnation != replica.incarnation:
-                return f"{host.id} (incarnation {replica.incarnation}) is not an up member"
-            if not replica.agent.has_lease():
+            if member is None or not member.up or member.incarnation != view.incarnation:
+                return f"{host.id} (incarnation {view.incarnation}) is not an up member"
+            if not view.has_lease():
                 return f"{host.id} holds no lease"
         waiting = state.waiting()
         if waiting:
