@@ -36,6 +36,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     reg.add_argument(
         "--priority", default="", help="priority list: 'n1;n2,n3' = n1 first, then n2 or n3"
     )
+    reg.add_argument(
+        "--restart",
+        choices=("permanent", "transient", "temporary"),
+        help="restart policy (default permanent): transient restarts only after a crash, "
+        "temporary never (the name is unregistered when its worker stops)",
+    )
+    reg.add_argument("--max-restarts", type=int, help="crashes tolerated per window (default 5)")
+    reg.add_argument("--restart-window", type=float, help="seconds crashes count over (10)")
     unreg = add("unregister", "unregister a name (its worker is stopped)", _unregister)
     unreg.add_argument("name")
     call = add("call", "send a request to a name and print the reply", _call)
@@ -132,6 +140,9 @@ def _register(client: Any, args: argparse.Namespace) -> int:
         roles=[r for r in args.roles.split(",") if r],
         priority=priority or None,
         timeout=args.timeout,
+        restart=args.restart,
+        max_restarts=args.max_restarts,
+        restart_window=args.restart_window,
     )
     return say(
         args, {"name": args.name, "index": index}, f"registered {args.name} (log index {index})"

@@ -186,17 +186,31 @@ class Client:
         priority: Priority | None = None,
         *,
         timeout: float | None = None,
+        restart: str | None = None,
+        max_restarts: int | None = None,
+        restart_window: float | None = None,
     ) -> int:
         """Register ``name`` to run a worker of ``kind`` somewhere in the cluster;
         returns the log index that committed it.
 
         ``args`` reach the worker as ``ctx.args``; ``roles`` restrict it to members
         offering them; ``priority`` (``["n1", ["n2", "n3"]]``) replaces the hash ring.
-        Raises ``NameTaken``, ``InvalidArgument``, ``FailedPrecondition`` (no member
-        could ever run it), ``PayloadTooLarge`` (``args``), ``NoQuorum``/``Unavailable``.
+        ``restart``, ``max_restarts``, ``restart_window``: its restart policy (see
+        ``Registration``). Raises ``NameTaken``, ``InvalidArgument``,
+        ``FailedPrecondition`` (no member could ever run it), ``PayloadTooLarge``
+        (``args``), ``NoQuorum``/``Unavailable``.
         Not retried once it may have been committed (``may_have_run`` on the error).
         """
-        spec = Registration(name, kind, args=args, roles=roles, priority=priority).to_pb()
+        spec = Registration(
+            name,
+            kind,
+            args=args,
+            roles=roles,
+            priority=priority,
+            restart=restart,
+            max_restarts=max_restarts,
+            restart_window=restart_window,
+        ).to_pb()
         request = pb.RegisterRequest(spec=spec)
         reply = await self._write(
             f"register {name!r}", lambda stub, t: stub.Register(request, timeout=t), timeout

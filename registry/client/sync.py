@@ -180,9 +180,24 @@ class SyncClient:
         priority: Priority | None = None,
         *,
         timeout: float | None = None,
+        restart: str | None = None,
+        max_restarts: int | None = None,
+        restart_window: float | None = None,
     ) -> int:
         """See ``Client.register``."""
-        return self._run(self._client.register(name, kind, args, roles, priority, timeout=timeout))
+        return self._run(
+            self._client.register(
+                name,
+                kind,
+                args,
+                roles,
+                priority,
+                timeout=timeout,
+                restart=restart,
+                max_restarts=max_restarts,
+                restart_window=restart_window,
+            )
+        )
 
     def register_many(
         self, registrations: Iterable[Registration], *, timeout: float | None = None

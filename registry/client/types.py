@@ -60,6 +60,14 @@ class Registration:
     priority: Priority | None = None
     """A priority list of node ids instead of the hash ring (first up member wins, with
     takeover when a higher one returns). A bare string is one tier of one node."""
+    restart: str | None = None
+    """Restart policy: ``"permanent"`` (restarted after a crash or ``ctx.stop()``),
+    ``"transient"`` (only after a crash), ``"temporary"`` (never; the name is
+    unregistered when its activation stops). ``None``: the node's default (permanent)."""
+    max_restarts: int | None = None
+    """Crashes tolerated within ``restart_window`` seconds (``None``: 5)."""
+    restart_window: float | None = None
+    """Seconds over which crashes count (``None``: 10)."""
 
     def to_pb(self) -> pb.NameSpec:
         """The wire form (``registry.v1.NameSpec``)."""
@@ -70,13 +78,19 @@ class Registration:
             for tier in self.priority or ():
                 nodes = [tier] if isinstance(tier, str) else list(tier)
                 tiers.append(pb.Tier(nodes=nodes))
-        return pb.NameSpec(
+        spec = pb.NameSpec(
             name=self.name,
             kind=self.kind,
             args=self.args,
             roles=list(self.roles),
             priority=tiers,
+            restart=self.restart or "",
         )
+        if self.max_restarts is not None:
+            spec.max_restarts = self.max_restarts
+        if self.restart_window is not None:
+            spec.restart_window = self.restart_window
+        return spec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,6 +1,7 @@
 """Restart policies with real processes: ``permanent`` restarts after a crash and after
 ``ctx.stop()``; ``transient`` only after a crash; ``temporary`` never, and its name is
-unregistered; ``ctx.stop(unregister=True)`` unregisters; ``max_restarts`` bounds crashes."""
+unregistered; ``ctx.stop(unregister=True)`` unregisters; ``max_restarts`` bounds crashes.
+The policy is given through the wire, the CLI (``--restart``) and the SDK."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from registry.cli import main
+from registry.client import SyncClient
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, call_until, rpc_error, wait_for
 
@@ -74,9 +77,14 @@ def test_transient_restarts_after_a_crash_but_not_after_stop(cluster: LocalClust
     assert not unregistered(cluster, name), "a transient name stays registered"
 
 
-def test_temporary_is_unregistered_when_it_crashes(cluster: LocalCluster) -> None:
+def test_temporary_is_unregistered_when_it_crashes(
+    cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = "policy/temporary"
-    node = start(cluster, name, restart="temporary")
+    addr = cluster.nodes[cluster.ids[0]].grpc_addr
+    argv = ["register", name, "--kind", "policy-probe", "--restart", "temporary"]
+    assert main([*argv, "--addr", addr, "--json"]) == 0, capsys.readouterr()
+    node = call_until(cluster, cluster.ids[0], name, b"get", timeout=10).node
     crash(cluster, node, name)
     wait_for(f"{name} to be unregistered", lambda: unregistered(cluster, name) or None, 15)
 
@@ -90,7 +98,9 @@ def test_stop_with_unregister_unregisters_the_name(cluster: LocalCluster) -> Non
 
 def test_max_restarts_zero_fails_on_the_first_crash(cluster: LocalCluster) -> None:
     name = "policy/fragile"
-    node = start(cluster, name, max_restarts=0, restart_window=60.0)
+    with SyncClient([cluster.nodes[n].grpc_addr for n in cluster.ids], timeout=10.0) as client:
+        client.register(name, "policy-probe", max_restarts=0, restart_window=60.0)
+    node = call_until(cluster, cluster.ids[0], name, b"get", timeout=10).node
     crash(cluster, node, name)
     error = rpc_error(lambda: call(cluster, node, name, b"get"))
     assert "restarted too often" in (error.details() or ""), error.details()
