@@ -164,6 +164,27 @@ class Quit:
     token: int
 
 
+REMINDER_OPS = ("set", "cancel", "fired")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Remind:
+    """Activation ``token`` of ``name`` sets, cancels, or acknowledges a firing of its
+    durable reminder ``reminder`` (``registry.core.durable`` rules 6–8)."""
+
+    name: str
+    token: int
+    reminder: str
+    op: str
+    """One of ``REMINDER_OPS``."""
+    due: float = 0.0
+    """``set``: wall-clock time (Unix seconds) of the first firing."""
+    every: float = 0.0
+    """``set``: seconds between firings; 0 fires once."""
+    period: int = 0
+    """``fired``: which period was handled."""
+
+
 Command = (
     Register
     | Unregister
@@ -177,6 +198,7 @@ Command = (
     | MemberRetire
     | Checkpoint
     | Quit
+    | Remind
 )
 
 _KINDS: dict[str, type[Any]] = {
@@ -192,6 +214,7 @@ _KINDS: dict[str, type[Any]] = {
     "member_retire": MemberRetire,
     "checkpoint": Checkpoint,
     "quit": Quit,
+    "remind": Remind,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
 
@@ -427,6 +450,25 @@ def decode(data: bytes) -> Command:
             token=_int(raw["token"], f"{where}: token"),
             seq=_int(raw["seq"], f"{where}: seq"),
             state=_unb64(raw["state"], f"{where}: state"),
+        )
+    if cls is Remind:
+        raw = _fields(
+            raw, where, {"kind", "name", "token", "reminder", "op", "due", "every", "period"}, set()
+        )
+        due, every = raw["due"], raw["every"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (due, every)):
+            raise InvalidCommand(f"{where}: due and every must be numbers")
+        op = _str(raw["op"], f"{where}: op")
+        if op not in REMINDER_OPS:
+            raise InvalidCommand(f"{where}: op must be one of {', '.join(REMINDER_OPS)}")
+        return Remind(
+            name=_str(raw["name"], f"{where}: name"),
+            token=_int(raw["token"], f"{where}: token"),
+            reminder=_str(raw["reminder"], f"{where}: reminder"),
+            op=op,
+            due=float(due),
+            every=float(every),
+            period=_int(raw["period"], f"{where}: period"),
         )
     if cls is Quit:
         raw = _fields(raw, where, {"kind", "name", "token"}, set())

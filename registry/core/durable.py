@@ -78,3 +78,104 @@ class Checkpoints:
                 index=index, token=token, seq=seq, state=base64.b64decode(state)
             )
         return store
+
+
+MIN_REMINDER_PERIOD_S = 0.5
+"""The shortest reminder period: every firing costs a log entry (rule 8)."""
+MAX_REMINDERS_PER_NAME = 64
+"""A name's activation may keep this many reminders."""
+MAX_CATCH_UP = 100
+"""Missed periods fired after a failover, at most (older ones are skipped)."""
+
+
+def reminder_problem(due: float, every: float, count: int) -> str | None:
+    """Why a reminder cannot be set (``count``: how many the name keeps), or ``None``."""
+    if every != 0 and not every >= MIN_REMINDER_PERIOD_S:
+        return f"a reminder period must be 0 (once) or >= {MIN_REMINDER_PERIOD_S} s"
+    if not due > 0:
+        return "a reminder needs a due time (Unix seconds)"
+    if count >= MAX_REMINDERS_PER_NAME:
+        return f"a name may keep at most {MAX_REMINDERS_PER_NAME} reminders"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredReminder:
+    """A durable reminder of one name (rules 6–9)."""
+
+    reminder: str
+    due: float
+    """Wall-clock time (Unix seconds) of period 0."""
+    every: float
+    """Seconds between periods; 0 for a one-shot reminder."""
+    fired: int = -1
+    """The last period whose firing was acknowledged (-1: none)."""
+
+    def due_at(self, period: int) -> float:
+        return self.due + period * self.every
+
+
+class Reminders:
+    """Name → its reminders (pure state; ``RegistryState`` owns one).
+
+    6. ``set`` adds or replaces a reminder; ``cancel`` removes it; ``fired`` acknowledges
+       period ``k`` after ``handle_reminder`` returned. All are fenced by token as
+       checkpoints are (rule 2), and unregistering the name drops its reminders.
+    7. The activation that holds the name schedules the reminders it started with: period
+       ``fired + 1`` onwards, missed periods first (at most ``MAX_CATCH_UP``). A reminder
+       therefore fires at least once per period, after a failover too; a period can fire
+       twice only if its holder was lost between firing it and the ``fired`` commit.
+    8. A one-shot reminder (``every == 0``) is removed when its firing is acknowledged.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, StoredReminder]] = {}
+        self.fired_total = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._by_name)
+
+    def of(self, name: str) -> tuple[StoredReminder, ...]:
+        return tuple(sorted(self._by_name.get(name, {}).values(), key=lambda r: r.reminder))
+
+    def count(self, name: str) -> int:
+        return len(self._by_name.get(name, ()))
+
+    def set(self, name: str, reminder: StoredReminder) -> None:
+        self._by_name.setdefault(name, {})[reminder.reminder] = reminder
+
+    def cancel(self, name: str, reminder: str) -> None:
+        kept = self._by_name.get(name)
+        if kept is not None:
+            kept.pop(reminder, None)
+            if not kept:
+                del self._by_name[name]
+
+    def fired(self, name: str, reminder: str, period: int) -> None:
+        kept = self._by_name.get(name, {}).get(reminder)
+        if kept is None or period <= kept.fired:
+            return
+        self.fired_total += 1
+        if kept.every == 0:
+            self.cancel(name, reminder)
+        else:
+            self._by_name[name][reminder] = StoredReminder(
+                reminder=reminder, due=kept.due, every=kept.every, fired=period
+            )
+
+    def drop(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+    def to_rows(self) -> list[list[Any]]:
+        return [
+            [name, r.reminder, r.due, r.every, r.fired]
+            for name in sorted(self._by_name)
+            for r in self.of(name)
+        ]
+
+    @classmethod
+    def from_rows(cls, rows: list[list[Any]]) -> Reminders:
+        store = cls()
+        for name, reminder, due, every, fired in rows:
+            store.set(name, StoredReminder(reminder=reminder, due=due, every=every, fired=fired))
+        return store

@@ -40,6 +40,7 @@ from registry.core.commands import (
     Quit,
     Released,
     Releases,
+    Remind,
     decode,
     encode,
 )
@@ -244,7 +245,7 @@ class Replica:
         """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
         return self.raft.propose(encode(command))
 
-    def propose_checkpoint(self, command: Checkpoint | Quit) -> None:
+    def propose_checkpoint(self, command: Checkpoint | Quit | Remind) -> None:
         """Propose ``command`` here when leading, else forward it to the leader; with no
         leader it is dropped. Either way the caller waits to see it applied, and sends it
         again if it was lost (``registry.node.checkpoints``)."""
@@ -528,7 +529,7 @@ class Replica:
             released = self._releases.get(name)
             if name in self._running or (released and released.token == record.token):
                 continue
-            effects.append(Start(activation=record.activation(self.state.checkpoints.get(name))))
+            effects.append(Start(activation=self.state.activation(record)))
             self._running[name] = record.token
         if lease:
             effects += self._begin_handoffs(mine)

@@ -52,10 +52,17 @@ from registry.core.commands import (
     Register,
     Released,
     Releases,
+    Remind,
     RestartPolicy,
     Unregister,
 )
-from registry.core.durable import Checkpoints, StoredCheckpoint
+from registry.core.durable import (
+    Checkpoints,
+    Reminders,
+    StoredCheckpoint,
+    StoredReminder,
+    reminder_problem,
+)
 from registry.core.messages import NodeId
 from registry.core.placement import Candidate, Placement, could_ever_host
 
@@ -134,28 +141,26 @@ class NameRecord:
     clients, yet it cannot be registered again until the holder releases it or is
     declared down (otherwise a lagging holder could still run it beside the new one)."""
 
-    def activation(self, checkpoint: StoredCheckpoint | None = None) -> Activation:
+    def activation(
+        self,
+        checkpoint: StoredCheckpoint | None = None,
+        reminders: tuple[StoredReminder, ...] = (),
+    ) -> Activation:
         """What the holder runs; with no handed-off state, a FAILOVER or RESTART starts
         from ``checkpoint`` (``registry.core.durable`` rule 5)."""
-        if checkpoint is not None and self.state is None and self.reason in _RESUMABLE:
-            return Activation(
-                name=self.spec.name,
-                kind=self.spec.kind,
-                args=self.spec.args,
-                token=self.token,
-                reason=self.reason,
-                state=checkpoint.state,
-                restored_from=checkpoint.index,
-                restart=self.spec.restart,
-            )
+        state, restored_from = self.state, 0
+        if checkpoint is not None and state is None and self.reason in _RESUMABLE:
+            state, restored_from = checkpoint.state, checkpoint.index
         return Activation(
             name=self.spec.name,
             kind=self.spec.kind,
             args=self.spec.args,
             token=self.token,
             reason=self.reason,
-            state=self.state,
+            state=state,
+            restored_from=restored_from,
             restart=self.spec.restart,
+            reminders=reminders,
         )
 
 
@@ -173,6 +178,8 @@ class Activation:
     """The log index of the checkpoint ``state`` comes from (0: not a checkpoint)."""
     restart: RestartPolicy | None = None
     """The registration's restart policy (``None``: the node's defaults)."""
+    reminders: tuple[StoredReminder, ...] = ()
+    """Its durable reminders, as of the start (``registry.core.durable`` rule 7)."""
 
 
 _RESUMABLE = (StartReason.FAILOVER, StartReason.RESTART)
@@ -237,6 +244,8 @@ class RegistryState:
         self._touched: set[str] = set()
         self.checkpoints = Checkpoints()
         """The last checkpoint of each name (``registry.core.durable``)."""
+        self.reminders = Reminders()
+        """The durable reminders of each name (``registry.core.durable``)."""
 
     def drain_changes(self) -> list[str]:
         """Names registered, unregistered, or moved since the last call (sorted)."""
@@ -274,10 +283,15 @@ class RegistryState:
     def activations_for(self, node: NodeId, incarnation: int) -> dict[str, Activation]:
         """What ``node`` (in that incarnation) is entitled to run, by the log."""
         return {
-            r.spec.name: r.activation(self.checkpoints.get(r.spec.name))
+            r.spec.name: self.activation(r)
             for r in self.held_by(node)
             if r.holder_incarnation == incarnation and not r.unregistering
         }
+
+    def activation(self, record: NameRecord) -> Activation:
+        """``record``'s activation with its last checkpoint and its reminders."""
+        name = record.spec.name
+        return record.activation(self.checkpoints.get(name), self.reminders.of(name))
 
     def moving_from(self, node: NodeId, incarnation: int) -> list[NameRecord]:
         """Names ``node`` holds whose owner is now someone else: it must hand them off."""
@@ -325,6 +339,8 @@ class RegistryState:
             return self._checkpoint(index, command)
         if isinstance(command, Quit):
             return self._quit(command)
+        if isinstance(command, Remind):
+            return self._remind(command)
         if isinstance(command, Releases):
             for item in command.items:
                 self._released(index, item, assign=False)
@@ -405,6 +421,29 @@ class RegistryState:
         self.checkpoints.put(index, command.name, command.token, command.seq, command.state)
         return OK
 
+    def _remind(self, command: Remind) -> Result:
+        record = self.registered(command.name)
+        if record is None or not record.holder or record.token != command.token:
+            return Result(
+                code=Code.STALE,
+                message=f"{command.name!r}: activation {command.token} is not the current one",
+            )
+        if command.op == "cancel":
+            self.reminders.cancel(command.name, command.reminder)
+        elif command.op == "fired":
+            self.reminders.fired(command.name, command.reminder, command.period)
+        else:
+            problem = validate_identifier("reminder", command.reminder) or reminder_problem(
+                command.due, command.every, self.reminders.count(command.name)
+            )
+            if problem:
+                return Result(code=Code.INVALID_ARGUMENT, message=problem)
+            self.reminders.set(
+                command.name,
+                StoredReminder(reminder=command.reminder, due=command.due, every=command.every),
+            )
+        return OK
+
     def _quit(self, command: Quit) -> Result:
         record = self.registered(command.name)
         if record is None or not record.holder or record.token != command.token:
@@ -433,6 +472,7 @@ class RegistryState:
         self._unwait(name)
         self._waiting_reason.pop(name, None)
         self.checkpoints.drop(name)
+        self.reminders.drop(name)
         del self.names[name]
 
     def _leave_all_groups(self, record: NameRecord) -> None:
@@ -676,6 +716,8 @@ class RegistryState:
         }
         if self.checkpoints:  # absent: snapshots without checkpoints stay as they were
             body["checkpoints"] = self.checkpoints.to_rows()
+        if self.reminders:
+            body["reminders"] = self.reminders.to_rows()
         if self.admitted or self.retired:  # absent: snapshots stay as they were
             body["admitted"] = [[n, *a] for n, a in sorted(self.admitted.items())]
             body["retired"] = sorted(self.retired)
@@ -735,6 +777,7 @@ class RegistryState:
         state.admitted = {n: (a, p) for n, a, p in body.get("admitted", [])}
         state.retired = set(body.get("retired", []))
         state.checkpoints = Checkpoints.from_rows(body.get("checkpoints", []))
+        state.reminders = Reminders.from_rows(body.get("reminders", []))
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}

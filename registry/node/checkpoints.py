@@ -36,15 +36,20 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from registry.core.commands import Checkpoint, Quit
+from registry.core.commands import Checkpoint, Quit, Remind
+from registry.core.durable import StoredReminder
 from registry.core.state import StartReason
 from registry.v1 import host_pb2 as pb
 
 if TYPE_CHECKING:
+    from registry.core.state import RegistryState
     from registry.node.driver import Driver
     from registry.node.hosts.process import HostProcess
 
 log = logging.getLogger("registry.checkpoints")
+
+Durable = Checkpoint | Quit | Remind
+"""The commands a worker's activation asks its node to commit."""
 
 Outcome = int | tuple[str, str, int]
 """A committed checkpoint's log index, or ``(error, message, current token)``."""
@@ -63,7 +68,7 @@ class CheckpointDesk:
         self._max_state = max_state_bytes
         self._seq = time.time_ns()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiting: dict[int, tuple[Checkpoint | Quit, asyncio.Future[Outcome]]] = {}
+        self._waiting: dict[int, tuple[Durable, asyncio.Future[Outcome]]] = {}
         """Proposed commands by seq, until this replica applies their outcome."""
         driver.listeners.on_applied.append(self._on_applied)
         self._counter = Counter(
@@ -75,10 +80,43 @@ class CheckpointDesk:
         )
         for result in ("committed", "stale_token", "too_large", "unavailable"):
             self._counter.labels(result)
+        self._fired = Counter(
+            "registry_reminders_fired_total",
+            "Reminder firings handled by this node's workers and committed (a period "
+            "handled again after a failover counts again).",
+            registry=metrics,
+        )
 
     def serve(self, host: HostProcess, request: pb.CheckpointRequest) -> None:
         """Commit ``request`` and answer the host (with a ``CheckpointDone``)."""
         self._spawn(self._serve(host, request))
+
+    def serve_remind(self, host: HostProcess, request: pb.RemindRequest) -> None:
+        """Commit a ``Remind`` and answer the host (with a ``CheckpointDone``)."""
+        self._spawn(self._serve_remind(host, request))
+
+    async def _serve_remind(self, host: HostProcess, request: pb.RemindRequest) -> None:
+        generation = host.generation
+        self._seq += 1
+        command = Remind(
+            name=request.name,
+            token=request.token,
+            reminder=request.reminder,
+            op=request.op,
+            due=request.due,
+            every=request.every,
+            period=request.period,
+        )
+        outcome = await self._commit(command, self._seq)
+        reply = pb.CheckpointDone(id=request.id)
+        if isinstance(outcome, int):
+            reply.index = outcome
+            if command.op == "fired":
+                self._fired.inc()
+        else:
+            reply.error, reply.message, reply.current_token = outcome
+        if host.generation == generation and host.connected:
+            host.send(pb.HostCommand(checkpoint_done=reply))
 
     def quit(self, name: str, token: int) -> None:
         """Unregister ``name`` for its activation ``token``, which ended itself (rule 6)."""
@@ -129,7 +167,7 @@ class CheckpointDesk:
         command = Checkpoint(name=name, token=token, seq=self._seq, state=state)
         return await self._commit(command, command.seq)
 
-    async def _commit(self, command: Checkpoint | Quit, seq: int) -> Outcome:
+    async def _commit(self, command: Durable, seq: int) -> Outcome:
         if (stale := self._outcome(command)) is not None:
             return stale  # superseded already: spare the log an entry it would refuse
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -151,7 +189,7 @@ class CheckpointDesk:
             if outcome is not None and not future.done():
                 future.set_result(outcome)
 
-    def _outcome(self, command: Checkpoint | Quit) -> Outcome | None:
+    def _outcome(self, command: Durable) -> Outcome | None:
         state = self._driver.replica.state
         record = state.registered(command.name)
         if isinstance(command, Quit) and record is None:
@@ -165,7 +203,23 @@ class CheckpointDesk:
             return ("stale_token", why, current)
         if isinstance(command, Quit):
             return None
+        if isinstance(command, Remind):
+            return _reminder_outcome(command, state.reminders.of(command.name), state)
         kept = state.checkpoints.get(command.name)
         if kept is not None and kept.token == command.token and kept.seq >= command.seq:
             return kept.index
         return None
+
+
+def _reminder_outcome(
+    command: Remind, kept: tuple[StoredReminder, ...], state: RegistryState
+) -> Outcome | None:
+    """Whether this replica has applied ``command`` (the name is current: checked)."""
+    mine = next((r for r in kept if r.reminder == command.reminder), None)
+    if command.op == "set":
+        done = mine is not None and (mine.due, mine.every) == (command.due, command.every)
+    elif command.op == "cancel":
+        done = mine is None
+    else:
+        done = mine is None or mine.fired >= command.period
+    return state.applied_index if done else None

@@ -66,6 +66,7 @@ from registry.core.commands import (
     Quit,
     Released,
     Releases,
+    Remind,
     decode,
 )
 from registry.core.membership import MemberAck, MemberHeartbeat
@@ -252,7 +253,7 @@ def _check_forward(msg: Forward, view: PeerView) -> str | None:
     items = command.items if isinstance(command, Releases) else (command,)
     for item in items:
         if (
-            not isinstance(item, Released | Checkpoint | Quit)
+            not isinstance(item, Released | Checkpoint | Quit | Remind)
             or view.holder_of(item.name) != msg.src
         ):
             return "forward_not_allowed"

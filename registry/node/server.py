@@ -124,6 +124,7 @@ class Node:
         )
         self.runtime.on_checkpoint = self.checkpoints.serve
         self.runtime.on_quit = self.checkpoints.quit
+        self.runtime.on_remind = self.checkpoints.serve_remind
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
         self.events = EventLog(self.driver.replica)
         self.watches = WatchHub(self)

@@ -55,7 +55,7 @@ class HostInit(_message.Message):
     def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
-    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window")
+    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window", "reminders")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class HostStart(_message.Message):
     RESTART_MODE_FIELD_NUMBER: _ClassVar[int]
     MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
     RESTART_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    REMINDERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
@@ -78,7 +79,20 @@ class HostStart(_message.Message):
     restart_mode: str
     max_restarts: int
     restart_window: float
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ..., restart_mode: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ...) -> None: ...
+    reminders: _containers.RepeatedCompositeFieldContainer[ReminderState]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ..., restart_mode: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., reminders: _Optional[_Iterable[_Union[ReminderState, _Mapping]]] = ...) -> None: ...
+
+class ReminderState(_message.Message):
+    __slots__ = ("reminder", "due", "every", "fired")
+    REMINDER_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    reminder: str
+    due: float
+    every: float
+    fired: int
+    def __init__(self, reminder: _Optional[str] = ..., due: _Optional[float] = ..., every: _Optional[float] = ..., fired: _Optional[int] = ...) -> None: ...
 
 class HostStop(_message.Message):
     __slots__ = ("name", "token", "reason")
@@ -137,7 +151,7 @@ class FromHost(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
 
 class HostEvent(_message.Message):
-    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit")
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit", "remind")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +160,7 @@ class HostEvent(_message.Message):
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     QUIT_FIELD_NUMBER: _ClassVar[int]
+    REMIND_FIELD_NUMBER: _ClassVar[int]
     hello: HostHello
     reply: CallReply
     ended: ActivationEnded
@@ -154,7 +169,8 @@ class HostEvent(_message.Message):
     stopped: HostStopped
     checkpoint: CheckpointRequest
     quit: Quit
-    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ...) -> None: ...
+    remind: RemindRequest
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
     __slots__ = ("kinds", "error", "pid")
@@ -221,6 +237,26 @@ class Quit(_message.Message):
     name: str
     token: int
     def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
+class RemindRequest(_message.Message):
+    __slots__ = ("id", "name", "token", "reminder", "op", "due", "every", "period")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REMINDER_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    token: int
+    reminder: str
+    op: str
+    due: float
+    every: float
+    period: int
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., reminder: _Optional[str] = ..., op: _Optional[str] = ..., due: _Optional[float] = ..., every: _Optional[float] = ..., period: _Optional[int] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
     __slots__ = ("id", "name", "token", "state")

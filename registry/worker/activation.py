@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections import deque
@@ -43,6 +44,7 @@ from registry.core.state import Activation, StartReason
 from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
 from registry.worker.errors import CallTimeout, MailboxFull, NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, Policy
+from registry.worker.timers import Schedule, Tick
 
 log = logging.getLogger("registry.worker")
 
@@ -62,7 +64,10 @@ class _Handoff:
     __slots__ = ()
 
 
-_Message = _Call | _Cast | _Handoff
+_Message = _Call | _Cast | _Handoff | Tick
+
+Reminder = Callable[[str, int, str, str, float, float, int], Awaitable[int]]
+"""Commits a ``Remind(name, token, reminder, op, due, every, period)``; its log index."""
 
 Checkpointer = Callable[[str, int, bytes], Awaitable[int]]
 """Commits ``(name, token, state)`` as a checkpoint; returns its log index (raises
@@ -100,6 +105,7 @@ class ActivationRunner:
         on_ended: Callable[[ActivationRunner], None],
         checkpoint: Checkpointer | None = None,
         on_quit: Callable[[ActivationRunner], None] | None = None,
+        remind: Reminder | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -134,6 +140,11 @@ class ActivationRunner:
         self._fence_timer: asyncio.TimerHandle | None = None
         self._checkpointer = checkpoint
         self._on_quit = on_quit
+        self._schedule = Schedule(
+            self._put_tick,
+            functools.partial(remind, spec.name, spec.token) if remind is not None else None,
+        )
+        self._acks: set[asyncio.Task[None]] = set()
         self._mode = spec.restart.mode if spec.restart is not None else "permanent"
         if spec.restart is not None:  # the registration's limits win over the node's
             self._policy = replace(
@@ -172,6 +183,8 @@ class ActivationRunner:
             loop = asyncio.get_running_loop()
             self.task = loop.create_task(self._main(), name=f"worker {self.name}#{self.token}")
             self.task.add_done_callback(self._ended)
+            for reminder in self.spec.reminders:
+                self._schedule.start_reminder(reminder)
 
     async def call(self, payload: bytes, timeout: float) -> bytes:
         """Queue a call and wait for its reply (see ``WorkerRuntime.call``)."""
@@ -279,7 +292,31 @@ class ActivationRunner:
             restored_from=restored_from,
             _checkpoint=self._checkpoint if self._checkpointer is not None else None,
             _stop=self._stop_requested,
+            _schedule=self._schedule,
         )
+
+    def _put_tick(self, tick: Tick) -> None:
+        if self.stop_cause is None and self.state is not ActivationState.FAILED:
+            self._mailbox.append(tick)
+            self._wakeup.set()
+
+    async def _dispatch_tick(self, worker: Worker, tick: Tick) -> None:
+        if not self._lease_holds():
+            log.warning("worker %s: %s dropped, no lease", self.name, tick.name)
+            return
+        if not tick.reminder:
+            await worker.handle_timer(tick.name)
+            return
+        await worker.handle_reminder(tick.name, tick.fired_at)
+        ack = asyncio.get_running_loop().create_task(self._acknowledge(tick))
+        self._acks.add(ack)
+        ack.add_done_callback(self._acks.discard)
+
+    async def _acknowledge(self, tick: Tick) -> None:
+        try:
+            await self._schedule.acknowledge(tick)
+        except Exception as exc:  # it fires again on the next holder: at least once
+            log.warning("worker %s: reminder %s not acknowledged: %s", self.name, tick.name, exc)
 
     def _stop_requested(self, unregister: bool) -> None:
         self._quit_request = bool(self._quit_request) or unregister
@@ -293,6 +330,7 @@ class ActivationRunner:
             self._quit()
             return False
         self._instance = None
+        self._schedule.drop_timers()
         try:
             await worker.on_stop(StopCause.STOPPED)
         except Exception as exc:
@@ -338,6 +376,8 @@ class ActivationRunner:
                     return
             elif isinstance(msg, _Call):
                 await self._dispatch_call(worker, msg)
+            elif isinstance(msg, Tick):
+                await self._dispatch_tick(worker, msg)
             elif not self._lease_holds():
                 log.warning(
                     "worker %s: dropped a cast, node %s holds no lease", self.name, self.node
@@ -406,6 +446,7 @@ class ActivationRunner:
         """Handle a hook's exception (rule 3); True when a new instance should start."""
         self.last_error = _describe(exc)
         self._instance = None
+        self._schedule.drop_timers()  # timers belong to the instance (timers rule 1)
         log.error("worker %s#%d crashed: %s", self.name, self.token, self.last_error, exc_info=exc)
         if worker is not None:
             try:
@@ -450,6 +491,7 @@ class ActivationRunner:
 
     async def _finish(self) -> None:
         self._finishing = True
+        self._schedule.close()
         if self.state is not ActivationState.FAILED:
             self.state = ActivationState.STOPPING
         self._fail_pending()
@@ -464,7 +506,7 @@ class ActivationRunner:
     # -- helpers -----------------------------------------------------------------------
 
     def _put(self, msg: _Message) -> None:
-        if not isinstance(msg, _Handoff):  # a handoff request is never refused
+        if isinstance(msg, _Call | _Cast):  # a handoff request is never refused
             self._check_room(msg)
         self._mailbox.append(msg)
         self._wakeup.set()
@@ -473,7 +515,7 @@ class ActivationRunner:
         policy = self._policy
         if len(self._mailbox) >= policy.mailbox_limit:
             raise MailboxFull(self.name, f"{len(self._mailbox)} messages queued (the bound)")
-        queued = sum(len(m.payload) for m in self._mailbox if not isinstance(m, _Handoff))
+        queued = sum(len(m.payload) for m in self._mailbox if isinstance(m, _Call | _Cast))
         if queued + len(msg.payload) > policy.mailbox_bytes:
             raise MailboxFull(
                 self.name,

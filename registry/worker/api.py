@@ -10,9 +10,11 @@ owner receives the state in ``end_handoff``.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import datetime, timedelta
+from typing import ClassVar, Protocol
 
 from registry.core.state import StartReason
 
@@ -26,6 +28,24 @@ __all__ = [
     "StopCause",
     "Worker",
 ]
+
+
+class ScheduleOps(Protocol):
+    """What ``Context`` asks its activation for timers and reminders."""
+
+    def set_timer(self, name: str, after: float, every: float | None) -> None: ...
+
+    def cancel_timer(self, name: str) -> bool: ...
+
+    async def set_reminder(self, name: str, due: float, every: float) -> None: ...
+
+    async def cancel_reminder(self, name: str) -> None: ...
+
+    def reminders(self) -> dict[str, tuple[float, float]]: ...
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +73,53 @@ class Context:
         default=None, repr=False, compare=False
     )
     _stop: Callable[[bool], None] | None = field(default=None, repr=False, compare=False)
+    _schedule: ScheduleOps | None = field(default=None, repr=False, compare=False)
+
+    def _ops(self) -> ScheduleOps:
+        if self._schedule is None:
+            raise RuntimeError("this context has no runtime for timers and reminders")
+        return self._schedule
+
+    def set_timer(
+        self, name: str, after: float | timedelta, every: float | timedelta | None = None
+    ) -> None:
+        """Call ``handle_timer(name)`` after ``after`` seconds, then every ``every``
+        seconds if given. In memory only: gone when this instance ends (a crash, a stop,
+        a move). Setting it again replaces it."""
+        period = None if every is None else _seconds(every)
+        self._ops().set_timer(name, _seconds(after), period)
+
+    def cancel_timer(self, name: str) -> bool:
+        """Cancel timer ``name``; False if there was none."""
+        return self._ops().cancel_timer(name)
+
+    async def set_reminder(
+        self,
+        name: str,
+        at_or_every: datetime | timedelta | float,
+        *,
+        every: timedelta | float | None = None,
+    ) -> None:
+        """Set the durable reminder ``name``: ``handle_reminder(name, fired_at)`` is
+        called on whichever node runs this name, after failovers too, at least once per
+        period. A ``datetime`` fires at that time (then every ``every`` if given);
+        seconds or a ``timedelta`` fire every that long, starting one period from now
+        (at least 0.5 s). Returns once committed (as ``checkpoint``); raises
+        ``StaleToken`` from a superseded activation, ``ValueError`` for a bad period."""
+        if isinstance(at_or_every, datetime):
+            due, period = at_or_every.timestamp(), 0.0 if every is None else _seconds(every)
+        else:
+            period = _seconds(at_or_every)
+            due = time.time() + period
+        await self._ops().set_reminder(name, due, period)
+
+    async def cancel_reminder(self, name: str) -> None:
+        """Cancel the durable reminder ``name`` (committed before it returns)."""
+        await self._ops().cancel_reminder(name)
+
+    def reminders(self) -> dict[str, tuple[float, float]]:
+        """This name's reminders: ``name → (next due time, every)`` (every 0: once)."""
+        return self._ops().reminders()
 
     async def stop(self, *, unregister: bool = False) -> None:
         """End this activation once the running hook returns (``on_stop(STOPPED)``);
@@ -183,6 +250,14 @@ class Worker:
     async def end_handoff(self, state: bytes) -> None:
         """On the new owner, right after ``on_start``, with the state the previous owner
         returned in ``Resume(state)``. Default: nothing."""
+
+    async def handle_timer(self, name: str) -> None:
+        """Timer ``name`` (``ctx.set_timer``) fired. Default: nothing."""
+
+    async def handle_reminder(self, name: str, fired_at: float) -> None:
+        """Durable reminder ``name`` fired for the period due at ``fired_at`` (Unix
+        seconds). At least once per period: after a failover a period may fire again on
+        the new owner (use ``fired_at`` to recognise it). Default: nothing."""
 
     async def on_stop(self, reason: StopCause) -> None:
         """The instance stops (it gets no more messages). Keep it short: the stop as a

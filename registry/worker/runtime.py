@@ -33,7 +33,7 @@ from typing import Protocol
 from registry.core.errors import ConfigError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import Activation
-from registry.worker.activation import ActivationRunner, Checkpointer
+from registry.worker.activation import ActivationRunner, Checkpointer, Reminder
 from registry.worker.api import StopCause, Worker
 from registry.worker.errors import NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, ActivationStatus, Policy
@@ -136,11 +136,13 @@ class WorkerRuntime:
         on_finished: Callable[[str, int, str], None] | None = None,
         checkpoint: Checkpointer | None = None,
         on_quit: Callable[[str, int], None] | None = None,
+        remind: Reminder | None = None,
     ) -> None:
         self.node = node
         self._on_finished = on_finished
         self._checkpoint = checkpoint
         self._on_quit = on_quit
+        self._remind = remind
         self._kinds = dict(kinds)
         self._reports = reports
         self._lease_holds = lease_holds
@@ -293,6 +295,7 @@ class WorkerRuntime:
             on_ended=self._ended,
             checkpoint=self._checkpoint,
             on_quit=self._quit,
+            remind=self._remind,
         )
 
     def _forget_if_empty(self, name: str, slot: _Slot) -> None:

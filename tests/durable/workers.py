@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from registry import RegistryError
-from registry.worker import Context, StopCause, Worker
+from registry.worker import Context, StartReason, StopCause, Worker
 
 
 class CheckpointCounter(Worker):
@@ -94,3 +94,27 @@ class PolicyProbe(Worker):
         if payload in (b"stop", b"quit"):
             await self.ctx.stop(unregister=payload == b"quit")
         return f"{PolicyProbe.starts[self.ctx.name]}:{self.ctx.reason.value}".encode()
+
+
+class ReminderLedger(Worker):
+    """Sets the durable reminder ``tick`` (every second) when first started; appends each
+    firing (``node token reminder fired_at``) to the file named by the args."""
+
+    kind: ClassVar[str] = "reminder-ledger"
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+        if ctx.reason is StartReason.NEW:
+            await ctx.set_reminder("tick", 1.0)
+
+    async def handle_reminder(self, name: str, fired_at: float) -> None:
+        assert self.ctx is not None
+        with Path(self.ctx.args.decode()).open("a") as out:
+            out.write(f"{self.ctx.node} {self.ctx.token} {name} {fired_at!r}\n")
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        assert self.ctx is not None
+        return ",".join(sorted(self.ctx.reminders())).encode()

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 from registry.client.fencing import StaleToken
 from registry.core.commands import RestartPolicy
+from registry.core.durable import StoredReminder
 from registry.core.errors import LimitExceeded
+from registry.core.state import Activation
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CheckpointFailed
 
@@ -26,12 +28,21 @@ def restart_from_host(start: pb.HostStart) -> RestartPolicy | None:
     )
 
 
-def restart_to_host(policy: RestartPolicy | None, start: pb.HostStart) -> None:
-    """Fill ``start``'s restart fields from ``policy``."""
-    if policy is not None:
-        start.restart_mode = policy.mode
-        start.max_restarts = policy.max_restarts
-        start.restart_window = policy.window
+def durable_to_host(spec: Activation, start: pb.HostStart) -> None:
+    """Fill ``start``'s restart policy and reminders from ``spec``."""
+    if spec.restart is not None:
+        start.restart_mode = spec.restart.mode
+        start.max_restarts = spec.restart.max_restarts
+        start.restart_window = spec.restart.window
+    for r in spec.reminders:
+        start.reminders.add(reminder=r.reminder, due=r.due, every=r.every, fired=r.fired)
+
+
+def reminders_from_host(start: pb.HostStart) -> tuple[StoredReminder, ...]:
+    return tuple(
+        StoredReminder(reminder=r.reminder, due=r.due, every=r.every, fired=r.fired)
+        for r in start.reminders
+    )
 
 
 class HostCheckpoints:
@@ -44,13 +55,26 @@ class HostCheckpoints:
 
     async def request(self, name: str, token: int, state: bytes) -> int:
         """Ask the control process to commit ``state``; its log index (or the refusal)."""
-        self._next_id += 1
-        id = self._next_id
+        event = pb.HostEvent()
+        event.checkpoint.id = self._next_id = self._next_id + 1
+        event.checkpoint.name, event.checkpoint.token = name, token
+        event.checkpoint.state = state
+        return await self._ask(event, self._next_id, name, token)
+
+    async def remind(
+        self, name: str, token: int, reminder: str, op: str, due: float, every: float, period: int
+    ) -> int:
+        """Ask the control process to commit a ``Remind``; its log index (or the refusal)."""
+        event = pb.HostEvent()
+        event.remind.id = self._next_id = self._next_id + 1
+        r = event.remind
+        r.name, r.token, r.reminder, r.op = name, token, reminder, op
+        r.due, r.every, r.period = due, every, period
+        return await self._ask(event, self._next_id, name, token)
+
+    async def _ask(self, event: pb.HostEvent, id: int, name: str, token: int) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[id] = (future, name, token)
-        event = pb.HostEvent()
-        event.checkpoint.id, event.checkpoint.name = id, name
-        event.checkpoint.token, event.checkpoint.state = token, state
         self._send(event)
         try:
             return await future

@@ -44,7 +44,11 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
-from registry.node.hosts.durable import HostCheckpoints, restart_from_host
+from registry.node.hosts.durable import (
+    HostCheckpoints,
+    reminders_from_host,
+    restart_from_host,
+)
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
 from registry.node.logs import FORMATS, configure
 from registry.v1 import host_pb2 as pb
@@ -102,6 +106,7 @@ def _effect(command: pb.HostCommand) -> Effect | None:
                 state=s.state if s.has_state else None,
                 restored_from=s.restored_from,
                 restart=restart_from_host(s),
+                reminders=reminders_from_host(s),
             )
         )
     if kind == "stop":
@@ -146,6 +151,7 @@ class Host:
             on_finished=self._finished,
             checkpoint=self.checkpoints.request,
             on_quit=self._quit,
+            remind=self.checkpoints.remind,
         )
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from registry.core.errors import ConfigError, LimitExceeded
 from registry.core.replica import Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
-from registry.node.hosts.durable import restart_to_host
+from registry.node.hosts.durable import durable_to_host
 from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
 from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
@@ -130,6 +130,8 @@ class HostSupervisor:
         self.kinds: tuple[str, ...] = ()
         self.on_checkpoint: Callable[[HostProcess, pb.CheckpointRequest], None] | None = None
         """Serves a host's ``ctx.checkpoint`` (``registry.node.checkpoints``)."""
+        self.on_remind: Callable[[HostProcess, pb.RemindRequest], None] | None = None
+        """Serves a host's reminder requests (``registry.node.checkpoints``)."""
         self.on_quit: Callable[[str, int], None] | None = None
         """Unregisters a name whose activation ended itself (fenced by its token)."""
 
@@ -336,7 +338,7 @@ class HostSupervisor:
             has_state=spec.state is not None,
             restored_from=spec.restored_from,
         )
-        restart_to_host(spec.restart, start)
+        durable_to_host(spec, start)
         if spec.state is not None:
             start.state = spec.state
         host.send(pb.HostCommand(start=start))
@@ -376,6 +378,8 @@ class HostSupervisor:
             self._reports.handoff_done(report.name, report.token, state)
         elif kind == "checkpoint" and self.on_checkpoint is not None:
             self.on_checkpoint(host, event.checkpoint)
+        elif kind == "remind" and self.on_remind is not None:
+            self.on_remind(host, event.remind)
         elif kind == "quit" and self.on_quit is not None:
             self.on_quit(event.quit.name, event.quit.token)
         elif kind == "fatal":
