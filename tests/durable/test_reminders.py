@@ -14,7 +14,7 @@ from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, call_until, wait_for
 
 WORKER_MODULES = ("tests.durable.workers",)
-PERIOD_S = 1.0
+PERIOD_S = 0.5
 MAX_DUPLICATES = 3
 """Periods fired twice in one failover: those fired but not yet acknowledged when the
 owner died (about one per second of acknowledgement latency; generous under load)."""

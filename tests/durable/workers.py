@@ -97,7 +97,7 @@ class PolicyProbe(Worker):
 
 
 class ReminderLedger(Worker):
-    """Sets the durable reminder ``tick`` (every second) when first started; appends each
+    """Sets the durable reminder ``tick`` (every 0.5 s) when first started; appends each
     firing (``node token reminder fired_at``) to the file named by the args."""
 
     kind: ClassVar[str] = "reminder-ledger"
@@ -108,7 +108,7 @@ class ReminderLedger(Worker):
     async def on_start(self, ctx: Context, state: bytes | None) -> None:
         self.ctx = ctx
         if ctx.reason is StartReason.NEW:
-            await ctx.set_reminder("tick", 1.0)
+            await ctx.set_reminder("tick", 0.5)
 
     async def handle_reminder(self, name: str, fired_at: float) -> None:
         assert self.ctx is not None
