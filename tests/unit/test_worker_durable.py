@@ -1,0 +1,120 @@
+"""The worker runtime's durable parts on a real asyncio loop: a crashed instance restarts
+from its last committed checkpoint, oversized checkpoints never leave the runtime, and
+timers fire per period and end with the instance."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import pytest
+
+from registry.core.errors import LimitExceeded
+from registry.core.replica import Start
+from registry.core.state import Activation
+from registry.worker import Context, StartReason, Worker, WorkerFailed, WorkerRuntime
+from tests.unit.test_worker_runtime import Journal, async_test, eventually
+
+
+class Store:
+    """The node's side of ``checkpoint``: commits at consecutive log indexes."""
+
+    def __init__(self) -> None:
+        self.committed: list[tuple[str, int, bytes]] = []
+
+    async def checkpoint(self, name: str, token: int, state: bytes) -> int:
+        self.committed.append((name, token, state))
+        return 100 + len(self.committed)
+
+
+class Durable(Worker):
+    kind: ClassVar[str] = "durable"
+    seen: ClassVar[list[tuple[str, bytes | None, int]]] = []
+    ticks: ClassVar[list[str]] = []
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+        Durable.seen.append((ctx.reason.value, state, ctx.restored_from))
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        assert self.ctx is not None
+        command, _, arg = payload.partition(b" ")
+        if command == b"save":
+            return str(await self.ctx.checkpoint(arg)).encode()
+        if command == b"big":
+            try:
+                await self.ctx.checkpoint(b"x" * 2048)
+            except LimitExceeded as exc:
+                return exc.reason.encode()
+        if command == b"timer":
+            self.ctx.set_timer("t", 0.01, every=0.01)
+        if command == b"crash":
+            raise RuntimeError("crash")
+        return b""
+
+    async def handle_timer(self, name: str) -> None:
+        Durable.ticks.append(name)
+
+
+def _runtime(store: Store) -> WorkerRuntime:
+    Durable.seen, Durable.ticks = [], []
+    return WorkerRuntime(
+        node="n1",
+        kinds={"durable": Durable},
+        reports=Journal(),
+        lease_holds=lambda: True,
+        max_state_bytes=1024,
+        restart_backoff=(0.001, 0.001),
+        checkpoint=store.checkpoint,
+    )
+
+
+def _start(runtime: WorkerRuntime) -> None:
+    spec = Activation(
+        name="w", kind="durable", args=b"", token=7, reason=StartReason.NEW, state=None
+    )
+    runtime.apply([Start(activation=spec)])
+
+
+@async_test
+async def test_a_crashed_instance_restarts_from_the_last_committed_checkpoint() -> None:
+    store = Store()
+    runtime = _runtime(store)
+    _start(runtime)
+    await eventually(lambda: Durable.seen)
+    assert await runtime.call("w", b"save one", 1) == b"101"
+    assert await runtime.call("w", b"save two", 1) == b"102"
+    assert store.committed == [("w", 7, b"one"), ("w", 7, b"two")]
+    with pytest.raises(WorkerFailed):
+        await runtime.call("w", b"crash", 1)
+    await eventually(lambda: len(Durable.seen) == 2)
+    assert Durable.seen == [("new", None, 0), ("restart", b"two", 102)]
+    await runtime.shutdown()
+
+
+@async_test
+async def test_a_checkpoint_over_max_state_bytes_is_refused_before_the_store() -> None:
+    store = Store()
+    runtime = _runtime(store)
+    _start(runtime)
+    assert await runtime.call("w", b"big", 1) == b"STATE_TOO_LARGE"
+    assert store.committed == []
+    await runtime.shutdown()
+
+
+@async_test
+async def test_timers_fire_per_period_and_end_with_the_instance() -> None:
+    runtime = _runtime(Store())
+    _start(runtime)
+    await runtime.call("w", b"timer", 1)
+    await eventually(lambda: len(Durable.ticks) >= 3)
+    with pytest.raises(WorkerFailed):
+        await runtime.call("w", b"crash", 1)
+    await eventually(lambda: len(Durable.seen) == 2)
+    fired = len(Durable.ticks)
+    await asyncio.sleep(0.1)  # ten periods: a timer that survived the crash would fire
+    assert len(Durable.ticks) == fired, "the crashed instance's timer kept firing"
+    await runtime.shutdown()
