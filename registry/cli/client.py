@@ -44,6 +44,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     reg.add_argument("--max-restarts", type=int, help="crashes tolerated per window (default 5)")
     reg.add_argument("--restart-window", type=float, help="seconds crashes count over (10)")
+    reg.add_argument(
+        "--lazy", action="store_true", help="start the worker only at its first message"
+    )
+    reg.add_argument(
+        "--idle-after",
+        type=float,
+        default=0.0,
+        help="passivate after this many idle seconds (state checkpointed; 0: never)",
+    )
     unreg = add("unregister", "unregister a name (its worker is stopped)", _unregister)
     unreg.add_argument("name")
     call = add("call", "send a request to a name and print the reply", _call)
@@ -143,6 +152,8 @@ def _register(client: Any, args: argparse.Namespace) -> int:
         restart=args.restart,
         max_restarts=args.max_restarts,
         restart_window=args.restart_window,
+        lazy=args.lazy,
+        idle_after=args.idle_after,
     )
     return say(
         args, {"name": args.name, "index": index}, f"registered {args.name} (log index {index})"

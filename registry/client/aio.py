@@ -189,16 +189,18 @@ class Client:
         restart: str | None = None,
         max_restarts: int | None = None,
         restart_window: float | None = None,
+        lazy: bool = False,
+        idle_after: float = 0.0,
     ) -> int:
         """Register ``name`` to run a worker of ``kind`` somewhere in the cluster;
         returns the log index that committed it.
 
         ``args`` reach the worker as ``ctx.args``; ``roles`` restrict it to members
         offering them; ``priority`` (``["n1", ["n2", "n3"]]``) replaces the hash ring.
-        ``restart``, ``max_restarts``, ``restart_window``: its restart policy (see
-        ``Registration``). Raises ``NameTaken``, ``InvalidArgument``,
-        ``FailedPrecondition`` (no member could ever run it), ``PayloadTooLarge``
-        (``args``), ``NoQuorum``/``Unavailable``.
+        ``restart``, ``max_restarts``, ``restart_window``, ``lazy``, ``idle_after``: its
+        restart and activation policy (see ``Registration``). Raises ``NameTaken``,
+        ``InvalidArgument``, ``FailedPrecondition`` (no member could ever run it),
+        ``PayloadTooLarge`` (``args``), ``NoQuorum``/``Unavailable``.
         Not retried once it may have been committed (``may_have_run`` on the error).
         """
         spec = Registration(
@@ -210,6 +212,8 @@ class Client:
             restart=restart,
             max_restarts=max_restarts,
             restart_window=restart_window,
+            lazy=lazy,
+            idle_after=idle_after,
         ).to_pb()
         request = pb.RegisterRequest(spec=spec)
         reply = await self._write(

@@ -183,6 +183,8 @@ class SyncClient:
         restart: str | None = None,
         max_restarts: int | None = None,
         restart_window: float | None = None,
+        lazy: bool = False,
+        idle_after: float = 0.0,
     ) -> int:
         """See ``Client.register``."""
         return self._run(
@@ -196,6 +198,8 @@ class SyncClient:
                 restart=restart,
                 max_restarts=max_restarts,
                 restart_window=restart_window,
+                lazy=lazy,
+                idle_after=idle_after,
             )
         )
 

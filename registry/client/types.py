@@ -68,6 +68,11 @@ class Registration:
     """Crashes tolerated within ``restart_window`` seconds (``None``: 5)."""
     restart_window: float | None = None
     """Seconds over which crashes count (``None``: 10)."""
+    lazy: bool = False
+    """Placed, but started only at its first message (call, cast, reminder)."""
+    idle_after: float = 0.0
+    """Passivate after this many seconds without messages (its ``begin_handoff`` state
+    is checkpointed; the next message starts it again). 0: never."""
 
     def to_pb(self) -> pb.NameSpec:
         """The wire form (``registry.v1.NameSpec``)."""
@@ -85,6 +90,8 @@ class Registration:
             roles=list(self.roles),
             priority=tiers,
             restart=self.restart or "",
+            lazy=self.lazy,
+            idle_after=self.idle_after,
         )
         if self.max_restarts is not None:
             spec.max_restarts = self.max_restarts

@@ -33,13 +33,20 @@ activation stops (crash or ``ctx.stop()``)."""
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestartPolicy:
-    """How a name's activation is restarted on its node (``registry.core.durable``)."""
+    """How a name's activation is restarted, started and passivated on its node."""
 
     mode: str = "permanent"
     """One of ``RESTART_MODES``."""
     max_restarts: int = 5
     """Crashes tolerated within ``window`` seconds; one more marks the activation failed."""
     window: float = 10.0
+    lazy: bool = False
+    """Placed, but its instance is created only at its first message (call, cast,
+    reminder)."""
+    idle_after: float = 0.0
+    """Seconds without messages after which the instance is passivated: its
+    ``begin_handoff`` state is checkpointed and the instance stops; the next message
+    starts a new one from it. 0: never."""
 
     def problem(self) -> str | None:
         """Why this policy is unusable, or ``None``."""
@@ -49,6 +56,8 @@ class RestartPolicy:
             return f"max_restarts must be >= 0, got {self.max_restarts}"
         if not 0 < self.window <= 86400:
             return f"restart window must be in (0, 86400] s, got {self.window}"
+        if not 0 <= self.idle_after <= 86400 * 30:
+            return f"idle_after must be in [0, 30 days] s, got {self.idle_after}"
         return None
 
 
@@ -279,6 +288,8 @@ def _spec_to_json(spec: NameSpec) -> dict[str, Any]:
     if spec.restart is not None:
         r = spec.restart
         out["restart"] = [r.mode, r.max_restarts, r.window]
+        if r.lazy or r.idle_after:
+            out["restart"] += [r.lazy, r.idle_after]
     return out
 
 
@@ -300,15 +311,22 @@ def _spec_from_json(value: object, where: str) -> NameSpec:
 
 
 def _restart_from_json(value: object, where: str) -> RestartPolicy:
-    if not isinstance(value, list) or len(value) != 3:
-        raise InvalidCommand(f"{where}.restart must be [mode, max_restarts, window]")
-    window = value[2]
-    if not isinstance(window, int | float) or isinstance(window, bool):
-        raise InvalidCommand(f"{where}.restart window must be a number")
+    if not isinstance(value, list) or len(value) not in (3, 5):
+        raise InvalidCommand(
+            f"{where}.restart must be [mode, max_restarts, window(, lazy, idle_after)]"
+        )
+    window, lazy, idle_after = value[2], *(value[3:] or [False, 0.0])
+    numbers = (window, idle_after)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        raise InvalidCommand(f"{where}.restart window and idle_after must be numbers")
+    if not isinstance(lazy, bool):
+        raise InvalidCommand(f"{where}.restart lazy must be true or false")
     policy = RestartPolicy(
         mode=_str(value[0], f"{where}.restart mode"),
         max_restarts=_int(value[1], f"{where}.restart max_restarts"),
         window=float(window),
+        lazy=lazy,
+        idle_after=float(idle_after),
     )
     problem = policy.problem()
     if problem:

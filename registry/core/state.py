@@ -189,7 +189,10 @@ def _restart_row(policy: RestartPolicy | None) -> list[list[Any]]:
     """The snapshot row's optional last element (absent: the node's defaults)."""
     if policy is None:
         return []
-    return [[policy.mode, policy.max_restarts, policy.window]]
+    row: list[Any] = [policy.mode, policy.max_restarts, policy.window]
+    if policy.lazy or policy.idle_after:
+        row += [policy.lazy, policy.idle_after]
+    return [row]
 
 
 def validate_identifier(what: str, value: str) -> str | None:
@@ -748,7 +751,13 @@ class RegistryState:
             restart = (
                 None
                 if extra is None
-                else RestartPolicy(mode=extra[0], max_restarts=extra[1], window=extra[2])
+                else RestartPolicy(
+                    mode=extra[0],
+                    max_restarts=extra[1],
+                    window=extra[2],
+                    lazy=extra[3] if len(extra) > 3 else False,
+                    idle_after=extra[4] if len(extra) > 3 else 0.0,
+                )
             )
             spec = NameSpec(
                 name=name,

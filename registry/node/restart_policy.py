@@ -16,13 +16,15 @@ from registry.v1 import registry_pb2 as pb
 
 def restart_from_pb(spec: pb.NameSpec) -> RestartPolicy | None:
     has_max, has_window = spec.HasField("max_restarts"), spec.HasField("restart_window")
-    if not (spec.restart or has_max or has_window):
+    if not (spec.restart or has_max or has_window or spec.lazy or spec.idle_after):
         return None
     default = RestartPolicy()
     policy = RestartPolicy(
         mode=spec.restart or default.mode,
         max_restarts=spec.max_restarts if has_max else default.max_restarts,
         window=spec.restart_window if has_window else default.window,
+        lazy=spec.lazy,
+        idle_after=spec.idle_after,
     )
     problem = policy.problem()
     if problem:

@@ -55,7 +55,7 @@ class HostInit(_message.Message):
     def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
-    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window", "reminders")
+    __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window", "reminders", "lazy", "idle_after")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,8 @@ class HostStart(_message.Message):
     MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
     RESTART_WINDOW_FIELD_NUMBER: _ClassVar[int]
     REMINDERS_FIELD_NUMBER: _ClassVar[int]
+    LAZY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_AFTER_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
@@ -80,7 +82,9 @@ class HostStart(_message.Message):
     max_restarts: int
     restart_window: float
     reminders: _containers.RepeatedCompositeFieldContainer[ReminderState]
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ..., restart_mode: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., reminders: _Optional[_Iterable[_Union[ReminderState, _Mapping]]] = ...) -> None: ...
+    lazy: bool
+    idle_after: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., token: _Optional[int] = ..., reason: _Optional[str] = ..., has_state: _Optional[bool] = ..., state: _Optional[bytes] = ..., restored_from: _Optional[int] = ..., restart_mode: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., reminders: _Optional[_Iterable[_Union[ReminderState, _Mapping]]] = ..., lazy: _Optional[bool] = ..., idle_after: _Optional[float] = ...) -> None: ...
 
 class ReminderState(_message.Message):
     __slots__ = ("reminder", "due", "every", "fired")

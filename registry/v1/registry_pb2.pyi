@@ -14,7 +14,7 @@ class Tier(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NameSpec(_message.Message):
-    __slots__ = ("name", "kind", "args", "roles", "priority", "restart", "max_restarts", "restart_window")
+    __slots__ = ("name", "kind", "args", "roles", "priority", "restart", "max_restarts", "restart_window", "lazy", "idle_after")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,8 @@ class NameSpec(_message.Message):
     RESTART_FIELD_NUMBER: _ClassVar[int]
     MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
     RESTART_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LAZY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_AFTER_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     args: bytes
@@ -31,7 +33,9 @@ class NameSpec(_message.Message):
     restart: str
     max_restarts: int
     restart_window: float
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., restart: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ...) -> None: ...
+    lazy: bool
+    idle_after: float
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., restart: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., lazy: _Optional[bool] = ..., idle_after: _Optional[float] = ...) -> None: ...
 
 class Location(_message.Message):
     __slots__ = ("name", "node", "address", "token", "stale", "kind")

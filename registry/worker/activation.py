@@ -64,7 +64,11 @@ class _Handoff:
     __slots__ = ()
 
 
-_Message = _Call | _Cast | _Handoff | Tick
+class _Passivate:
+    __slots__ = ()
+
+
+_Message = _Call | _Cast | _Handoff | _Passivate | Tick
 
 Reminder = Callable[[str, int, str, str, float, float, int], Awaitable[int]]
 """Commits a ``Remind(name, token, reminder, op, due, every, period)``; its log index."""
@@ -152,6 +156,12 @@ class ActivationRunner:
                 max_restarts=spec.restart.max_restarts,
                 restart_window=spec.restart.window,
             )
+        lifecycle = spec.restart
+        self._passive = lifecycle is not None and lifecycle.lazy
+        """No instance until the next message (a lazy start, or passivated)."""
+        self._idle_after = lifecycle.idle_after if lifecycle is not None else 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_active = 0.0
         self._quit_request: bool | None = None
         """``ctx.stop(unregister)`` was called: end after the running hook."""
         self._last_checkpoint: tuple[bytes, int] | None = None
@@ -223,8 +233,9 @@ class ActivationRunner:
         self.report_handoff = True
         loop = asyncio.get_running_loop()
         self._handoff_timer = loop.call_later(self._policy.handoff_deadline, self._handoff_late)
-        if self._backing_off:
-            # No instance to ask: it crashed and waits for its restart. Move it, stateless.
+        if self._backing_off or self._passive:
+            # No instance to ask (it crashed and waits for its restart, or it is passive):
+            # move it stateless; the next owner starts from its last checkpoint.
             self.stop(StopCause.HANDOFF)
         else:
             self._put(_Handoff())
@@ -261,6 +272,8 @@ class ActivationRunner:
         state, reason = self.spec.state, self.spec.reason
         restored_from = self.spec.restored_from
         while True:
+            if self._passive:
+                await self._await_message()
             self.state = ActivationState.STARTING
             worker: Worker | None = None
             try:
@@ -269,10 +282,13 @@ class ActivationRunner:
                 if reason is StartReason.HANDOFF and state is not None:
                     await worker.end_handoff(state)
                 self.state = ActivationState.RUNNING
+                self._arm_idle()
                 await self._serve(worker)
-                if self._quit_request is None or self.stop_cause is not None:
+                if self._passive and self.stop_cause is None:
+                    pass  # passivated: the next message starts it from its checkpoint
+                elif self._quit_request is None or self.stop_cause is not None:
                     return  # a handoff (or a stop whose cancel a hook swallowed) ended it
-                if not await self._stopped_itself(worker):
+                elif not await self._stopped_itself(worker):
                     return
             except Exception as exc:
                 if not await self._crashed(worker, exc):
@@ -378,12 +394,74 @@ class ActivationRunner:
                 await self._dispatch_call(worker, msg)
             elif isinstance(msg, Tick):
                 await self._dispatch_tick(worker, msg)
+            elif isinstance(msg, _Passivate):
+                if await self._passivate(worker):
+                    return
             elif not self._lease_holds():
                 log.warning(
                     "worker %s: dropped a cast, node %s holds no lease", self.name, self.node
                 )
             else:
                 await worker.handle_cast(msg.payload)
+            self._last_active = asyncio.get_running_loop().time()
+
+    async def _await_message(self) -> None:
+        self.state = ActivationState.PASSIVE
+        while not self._mailbox:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self._passive = False
+
+    def _arm_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._idle_after > 0:
+            loop = asyncio.get_running_loop()
+            self._last_active = loop.time()
+            self._idle_timer = loop.call_later(self._idle_after, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.stop_cause is not None or self.state is not ActivationState.RUNNING:
+            self._idle_timer = None
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_active + self._idle_after
+        if loop.time() >= due and not self._mailbox:
+            self._idle_timer = None
+            self._mailbox.append(_Passivate())
+            self._wakeup.set()
+        else:
+            self._idle_timer = loop.call_at(max(due, loop.time() + 0.01), self._idle_check)
+
+    async def _passivate(self, worker: Worker) -> bool:
+        """Idle: capture ``begin_handoff``'s state into a checkpoint and end the instance;
+        True when it ended. A message that arrived meanwhile, ``Ignore()``, or a
+        checkpoint that fails keep it running."""
+        if self._mailbox:
+            self._arm_idle()
+            return False
+        answer = await worker.begin_handoff()
+        if isinstance(answer, Ignore):
+            self._arm_idle()
+            return False
+        if isinstance(answer, Resume) and self._checkpointer is not None:
+            state = self._policy.admit_state(self.name, answer.state)
+            try:
+                if state is not None:
+                    await self._checkpoint(state)
+            except Exception as exc:
+                log.warning("worker %s: not passivated, checkpoint failed: %s", self.name, exc)
+                self._arm_idle()
+                return False
+        self._instance = None
+        self._schedule.drop_timers()
+        try:
+            await worker.on_stop(StopCause.PASSIVATED)
+        except Exception as exc:
+            log.error("worker %s: on_stop(PASSIVATED) raised", self.name, exc_info=exc)
+        self._passive = True
+        return True
 
     async def _dispatch_call(self, worker: Worker, msg: _Call) -> None:
         if msg.reply.done():
@@ -492,6 +570,8 @@ class ActivationRunner:
     async def _finish(self) -> None:
         self._finishing = True
         self._schedule.close()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self.state is not ActivationState.FAILED:
             self.state = ActivationState.STOPPING
         self._fail_pending()

@@ -191,6 +191,9 @@ class StopCause(enum.Enum):
     """A hook raised; a new instance is started after a backoff (see the runtime)."""
     STOPPED = "stopped"
     """The worker called ``ctx.stop()``."""
+    PASSIVATED = "passivated"
+    """No message for ``idle_after`` seconds: its ``begin_handoff`` state was
+    checkpointed; the next message starts a new instance from it."""
 
 
 class Worker:

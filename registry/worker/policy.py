@@ -23,6 +23,9 @@ class ActivationState(enum.Enum):
     """``begin_handoff`` is running."""
     STOPPING = "stopping"
     """A stop was requested; ``on_stop`` may still be running."""
+    PASSIVE = "passive"
+    """No instance: a ``lazy`` name before its first message, or passivated after
+    ``idle_after``; the next message starts one."""
     FAILED = "failed"
     """Gave up (restarted too often, or no worker class for its kind); runs nothing."""
 

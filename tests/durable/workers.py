@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from registry import RegistryError
-from registry.worker import Context, StartReason, StopCause, Worker
+from registry.worker import Context, Resume, StartReason, StopCause, Worker
 
 
 class CheckpointCounter(Worker):
@@ -118,3 +118,35 @@ class ReminderLedger(Worker):
     async def handle_call(self, payload: bytes) -> bytes:
         assert self.ctx is not None
         return ",".join(sorted(self.ctx.reminders())).encode()
+
+
+class Sleeper(Worker):
+    """A counter that keeps its count in ``begin_handoff`` state only; it appends each
+    start (``start reason state restored_from``) and stop (``stop cause``) to the file
+    named by the args, so a test sees when an instance exists."""
+
+    kind: ClassVar[str] = "sleeper"
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self.count = 0
+
+    def _note(self, line: str) -> None:
+        assert self.ctx is not None
+        with Path(self.ctx.args.decode()).open("a") as out:
+            out.write(line + "\n")
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        self.ctx = ctx
+        self.count = int(state) if state else 0
+        self._note(f"start {ctx.reason.value} {self.count} {ctx.restored_from}")
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        self.count += 1
+        return str(self.count).encode()
+
+    async def begin_handoff(self) -> Resume:
+        return Resume(str(self.count).encode())
+
+    async def on_stop(self, reason: StopCause) -> None:
+        self._note(f"stop {reason.value}")

@@ -24,7 +24,11 @@ def restart_from_host(start: pb.HostStart) -> RestartPolicy | None:
     if not start.restart_mode:
         return None
     return RestartPolicy(
-        mode=start.restart_mode, max_restarts=start.max_restarts, window=start.restart_window
+        mode=start.restart_mode,
+        max_restarts=start.max_restarts,
+        window=start.restart_window,
+        lazy=start.lazy,
+        idle_after=start.idle_after,
     )
 
 
@@ -34,6 +38,8 @@ def durable_to_host(spec: Activation, start: pb.HostStart) -> None:
         start.restart_mode = spec.restart.mode
         start.max_restarts = spec.restart.max_restarts
         start.restart_window = spec.restart.window
+        start.lazy = spec.restart.lazy
+        start.idle_after = spec.restart.idle_after
     for r in spec.reminders:
         start.reminders.add(reminder=r.reminder, due=r.due, every=r.every, fired=r.fired)
 

@@ -1,0 +1,50 @@
+"""Activation on demand and passivation with real processes: a ``lazy`` name has no
+instance until its first call; with ``idle_after`` it is passivated (its state
+checkpointed) and the next call starts it again with that state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.client import SyncClient
+from tests.cluster.harness import LocalCluster, wait_for
+
+WORKER_MODULES = ("tests.durable.workers",)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path / "c", 3, preset="local", worker_modules=WORKER_MODULES)
+    try:
+        c.start(timeout=30.0)
+        yield c
+        assert not c.crashed(), f"node process(es) exited on their own\n{c.log_tails()}"
+    finally:
+        c.close()
+
+
+def lines(ledger: Path) -> list[str]:
+    return ledger.read_text().splitlines() if ledger.exists() else []
+
+
+def test_lazy_starts_at_the_first_call_and_passivates_when_idle(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    name, ledger = "durable/sleeper", tmp_path / "sleeper.txt"
+    seeds = [cluster.nodes[n].grpc_addr for n in cluster.ids]
+    with SyncClient(seeds, timeout=10.0) as client:
+        client.register(name, "sleeper", args=str(ledger).encode(), lazy=True, idle_after=1.0)
+        wait_for("placed", lambda: client.whereis(name, consistent=True), 10)
+        time.sleep(1.0)  # the one timed wait: nothing may start without a message
+        assert lines(ledger) == [], "a lazy name started before its first message"
+        assert client.call(name, b"incr") == b"1"
+        assert client.call(name, b"incr") == b"2"
+        assert lines(ledger) == ["start new 0 0"]
+        wait_for("passivation", lambda: "stop passivated" in lines(ledger) or None, 15)
+        assert client.call(name, b"incr") == b"3", "the count came back from the checkpoint"
+    start = lines(ledger)[-1].split()
+    assert start[:3] == ["start", "restart", "2"] and int(start[3]) > 0, lines(ledger)
