@@ -12,6 +12,9 @@ the timing:
   and the state (refused like the runtime does when over ``max_state_bytes``: the next
   one then starts as ``RESTART``); ``Restart`` starts it with reason ``RESTART``.
   Every new activation gets a higher fencing token, as on a cluster (G2).
+- ``ctx.checkpoint(state)`` is kept in ``checkpoints`` (refused over ``max_state_bytes``
+  like the runtime does); ``failover()`` drops the instance without ``on_stop`` (its node
+  died) and starts the next activation with reason ``FAILOVER`` from the last checkpoint.
 - ``stop(cause)`` runs ``on_stop``. A hook's exception propagates to the test (the
   runtime would restart the worker; a unit test wants to see it).
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 from typing import Generic, TypeVar
 
+from registry.core.errors import LimitExceeded
 from registry.core.state import StartReason
 from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
 from registry.worker.policy import Policy
@@ -66,6 +70,8 @@ class WorkerHarness(Generic[W]):
         self._worker: W | None = None
         self._ctx: Context | None = None
         self._mailbox = asyncio.Lock()
+        self.checkpoints: list[tuple[int, bytes]] = []
+        """``(log index, state)`` of every ``ctx.checkpoint``, oldest first."""
 
     async def __aenter__(self) -> WorkerHarness[W]:
         await self.start()
@@ -89,13 +95,25 @@ class WorkerHarness(Generic[W]):
         assert self._ctx is not None
         return self._ctx
 
-    async def start(self, reason: StartReason = StartReason.NEW, state: bytes | None = None) -> W:
+    async def start(
+        self,
+        reason: StartReason = StartReason.NEW,
+        state: bytes | None = None,
+        *,
+        restored_from: int = 0,
+    ) -> W:
         """Start a new activation (next token) with ``reason`` and ``state``."""
         if self._worker is not None:
             raise RuntimeError(f"{self.name}: already running; stop or hand it off first")
         self.token += 1
         ctx = Context(
-            name=self.name, node=self.node, args=self.args, token=self.token, reason=reason
+            name=self.name,
+            node=self.node,
+            args=self.args,
+            token=self.token,
+            reason=reason,
+            restored_from=restored_from,
+            _checkpoint=self._checkpoint,
         )
         worker = self.cls()
         await worker.on_start(ctx, state)
@@ -103,6 +121,22 @@ class WorkerHarness(Generic[W]):
             await worker.end_handoff(state)
         self._worker, self._ctx = worker, ctx
         return worker
+
+    async def _checkpoint(self, state: bytes) -> int:
+        limit = self._policy.max_state_bytes
+        if len(state) > limit:
+            raise LimitExceeded("STATE_TOO_LARGE", f"{len(state)} bytes, over {limit}")
+        index = (self.checkpoints[-1][0] if self.checkpoints else self.token * 1000) + 1
+        self.checkpoints.append((index, state))
+        return index
+
+    async def failover(self) -> W:
+        """Lose the running instance as a killed node would (no ``on_stop``) and start
+        the next activation with reason ``FAILOVER`` from the last checkpoint."""
+        self.worker  # noqa: B018 - fails when nothing runs
+        self._worker = self._ctx = None
+        index, state = self.checkpoints[-1] if self.checkpoints else (0, None)
+        return await self.start(StartReason.FAILOVER, state, restored_from=index)
 
     async def call(self, payload: bytes) -> bytes:
         """``handle_call(payload)``, after any message before it."""

@@ -12,6 +12,7 @@ import pytest
 from registry.core.errors import LimitExceeded
 from registry.core.replica import Start
 from registry.core.state import Activation
+from registry.testing.worker_harness import WorkerHarness
 from registry.worker import Context, StartReason, Worker, WorkerFailed, WorkerRuntime
 from tests.unit.test_worker_runtime import Journal, async_test, eventually
 
@@ -118,3 +119,16 @@ async def test_timers_fire_per_period_and_end_with_the_instance() -> None:
     await asyncio.sleep(0.1)  # ten periods: a timer that survived the crash would fire
     assert len(Durable.ticks) == fired, "the crashed instance's timer kept firing"
     await runtime.shutdown()
+
+
+def test_the_harness_fails_over_from_the_last_checkpoint() -> None:
+    async def scenario() -> None:
+        async with WorkerHarness(Durable, max_state_bytes=1024) as h:
+            await h.call(b"save 7")
+            await h.failover()
+            assert (h.ctx.reason, h.ctx.restored_from) == (StartReason.FAILOVER, 1001)
+            assert Durable.seen[-1] == ("failover", b"7", 1001)
+            assert await h.call(b"big") == b"STATE_TOO_LARGE"
+
+    Durable.seen = []
+    asyncio.run(scenario())
