@@ -5,15 +5,18 @@ timers fire per period and end with the instance."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar
 
 import pytest
 
+from registry.core.durable import MAX_CATCH_UP, StoredReminder
 from registry.core.errors import LimitExceeded
 from registry.core.replica import Start
 from registry.core.state import Activation
 from registry.testing.worker_harness import WorkerHarness
 from registry.worker import Context, StartReason, Worker, WorkerFailed, WorkerRuntime
+from registry.worker.timers import Schedule, Tick
 from tests.unit.test_worker_runtime import Journal, async_test, eventually
 
 
@@ -132,3 +135,21 @@ def test_the_harness_fails_over_from_the_last_checkpoint() -> None:
 
     Durable.seen = []
     asyncio.run(scenario())
+
+
+def test_a_reminder_fires_its_missed_periods_oldest_first_at_most_max_catch_up() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        ticks: list[Tick] = []
+        schedule = Schedule(ticks.append)
+        now = time.time()
+        schedule.start_reminder(StoredReminder(reminder="r", due=now - 1.25, every=0.5))
+        far = StoredReminder(reminder="far", due=now - 1000 * 0.5 - 0.1, every=0.5, fired=3)
+        schedule.start_reminder(far)
+        await eventually(lambda: sum(t.name == "far" for t in ticks) >= MAX_CATCH_UP)
+        schedule.close()
+        near = [t.period for t in ticks if t.name == "r"][:3]
+        return near, [t.period for t in ticks if t.name == "far"][:2]
+
+    near, far = asyncio.run(scenario())
+    assert near == [0, 1, 2], "periods 0..2 were due: each fires, oldest first"
+    assert far == [1000 - MAX_CATCH_UP + 1, 1000 - MAX_CATCH_UP + 2]
