@@ -17,7 +17,8 @@ Rules (the state machine's rules are in ``registry.core.durable``)
    changes nothing), until ``COMMIT_TIMEOUT_S``; then ``unavailable``. It may still be
    applied later, which is safe: it is fenced like any other.
 4. States above ``max_state_bytes`` are refused here (``too_large``) before they reach
-   the log (the worker runtime checks first, too).
+   the log (the worker runtime checks first, too), and so are states whose entry would
+   pass ``max_entry_bytes``.
 5. On success the supervisor's desired spec of a live activation with that token is
    updated, so a host that dies and is restarted starts it from this checkpoint.
 6. ``Quit(name, token)`` (a worker ended itself and unregisters its name) goes the same
@@ -63,9 +64,18 @@ COMMIT_TIMEOUT_S = 10.0
 class CheckpointDesk:
     """Serves one node's checkpoint requests (module rules)."""
 
-    def __init__(self, driver: Driver, *, max_state_bytes: int, metrics: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        max_state_bytes: int,
+        metrics: CollectorRegistry,
+        max_entry_bytes: int = 2 << 20,
+    ) -> None:
         self._driver = driver
-        self._max_state = max_state_bytes
+        # The entry holds the state as base64 (4/3) plus a few hundred bytes of JSON:
+        # never propose one over max_entry_bytes (a peer could not take it).
+        self._max_state = min(max_state_bytes, (max_entry_bytes - 1024) // 4 * 3)
         self._seq = time.time_ns()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[int, tuple[Durable, asyncio.Future[Outcome]]] = {}

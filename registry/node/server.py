@@ -120,7 +120,10 @@ class Node:
         self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
         self.checkpoints = CheckpointDesk(
-            self.driver, max_state_bytes=cfg.max_state_bytes, metrics=self.metrics.registry
+            self.driver,
+            max_state_bytes=cfg.max_state_bytes,
+            metrics=self.metrics.registry,
+            max_entry_bytes=cfg.max_entry_bytes,
         )
         self.runtime.on_checkpoint = self.checkpoints.serve
         self.runtime.on_quit = self.checkpoints.quit
