@@ -49,6 +49,7 @@ from registry.core.messages import (
 from registry.core.raft import RawNode, Rng
 from registry.core.state import Activation, Code, NameRecord, RegistryState, Result
 from registry.core.timing import MembershipConfig
+from registry.core.view import ReplicaView
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,6 +205,31 @@ class Replica:
     @property
     def incarnation(self) -> int:
         return self.agent.incarnation
+
+    def view(self) -> ReplicaView:
+        """A read-only view for the shell (``registry.core.view``); O(1), no copies."""
+        raft = self.raft
+        return ReplicaView(
+            id=raft.id,
+            role=raft.role,
+            term=raft.term,
+            leader=raft.leader,
+            commit_index=raft.commit_index,
+            applied_index=raft.applied_index,
+            last_index=raft.last_index,
+            conf=raft.conf,
+            incarnation=self.agent.incarnation,
+            ticks=self.agent.ticks,
+            state=self.state,
+            term_at=raft.term_at,
+            progress_match=self._progress_match,
+            last_heard=self.monitor.last_heard,
+            drained=self.drained,
+        )
+
+    def _progress_match(self, node: NodeId) -> int | None:
+        progress = self.raft.progress(node)
+        return progress.match if progress is not None else None
 
     def running(self) -> dict[str, int]:
         """Names the runtime was told to run, with their tokens."""

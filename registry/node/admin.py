@@ -43,6 +43,7 @@ from registry.v1 import admin_pb2_grpc
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
     from registry.core.replica import Replica
+    from registry.core.view import ReplicaView
     from registry.node.server import Node
 
 log = logging.getLogger("registry.admin")
@@ -70,8 +71,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     @property
-    def _replica(self) -> Replica:
-        return self.node.driver.replica
+    def _view(self) -> ReplicaView:
+        return self.node.driver.view
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -106,7 +107,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             lambda r: (r.raft.term, r.raft.propose_conf_change(change))
         )
         await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
-        if self._replica.raft.term_at(index) != term:
+        if self._view.term_at(index) != term:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "leadership changed meanwhile; retry")
         return index
 
@@ -114,7 +115,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[T]]
     ) -> T | None:
         """``None`` when this node leads; otherwise the leader's answer."""
-        raft = self._replica.raft
+        raft = self._view
         if raft.role is Role.LEADER:
             return None
         leader = raft.leader
@@ -145,7 +146,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 or f"address and peer address must be host:port (got "
                 f"{request.address!r}, {peer!r})",
             )
-        state, conf = self._replica.state, self._replica.raft.conf
+        view = self._view
+        state, conf = view.state, view.conf
         if node in state.retired:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -176,13 +178,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         if forwarded is not None:
             return forwarded
-        raft = self._replica.raft
+        raft = self._view
         if node in raft.conf.voters:
             raise Abort(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already a voter")
         if node not in raft.conf.learners:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{node} is not a learner")
-        progress = raft.progress(node)
-        match = progress.match if progress is not None else 0
+        match = raft.progress_match(node) or 0
         if match < raft.commit_index:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -204,8 +205,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         if forwarded is not None:
             return forwarded
-        replica = self._replica
-        raft, state = replica.raft, replica.state
+        raft = self._view
+        state = raft.state
         if node not in raft.conf.members():
             if node in state.retired:
                 return apb.MemberRemoveResponse()  # removed already
@@ -219,8 +220,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await self._propose(MemberRetire(node=node))
         timing = self.node.cfg.timing
         wait_s = timing.handoff_deadline + timing.effective_down_after() + 2 * timing.lease
-        emptied = await self.node.driver.wait_for(lambda: state.held_count(node) == 0, wait_s)
-        record = state.members.get(node)
+        emptied = await self.node.driver.wait_for(
+            lambda: self._view.state.held_count(node) == 0, wait_s
+        )
+        record = self._view.state.members.get(node)
         handed_off = emptied and (record is None or record.up)
         index = await self._change(ConfChangeType.REMOVE, node)
         log.info(
@@ -232,7 +235,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return apb.MemberRemoveResponse(index=index, names_moved=moved, handed_off=handed_off)
 
     def _check_quorum_after(self, node: str, *, force: bool) -> None:
-        remaining = sorted(self._replica.raft.conf.voters - {node})
+        remaining = sorted(self._view.conf.voters - {node})
         if not remaining:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -255,8 +258,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: apb.MemberRemoveRequest
     ) -> apb.MemberRemoveResponse:
         """The leader removes itself: hand leadership to a reachable voter, then ask it."""
-        raft = self._replica.raft
-        others = [n for n in sorted(raft.conf.voters) if n != raft.id]
+        me = self.node.cfg.id
+        others = [n for n in sorted(self._view.conf.voters) if n != me]
         within = 2 * self.node.cfg.timing.election_timeout
         live = self.node.transport.reachable(others, within)
         if not live:
@@ -264,25 +267,25 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         target = live[0]
         await self._on_core(lambda r: r.raft.transfer_leadership(target))
         deadline = 4 * self.node.cfg.timing.election_timeout
-        await self.node.driver.wait_for(lambda: raft.leader not in ("", raft.id), deadline)
+        await self.node.driver.wait_for(lambda: self._view.leader not in ("", me), deadline)
         forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(
             lambda stub: stub.MemberRemove(request)
         )
         if forwarded is None:
-            raise NotLeader(raft.leader)
+            raise NotLeader(self._view.leader)
         return forwarded
 
     @_rpc
     async def MemberList(
         self, request: apb.MemberListRequest, context: Any
     ) -> apb.MemberListResponse:
-        replica = self._replica
-        raft, state = replica.raft, replica.state
+        raft = self._view
+        state = raft.state
         conf = raft.conf
         members = []
         for node in sorted(conf.members() | state.members.keys() | state.retired):
             record = state.members.get(node)
-            progress = raft.progress(node)
+            progress = raft.progress_match(node)
             if node in conf.voters:
                 role = "voter"
             elif node in conf.learners:
@@ -298,9 +301,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                     address=self.node.address_of(node) or "",
                     peer_address=self.node.peer_address_of(node) or "",
                     up=bool(record and record.up),
-                    match=raft.last_index
-                    if node == raft.id
-                    else (progress.match if progress is not None else 0),
+                    match=raft.last_index if node == raft.id else (progress or 0),
                     activations=state.held_count(node),
                 )
             )

@@ -107,7 +107,7 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
     """Rule 1 on the leader (a follower relays the leader's stream)."""
     node = admin.node
     driver = node.driver
-    if driver.replica.raft.leader != node.cfg.id:
+    if driver.view.leader != node.cfg.id:
         async for chunk in _relay(admin):
             yield chunk
         return
@@ -140,8 +140,8 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
 
 
 async def _relay(admin: AdminService) -> AsyncIterator[apb.SnapshotChunk]:
-    raft = admin.node.driver.replica.raft
-    address = admin.node.address_of(raft.leader) if raft.leader else None
+    leader = admin.node.driver.view.leader
+    address = admin.node.address_of(leader) if leader else None
     if address is None:
         from registry.node.status import Abort
 

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from registry.core.messages import Role
 from registry.node.status import Abort
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ class DiskAlarm:
 
     def _shed_leadership(self) -> None:
         node = self._node
-        if node.driver.replica.raft.role is not Role.LEADER:
+        if not node.driver.view.is_leader:
             return
         if time.monotonic() - self._shed_at < SHED_RETRY_S:
             return  # a transfer asked for is still under way

@@ -36,6 +36,7 @@ from registry.core.errors import NotLeader, RegistryError
 from registry.core.messages import Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
+from registry.core.view import ReplicaView
 from registry.node.config import NodeConfig
 from registry.node.fail_stop import StorageIOFailed, classify, fail_stop
 from registry.node.faults import CoreFault
@@ -160,6 +161,8 @@ class Driver:
         self._turned = time.monotonic()
         """When the core loop last went round (``alive``)."""
         self._core_fault = CoreFault.from_env()
+        self._view: ReplicaView | None = None
+        """Built on demand, dropped on every input, tick and Ready (``view``)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -177,6 +180,17 @@ class Driver:
             if not waiter.future.done():
                 waiter.future.set_exception(ProposalLost("the node is shutting down"))
         self._waiters.clear()
+
+    # -- the read surface --------------------------------------------------------------
+
+    @property
+    def view(self) -> ReplicaView:
+        """The replica as the shell may read it (``registry.core.view``), current as of
+        the last input, tick or Ready; built lazily, so reads between changes share one."""
+        view = self._view
+        if view is None:
+            view = self._view = self.replica.view()
+        return view
 
     # -- inputs (any task) -------------------------------------------------------------
 
@@ -268,6 +282,7 @@ class Driver:
                     # stalled: it was not listening, so those ticks must not count as
                     # silence from the others (or a busy node starts needless elections).
                     self.replica.tick(deaf=i >= self._listening_catch_up)
+                self._view = None
                 # A lone node acks its own heartbeats inside tick() without producing a
                 # Ready, so the lease deadline must follow the agent here, not only in
                 # _process (else a one-node cluster lost its lease after one lease).
@@ -280,6 +295,7 @@ class Driver:
             raise
 
     def _feed(self, item: _Input) -> None:
+        self._view = None
         replica = self.replica
         if isinstance(item, _Propose):
             try:
@@ -330,6 +346,7 @@ class Driver:
         replica = self.replica
         while replica.has_ready():
             ready = replica.ready()
+            self._view = None
             if ready.incarnation is not None:
                 self.incarnation = ready.incarnation
             try:
@@ -356,6 +373,7 @@ class Driver:
             for listener in self.listeners.on_applied:
                 listener(ready)
             replica.advance(ready)
+            self._view = None
             self._wake_applied()
 
     def _wake_applied(self) -> None:

@@ -211,7 +211,7 @@ class NodeMetrics(Collector):
             yield GaugeMetricFamily(name, doc, value=values[name])
         members = GaugeMetricFamily(*MEMBERS, labels=["state"])
         counts = {state: 0 for state in MEMBER_STATES}
-        for member in self.node.driver.replica.state.members.values():
+        for member in self.node.driver.view.state.members.values():
             counts["down" if not member.up else "draining" if member.draining else "up"] += 1
         for state in MEMBER_STATES:
             members.add_metric([state], counts[state])
@@ -230,8 +230,8 @@ class NodeMetrics(Collector):
 
     def _gauge_values(self) -> dict[str, float]:
         driver = self.node.driver
-        replica = driver.replica
-        raft, state = replica.raft, replica.state
+        raft = driver.view
+        state = raft.state
         return {
             "registry_raft_term": raft.term,
             "registry_raft_commit_index": raft.commit_index,

@@ -89,7 +89,7 @@ class Node:
             self._deliver,
             cluster_id=self.cluster_id,
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
-            view=lambda: view_of(self.driver.replica, configured),
+            view=lambda: view_of(self.driver.view, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
         )
         timing = cfg.timing
@@ -118,7 +118,7 @@ class Node:
         self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
-        self.events = EventLog(self.driver.replica)
+        self.events = EventLog(lambda: self.driver.view)
         self.watches = WatchHub(self)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.client_tls = ClientTls.load(cfg)
@@ -126,7 +126,7 @@ class Node:
         self.auth = AuthGate(
             cfg.auth,
             tokens,
-            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.replica.state.members,
+            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.view.state.members,
         )
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
@@ -208,36 +208,33 @@ class Node:
         driver.control(lambda replica: replica.drain())
 
         def done() -> bool:
-            replica = driver.replica
-            if replica.drained():
+            view = driver.view
+            if view.drained():
                 return True
-            others = [m for m in replica.state.up_members() if m.node != me and not m.draining]
+            others = [m for m in view.state.up_members() if m.node != me and not m.draining]
             return not others  # nobody could take the names: stop anyway
 
         if not await driver.wait_for(done, timeout):
             log.warning("drain: names still here after %.1f s; stopping anyway", timeout)
-        elif not driver.replica.drained():
+        elif not driver.view.drained():
             log.warning("drain: no other member can take this node's names")
-        raft = driver.replica.raft
-        if raft.role is Role.LEADER:
+        if driver.view.is_leader:
             target = self._transfer_target()
             if target:
                 driver.control(lambda replica: replica.raft.transfer_leadership(target))
                 moved = await driver.wait_for(
-                    lambda: driver.replica.raft.role is not Role.LEADER,
+                    lambda: not driver.view.is_leader,
                     4 * self.cfg.timing.election_timeout,
                 )
                 log.info("leadership %s to %s", "handed" if moved else "NOT handed", target)
 
     def _transfer_target(self) -> str:
         """The most caught-up other voter that is up (best placed to win at once)."""
-        replica = self.driver.replica
-        raft = replica.raft
-        up = {m.node for m in replica.state.up_members() if not m.draining}
+        view = self.driver.view
+        up = {m.node for m in view.state.up_members() if not m.draining}
         best, best_match = "", -1
-        for node in sorted(raft.conf.voters - {self.cfg.id}):
-            progress = raft.progress(node)
-            match = progress.match if progress else 0
+        for node in sorted(view.conf.voters - {self.cfg.id}):
+            match = view.progress_match(node) or 0
             if node in up and match > best_match:
                 best, best_match = node, match
         return best
@@ -294,10 +291,10 @@ class Node:
     def address_of(self, node: str) -> str | None:
         if node in self.cfg.peers:
             return self.cfg.peers[node]
-        member = self.driver.replica.state.members.get(node)
+        member = self.driver.view.state.members.get(node)
         if member and member.address:
             return member.address
-        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
+        admitted = self.driver.view.state.admitted.get(node)  # added by MemberAdd
         return admitted[0] if admitted else None
 
     def peer_address_of(self, node: str) -> str | None:
@@ -305,10 +302,10 @@ class Node:
         configured = self.cfg.peer_address(node)
         if configured is not None:
             return configured
-        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
+        admitted = self.driver.view.state.admitted.get(node)  # added by MemberAdd
         if admitted:
             return admitted[1]
-        member = self.driver.replica.state.members.get(node)
+        member = self.driver.view.state.members.get(node)
         return derive_peer_address(member.address) if member and member.address else None
 
     def _deliver(self, msg: Any) -> None:
@@ -344,8 +341,8 @@ class Node:
         return False, "not ready: " + self.service.no_quorum_message()
 
     def cluster_status(self) -> registry_pb2.ClusterStatus:
-        replica = self.driver.replica
-        raft, state = replica.raft, replica.state
+        raft = self.driver.view
+        state = raft.state
         counts = {node: state.held_count(node) for node in state.members}
         members = [
             registry_pb2.MemberStatus(
@@ -377,8 +374,8 @@ class Node:
         """The ``/status`` JSON. Keys of earlier versions stay (tests and tools read
         them); ``events`` holds the newest ``STATUS_EVENTS`` events."""
         status = self.cluster_status()
-        replica = self.driver.replica
-        raft, state = replica.raft, replica.state
+        raft = self.driver.view
+        state = raft.state
         voters = sorted(raft.conf.voters)
         leases = self._member_leases()
         return {
@@ -424,11 +421,11 @@ class Node:
         only on the leader, from when it last acknowledged their heartbeats (a lease runs
         from the heartbeat's send, so ``lease − age`` is an upper bound); elsewhere
         "unknown" — a follower has no way to tell."""
-        replica = self.driver.replica
+        view = self.driver.view
         timing = self.cfg.timing
-        leading = replica.raft.role is Role.LEADER
+        leading = view.is_leader
         out: dict[str, dict[str, object]] = {}
-        for node, member in replica.state.members.items():
+        for node, member in view.state.members.items():
             if node == self.cfg.id:
                 left = self.driver.lease_remaining_s()
                 out[node] = {
@@ -439,7 +436,7 @@ class Node:
             elif not member.up:
                 out[node] = {"state": "down", "source": "view"}
             elif leading:
-                age = (replica.agent.ticks - replica.monitor.last_heard(node)) * timing.tick
+                age = (view.ticks - view.last_heard(node)) * timing.tick
                 left = max(0.0, timing.lease - age)
                 out[node] = {
                     "state": "held" if left > 0 else "lapsed",
@@ -456,7 +453,7 @@ class Node:
     ) -> dict[str, object]:
         """``/status/names``: the registered names matching a search, with their owners
         (only those ``readable`` by the token asking, with auth on)."""
-        return names_page(self.driver.replica.state, query, self.address_of, readable)
+        return names_page(self.driver.view.state, query, self.address_of, readable)
 
 
 def _tls_word(cfg: NodeConfig) -> str:

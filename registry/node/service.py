@@ -56,7 +56,7 @@ from registry.v1 import registry_pb2_grpc
 from registry.wire.errors import decode as decode_details
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.replica import Replica
+    from registry.core.view import ReplicaView
     from registry.node.server import Node
 
 log = logging.getLogger("registry.service")
@@ -143,8 +143,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     # -- plumbing ----------------------------------------------------------------------
 
     @property
-    def _replica(self) -> Replica:
-        return self.node.driver.replica
+    def _view(self) -> ReplicaView:
+        return self.node.driver.view
 
     def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
         channel = self._channels.get(address)
@@ -172,7 +172,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         for peer, peer_address in self.node.cfg.peers.items():
             if peer_address == address:
                 return peer
-        for member_id, member in self._replica.state.members.items():
+        for member_id, member in self._view.state.members.items():
             if member.address == address:
                 return member_id
         return address.rpartition(":")[0]
@@ -186,15 +186,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         """Why this node cannot serve a write or a current read: it sees no quorum, or
         it does (peers heard lately, the dead leader possibly among them) and a leader
         is being elected or has not yet granted it a lease."""
-        raft = self._replica.raft
-        voters = sorted(raft.conf.voters)
+        view = self._view
+        voters = sorted(view.conf.voters)
         within = 2 * self.node.cfg.timing.election_timeout
         seen = self.node.transport.reachable(voters, within)
         if len(seen) <= len(voters) // 2:
             return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
-        if not raft.leader:
-            return f"no leader yet: election in progress (term {raft.term})"
-        return f"no lease yet from leader {raft.leader} (term {raft.term})"
+        if not view.leader:
+            return f"no leader yet: election in progress (term {view.term})"
+        return f"no lease yet from leader {view.leader} (term {view.term})"
 
     async def _leader_back(self, leader: str) -> tuple[str, str] | None:
         """After a forward to ``leader`` that never left: wait, a bounded time, until a
@@ -202,7 +202,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         the channel was backing off); that leader and its address, or None."""
         deadline = time.monotonic() + FORWARD_RECONNECT_S
         while time.monotonic() < deadline:
-            now = self._replica.raft.leader
+            now = self._view.leader
             address = self.node.address_of(now) if now else None
             if address is not None and (now != leader or self._channel_up(address)):
                 return now, address
@@ -223,15 +223,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     ) -> T:
         self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
         self._check_entry(command)
-        raft = self._replica.raft
-        if raft.role is Role.LEADER:
+        view = self._view
+        if view.role is Role.LEADER:
             index, result = await asyncio.wait_for(
                 self.node.driver.propose(command), WRITE_TIMEOUT_S
             )
             if not result.ok:
                 raise Abort.result(result.code, result.message, result.reason)
             return respond(index)
-        leader = raft.leader
+        leader = view.leader
         address = self.node.address_of(leader) if leader else None
         if address is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message(), reason="NO_QUORUM")
@@ -264,7 +264,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return response
 
     def _location(self, record: NameRecord) -> pb.Location:
-        member = self._replica.state.members.get(record.holder)
+        member = self._view.state.members.get(record.holder)
         return pb.Location(
             name=record.spec.name,
             node=record.holder,
@@ -276,7 +276,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     def _registered(self, name: str) -> NameRecord:
         _check("name", name)
-        record = self._replica.state.registered(name)
+        record = self._view.state.registered(name)
         if record is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{name!r} is not registered")
         return record
@@ -431,7 +431,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
         limit = request.limit or 1000
         out: list[pb.Location] = []
-        state = self._replica.state
+        state = self._view.state
         for name in sorted(state.names):
             if not name.startswith(request.prefix) or not self._readable(name):
                 continue
@@ -452,7 +452,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     def _members(self, group: str) -> list[str]:
         _check("group", group)
-        names = self._replica.state.groups.get(group)
+        names = self._view.state.groups.get(group)
         if names is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {group!r}")
         return sorted(names)
@@ -482,20 +482,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         there: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
     ) -> T:
         _check("name", name)
-        if forwarded and self._replica.state.registered(name) is None:
+        if forwarded and self._view.state.registered(name) is None:
             # The sender found it registered and running here: this replica lags behind
             # the sender's (say, it just restarted). Catch up briefly rather than answer
             # NOT_FOUND for a registration that was acknowledged.
             await self.node.driver.wait_for(
-                lambda: self._replica.state.registered(name) is not None, FORWARD_CATCH_UP_S
+                lambda: self._view.state.registered(name) is not None, FORWARD_CATCH_UP_S
             )
-            if self._replica.state.registered(name) is None:
+            if self._view.state.registered(name) is None:
                 raise Abort(
                     grpc.StatusCode.UNAVAILABLE,
                     f"{name!r} is not registered on {self.node.cfg.id} yet, which the "
                     "forwarding node saw registered here; retry",
                 )
-        elif self._replica.state.registered(name) is None:
+        elif self._view.state.registered(name) is None:
             await self._catch_up()  # NOT_FOUND only if it is not registered cluster-wide
         record = self._registered(name)
         if not record.holder:

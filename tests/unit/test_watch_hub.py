@@ -29,7 +29,9 @@ class _NodeShell:
         self.state = RegistryState()
         self.state.track_changes = True  # as Node does
         self.driver = SimpleNamespace(
-            replica=SimpleNamespace(state=self.state), lease_holds=lambda: True
+            replica=SimpleNamespace(state=self.state),
+            view=SimpleNamespace(state=self.state),
+            lease_holds=lambda: True,
         )
         self.service = RegistryService(cast(Any, self))
         self.hub = WatchHub(cast(Any, self))
