@@ -117,6 +117,12 @@ class ReplicaReady:
     """Membership and forwarding messages (Raft's are in ``raft.messages``)."""
     effects: tuple[Effect, ...]
     applied: tuple[Applied, ...]
+    changed: tuple[str, ...] = ()
+    """Names registered, unregistered or moved by the entries this Ready applied
+    (sorted; what watchers are told)."""
+    state_reset: bool = False
+    """The registry state was replaced by an installed snapshot: any name may have
+    changed, and ``changed`` covers only what was applied after it."""
 
 
 @dataclass(slots=True)
@@ -329,6 +335,8 @@ class Replica:
             self._dirty = True
             self._full_reconcile = True
         applied = self._apply(rd)
+        changed = self.state.take_touched()
+        self._touched |= changed
         last = rd.committed[-1].index if rd.committed else 0
         snap = rd.snapshot.meta.index if rd.snapshot else 0
         self.agent.applied_to(max(self.raft.applied_index, last, snap))
@@ -340,6 +348,8 @@ class Replica:
             messages=tuple(self._outbox),
             effects=tuple(effects),
             applied=tuple(applied),
+            changed=tuple(sorted(changed)),
+            state_reset=rd.snapshot is not None,
         )
         self._outbox.clear()
         self._new_incarnation = None
@@ -504,8 +514,7 @@ class Replica:
         full = full or view != self._reconciled_view
         self._reconciled_view = view
         self._full_reconcile = False
-        touched = self.state.take_touched() | self._touched
-        self._touched = set()
+        touched, self._touched = self._touched, set()
         if full:
             held = list(self.state.held_by(self.id))
             running = sorted(self._running.items())

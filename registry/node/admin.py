@@ -119,7 +119,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if raft.role is Role.LEADER:
             return None
         leader = raft.leader
-        address = self.node.address_of(leader) if leader else None
+        address = self.node.directory.address_of(leader) if leader else None
         if address is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, self.node.service.no_quorum_message())
         channel = self._channels.get(address)
@@ -298,8 +298,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 apb.MemberInfo(
                     id=node,
                     role=role,
-                    address=self.node.address_of(node) or "",
-                    peer_address=self.node.peer_address_of(node) or "",
+                    address=self.node.directory.address_of(node) or "",
+                    peer_address=self.node.directory.peer_address_of(node) or "",
                     up=bool(record and record.up),
                     match=raft.last_index if node == raft.id else (progress or 0),
                     activations=state.held_count(node),

@@ -141,7 +141,7 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
 
 async def _relay(admin: AdminService) -> AsyncIterator[apb.SnapshotChunk]:
     leader = admin.node.driver.view.leader
-    address = admin.node.address_of(leader) if leader else None
+    address = admin.node.directory.address_of(leader) if leader else None
     if address is None:
         from registry.node.status import Abort
 

@@ -37,7 +37,8 @@ from registry.node import cluster_id
 from registry.node.admin import AdminService
 from registry.node.auth.gate import AuthGate, Tokens, identity
 from registry.node.client_tls import ClientTls
-from registry.node.config import NodeConfig, derive_peer_address
+from registry.node.config import NodeConfig
+from registry.node.directory import Directory
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
@@ -83,9 +84,15 @@ class Node:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
         self.cluster_id = cluster_id.resolve(cfg.data_dir, cfg.cluster_id, cfg.peers)
         configured = frozenset(cfg.peers)
+        self.directory = Directory(
+            lambda: self.driver.view.state,
+            lease_holds=lambda: self.driver.lease_holds(),
+            peers=cfg.peers,
+            configured_peer_address=cfg.peer_address,
+        )
         self.transport = PeerTransport(
             cfg.id,
-            self.peer_address_of,
+            self.directory.peer_address_of,
             self._deliver,
             cluster_id=self.cluster_id,
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
@@ -115,11 +122,10 @@ class Node:
             send=self.transport.send,
             effects=self._on_ready,
         )
-        self.driver.replica.state.track_changes = True
         self.metrics = NodeMetrics(self)
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
         self.events = EventLog(lambda: self.driver.view)
-        self.watches = WatchHub(self)
+        self.watches = WatchHub(self.directory)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.client_tls = ClientTls.load(cfg)
         tokens = Tokens(Path(cfg.token_file)) if cfg.auth != "off" else None
@@ -288,26 +294,6 @@ class Node:
 
     # -- wiring ------------------------------------------------------------------------
 
-    def address_of(self, node: str) -> str | None:
-        if node in self.cfg.peers:
-            return self.cfg.peers[node]
-        member = self.driver.view.state.members.get(node)
-        if member and member.address:
-            return member.address
-        admitted = self.driver.view.state.admitted.get(node)  # added by MemberAdd
-        return admitted[0] if admitted else None
-
-    def peer_address_of(self, node: str) -> str | None:
-        """A peer's peer port: configured, else its client address's port + 1000."""
-        configured = self.cfg.peer_address(node)
-        if configured is not None:
-            return configured
-        admitted = self.driver.view.state.admitted.get(node)  # added by MemberAdd
-        if admitted:
-            return admitted[1]
-        member = self.driver.view.state.members.get(node)
-        return derive_peer_address(member.address) if member and member.address else None
-
     def _deliver(self, msg: Any) -> None:
         self.driver.deliver(msg)
 
@@ -360,7 +346,7 @@ class Node:
         return registry_pb2.ClusterStatus(
             node=self.cfg.id,
             leader=leader,
-            leader_address=(self.address_of(leader) or "") if leader else "",
+            leader_address=(self.directory.address_of(leader) or "") if leader else "",
             term=raft.term,
             quorum=self.driver.lease_holds(),
             commit_index=raft.commit_index,
@@ -453,7 +439,7 @@ class Node:
     ) -> dict[str, object]:
         """``/status/names``: the registered names matching a search, with their owners
         (only those ``readable`` by the token asking, with auth on)."""
-        return names_page(self.driver.view.state, query, self.address_of, readable)
+        return names_page(self.driver.view.state, query, self.directory.address_of, readable)
 
 
 def _tls_word(cfg: NodeConfig) -> str:

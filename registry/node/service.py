@@ -203,7 +203,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         deadline = time.monotonic() + FORWARD_RECONNECT_S
         while time.monotonic() < deadline:
             now = self._view.leader
-            address = self.node.address_of(now) if now else None
+            address = self.node.directory.address_of(now) if now else None
             if address is not None and (now != leader or self._channel_up(address)):
                 return now, address
             await asyncio.sleep(self.node.cfg.timing.tick)
@@ -232,7 +232,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 raise Abort.result(result.code, result.message, result.reason)
             return respond(index)
         leader = view.leader
-        address = self.node.address_of(leader) if leader else None
+        address = self.node.directory.address_of(leader) if leader else None
         if address is None:
             raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message(), reason="NO_QUORUM")
         for last_try in (False, True):
@@ -264,15 +264,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return response
 
     def _location(self, record: NameRecord) -> pb.Location:
-        member = self._view.state.members.get(record.holder)
-        return pb.Location(
-            name=record.spec.name,
-            node=record.holder,
-            address=member.address if member else "",
-            token=record.token,
-            stale=not self.node.driver.lease_holds(),
-            kind=record.spec.kind,
-        )
+        return self.node.directory.location(record)
 
     def _registered(self, name: str) -> NameRecord:
         _check("name", name)
@@ -506,7 +498,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
         if record.holder == self.node.cfg.id:
             return await here()
-        address = self.node.address_of(record.holder)
+        address = self.node.directory.address_of(record.holder)
         owner = (record.holder, address) if address else None
         if forwarded or owner is None:
             message = f"{name!r} runs on {record.holder}, not here"
