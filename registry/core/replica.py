@@ -31,10 +31,19 @@ import contextlib
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar, cast
 
 from registry.core.commands import Command, InvalidCommand, Released, Releases, decode, encode
 from registry.core.config import RaftConfig
+from registry.core.controls import (
+    CaptureState,
+    ConfChangeProposed,
+    Control,
+    Drain,
+    ProposeConfChange,
+    StateCapture,
+    TransferLeadership,
+)
 from registry.core.errors import ProposalRejected
 from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
 from registry.core.messages import (
@@ -62,6 +71,7 @@ class Forward:
 
 
 PeerMessage = Message | MemberHeartbeat | MemberAck | Forward
+R = TypeVar("R")
 
 
 class StopReason(enum.Enum):
@@ -299,6 +309,30 @@ class Replica:
         """Start a graceful stop: from the next heartbeat on, this member asks to be given
         nothing and to have its names moved away by handoff (with state)."""
         self.agent.draining = True
+
+    def control(self, control: Control[R]) -> R:
+        """Apply an operator input (``registry.core.controls``); its typed result."""
+        result: object = None
+        if isinstance(control, Drain):
+            self.drain()
+        elif isinstance(control, TransferLeadership):
+            self.raft.transfer_leadership(control.target)
+        elif isinstance(control, ProposeConfChange):
+            term = self.raft.term
+            result = ConfChangeProposed(
+                term=term, index=self.raft.propose_conf_change(control.change)
+            )
+        elif isinstance(control, CaptureState):
+            index = self.raft.applied_index
+            result = StateCapture(
+                index=index,
+                term=self.raft.term_at(index) or 0,
+                names=len(self.state.names),
+                data=self.state.snapshot(),
+            )
+        else:
+            raise TypeError(f"not a control input: {control!r}")
+        return cast(R, result)
 
     def drained(self) -> bool:
         """Nothing is held here any more (or nobody else could take it)."""

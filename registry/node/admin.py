@@ -31,6 +31,7 @@ import grpc
 import grpc.aio
 
 from registry.core.commands import Command, MemberAdmit, MemberRetire
+from registry.core.controls import Control, ProposeConfChange, TransferLeadership
 from registry.core.errors import NotLeader
 from registry.core.messages import ConfChange, ConfChangeType, Role
 from registry.core.state import validate_identifier
@@ -42,7 +43,6 @@ from registry.v1 import admin_pb2 as apb
 from registry.v1 import admin_pb2_grpc
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.replica import Replica
     from registry.core.view import ReplicaView
     from registry.node.server import Node
 
@@ -81,18 +81,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _on_core(self, action: Callable[[Replica], T]) -> T:
-        """Run ``action`` inside the core loop (between Readies); its result or error."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-        def run(replica: Replica) -> None:
-            try:
-                future.set_result(action(replica))
-            except Exception as exc:  # handed to the caller, which maps it to a status
-                future.set_exception(exc)
-
-        self.node.driver.control(run)
-        return await asyncio.wait_for(future, WRITE_TIMEOUT_S)
+    async def _on_core(self, control: Control[T]) -> T:
+        """Hand ``control`` to the core loop (between Readies); its result or error."""
+        return await asyncio.wait_for(self.node.driver.request(control), WRITE_TIMEOUT_S)
 
     async def _propose(self, command: Command) -> int:
         index, result = await asyncio.wait_for(self.node.driver.propose(command), WRITE_TIMEOUT_S)
@@ -103,9 +94,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def _change(self, kind: ConfChangeType, node: str) -> int:
         """Propose a configuration change and wait until it is committed and applied."""
         change = ConfChange(type=kind, node=node)
-        term, index = await self._on_core(
-            lambda r: (r.raft.term, r.raft.propose_conf_change(change))
-        )
+        proposed = await self._on_core(ProposeConfChange(change=change))
+        term, index = proposed.term, proposed.index
         await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
         if self._view.term_at(index) != term:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "leadership changed meanwhile; retry")
@@ -265,7 +255,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if not live:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "no reachable voter to hand leadership to")
         target = live[0]
-        await self._on_core(lambda r: r.raft.transfer_leadership(target))
+        await self._on_core(TransferLeadership(target=target))
         deadline = 4 * self.node.cfg.timing.election_timeout
         await self.node.driver.wait_for(lambda: self._view.leader not in ("", me), deadline)
         forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from registry.core.controls import CaptureState
 from registry.core.errors import ConfigError
 from registry.core.messages import ConfState, HardState, Ready, Snapshot, SnapshotMeta
 from registry.core.state import RegistryState
@@ -114,19 +115,15 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
     index = await asyncio.wait_for(driver.read_index(), SAVE_TIMEOUT_S)
     await driver.wait_applied(index, SAVE_TIMEOUT_S)
 
-    def capture(replica: Any) -> SnapshotFile:
-        raft, state = replica.raft, replica.state
-        body = state.snapshot()
-        return SnapshotFile(
-            index=raft.applied_index,
-            term=raft.term_at(raft.applied_index) or 0,
-            cluster_id=node.cluster_id,
-            names=len(state.names),
-            sha256=hashlib.sha256(body).hexdigest(),
-            body=body,
-        )
-
-    data = (await admin._on_core(capture)).encode()
+    captured = await admin._on_core(CaptureState())
+    data = SnapshotFile(
+        index=captured.index,
+        term=captured.term,
+        cluster_id=node.cluster_id,
+        names=captured.names,
+        sha256=hashlib.sha256(captured.data).hexdigest(),
+        body=captured.data,
+    ).encode()
     snap = SnapshotFile.decode(data, "the snapshot just taken")
     for start in range(0, len(data), CHUNK_BYTES):
         last = start + CHUNK_BYTES >= len(data)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from registry.core.controls import TransferLeadership
 from registry.node.status import Abort
 
 if TYPE_CHECKING:
@@ -144,4 +145,4 @@ class DiskAlarm:
             return  # no other voter is up: stay, and refuse client writes
         self._shed_at = time.monotonic()
         log.warning("storage alarm: handing leadership to %s", target)
-        node.driver.control(lambda replica: replica.raft.transfer_leadership(target))
+        node.driver.submit(TransferLeadership(target=target))

@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc.aio
 
+from registry.core.controls import Drain, TransferLeadership
 from registry.core.messages import Role
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
@@ -211,7 +212,7 @@ class Node:
         and hand leadership over, so a rolling restart loses nothing."""
         driver = self.driver
         me = self.cfg.id
-        driver.control(lambda replica: replica.drain())
+        driver.submit(Drain())
 
         def done() -> bool:
             view = driver.view
@@ -227,7 +228,7 @@ class Node:
         if driver.view.is_leader:
             target = self._transfer_target()
             if target:
-                driver.control(lambda replica: replica.raft.transfer_leadership(target))
+                driver.submit(TransferLeadership(target=target))
                 moved = await driver.wait_for(
                     lambda: not driver.view.is_leader,
                     4 * self.cfg.timing.election_timeout,

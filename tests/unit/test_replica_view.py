@@ -1,6 +1,7 @@
 """The shell's read surface and change feed of a ``Replica``: ``view()`` reports what the
 core holds, and each Ready's ``changed`` names exactly what its applied entries
-registered, unregistered or moved (what watchers are told), each once per Ready.
+registered, unregistered or moved (what watchers are told), each once per Ready; typed
+controls return their results or refuse without changing anything.
 
 A one-node replica driven by hand: ready → (nothing to persist or send) → advance, with
 every stop reported at once, as the node's runtime does."""
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from registry.core.commands import Command, NameSpec, Register, Unregister
-from registry.core.messages import Role
+from registry.core.controls import CaptureState, Drain, ProposeConfChange, TransferLeadership
+from registry.core.errors import ProposalRejected
+from registry.core.messages import ConfChange, ConfChangeType, Role
 from registry.core.replica import Replica, ReplicaReady, Stop
+from registry.core.state import RegistryState
 from registry.core.timing import Timing
 
 
@@ -84,3 +90,28 @@ def test_changed_names_are_those_each_ready_applied() -> None:
     assert node.apply(Register(specs=(NameSpec(name="w0", kind="k"),))) == set(), (
         "registering a name again changes nothing"
     )
+
+
+def test_typed_controls_return_their_results_or_refuse() -> None:
+    node = _OneNode()
+    node.apply(Register(specs=(NameSpec(name="kept", kind="k"),)))
+    replica = node.replica
+    captured = replica.control(CaptureState())
+    assert captured.index == replica.view().applied_index
+    assert captured.term == replica.view().term and captured.names == 1
+    assert sorted(RegistryState.restore(captured.data).names) == ["kept"]
+    proposed = replica.control(
+        ProposeConfChange(change=ConfChange(type=ConfChangeType.ADD_LEARNER, node="n2"))
+    )
+    assert (proposed.term, proposed.index) == (replica.view().term, replica.view().last_index)
+    node.drain()
+    assert replica.view().conf.learners == frozenset({"n2"})
+    with pytest.raises(ProposalRejected, match="not a voter"):
+        replica.control(TransferLeadership(target="n2"))
+    assert replica.view().is_leader, "a refused transfer changes nothing"
+    replica.control(Drain())
+    for _ in range(100):  # the next member heartbeat carries it into the log
+        if replica.view().state.members["n1"].draining:
+            break
+        node.tick()
+    assert replica.view().state.members["n1"].draining
