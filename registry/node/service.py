@@ -23,7 +23,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -47,13 +47,13 @@ from registry.node.status import (
     FANOUT_TOO_LARGE,
     PAYLOAD_TOO_LARGE,
     Abort,
+    Refusal,
     refusal_for,
     relayed,
 )
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
-from registry.wire.errors import decode as decode_details
 
 if TYPE_CHECKING:  # avoids an import cycle with node.server
     from registry.core.view import ReplicaView
@@ -91,14 +91,20 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            refusal = refusal_for(exc)
-            if not isinstance(exc, Abort) and refusal.code is grpc.StatusCode.INTERNAL:
-                log.exception("%s failed", method.__name__)
+            refusal = _refusal(exc, method.__name__)
             trailers = refusal.trailers(self.node.cfg.id)
             await context.abort(refusal.code, refusal.message, trailers)
             raise AssertionError("unreachable") from exc
 
     return wrapper
+
+
+def _refusal(exc: Exception, what: str) -> Refusal:
+    """The one mapping from an error to a status; unexpected errors are logged."""
+    refusal = refusal_for(exc)
+    if not isinstance(exc, Abort) and refusal.code is grpc.StatusCode.INTERNAL:
+        log.exception("%s failed", what)
+    return refusal
 
 
 def _check(what: str, value: str) -> None:
@@ -510,9 +516,14 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
+        timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
+        return await self._call(request, timeout, forwarded=_forwarded(request, context))
+
+    async def _call(
+        self, request: pb.CallRequest, timeout: float, *, forwarded: bool = False
+    ) -> pb.CallResponse:
         self._allow("call", "call", request.name)
         self._check_payload(request.payload)
-        timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
         node = self.node
 
         async def here() -> pb.CallResponse:
@@ -527,10 +538,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
             return response
 
-        return await self._route(request.name, _forwarded(request, context), here, there)
+        return await self._route(request.name, forwarded, here, there)
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
+        return await self._cast(request, forwarded=_forwarded(request, context))
+
+    async def _cast(self, request: pb.CastRequest, *, forwarded: bool = False) -> pb.CastResponse:
         self._allow("call", "cast to", request.name)
         self._check_payload(request.payload)
         node = self.node
@@ -546,7 +560,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
             return response
 
-        return await self._route(request.name, _forwarded(request, context), here, there)
+        return await self._route(request.name, forwarded, here, there)
 
     @_rpc
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
@@ -555,10 +569,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._check_payload(request.payload)
         self._check_fanout(len(members), request.payload)
         results = await asyncio.gather(
-            *(
-                self.Cast(pb.CastRequest(name=n, payload=request.payload), _Quiet())
-                for n in members
-            ),
+            *(self._cast(pb.CastRequest(name=n, payload=request.payload)) for n in members),
             return_exceptions=True,
         )
         delivered = sum(1 for r in results if not isinstance(r, BaseException))
@@ -579,13 +590,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         timeout = request.timeout_s or context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
 
         async def one(name: str) -> pb.CallResult:
-            quiet = _Quiet(timeout)
             try:
-                reply = await self.Call(pb.CallRequest(name=name, payload=request.payload), quiet)
+                reply = await self._call(
+                    pb.CallRequest(name=name, payload=request.payload), timeout
+                )
                 return pb.CallResult(name=name, payload=reply.payload)
-            except _Aborted as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                refusal = _refusal(exc, "MultiCall")
                 return pb.CallResult(
-                    name=name, error_code=exc.code.name, error=exc.message, error_reason=exc.reason
+                    name=name,
+                    error_code=refusal.code.name,
+                    error=refusal.message,
+                    error_reason=refusal.reason,
                 )
 
         results = await asyncio.gather(*(one(n) for n in members))
@@ -612,30 +630,3 @@ def _forwarded(request: pb.CallRequest | pb.CastRequest, context: Any) -> bool:
     """Whether another node forwarded this request (metadata, or an older node's field)."""
     metadata = context.invocation_metadata() or ()
     return request.forwarded or any(key == FORWARDED_KEY for key, _ in metadata)
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason
-
-
-class _Quiet:
-    """A stand-in context for fan-out calls made from inside a servicer: aborts become
-    exceptions the fan-out collects instead of ending the outer RPC."""
-
-    def __init__(self, timeout: float | None = None) -> None:
-        self._timeout = timeout
-
-    def time_remaining(self) -> float | None:
-        return self._timeout
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    async def abort(
-        self, code: grpc.StatusCode, message: str, trailers: Iterable[tuple[str, Any]] = ()
-    ) -> None:
-        raise _Aborted(code, message, decode_details(trailers).reason)
