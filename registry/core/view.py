@@ -83,3 +83,14 @@ class ReplicaView:
     @property
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
+
+    def transfer_target(self) -> NodeId:
+        """The most caught-up other voter that is up and not draining (best placed to
+        win at once); ``""`` when there is none or this node does not lead."""
+        up = {m.node for m in self.state.up_members() if not m.draining}
+        best, best_match = "", -1
+        for node in sorted(self.conf.voters - {self.id}):
+            match = self.progress_match(node) or 0
+            if node in up and match > best_match:
+                best, best_match = node, match
+        return best

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -35,16 +35,15 @@ from registry.core.controls import Control, ProposeConfChange, TransferLeadershi
 from registry.core.errors import NotLeader
 from registry.core.messages import ConfChange, ConfChangeType, Role
 from registry.core.state import validate_identifier
-from registry.node.config import derive_peer_address
+from registry.core.view import ReplicaView
+from registry.node.config import NodeConfig, derive_peer_address
+from registry.node.directory import Directory
+from registry.node.seams import ClusterHealth, Reachability, Replicated
 from registry.node.service import WRITE_TIMEOUT_S, _rpc
 from registry.node.status import CODE_TO_STATUS, Abort, relayed
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import admin_pb2 as apb
 from registry.v1 import admin_pb2_grpc
-
-if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.view import ReplicaView
-    from registry.node.server import Node
 
 log = logging.getLogger("registry.admin")
 T = TypeVar("T")
@@ -66,13 +65,31 @@ def _host_port(value: str) -> bool:
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        replicated: Replicated,
+        directory: Directory,
+        *,
+        health: ClusterHealth,
+        reach: Reachability,
+        cluster_id: str,
+    ) -> None:
+        self._cfg = cfg
+        self.replicated = replicated
+        self.directory = directory
+        self.health = health
+        self._reach = reach
+        self.cluster_id = cluster_id
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     @property
+    def node_id(self) -> str:
+        return self._cfg.id
+
+    @property
     def _view(self) -> ReplicaView:
-        return self.node.driver.view
+        return self.replicated.view
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -83,10 +100,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     async def _on_core(self, control: Control[T]) -> T:
         """Hand ``control`` to the core loop (between Readies); its result or error."""
-        return await asyncio.wait_for(self.node.driver.request(control), WRITE_TIMEOUT_S)
+        return await asyncio.wait_for(self.replicated.request(control), WRITE_TIMEOUT_S)
 
     async def _propose(self, command: Command) -> int:
-        index, result = await asyncio.wait_for(self.node.driver.propose(command), WRITE_TIMEOUT_S)
+        index, result = await asyncio.wait_for(self.replicated.propose(command), WRITE_TIMEOUT_S)
         if not result.ok:
             raise Abort(CODE_TO_STATUS[result.code], result.message)
         return index
@@ -96,7 +113,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         change = ConfChange(type=kind, node=node)
         proposed = await self._on_core(ProposeConfChange(change=change))
         term, index = proposed.term, proposed.index
-        await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+        await self.replicated.wait_applied(index, WRITE_TIMEOUT_S)
         if self._view.term_at(index) != term:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "leadership changed meanwhile; retry")
         return index
@@ -109,9 +126,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         if raft.role is Role.LEADER:
             return None
         leader = raft.leader
-        address = self.node.directory.address_of(leader) if leader else None
+        address = self.directory.address_of(leader) if leader else None
         if address is None:
-            raise Abort(grpc.StatusCode.UNAVAILABLE, self.node.service.no_quorum_message())
+            raise Abort(grpc.StatusCode.UNAVAILABLE, self.health.no_quorum_message())
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(
@@ -208,9 +225,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         moved = state.held_count(node)
         if node not in state.retired:
             await self._propose(MemberRetire(node=node))
-        timing = self.node.cfg.timing
+        timing = self._cfg.timing
         wait_s = timing.handoff_deadline + timing.effective_down_after() + 2 * timing.lease
-        emptied = await self.node.driver.wait_for(
+        emptied = await self.replicated.wait_for(
             lambda: self._view.state.held_count(node) == 0, wait_s
         )
         record = self._view.state.members.get(node)
@@ -232,8 +249,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 LAST_VOTER,
                 f"cannot remove {node}: it is the last voter",
             )
-        within = 2 * self.node.cfg.timing.election_timeout
-        live = self.node.transport.reachable(remaining, within)
+        within = 2 * self._cfg.timing.election_timeout
+        live = self._reach.reachable(remaining, within)
         need = len(remaining) // 2 + 1
         if len(live) < need and not force:
             raise _refuse(
@@ -248,16 +265,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: apb.MemberRemoveRequest
     ) -> apb.MemberRemoveResponse:
         """The leader removes itself: hand leadership to a reachable voter, then ask it."""
-        me = self.node.cfg.id
+        me = self._cfg.id
         others = [n for n in sorted(self._view.conf.voters) if n != me]
-        within = 2 * self.node.cfg.timing.election_timeout
-        live = self.node.transport.reachable(others, within)
+        within = 2 * self._cfg.timing.election_timeout
+        live = self._reach.reachable(others, within)
         if not live:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "no reachable voter to hand leadership to")
         target = live[0]
         await self._on_core(TransferLeadership(target=target))
-        deadline = 4 * self.node.cfg.timing.election_timeout
-        await self.node.driver.wait_for(lambda: self._view.leader not in ("", me), deadline)
+        deadline = 4 * self._cfg.timing.election_timeout
+        await self.replicated.wait_for(lambda: self._view.leader not in ("", me), deadline)
         forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(
             lambda stub: stub.MemberRemove(request)
         )
@@ -288,8 +305,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 apb.MemberInfo(
                     id=node,
                     role=role,
-                    address=self.node.directory.address_of(node) or "",
-                    peer_address=self.node.directory.peer_address_of(node) or "",
+                    address=self.directory.address_of(node) or "",
+                    peer_address=self.directory.peer_address_of(node) or "",
                     up=bool(record and record.up),
                     match=raft.last_index if node == raft.id else (progress or 0),
                     activations=state.held_count(node),
@@ -312,7 +329,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 yield chunk
         except Abort as exc:
             refusal = exc.refusal
-            await context.abort(refusal.code, refusal.message, refusal.trailers(self.node.cfg.id))
+            await context.abort(refusal.code, refusal.message, refusal.trailers(self._cfg.id))
         except grpc.aio.AioRpcError as exc:
             await context.abort(exc.code(), exc.details() or "")
         except (NotLeader, TimeoutError) as exc:

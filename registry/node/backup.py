@@ -106,9 +106,8 @@ class SnapshotFile:
 
 async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[apb.SnapshotChunk]:
     """Rule 1 on the leader (a follower relays the leader's stream)."""
-    node = admin.node
-    driver = node.driver
-    if driver.view.leader != node.cfg.id:
+    driver = admin.replicated
+    if driver.view.leader != admin.node_id:
         async for chunk in _relay(admin):
             yield chunk
         return
@@ -119,7 +118,7 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
     data = SnapshotFile(
         index=captured.index,
         term=captured.term,
-        cluster_id=node.cluster_id,
+        cluster_id=admin.cluster_id,
         names=captured.names,
         sha256=hashlib.sha256(captured.data).hexdigest(),
         body=captured.data,
@@ -137,12 +136,12 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
 
 
 async def _relay(admin: AdminService) -> AsyncIterator[apb.SnapshotChunk]:
-    leader = admin.node.driver.view.leader
-    address = admin.node.directory.address_of(leader) if leader else None
+    leader = admin.replicated.view.leader
+    address = admin.directory.address_of(leader) if leader else None
     if address is None:
         from registry.node.status import Abort
 
-        raise Abort(grpc.StatusCode.UNAVAILABLE, admin.node.service.no_quorum_message())
+        raise Abort(grpc.StatusCode.UNAVAILABLE, admin.health.no_quorum_message())
     from registry.node.transport import CHANNEL_OPTIONS
 
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -41,7 +41,12 @@ from registry.core.commands import (
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
+from registry.core.view import ReplicaView
 from registry.node.auth.gate import CALLER, PERMISSION, ForwardCaller
+from registry.node.client_tls import ClientTls
+from registry.node.config import NodeConfig
+from registry.node.directory import Directory
+from registry.node.seams import ClusterHealth, DiskStatus, Replicated, WorkerCalls
 from registry.node.status import (
     ENTRY_TOO_LARGE,
     FANOUT_TOO_LARGE,
@@ -52,12 +57,9 @@ from registry.node.status import (
     relayed,
 )
 from registry.node.transport import CHANNEL_OPTIONS
+from registry.node.watch import WatchHub
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
-
-if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.view import ReplicaView
-    from registry.node.server import Node
 
 log = logging.getLogger("registry.service")
 T = TypeVar("T")
@@ -92,7 +94,7 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             raise
         except Exception as exc:
             refusal = _refusal(exc, method.__name__)
-            trailers = refusal.trailers(self.node.cfg.id)
+            trailers = refusal.trailers(self._cfg.id)
             await context.abort(refusal.code, refusal.message, trailers)
             raise AssertionError("unreachable") from exc
 
@@ -142,15 +144,33 @@ def _entry_bounds(command: Command) -> tuple[int, int]:
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        replicated: Replicated,
+        directory: Directory,
+        *,
+        health: ClusterHealth,
+        workers: WorkerCalls,
+        disk: DiskStatus,
+        watches: WatchHub,
+        client_tls: ClientTls | None,
+    ) -> None:
+        self._cfg = cfg
+        self._replicated = replicated
+        self._directory = directory
+        self._health = health
+        self._workers = workers
+        self._disk = disk
+        self._watches = watches
+        self._client_tls = client_tls
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
     @property
     def _view(self) -> ReplicaView:
-        return self.node.driver.view
+        return self._replicated.view
 
     def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
         channel = self._channels.get(address)
@@ -158,8 +178,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # The peer options: a node that restarts is reachable again within a second
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
-            tls = self.node.client_tls
-            carry = [ForwardCaller(self.node.cfg.auth)]  # the caller's identity goes along
+            tls = self._client_tls
+            carry = [ForwardCaller(self._cfg.auth)]  # the caller's identity goes along
             if tls is None:
                 channel = grpc.aio.insecure_channel(
                     address, options=CHANNEL_OPTIONS, interceptors=carry
@@ -175,7 +195,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     def _node_at(self, address: str) -> str:
         """The node id behind a client address (the name its certificate carries)."""
-        for peer, peer_address in self.node.cfg.peers.items():
+        for peer, peer_address in self._cfg.peers.items():
             if peer_address == address:
                 return peer
         for member_id, member in self._view.state.members.items():
@@ -188,20 +208,6 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             await channel.close()
         self._channels.clear()
 
-    def no_quorum_message(self) -> str:
-        """Why this node cannot serve a write or a current read: it sees no quorum, or
-        it does (peers heard lately, the dead leader possibly among them) and a leader
-        is being elected or has not yet granted it a lease."""
-        view = self._view
-        voters = sorted(view.conf.voters)
-        within = 2 * self.node.cfg.timing.election_timeout
-        seen = self.node.transport.reachable(voters, within)
-        if len(seen) <= len(voters) // 2:
-            return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
-        if not view.leader:
-            return f"no leader yet: election in progress (term {view.term})"
-        return f"no lease yet from leader {view.leader} (term {view.term})"
-
     async def _leader_back(self, leader: str) -> tuple[str, str] | None:
         """After a forward to ``leader`` that never left: wait, a bounded time, until a
         new leader is known or the channel to this one is up again (it restarted, and
@@ -209,10 +215,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         deadline = time.monotonic() + FORWARD_RECONNECT_S
         while time.monotonic() < deadline:
             now = self._view.leader
-            address = self.node.directory.address_of(now) if now else None
+            address = self._directory.address_of(now) if now else None
             if address is not None and (now != leader or self._channel_up(address)):
                 return now, address
-            await asyncio.sleep(self.node.cfg.timing.tick)
+            await asyncio.sleep(self._cfg.timing.tick)
         return None
 
     def _channel_up(self, address: str) -> bool:
@@ -227,20 +233,22 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         forward: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
         respond: Callable[[int], T],
     ) -> T:
-        self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
+        self._disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
         self._check_entry(command)
         view = self._view
         if view.role is Role.LEADER:
             index, result = await asyncio.wait_for(
-                self.node.driver.propose(command), WRITE_TIMEOUT_S
+                self._replicated.propose(command), WRITE_TIMEOUT_S
             )
             if not result.ok:
                 raise Abort.result(result.code, result.message, result.reason)
             return respond(index)
         leader = view.leader
-        address = self.node.directory.address_of(leader) if leader else None
+        address = self._directory.address_of(leader) if leader else None
         if address is None:
-            raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message(), reason="NO_QUORUM")
+            raise Abort(
+                grpc.StatusCode.UNAVAILABLE, self._health.no_quorum_message(), reason="NO_QUORUM"
+            )
         for last_try in (False, True):
             try:
                 response = await forward(self._stub(address))
@@ -266,11 +274,11 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         # write has succeeded either way; a slow replica only delays the answer.
         index = getattr(response, "index", 0)
         with contextlib.suppress(TimeoutError):
-            await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+            await self._replicated.wait_applied(index, WRITE_TIMEOUT_S)
         return response
 
     def _location(self, record: NameRecord) -> pb.Location:
-        return self.node.directory.location(record)
+        return self._directory.location(record)
 
     def _registered(self, name: str) -> NameRecord:
         _check("name", name)
@@ -296,7 +304,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return caller is None or caller.allows("read", name)
 
     def _check_payload(self, payload: bytes) -> None:
-        limit = self.node.cfg.max_payload_bytes
+        limit = self._cfg.max_payload_bytes
         if len(payload) > limit:
             raise LimitExceeded(
                 PAYLOAD_TOO_LARGE,
@@ -308,7 +316,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
         proposed or forwarded: one oversized entry must never reach Raft (it would not
         fit a peer message, and the leader would lose its term)."""
-        limit = self.node.cfg.max_entry_bytes
+        limit = self._cfg.max_entry_bytes
         low, high = _entry_bounds(command)
         if high <= limit:
             return  # clearly under: spare the event loop an encode of megabytes
@@ -322,7 +330,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
 
     def _check_fanout(self, members: int, payload: bytes) -> None:
-        limit = self.node.cfg.max_fanout_bytes
+        limit = self._cfg.max_fanout_bytes
         cost = members * max(len(payload), FANOUT_MIN_BYTES)
         if cost > limit:
             raise LimitExceeded(
@@ -415,10 +423,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._allow("read", "look up", request.name)
         if request.consistent:
             try:
-                index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
-                await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+                index = await asyncio.wait_for(self._replicated.read_index(), WRITE_TIMEOUT_S)
+                await self._replicated.wait_applied(index, WRITE_TIMEOUT_S)
             except TimeoutError:
-                message = self.no_quorum_message()
+                message = self._health.no_quorum_message()
                 raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NO_QUORUM") from None
         record = self._registered(request.name)
         if not record.holder:
@@ -457,7 +465,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:
-        return self.node.cluster_status()
+        return self._health.cluster_status()
 
     # -- calls -------------------------------------------------------------------------
 
@@ -465,7 +473,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         """Apply what the cluster committed before now (a ReadIndex round), so that a
         replica that lags behind a write this client just made does not answer NOT_FOUND
         for it. Best effort: without a leader the local view stands."""
-        driver = self.node.driver
+        driver = self._replicated
         try:
             index = await asyncio.wait_for(driver.read_index(), FORWARD_CATCH_UP_S)
             await driver.wait_applied(index, FORWARD_CATCH_UP_S)
@@ -484,13 +492,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # The sender found it registered and running here: this replica lags behind
             # the sender's (say, it just restarted). Catch up briefly rather than answer
             # NOT_FOUND for a registration that was acknowledged.
-            await self.node.driver.wait_for(
+            await self._replicated.wait_for(
                 lambda: self._view.state.registered(name) is not None, FORWARD_CATCH_UP_S
             )
             if self._view.state.registered(name) is None:
                 raise Abort(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"{name!r} is not registered on {self.node.cfg.id} yet, which the "
+                    f"{name!r} is not registered on {self._cfg.id} yet, which the "
                     "forwarding node saw registered here; retry",
                 )
         elif self._view.state.registered(name) is None:
@@ -502,9 +510,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 f"{name!r} is waiting for an eligible member to run it",
                 reason="WAITING",
             )
-        if record.holder == self.node.cfg.id:
+        if record.holder == self._cfg.id:
             return await here()
-        address = self.node.directory.address_of(record.holder)
+        address = self._directory.address_of(record.holder)
         owner = (record.holder, address) if address else None
         if forwarded or owner is None:
             message = f"{name!r} runs on {record.holder}, not here"
@@ -524,12 +532,12 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     ) -> pb.CallResponse:
         self._allow("call", "call", request.name)
         self._check_payload(request.payload)
-        node = self.node
+        workers = self._workers
 
         async def here() -> pb.CallResponse:
-            reply = await node.runtime.call(request.name, request.payload, timeout)
-            token = node.runtime.token_of(request.name) or 0
-            return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
+            reply = await workers.call(request.name, request.payload, timeout)
+            token = workers.token_of(request.name) or 0
+            return pb.CallResponse(payload=reply, node=self._cfg.id, token=token)
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
             forwarded = pb.CallRequest(name=request.name, payload=request.payload)
@@ -547,10 +555,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def _cast(self, request: pb.CastRequest, *, forwarded: bool = False) -> pb.CastResponse:
         self._allow("call", "cast to", request.name)
         self._check_payload(request.payload)
-        node = self.node
+        workers = self._workers
 
         async def here() -> pb.CastResponse:
-            await node.runtime.cast(request.name, request.payload)
+            await workers.cast(request.name, request.payload)
             return pb.CastResponse()
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CastResponse:
@@ -613,7 +621,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvents]:
         caller = CALLER.get()
-        async for batch in self.node.watches.subscribe(request.prefix):
+        async for batch in self._watches.subscribe(request.prefix):
             if caller is not None:  # only the names this token may read
                 kept = [
                     e
