@@ -31,7 +31,7 @@ import contextlib
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar, cast
+from typing import TypeVar, cast
 
 from registry.core.commands import Command, InvalidCommand, Released, Releases, decode, encode
 from registry.core.config import RaftConfig
@@ -164,10 +164,6 @@ def _release_batches(due: list[Released]) -> Iterator[list[Released]]:
 
 
 class Replica:
-    reconcile_everything: ClassVar[bool] = False
-    """Rescan every name on every Ready: the slow reference the incremental reconcile
-    is checked against (tests/sim/test_incremental_reconcile.py)."""
-
     def __init__(
         self,
         raft_cfg: RaftConfig,
@@ -532,7 +528,7 @@ class Replica:
         entries touched (a batch of 1000 registrations must not rescan 100k names)."""
         self._dirty = False
         effects: list[Effect] = []
-        full = self._full_reconcile or self.reconcile_everything
+        full = self._full_reconcile or self.cfg.reconcile_everything
         if self.agent.check_fence(running=bool(self._running)):
             self._new_incarnation = self.agent.incarnation
             for name, token in sorted(self._running.items()):
