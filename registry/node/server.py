@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from registry.node.directory import Directory
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
-from registry.node.gc_pauses import GcPauses
+from registry.node.gc_pauses import GcPauses, tune_gc
 from registry.node.grpc_services import StandardServices
 from registry.node.hosts import HostSupervisor
 from registry.node.http import HttpServer, Routes
@@ -187,7 +186,7 @@ class Node:
         await server.start()
         self._server = server
         await self._start_peer_server()
-        _tune_gc()
+        tune_gc()
         self._gc_pauses.install()
         self.driver.start()
         self.disk.start()
@@ -343,21 +342,6 @@ class _Reports:
 
 def _tls_word(cfg: NodeConfig) -> str:
     return "mTLS" if cfg.peer_tls else "plaintext"
-
-
-GC_THRESHOLDS = (50_000, 2, 10)
-"""CPython's default (700, 10, 10) runs a young collection every 700 allocations; a node
-holds a few objects per registered name, and with 100k names the resulting collections
-stalled the event loop long enough to cost heartbeats (a snapshot took 0.9 s instead of
-0.4 s). The middle value bounds a generation-1 pause: it scans the survivors of that many
-young collections, and with 20 a node holding 100k activations paused ~300 ms every
-1.5 s (registry_gc_pause_seconds) — elections and fences followed. The total work is the
-same either way (each survivor is scanned once in generation 1), only in shorter bits."""
-
-
-def _tune_gc() -> None:
-    gc.freeze()  # what start-up built lives as long as the process: never rescan it
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(cfg: NodeConfig) -> None:
