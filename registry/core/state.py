@@ -198,16 +198,7 @@ class RegistryState:
         so 100k names waiting for a down member cost nothing until it returns."""
         self._waiting_reason: dict[str, StartReason] = {}
         self._candidates: dict[NodeId, Candidate] = {}
-        self.track_changes = False
-        """Keep a journal of names whose placement changed (for watchers; off by
-        default so replicas that nobody watches do not grow it)."""
-        self._changed: set[str] = set()
         self._touched: set[str] = set()
-
-    def drain_changes(self) -> list[str]:
-        """Names registered, unregistered, or moved since the last call (sorted)."""
-        changed, self._changed = sorted(self._changed), set()
-        return changed
 
     def take_touched(self) -> set[str]:
         """Names whose holder, token or registration changed since the last call: the
@@ -217,8 +208,6 @@ class RegistryState:
 
     def _touch(self, name: str) -> None:
         self._touched.add(name)
-        if self.track_changes:
-            self._changed.add(name)
 
     # -- queries -----------------------------------------------------------------------
 
