@@ -135,6 +135,15 @@ def _entry_bounds(command: Command) -> tuple[int, int]:
     return low, high
 
 
+def check_payload(payload: bytes, limit: int) -> None:
+    """``PAYLOAD_TOO_LARGE`` past ``max_payload_bytes`` (the node's port and the hosts')."""
+    if len(payload) > limit:
+        raise LimitExceeded(
+            PAYLOAD_TOO_LARGE,
+            f"payload of {len(payload)} bytes is over the {limit}-byte limit (max_payload_bytes)",
+        )
+
+
 class RegistryService(registry_pb2_grpc.RegistryServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -272,6 +281,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             token=record.token,
             stale=not self.node.driver.lease_holds(),
             kind=record.spec.kind,
+            call_address=self.node.runtime.call_address(record.spec.name)
+            if record.holder == self.node.cfg.id
+            else "",
         )
 
     def _registered(self, name: str) -> NameRecord:
@@ -298,13 +310,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return caller is None or caller.allows("read", name)
 
     def _check_payload(self, payload: bytes) -> None:
-        limit = self.node.cfg.max_payload_bytes
-        if len(payload) > limit:
-            raise LimitExceeded(
-                PAYLOAD_TOO_LARGE,
-                f"payload of {len(payload)} bytes is over the {limit}-byte limit "
-                "(max_payload_bytes)",
-            )
+        check_payload(payload, self.node.cfg.max_payload_bytes)
 
     def _check_entry(self, command: Command) -> None:
         """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
@@ -526,7 +532,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         async def here() -> pb.CallResponse:
             reply = await node.runtime.call(request.name, request.payload, timeout)
             token = node.runtime.token_of(request.name) or 0
-            return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
+            direct = node.runtime.call_address(request.name)
+            return pb.CallResponse(
+                payload=reply, node=node.cfg.id, token=token, call_address=direct
+            )
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
             forwarded = pb.CallRequest(name=request.name, payload=request.payload)
