@@ -10,7 +10,9 @@
   ``consistent=True`` does a ReadIndex round first.
 - Calls go to the holder: run here, or forwarded one hop (marked by ``registry-forwarded``
   request metadata); a forwarded call that finds the name elsewhere again answers
-  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner.
+  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner. A call run here answers with
+  ``call_address``, the port of the worker host that runs the name (``hosts/calls.py``),
+  where the SDK sends the next one; locations of names held here carry it too.
 - Bad input is refused before anything is proposed, with the precise status.
 - Every refusal carries a machine-readable reason (``registry.node.status``).
 """
