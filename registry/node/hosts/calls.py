@@ -97,23 +97,13 @@ class HostCalls:
         try:
             name = request.name
             reply = self.runtime.submit_call(name, request.payload)
-            timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
-            expired = False
-
-            def expire() -> None:
-                nonlocal expired
-                expired = True
-                reply.cancel()  # drops the call if still queued (activation rule 7)
-
-            timer = asyncio.get_running_loop().call_later(timeout, expire)
-            try:
+            if context.time_remaining() is not None:
+                # gRPC cancels this task at the caller's deadline (or when it goes away),
+                # which cancels ``reply``: a call still queued is dropped (activation
+                # rule 7). No timer of our own per call.
                 payload = await reply
-            except asyncio.CancelledError:
-                if not expired:
-                    raise  # the client went away
-                raise CallTimeout(name, timeout) from None
-            finally:
-                timer.cancel()
+            else:
+                payload = await self._bounded(name, reply)
             token = self.runtime.token_of(name) or 0
             return pb.CallResponse(payload=payload, node=self.node, token=token)
         except Exception as exc:
@@ -121,6 +111,14 @@ class HostCalls:
             raise AssertionError("unreachable") from exc
         finally:
             self.limits.release(False, client)
+
+    @staticmethod
+    async def _bounded(name: str, reply: asyncio.Future[bytes]) -> bytes:
+        """A call without a deadline waits as long as the node would let it."""
+        try:
+            return await asyncio.wait_for(reply, DEFAULT_CALL_TIMEOUT_S)
+        except TimeoutError:
+            raise CallTimeout(name, DEFAULT_CALL_TIMEOUT_S) from None
 
     async def cast(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         client = await self._enter(request, "cast to", context)
