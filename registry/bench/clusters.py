@@ -152,8 +152,8 @@ class Churn:
             if node.proc is None or not node.running:
                 continue
             with contextlib.suppress(grpc.RpcError, OSError):
-                term = max(term, c.status(node.id).term)
-                code, _, body = c.http_get(node.id, "/metrics")
+                term = max(term, c.status(node.id, timeout=max(RPC_TIMEOUT_S, 10.0)).term)
+                code, _, body = c.http_get(node.id, "/metrics", timeout=10.0)
                 found = FENCES.search(body) if code == 200 else None
                 if found:
                     fences[node.id] = int(float(found.group(1)))

@@ -114,6 +114,9 @@ class Runner:
 
     @staticmethod
     def _churn(result: SectionResult, before: clusters.Churn, after: clusters.Churn) -> None:
+        if not (before.term and after.term):
+            result.details["churn"] = {"error": "no node answered its term before or after"}
+            return
         terms, fences = after.since(before)
         quiet = result.name in QUIET_SECTIONS
         target = Target(op="<=", bound=0, note=QUIET_NOTE) if quiet else None
