@@ -9,6 +9,8 @@ Rules:
    heartbeats carried, then the one ``MemberAdd`` admitted it with. Peer ports follow
    the same order (configured, admitted, then the client port + 1000).
 3. A location is marked ``stale`` while this node holds no member lease: it may lag.
+4. ``call_address`` (the worker host's own port) is filled only for names this node
+   holds; other nodes' hosts are learned from their answers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ class Directory:
         lease_holds: Callable[[], bool],
         peers: Mapping[NodeId, str] | None = None,
         configured_peer_address: Callable[[NodeId], str | None] = lambda _node: None,
+        me: NodeId = "",
+        call_address: Callable[[str], str] = lambda _name: "",
     ) -> None:
+        self._me = me
+        self._call_address = call_address
         self._registry = registry
         self._lease_holds = lease_holds
         self._peers = dict(peers or {})
@@ -74,4 +80,6 @@ class Directory:
             token=record.token,
             stale=not self._lease_holds(),
             kind=record.spec.kind,
+            # A worker host's own port (direct calls): only the holder knows it.
+            call_address=self._call_address(record.spec.name) if record.holder == self._me else "",
         )

@@ -43,7 +43,7 @@ from registry.node.driver import Driver
 from registry.node.events import EventLog
 from registry.node.gc_pauses import GcPauses, tune_gc
 from registry.node.grpc_services import StandardServices
-from registry.node.hosts import HostSupervisor
+from registry.node.hosts import HostSupervisor, call_port
 from registry.node.http import HttpServer, Routes
 from registry.node.limits import ConcurrencyLimits
 from registry.node.metrics import NodeMetrics
@@ -88,6 +88,8 @@ class Node:
             lease_holds=lambda: self.driver.lease_holds(),
             peers=cfg.peers,
             configured_peer_address=cfg.peer_address,
+            me=cfg.id,
+            call_address=lambda name: self.runtime.call_address(name),
         )
         self.transport = PeerTransport(
             cfg.id,
@@ -111,6 +113,7 @@ class Node:
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             mailbox_limit=cfg.mailbox_limit,
             mailbox_bytes=cfg.mailbox_bytes,
+            calls=call_port(cfg) if cfg.call_ports else None,
         )
         kinds = await self.runtime.start()
         self.driver = Driver(
@@ -297,7 +300,7 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if self.auth.tokens is not None:
-            loop.add_signal_handler(signal.SIGHUP, self.auth.tokens.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._reload_tokens)
         await stop.wait()
         log.info("node %s stopping: handing off its workers first", self.cfg.id)
         stop.clear()
@@ -310,6 +313,11 @@ class Node:
             self._closing = False
             await self.stop(graceful=False)
         second.cancel()
+
+    def _reload_tokens(self) -> None:
+        assert self.auth.tokens is not None
+        if self.auth.tokens.reload():
+            self.runtime.reload_tokens()  # the hosts' call ports check tokens too
 
     # -- wiring ------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@
   ``consistent=True`` does a ReadIndex round first.
 - Calls go to the holder: run here, or forwarded one hop (marked by ``registry-forwarded``
   request metadata); a forwarded call that finds the name elsewhere again answers
-  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner.
+  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner. A call run here answers with
+  ``call_address``, the port of the worker host that runs the name (``hosts/calls.py``),
+  where the SDK sends the next one; locations of names held here carry it too.
 - Bad input is refused before anything is proposed, with the precise status.
 - Every refusal carries a machine-readable reason (``registry.node.status``).
 """
@@ -142,6 +144,15 @@ def _entry_bounds(command: Command) -> tuple[int, int]:
         low += (len(spec.args) + 2) // 3 * 4
         high += (len(spec.args) + 2) // 3 * 4 + 6 * chars + 256
     return low, high
+
+
+def check_payload(payload: bytes, limit: int) -> None:
+    """``PAYLOAD_TOO_LARGE`` past ``max_payload_bytes`` (the node's port and the hosts')."""
+    if len(payload) > limit:
+        raise LimitExceeded(
+            PAYLOAD_TOO_LARGE,
+            f"payload of {len(payload)} bytes is over the {limit}-byte limit (max_payload_bytes)",
+        )
 
 
 class RegistryService(registry_pb2_grpc.RegistryServicer):
@@ -309,13 +320,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return caller is None or caller.allows("read", name)
 
     def _check_payload(self, payload: bytes) -> None:
-        limit = self._cfg.max_payload_bytes
-        if len(payload) > limit:
-            raise LimitExceeded(
-                PAYLOAD_TOO_LARGE,
-                f"payload of {len(payload)} bytes is over the {limit}-byte limit "
-                "(max_payload_bytes)",
-            )
+        check_payload(payload, self._cfg.max_payload_bytes)
 
     def _check_entry(self, command: Command) -> None:
         """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
@@ -542,7 +547,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         async def here() -> pb.CallResponse:
             reply = await workers.call(request.name, request.payload, timeout)
             token = workers.token_of(request.name) or 0
-            return pb.CallResponse(payload=reply, node=self._cfg.id, token=token)
+            direct = workers.call_address(request.name)
+            return pb.CallResponse(
+                payload=reply, node=self._cfg.id, token=token, call_address=direct
+            )
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
             forwarded = pb.CallRequest(name=request.name, payload=request.payload)
