@@ -7,8 +7,11 @@ here are blocking (short RPCs and polls); sections call them between measurement
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -111,6 +114,61 @@ def node_rss(c: LocalCluster) -> dict[str, int]:
         if node.proc is not None and node.running:
             out[node.id] = rss_bytes(node.proc.pid)
     return out
+
+
+def host_rss(c: LocalCluster) -> dict[str, int]:
+    """Per running node: the summed RSS of its worker host processes (``/status`` names
+    their pids; a host that ended meanwhile counts 0)."""
+    out = {}
+    for node in c.nodes.values():
+        if node.proc is None or not node.running:
+            continue
+        total = 0
+        for host in c.http_json(node.id, "/status").get("hosts", []):
+            with contextlib.suppress(OSError, RuntimeError):
+                total += rss_bytes(int(host["pid"]))
+        out[node.id] = total
+    return out
+
+
+FENCES = re.compile(rb"^registry_fences_total (\S+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Churn:
+    """What a section may cost the cluster, read from the nodes before and after it."""
+
+    term: int
+    """The highest Raft term a running node reports."""
+    fences: dict[str, int]
+    """Node → ``registry_fences_total`` (a process's own count: it restarts at 0)."""
+    pids: dict[str, int]
+    """Node → the pid whose counters ``fences`` holds."""
+
+    @staticmethod
+    def read(c: LocalCluster) -> Churn:
+        term, fences, pids = 0, {}, {}
+        for node in c.nodes.values():
+            if node.proc is None or not node.running:
+                continue
+            with contextlib.suppress(grpc.RpcError, OSError):
+                term = max(term, c.status(node.id, timeout=max(RPC_TIMEOUT_S, 10.0)).term)
+                code, _, body = c.http_get(node.id, "/metrics", timeout=10.0)
+                found = FENCES.search(body) if code == 200 else None
+                if found:
+                    fences[node.id] = int(float(found.group(1)))
+                    pids[node.id] = node.proc.pid
+        return Churn(term=term, fences=fences, pids=pids)
+
+    def since(self, before: Churn) -> tuple[int, int]:
+        """(term changes, fences) from ``before`` to this reading. A node restarted in
+        between counts every fence of its new process; one not running at the end is not
+        counted (its counter ended with it: the failover section kills nodes)."""
+        fences = 0
+        for node, count in self.fences.items():
+            same = before.pids.get(node) == self.pids[node]
+            fences += count - (before.fences.get(node, 0) if same else 0)
+        return max(0, self.term - before.term), fences
 
 
 def disk_bytes(data_dir: Path) -> dict[str, int]:

@@ -43,8 +43,14 @@ from registry.v1 import registry_pb2 as pb
 PREFIX = "bench/rebalance/"
 KIND = "echo"
 POLL_S = 0.1
-CONVERGE_TIMEOUT_S = 300.0
+CONVERGE_MIN_S = 300.0
+CONVERGE_PER_NAME_S = 0.01
+"""Bounds on convergence: 300 s, or 10 ms per name (1000 s for 100k) if longer."""
 TARGET_S_PER_100K = 10.0
+
+
+def converge_timeout(names: int) -> float:
+    return max(CONVERGE_MIN_S, names * CONVERGE_PER_NAME_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,8 @@ def wait_converged(
     """Poll until the leader's holder counts equal ``want``'s and ``require_up`` is up,
     then confirm name by name (see the module docstring)."""
     counts = collections.Counter(want.values())
-    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    limit = converge_timeout(len(want))
+    deadline = time.monotonic() + limit
     polls = 0
     while True:
         polls += 1
@@ -113,12 +120,12 @@ def wait_converged(
                     f"holders {dict(sorted(have.items()))}, want {dict(sorted(counts.items()))}"
                 )
         if now > deadline:
-            raise Timeout(f"names not at their owners after {CONVERGE_TIMEOUT_S} s")
+            raise Timeout(f"names not at their owners after {limit:g} s")
         time.sleep(POLL_S)
 
 
 def _wait_member(c: LocalCluster, node: str, up: bool, progress: Progress) -> float:
-    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    deadline = time.monotonic() + CONVERGE_MIN_S
     while True:
         now = time.monotonic()
         try:
@@ -150,7 +157,7 @@ async def register(c: LocalCluster, params: Params, progress: Progress) -> float
         row = await run_lanes(
             many, batches, params.batch_concurrency, progress, "names", weight=params.batch
         )
-    wait_names(c, n, CONVERGE_TIMEOUT_S, progress)
+    wait_names(c, n, converge_timeout(n), progress)
     return n / row.wall_s
 
 

@@ -55,6 +55,9 @@ RATIOS: tuple[tuple[str, str, Target | None], ...] = (
     ("registrations.batched_per_s", "etcd.batched_per_s", None),
 )
 """(our figure, the reference figure, a target on their ratio)."""
+QUIET_SECTIONS = frozenset({"memory", "registrations", "lookups"})
+"""Sections after which the cluster must not have changed term or fenced (load only)."""
+QUIET_NOTE = "after bootstrap, load alone must cost no election and no fence"
 
 
 def now_iso() -> str:
@@ -91,10 +94,13 @@ class Runner:
         self.results: dict[str, SectionResult] = {}
 
     @contextmanager
-    def section(self, name: str) -> Iterator[SectionResult]:
+    def section(self, name: str, c: LocalCluster | None = None) -> Iterator[SectionResult]:
+        """Run one section; with its cluster ``c``, also count the Raft term changes and
+        fences it cost (read from the nodes before and after)."""
         result = SectionResult(name=name, started_at=now_iso())
         self.results[name] = result
         started = time.monotonic()
+        before = clusters.Churn.read(c) if c is not None else None
         try:
             yield result
         except Exception as exc:
@@ -103,6 +109,25 @@ class Runner:
             self.progress.say(f"{name} FAILED: {result.error.splitlines()[0][:300]}")
         finally:
             result.wall_s = time.monotonic() - started
+            if c is not None and before is not None:
+                self._churn(result, before, clusters.Churn.read(c))
+
+    @staticmethod
+    def _churn(result: SectionResult, before: clusters.Churn, after: clusters.Churn) -> None:
+        if not (before.term and after.term):
+            result.details["churn"] = {"error": "no node answered its term before or after"}
+            return
+        terms, fences = after.since(before)
+        quiet = result.name in QUIET_SECTIONS
+        target = Target(op="<=", bound=0, note=QUIET_NOTE) if quiet else None
+        result.add("raft_term_changes", "raft term changes", terms, "terms", target=target)
+        result.add("fences", "fences", fences, "fences", target=target)
+        result.details["churn"] = {
+            "term_before": before.term,
+            "term_after": after.term,
+            "fences_before": before.fences,
+            "fences_after": after.fences,
+        }
 
     def wanted(self, *names: str) -> list[str]:
         return [n for n in names if n in self.params.sections]
@@ -125,13 +150,13 @@ class Runner:
         if main:
             with self._guard(main), self.cluster(root / "main", p.nodes) as c:
                 if "memory" in main:
-                    with self.section("memory") as out:
+                    with self.section("memory", c) as out:
                         asyncio.run(memory.run(c, p, self.progress, out))
                 if "registrations" in main:
-                    with self.section("registrations") as out:
+                    with self.section("registrations", c) as out:
                         asyncio.run(registrations.run(c, p, self.progress, out))
                 if "lookups" in main:
-                    with self.section("lookups") as out:
+                    with self.section("lookups", c) as out:
                         asyncio.run(lookups.run(c, p, self.progress, out))
         if self.wanted("grpc"):
             with self.section("grpc") as out:
@@ -140,14 +165,14 @@ class Runner:
             with (
                 self._guard(["failover"]),
                 self.cluster(root / "failover", p.nodes) as c,
-                self.section("failover") as out,
+                self.section("failover", c) as out,
             ):
                 failover.run(c, p, self.progress, out)
         if self.wanted("rebalance"):
             with (
                 self._guard(["rebalance"]),
                 self.cluster(root / "rebalance", p.nodes + 1, started=p.nodes) as c,
-                self.section("rebalance") as out,
+                self.section("rebalance", c) as out,
             ):
                 out.details["register_per_s"] = asyncio.run(rebalance.register(c, p, self.progress))
                 rebalance.run(c, p, self.progress, out)

@@ -9,7 +9,9 @@ placement cache stream, the retry loop) is ``registry.client.connection``.
   address (``cluster()``, watch events, redirects).
 - **Placement cache.** A background ``Watch`` stream keeps name → location current and
   resynchronises after a gap or a reconnect. ``whereis`` answers from it once it is
-  synced; ``call`` and ``cast`` use it to go straight to the owner (no forwarding hop).
+  synced; ``call`` and ``cast`` use it to go straight to the owner (no forwarding hop),
+  and to the worker host that runs the name once its ``call_address`` is known (no hop
+  through the node at all); a host that refuses or is gone sends them back the node way.
 - **Retries.** Failures are translated once (``errors.translate``); redirects are
   followed; what ``retry.should_retry`` allows is retried with jittered exponential
   backoff until the caller's deadline; then the last error is raised, typed.
@@ -417,6 +419,10 @@ class Client:
             self._conn.counters["forwarded"] += 1
         else:
             self._conn.counters["direct"] += 1
+        if reply.call_address:  # the node ran it; its host serves the next call directly
+            self._conn.cache.learn_direct(name, reply.call_address)
+        elif address == self._conn.cache.direct(name):
+            return bytes(reply.payload)
         owner_address = self._conn.peers.nodes.get(reply.node)
         if owner_address and owner_address != address:
             self._conn.cache.hint(name, reply.node, owner_address)

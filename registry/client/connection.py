@@ -206,6 +206,11 @@ class Connection:
     ) -> tuple[T, str]:
         """Send a request about ``name`` to its owner (as far as known); returns the
         reply and the address that answered."""
+        direct = self.cache.direct(name)
+        if direct and self._ready(direct):
+            answered = await self._try_direct(name, what, send, direct, deadline, idempotent)
+            if answered:
+                return answered[0], direct
         sent_to = [""]
 
         def target(failed: str) -> str:
@@ -235,6 +240,47 @@ class Connection:
             what, send, target, deadline, idempotent=idempotent, name=name, also=still_registered
         )
         return reply, sent_to[0]
+
+    def _ready(self, address: str) -> bool:
+        """Whether the channel to ``address`` is connected; if not, it starts connecting
+        (a direct address is used only once connected: one that cannot be reached, e.g.
+        behind NAT, never delays a call)."""
+        self.stub(address)
+        state = self._channels[address].get_state(try_to_connect=True)
+        return state is grpc.ChannelConnectivity.READY
+
+    async def _try_direct(
+        self, name: str, what: str, send: Send[T], address: str, deadline: float, idempotent: bool
+    ) -> tuple[T] | None:
+        """One attempt at the worker host that runs ``name`` (``call_address``):
+        ``(reply,)``, or ``None`` when the node path should be taken (the
+        host does not run it any more, is gone, or the address is stale). An answer
+        (the worker raised, a refusal of the request itself) is raised as the node's
+        would be; so is a failure after which the request may have run, unless
+        ``idempotent``."""
+        remaining = deadline - self.now()
+        if remaining <= 0:
+            return None
+        try:
+            return (await send(self.stub(address), remaining),)
+        except asyncio.CancelledError:
+            if not self._closed_under_us():
+                raise
+            raise Unavailable(
+                f"{what}: the client was closed while the request was in flight",
+                code="CANCELLED",
+                address=address,
+                may_have_run=True,
+            ) from None
+        except grpc.aio.AioRpcError as exc:
+            metadata = tuple(exc.trailing_metadata() or ())
+            error = translate(exc.code(), exc.details() or "", metadata, address=address)
+        self.cache.drop_direct(name, address)
+        if isinstance(error, NotFound) or should_retry(error, idempotent=idempotent):
+            log.debug("%s: %s at its host %s; via the node", what, error, address)
+            return None
+        ran = bool(getattr(error, "may_have_run", False))
+        raise self._final(error, what, 1, self.now(), ran, idempotent)
 
     async def retrying(
         self,

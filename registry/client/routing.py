@@ -21,6 +21,9 @@ replies and redirect metadata.
   (read-your-writes).
 - *Hints* — the node a call reply or a ``registry-owner`` redirect named — take
   precedence over the watched entry for routing until the next event for that name.
+- *Direct addresses* — the worker host port that runs a name (``call_address`` of a
+  location or a call reply) — let calls skip the node; they are forgotten on the next
+  event for the name (a new activation may run elsewhere) and whenever one fails.
 """
 
 from __future__ import annotations
@@ -125,6 +128,7 @@ class PlacementCache:
         self._entries: dict[str, Location | None] = {}  # None: waiting
         self._floors: dict[str, int] = {}
         self._hints: dict[str, tuple[str, str]] = {}
+        self._direct: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -133,6 +137,7 @@ class PlacementCache:
         """Apply one watch event."""
         if isinstance(event, Reset):
             self._entries.clear()
+            self._direct.clear()
             self.synced = False
         elif isinstance(event, Synced):
             self.synced = True
@@ -144,8 +149,11 @@ class PlacementCache:
                     return  # older than this client's own write
                 del self._floors[name]
             self._hints.pop(name, None)
+            self._direct.pop(name, None)
             if isinstance(event, Placed):
                 self._entries[name] = event.location
+                if event.location.call_address:
+                    self._direct[name] = event.location.call_address
             elif isinstance(event, Waiting):
                 self._entries[name] = None
             else:
@@ -173,6 +181,21 @@ class PlacementCache:
             return None
         return location.node, location.address
 
+    def direct(self, name: str) -> str:
+        """The worker host port to call ``name`` at directly, or ``""``."""
+        return self._direct.get(name, "")
+
+    def learn_direct(self, name: str, address: str) -> None:
+        """A call reply says ``name``'s host serves calls at ``address``."""
+        if len(self._direct) >= MAX_HINTS:
+            self._direct.clear()
+        self._direct[name] = address
+
+    def drop_direct(self, name: str, address: str) -> None:
+        """A call at ``address`` failed: go through the node until told again."""
+        if self._direct.get(name) == address:
+            del self._direct[name]
+
     def hint(self, name: str, node: str, address: str) -> None:
         """A reply or redirect says ``name`` runs on ``node`` at ``address``."""
         if len(self._hints) >= MAX_HINTS:
@@ -195,3 +218,4 @@ class PlacementCache:
         self._floors[name] = max(index, self._floors.get(name, 0))
         self._entries.pop(name, None)
         self._hints.pop(name, None)
+        self._direct.pop(name, None)

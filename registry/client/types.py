@@ -42,6 +42,9 @@ class Location:
     """Answered by a node without quorum: possibly out of date (G6)."""
     kind: str = ""
     """The worker kind it was registered with."""
+    call_address: str = ""
+    """The worker host port that serves calls for it directly (no hop through the
+    node), when the node that answered runs it; else ``""``. The SDK uses it by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,7 @@ def location_from_pb(loc: pb.Location) -> Location:
         token=loc.token,
         stale=loc.stale,
         kind=loc.kind,
+        call_address=loc.call_address,
     )
 
 

@@ -210,6 +210,16 @@ class RawNode(_RaftReplication):
         else:
             self._send_append(target)
 
+    def forget_leader(self) -> None:
+        """Treat the leader as not heard from for ``election_tick`` (etcd-io/raft's
+        ForgetLeader): this follower may grant (pre-)votes at once instead of keeping
+        rule 3's stickiness window. That voids the leader lease this node acked, so use
+        it only when the leader is known to be gone (tests, manual operations). A leader
+        ignores it."""
+        self._check_not_outstanding()
+        if self._role is not Role.LEADER:
+            self._ticks_since_leader = self.cfg.election_tick
+
     def campaign(self) -> None:
         """Start an election now (tests and manual operations)."""
         self._check_not_outstanding()

@@ -31,7 +31,7 @@ import contextlib
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TypeVar, cast
 
 from registry.core.commands import (
     Checkpoint,
@@ -45,6 +45,16 @@ from registry.core.commands import (
     encode,
 )
 from registry.core.config import RaftConfig
+from registry.core.controls import (
+    CaptureState,
+    ConfChangeProposed,
+    Control,
+    Drain,
+    ProposeConfChange,
+    ProposeDurable,
+    StateCapture,
+    TransferLeadership,
+)
 from registry.core.errors import ProposalRejected
 from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
 from registry.core.messages import (
@@ -59,6 +69,7 @@ from registry.core.messages import (
 from registry.core.raft import RawNode, Rng
 from registry.core.state import Activation, Code, NameRecord, RegistryState, Result
 from registry.core.timing import MembershipConfig
+from registry.core.view import ReplicaView
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +82,7 @@ class Forward:
 
 
 PeerMessage = Message | MemberHeartbeat | MemberAck | Forward
+R = TypeVar("R")
 
 
 class StopReason(enum.Enum):
@@ -126,6 +138,12 @@ class ReplicaReady:
     """Membership and forwarding messages (Raft's are in ``raft.messages``)."""
     effects: tuple[Effect, ...]
     applied: tuple[Applied, ...]
+    changed: tuple[str, ...] = ()
+    """Names registered, unregistered or moved by the entries this Ready applied
+    (sorted; what watchers are told)."""
+    state_reset: bool = False
+    """The registry state was replaced by an installed snapshot: any name may have
+    changed, and ``changed`` covers only what was applied after it."""
 
 
 @dataclass(slots=True)
@@ -157,10 +175,6 @@ def _release_batches(due: list[Released]) -> Iterator[list[Released]]:
 
 
 class Replica:
-    reconcile_everything: ClassVar[bool] = False
-    """Rescan every name on every Ready: the slow reference the incremental reconcile
-    is checked against (tests/sim/test_incremental_reconcile.py)."""
-
     def __init__(
         self,
         raft_cfg: RaftConfig,
@@ -214,6 +228,31 @@ class Replica:
     @property
     def incarnation(self) -> int:
         return self.agent.incarnation
+
+    def view(self) -> ReplicaView:
+        """A read-only view for the shell (``registry.core.view``); O(1), no copies."""
+        raft = self.raft
+        return ReplicaView(
+            id=raft.id,
+            role=raft.role,
+            term=raft.term,
+            leader=raft.leader,
+            commit_index=raft.commit_index,
+            applied_index=raft.applied_index,
+            last_index=raft.last_index,
+            conf=raft.conf,
+            incarnation=self.agent.incarnation,
+            ticks=self.agent.ticks,
+            state=self.state,
+            term_at=raft.term_at,
+            progress_match=self._progress_match,
+            last_heard=self.monitor.last_heard,
+            drained=self.drained,
+        )
+
+    def _progress_match(self, node: NodeId) -> int | None:
+        progress = self.raft.progress(node)
+        return progress.match if progress is not None else None
 
     def running(self) -> dict[str, int]:
         """Names the runtime was told to run, with their tokens."""
@@ -288,6 +327,32 @@ class Replica:
         nothing and to have its names moved away by handoff (with state)."""
         self.agent.draining = True
 
+    def control(self, control: Control[R]) -> R:
+        """Apply an operator input (``registry.core.controls``); its typed result."""
+        result: object = None
+        if isinstance(control, Drain):
+            self.drain()
+        elif isinstance(control, TransferLeadership):
+            self.raft.transfer_leadership(control.target)
+        elif isinstance(control, ProposeConfChange):
+            term = self.raft.term
+            result = ConfChangeProposed(
+                term=term, index=self.raft.propose_conf_change(control.change)
+            )
+        elif isinstance(control, ProposeDurable):
+            self.propose_checkpoint(control.command)
+        elif isinstance(control, CaptureState):
+            index = self.raft.applied_index
+            result = StateCapture(
+                index=index,
+                term=self.raft.term_at(index) or 0,
+                names=len(self.state.names),
+                data=self.state.snapshot(),
+            )
+        else:
+            raise TypeError(f"not a control input: {control!r}")
+        return cast(R, result)
+
     def drained(self) -> bool:
         """Nothing is held here any more (or nobody else could take it)."""
         mine = [r for r in self.state.held_by(self.id) if not r.unregistering]
@@ -323,6 +388,8 @@ class Replica:
             self._dirty = True
             self._full_reconcile = True
         applied = self._apply(rd)
+        changed = self.state.take_touched()
+        self._touched |= changed
         last = rd.committed[-1].index if rd.committed else 0
         snap = rd.snapshot.meta.index if rd.snapshot else 0
         self.agent.applied_to(max(self.raft.applied_index, last, snap))
@@ -334,6 +401,8 @@ class Replica:
             messages=tuple(self._outbox),
             effects=tuple(effects),
             applied=tuple(applied),
+            changed=tuple(sorted(changed)),
+            state_reset=rd.snapshot is not None,
         )
         self._outbox.clear()
         self._new_incarnation = None
@@ -482,7 +551,7 @@ class Replica:
         entries touched (a batch of 1000 registrations must not rescan 100k names)."""
         self._dirty = False
         effects: list[Effect] = []
-        full = self._full_reconcile or self.reconcile_everything
+        full = self._full_reconcile or self.cfg.reconcile_everything
         if self.agent.check_fence(running=bool(self._running)):
             self._new_incarnation = self.agent.incarnation
             for name, token in sorted(self._running.items()):
@@ -498,8 +567,7 @@ class Replica:
         full = full or view != self._reconciled_view
         self._reconciled_view = view
         self._full_reconcile = False
-        touched = self.state.take_touched() | self._touched
-        self._touched = set()
+        touched, self._touched = self._touched, set()
         if full:
             held = list(self.state.held_by(self.id))
             running = sorted(self._running.items())

@@ -240,20 +240,11 @@ class RegistryState:
         so 100k names waiting for a down member cost nothing until it returns."""
         self._waiting_reason: dict[str, StartReason] = {}
         self._candidates: dict[NodeId, Candidate] = {}
-        self.track_changes = False
-        """Keep a journal of names whose placement changed (for watchers; off by
-        default so replicas that nobody watches do not grow it)."""
-        self._changed: set[str] = set()
         self._touched: set[str] = set()
         self.checkpoints = Checkpoints()
         """The last checkpoint of each name (``registry.core.durable``)."""
         self.reminders = Reminders()
         """The durable reminders of each name (``registry.core.durable``)."""
-
-    def drain_changes(self) -> list[str]:
-        """Names registered, unregistered, or moved since the last call (sorted)."""
-        changed, self._changed = sorted(self._changed), set()
-        return changed
 
     def take_touched(self) -> set[str]:
         """Names whose holder, token or registration changed since the last call: the
@@ -263,8 +254,6 @@ class RegistryState:
 
     def _touch(self, name: str) -> None:
         self._touched.add(name)
-        if self.track_changes:
-            self._changed.add(name)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -290,6 +279,12 @@ class RegistryState:
             for r in self.held_by(node)
             if r.holder_incarnation == incarnation and not r.unregistering
         }
+
+    def checkpoint_of(self, name: str) -> StoredCheckpoint | None:
+        return self.checkpoints.get(name)
+
+    def reminders_of(self, name: str) -> tuple[StoredReminder, ...]:
+        return self.reminders.of(name)
 
     def activation(self, record: NameRecord) -> Activation:
         """``record``'s activation with its last checkpoint and its reminders."""

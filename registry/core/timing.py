@@ -45,6 +45,9 @@ class MembershipConfig:
     """How long a new leader of term *T* waits before declaring the leader of *T − 1*
     down (its lease was bounded by that leader's Raft lease, which ended before *T*
     was won). ``None``: ``down_after_tick``, like anybody else."""
+    reconcile_everything: bool = False
+    """Rescan every name on every Ready: the slow reference the incremental reconcile
+    is checked against (tests/sim/test_incremental_reconcile.py). Default off."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

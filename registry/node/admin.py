@@ -25,25 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from registry.core.commands import Command, MemberAdmit, MemberRetire
+from registry.core.controls import Control, ProposeConfChange, TransferLeadership
 from registry.core.errors import NotLeader
 from registry.core.messages import ConfChange, ConfChangeType, Role
 from registry.core.state import validate_identifier
-from registry.node.config import derive_peer_address
+from registry.core.view import ReplicaView
+from registry.node.config import NodeConfig, derive_peer_address
+from registry.node.directory import Directory
+from registry.node.seams import ClusterHealth, Reachability, Replicated
 from registry.node.service import WRITE_TIMEOUT_S, _rpc
 from registry.node.status import CODE_TO_STATUS, Abort, relayed
 from registry.node.transport import CHANNEL_OPTIONS
 from registry.v1 import admin_pb2 as apb
 from registry.v1 import admin_pb2_grpc
-
-if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.replica import Replica
-    from registry.node.server import Node
 
 log = logging.getLogger("registry.admin")
 T = TypeVar("T")
@@ -65,13 +65,31 @@ def _host_port(value: str) -> bool:
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        replicated: Replicated,
+        directory: Directory,
+        *,
+        health: ClusterHealth,
+        reach: Reachability,
+        cluster_id: str,
+    ) -> None:
+        self._cfg = cfg
+        self.replicated = replicated
+        self.directory = directory
+        self.health = health
+        self._reach = reach
+        self.cluster_id = cluster_id
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     @property
-    def _replica(self) -> Replica:
-        return self.node.driver.replica
+    def node_id(self) -> str:
+        return self._cfg.id
+
+    @property
+    def _view(self) -> ReplicaView:
+        return self.replicated.view
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -80,21 +98,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _on_core(self, action: Callable[[Replica], T]) -> T:
-        """Run ``action`` inside the core loop (between Readies); its result or error."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-
-        def run(replica: Replica) -> None:
-            try:
-                future.set_result(action(replica))
-            except Exception as exc:  # handed to the caller, which maps it to a status
-                future.set_exception(exc)
-
-        self.node.driver.control(run)
-        return await asyncio.wait_for(future, WRITE_TIMEOUT_S)
+    async def _on_core(self, control: Control[T]) -> T:
+        """Hand ``control`` to the core loop (between Readies); its result or error."""
+        return await asyncio.wait_for(self.replicated.request(control), WRITE_TIMEOUT_S)
 
     async def _propose(self, command: Command) -> int:
-        index, result = await asyncio.wait_for(self.node.driver.propose(command), WRITE_TIMEOUT_S)
+        index, result = await asyncio.wait_for(self.replicated.propose(command), WRITE_TIMEOUT_S)
         if not result.ok:
             raise Abort(CODE_TO_STATUS[result.code], result.message)
         return index
@@ -102,11 +111,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def _change(self, kind: ConfChangeType, node: str) -> int:
         """Propose a configuration change and wait until it is committed and applied."""
         change = ConfChange(type=kind, node=node)
-        term, index = await self._on_core(
-            lambda r: (r.raft.term, r.raft.propose_conf_change(change))
-        )
-        await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
-        if self._replica.raft.term_at(index) != term:
+        proposed = await self._on_core(ProposeConfChange(change=change))
+        term, index = proposed.term, proposed.index
+        await self.replicated.wait_applied(index, WRITE_TIMEOUT_S)
+        if self._view.term_at(index) != term:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "leadership changed meanwhile; retry")
         return index
 
@@ -114,13 +122,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[T]]
     ) -> T | None:
         """``None`` when this node leads; otherwise the leader's answer."""
-        raft = self._replica.raft
+        raft = self._view
         if raft.role is Role.LEADER:
             return None
         leader = raft.leader
-        address = self.node.address_of(leader) if leader else None
+        address = self.directory.address_of(leader) if leader else None
         if address is None:
-            raise Abort(grpc.StatusCode.UNAVAILABLE, self.node.service.no_quorum_message())
+            raise Abort(grpc.StatusCode.UNAVAILABLE, self.health.no_quorum_message())
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(
@@ -145,7 +153,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 or f"address and peer address must be host:port (got "
                 f"{request.address!r}, {peer!r})",
             )
-        state, conf = self._replica.state, self._replica.raft.conf
+        view = self._view
+        state, conf = view.state, view.conf
         if node in state.retired:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -176,13 +185,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         if forwarded is not None:
             return forwarded
-        raft = self._replica.raft
+        raft = self._view
         if node in raft.conf.voters:
             raise Abort(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already a voter")
         if node not in raft.conf.learners:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{node} is not a learner")
-        progress = raft.progress(node)
-        match = progress.match if progress is not None else 0
+        match = raft.progress_match(node) or 0
         if match < raft.commit_index:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -204,8 +212,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         if forwarded is not None:
             return forwarded
-        replica = self._replica
-        raft, state = replica.raft, replica.state
+        raft = self._view
+        state = raft.state
         if node not in raft.conf.members():
             if node in state.retired:
                 return apb.MemberRemoveResponse()  # removed already
@@ -217,10 +225,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         moved = state.held_count(node)
         if node not in state.retired:
             await self._propose(MemberRetire(node=node))
-        timing = self.node.cfg.timing
+        timing = self._cfg.timing
         wait_s = timing.handoff_deadline + timing.effective_down_after() + 2 * timing.lease
-        emptied = await self.node.driver.wait_for(lambda: state.held_count(node) == 0, wait_s)
-        record = state.members.get(node)
+        emptied = await self.replicated.wait_for(
+            lambda: self._view.state.held_count(node) == 0, wait_s
+        )
+        record = self._view.state.members.get(node)
         handed_off = emptied and (record is None or record.up)
         index = await self._change(ConfChangeType.REMOVE, node)
         log.info(
@@ -232,15 +242,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return apb.MemberRemoveResponse(index=index, names_moved=moved, handed_off=handed_off)
 
     def _check_quorum_after(self, node: str, *, force: bool) -> None:
-        remaining = sorted(self._replica.raft.conf.voters - {node})
+        remaining = sorted(self._view.conf.voters - {node})
         if not remaining:
             raise _refuse(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 LAST_VOTER,
                 f"cannot remove {node}: it is the last voter",
             )
-        within = 2 * self.node.cfg.timing.election_timeout
-        live = self.node.transport.reachable(remaining, within)
+        within = 2 * self._cfg.timing.election_timeout
+        live = self._reach.reachable(remaining, within)
         need = len(remaining) // 2 + 1
         if len(live) < need and not force:
             raise _refuse(
@@ -255,34 +265,34 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: apb.MemberRemoveRequest
     ) -> apb.MemberRemoveResponse:
         """The leader removes itself: hand leadership to a reachable voter, then ask it."""
-        raft = self._replica.raft
-        others = [n for n in sorted(raft.conf.voters) if n != raft.id]
-        within = 2 * self.node.cfg.timing.election_timeout
-        live = self.node.transport.reachable(others, within)
+        me = self._cfg.id
+        others = [n for n in sorted(self._view.conf.voters) if n != me]
+        within = 2 * self._cfg.timing.election_timeout
+        live = self._reach.reachable(others, within)
         if not live:
             raise Abort(grpc.StatusCode.UNAVAILABLE, "no reachable voter to hand leadership to")
         target = live[0]
-        await self._on_core(lambda r: r.raft.transfer_leadership(target))
-        deadline = 4 * self.node.cfg.timing.election_timeout
-        await self.node.driver.wait_for(lambda: raft.leader not in ("", raft.id), deadline)
+        await self._on_core(TransferLeadership(target=target))
+        deadline = 4 * self._cfg.timing.election_timeout
+        await self.replicated.wait_for(lambda: self._view.leader not in ("", me), deadline)
         forwarded: apb.MemberRemoveResponse | None = await self._leader_or_forward(
             lambda stub: stub.MemberRemove(request)
         )
         if forwarded is None:
-            raise NotLeader(raft.leader)
+            raise NotLeader(self._view.leader)
         return forwarded
 
     @_rpc
     async def MemberList(
         self, request: apb.MemberListRequest, context: Any
     ) -> apb.MemberListResponse:
-        replica = self._replica
-        raft, state = replica.raft, replica.state
+        raft = self._view
+        state = raft.state
         conf = raft.conf
         members = []
         for node in sorted(conf.members() | state.members.keys() | state.retired):
             record = state.members.get(node)
-            progress = raft.progress(node)
+            progress = raft.progress_match(node)
             if node in conf.voters:
                 role = "voter"
             elif node in conf.learners:
@@ -295,12 +305,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 apb.MemberInfo(
                     id=node,
                     role=role,
-                    address=self.node.address_of(node) or "",
-                    peer_address=self.node.peer_address_of(node) or "",
+                    address=self.directory.address_of(node) or "",
+                    peer_address=self.directory.peer_address_of(node) or "",
                     up=bool(record and record.up),
-                    match=raft.last_index
-                    if node == raft.id
-                    else (progress.match if progress is not None else 0),
+                    match=raft.last_index if node == raft.id else (progress or 0),
                     activations=state.held_count(node),
                 )
             )
@@ -321,7 +329,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 yield chunk
         except Abort as exc:
             refusal = exc.refusal
-            await context.abort(refusal.code, refusal.message, refusal.trailers(self.node.cfg.id))
+            await context.abort(refusal.code, refusal.message, refusal.trailers(self._cfg.id))
         except grpc.aio.AioRpcError as exc:
             await context.abort(exc.code(), exc.details() or "")
         except (NotLeader, TimeoutError) as exc:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from registry.core.controls import CaptureState
 from registry.core.errors import ConfigError
 from registry.core.messages import ConfState, HardState, Ready, Snapshot, SnapshotMeta
 from registry.core.state import RegistryState
@@ -105,28 +106,23 @@ class SnapshotFile:
 
 async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[apb.SnapshotChunk]:
     """Rule 1 on the leader (a follower relays the leader's stream)."""
-    node = admin.node
-    driver = node.driver
-    if driver.replica.raft.leader != node.cfg.id:
+    driver = admin.replicated
+    if driver.view.leader != admin.node_id:
         async for chunk in _relay(admin):
             yield chunk
         return
     index = await asyncio.wait_for(driver.read_index(), SAVE_TIMEOUT_S)
     await driver.wait_applied(index, SAVE_TIMEOUT_S)
 
-    def capture(replica: Any) -> SnapshotFile:
-        raft, state = replica.raft, replica.state
-        body = state.snapshot()
-        return SnapshotFile(
-            index=raft.applied_index,
-            term=raft.term_at(raft.applied_index) or 0,
-            cluster_id=node.cluster_id,
-            names=len(state.names),
-            sha256=hashlib.sha256(body).hexdigest(),
-            body=body,
-        )
-
-    data = (await admin._on_core(capture)).encode()
+    captured = await admin._on_core(CaptureState())
+    data = SnapshotFile(
+        index=captured.index,
+        term=captured.term,
+        cluster_id=admin.cluster_id,
+        names=captured.names,
+        sha256=hashlib.sha256(captured.data).hexdigest(),
+        body=captured.data,
+    ).encode()
     snap = SnapshotFile.decode(data, "the snapshot just taken")
     for start in range(0, len(data), CHUNK_BYTES):
         last = start + CHUNK_BYTES >= len(data)
@@ -140,12 +136,12 @@ async def stream_snapshot(admin: AdminService, context: Any) -> AsyncIterator[ap
 
 
 async def _relay(admin: AdminService) -> AsyncIterator[apb.SnapshotChunk]:
-    raft = admin.node.driver.replica.raft
-    address = admin.node.address_of(raft.leader) if raft.leader else None
+    leader = admin.replicated.view.leader
+    address = admin.directory.address_of(leader) if leader else None
     if address is None:
         from registry.node.status import Abort
 
-        raise Abort(grpc.StatusCode.UNAVAILABLE, admin.node.service.no_quorum_message())
+        raise Abort(grpc.StatusCode.UNAVAILABLE, admin.health.no_quorum_message())
     from registry.node.transport import CHANNEL_OPTIONS
 
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:

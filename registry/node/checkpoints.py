@@ -38,12 +38,13 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter
 
 from registry.core.commands import Checkpoint, Quit, Remind
+from registry.core.controls import ProposeDurable
 from registry.core.durable import StoredReminder
 from registry.core.state import StartReason
 from registry.v1 import host_pb2 as pb
 
 if TYPE_CHECKING:
-    from registry.core.state import RegistryState
+    from registry.core.view import RegistryReader
     from registry.node.driver import Driver
     from registry.node.hosts.process import HostProcess
 
@@ -185,7 +186,7 @@ class CheckpointDesk:
         deadline = time.monotonic() + COMMIT_TIMEOUT_S
         try:
             while (wait := min(RESEND_S, deadline - time.monotonic())) > 0:
-                self._driver.control(lambda replica: replica.propose_checkpoint(command))
+                self._driver.submit(ProposeDurable(command=command))
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(future), wait)
         finally:
@@ -200,7 +201,7 @@ class CheckpointDesk:
                 future.set_result(outcome)
 
     def _outcome(self, command: Durable) -> Outcome | None:
-        state = self._driver.replica.state
+        state = self._driver.view.state
         record = state.registered(command.name)
         if isinstance(command, Quit) and record is None:
             return 0  # unregistered (by this Quit, or anyway)
@@ -214,15 +215,15 @@ class CheckpointDesk:
         if isinstance(command, Quit):
             return None
         if isinstance(command, Remind):
-            return _reminder_outcome(command, state.reminders.of(command.name), state)
-        kept = state.checkpoints.get(command.name)
+            return _reminder_outcome(command, state.reminders_of(command.name), state)
+        kept = state.checkpoint_of(command.name)
         if kept is not None and kept.token == command.token and kept.seq >= command.seq:
             return kept.index
         return None
 
 
 def _reminder_outcome(
-    command: Remind, kept: tuple[StoredReminder, ...], state: RegistryState
+    command: Remind, kept: tuple[StoredReminder, ...], state: RegistryReader
 ) -> Outcome | None:
     """Whether this replica has applied ``command`` (the name is current: checked)."""
     mine = next((r for r in kept if r.reminder == command.reminder), None)

@@ -266,6 +266,12 @@ class NodeConfig:
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """Worker host processes that run this node's activations (names are spread over
     them by a hash of the name). Default: the number of CPUs, at least 1."""
+    call_ports: bool = True
+    """Worker hosts serve ``Call`` and ``Cast`` on ports of their own (on ``listen``'s
+    host, each chosen by the OS; same TLS, auth and limits as ``listen``), advertised to
+    clients as ``Location.call_address``, so a call skips the hop through this process.
+    Turn off where clients can reach only ``listen`` (NAT, published container ports):
+    calls then all go through the node. Default on."""
 
     @property
     def address(self) -> str:

@@ -28,15 +28,13 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 import grpc
 
-from registry.core.messages import Role
+from registry.core.controls import TransferLeadership
+from registry.node.config import NodeConfig
+from registry.node.seams import Replicated
 from registry.node.status import Abort
-
-if TYPE_CHECKING:
-    from registry.node.server import Node
 
 __all__ = ["CHECK_INTERVAL_S", "NOSPACE", "SHED_RETRY_S", "DiskAlarm"]
 
@@ -51,10 +49,11 @@ _MIB = 1 << 20
 
 
 class DiskAlarm:
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        self._dir = node.cfg.data_dir
-        self._reserve = node.cfg.storage_reserve_bytes
+    def __init__(self, cfg: NodeConfig, replicated: Replicated) -> None:
+        self._id = cfg.id
+        self._replicated = replicated
+        self._dir = cfg.data_dir
+        self._reserve = cfg.storage_reserve_bytes
         self.free_bytes = -1
         """Free bytes at the last check (-1: not checked yet, or statvfs failed)."""
         self._since: float | None = None
@@ -68,7 +67,7 @@ class DiskAlarm:
 
     def message(self) -> str:
         return (
-            f"disk full on {self._node.cfg.id} ({self._dir}: "
+            f"disk full on {self._id} ({self._dir}: "
             f"{self.free_bytes / _MIB:.1f} MiB free, reserve {self._reserve / _MIB:.1f} MiB): "
             "writes refused until space is freed"
         )
@@ -91,7 +90,7 @@ class DiskAlarm:
             self._since = None
             log.warning(
                 "storage alarm cleared on %s: %.1f MiB free, writes accepted again",
-                self._node.cfg.id,
+                self._id,
                 self.free_bytes / _MIB,
             )
         return low
@@ -135,14 +134,14 @@ class DiskAlarm:
                 self._shed_leadership()
 
     def _shed_leadership(self) -> None:
-        node = self._node
-        if node.driver.replica.raft.role is not Role.LEADER:
+        view = self._replicated.view
+        if not view.is_leader:
             return
         if time.monotonic() - self._shed_at < SHED_RETRY_S:
             return  # a transfer asked for is still under way
-        target = node._transfer_target()
+        target = view.transfer_target()
         if not target:
             return  # no other voter is up: stay, and refuse client writes
         self._shed_at = time.monotonic()
         log.warning("storage alarm: handing leadership to %s", target)
-        node.driver.control(lambda replica: replica.raft.transfer_leadership(target))
+        self._replicated.submit(TransferLeadership(target=target))

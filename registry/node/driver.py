@@ -30,18 +30,22 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from registry.core.commands import Command
+from registry.core.controls import Control
 from registry.core.errors import NotLeader, RegistryError
 from registry.core.messages import Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
+from registry.core.view import ReplicaView
 from registry.node.config import NodeConfig
 from registry.node.fail_stop import StorageIOFailed, classify, fail_stop
 from registry.node.faults import CoreFault
 from registry.node.storage import FileStorage, Loaded
 
 log = logging.getLogger("registry.node")
+R = TypeVar("R")
 
 LISTENING_CATCH_UP_S = 0.1
 """Of the ticks a late loop iteration catches up, those within this much time (at least
@@ -85,13 +89,21 @@ class _Handoff:
 
 
 @dataclass(slots=True)
+class _Stopped:
+    name: str
+    token: int
+
+
+@dataclass(slots=True)
 class _Control:
-    """Run ``action`` on the replica inside the core loop (drain, transfer leadership)."""
+    """An operator input (``registry.core.controls``) for the core loop; its result or
+    error goes to ``future`` (none: a failure is only logged)."""
 
-    action: Callable[[Replica], None]
+    control: Control[Any]
+    future: asyncio.Future[Any] | None = None
 
 
-_Input = PeerMessage | _Propose | _Read | _Handoff | _Control
+_Input = PeerMessage | _Propose | _Read | _Handoff | _Stopped | _Control
 
 
 @dataclass(slots=True)
@@ -160,6 +172,8 @@ class Driver:
         self._turned = time.monotonic()
         """When the core loop last went round (``alive``)."""
         self._core_fault = CoreFault.from_env()
+        self._view: ReplicaView | None = None
+        """Built on demand, dropped on every input, tick and Ready (``view``)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -177,6 +191,17 @@ class Driver:
             if not waiter.future.done():
                 waiter.future.set_exception(ProposalLost("the node is shutting down"))
         self._waiters.clear()
+
+    # -- the read surface --------------------------------------------------------------
+
+    @property
+    def view(self) -> ReplicaView:
+        """The replica as the shell may read it (``registry.core.view``), current as of
+        the last input, tick or Ready; built lazily, so reads between changes share one."""
+        view = self._view
+        if view is None:
+            view = self._view = self.replica.view()
+        return view
 
     # -- inputs (any task) -------------------------------------------------------------
 
@@ -203,10 +228,17 @@ class Driver:
 
     def stopped(self, name: str, token: int) -> None:
         """The activation ``(name, token)`` has really ended (``Replica.stopped``)."""
-        self._inputs.put_nowait(_Control(action=lambda replica: replica.stopped(name, token)))
+        self._inputs.put_nowait(_Stopped(name=name, token=token))
 
-    def control(self, action: Callable[[Replica], None]) -> None:
-        self._inputs.put_nowait(_Control(action=action))
+    def submit(self, control: Control[Any]) -> None:
+        """Hand ``control`` to the core; a refusal (say, ``NotLeader``) is logged."""
+        self._inputs.put_nowait(_Control(control=control))
+
+    async def request(self, control: Control[R]) -> R:
+        """Hand ``control`` to the core and wait for its result (or its error)."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._inputs.put_nowait(_Control(control=control, future=future))
+        return await future
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``condition()`` holds after some Ready, or ``timeout`` seconds."""
@@ -268,6 +300,7 @@ class Driver:
                     # stalled: it was not listening, so those ticks must not count as
                     # silence from the others (or a busy node starts needless elections).
                     self.replica.tick(deaf=i >= self._listening_catch_up)
+                self._view = None
                 # A lone node acks its own heartbeats inside tick() without producing a
                 # Ready, so the lease deadline must follow the agent here, not only in
                 # _process (else a one-node cluster lost its lease after one lease).
@@ -280,6 +313,7 @@ class Driver:
             raise
 
     def _feed(self, item: _Input) -> None:
+        self._view = None
         replica = self.replica
         if isinstance(item, _Propose):
             try:
@@ -314,10 +348,9 @@ class Driver:
                 return
             self._reads[self._read_seq] = item
         elif isinstance(item, _Control):
-            try:
-                item.action(replica)
-            except RegistryError as exc:
-                log.warning("control action failed: %s", exc)
+            self._control(item)
+        elif isinstance(item, _Stopped):
+            replica.stopped(item.name, item.token)
         elif isinstance(item, _Handoff):
             if item.ignored:
                 replica.handoff_ignored(item.name, item.token)
@@ -326,10 +359,24 @@ class Driver:
         else:
             replica.step(item)
 
+    def _control(self, item: _Control) -> None:
+        future = item.future
+        try:
+            result = self.replica.control(item.control)
+        except RegistryError as exc:
+            if future is None:
+                log.warning("%s failed: %s", type(item.control).__name__, exc)
+            elif not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
     async def _process(self) -> None:
         replica = self.replica
         while replica.has_ready():
             ready = replica.ready()
+            self._view = None
             if ready.incarnation is not None:
                 self.incarnation = ready.incarnation
             try:
@@ -356,6 +403,7 @@ class Driver:
             for listener in self.listeners.on_applied:
                 listener(ready)
             replica.advance(ready)
+            self._view = None
             self._wake_applied()
 
     def _wake_applied(self) -> None:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from registry.core.replica import BeginHandoff, Replica, ReplicaReady, Start, Stop, StopReason
+from registry.core.replica import BeginHandoff, ReplicaReady, Start, Stop, StopReason
+from registry.core.view import ReplicaView
 
 DEFAULT_CAPACITY = 200
 """Events kept; the oldest is dropped first."""
@@ -45,14 +46,14 @@ _MemberState = tuple[bool, int, bool]
 class EventLog:
     def __init__(
         self,
-        replica: Replica,
+        view: Callable[[], ReplicaView],
         *,
         capacity: int = DEFAULT_CAPACITY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1 (got {capacity})")
-        self._replica = replica
+        self._replica_view = view
         self._clock = clock
         self._events: deque[Event] = deque(maxlen=capacity)
         self._seq = 0
@@ -77,11 +78,12 @@ class EventLog:
 
     def on_ready(self, ready: ReplicaReady) -> None:
         self._effects(ready)
-        self._leadership()
-        epoch = self._replica.state.epoch
+        view = self._replica_view()
+        self._leadership(view)
+        epoch = view.state.epoch
         if epoch != self._epoch:
             self._epoch = epoch
-            self._view()
+            self._membership(view)
 
     def _effects(self, ready: ReplicaReady) -> None:
         fenced = 0
@@ -120,8 +122,7 @@ class EventLog:
                 parts.append(f"new incarnation {ready.incarnation}")
             self.record("fence", detail=", ".join(parts))
 
-    def _leadership(self) -> None:
-        raft = self._replica.raft
+    def _leadership(self, raft: ReplicaView) -> None:
         seen = (raft.leader, raft.term)
         if seen == self._leader:
             return
@@ -134,11 +135,8 @@ class EventLog:
             detail = f"no leader, term {term} (this node: {role})"
         self.record("leader", name=leader, detail=detail)
 
-    def _view(self) -> None:
-        now = {
-            node: (m.up, m.incarnation, m.draining)
-            for node, m in self._replica.state.members.items()
-        }
+    def _membership(self, view: ReplicaView) -> None:
+        now = {node: (m.up, m.incarnation, m.draining) for node, m in view.state.members.items()}
         before = self._members
         self._members = now
         for node in sorted(now):

@@ -66,7 +66,7 @@ class ConcurrencyLimits(grpc.aio.ServerInterceptor):
             )
         return None
 
-    async def _admit(self, watch: bool, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    async def admit(self, watch: bool, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         client = self.identity_of(context)
         refusal = self._refusal(watch, client)
         if refusal is not None:
@@ -84,7 +84,7 @@ class ConcurrencyLimits(grpc.aio.ServerInterceptor):
         self.per_client[client] += 1
         return client
 
-    def _release(self, watch: bool, client: str) -> None:
+    def release(self, watch: bool, client: str) -> None:
         if watch:
             self.watches -= 1
         else:
@@ -110,20 +110,20 @@ class ConcurrencyLimits(grpc.aio.ServerInterceptor):
             async def unary_unary(
                 request: object, context: grpc.aio.ServicerContext[Any, Any]
             ) -> Any:
-                client = await self._admit(watch, context)
+                client = await self.admit(watch, context)
                 try:
                     return await unary(request, context)
                 finally:
-                    self._release(watch, client)
+                    self.release(watch, client)
 
             return handler._replace(unary_unary=unary_unary)  # type: ignore[no-any-return]
         if handler.unary_stream is not None:
 
             async def admit(context: Any) -> object:
-                return await self._admit(watch, context)
+                return await self.admit(watch, context)
 
             def release(client: object) -> None:
-                self._release(watch, str(client))
+                self.release(watch, str(client))
 
             wrapped = around_stream(handler.unary_stream, admit, release)
             return handler._replace(unary_stream=wrapped)  # type: ignore[no-any-return]

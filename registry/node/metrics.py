@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -27,9 +27,7 @@ from prometheus_client.registry import Collector
 from registry.core.messages import Role
 from registry.core.replica import BeginHandoff, ReplicaReady, Start, Stop, StopReason
 from registry.core.state import StartReason
-
-if TYPE_CHECKING:
-    from registry.node.server import Node
+from registry.node.seams import DiskStatus, Replicated, WorkerStatus
 
 __all__ = ["MAX_PENDING_HANDOFFS", "NodeMetrics"]
 
@@ -83,8 +81,8 @@ HOST_RESTARTS = (
 class NodeMetrics(Collector):
     """Every metric of one node, on the node's own ``CollectorRegistry`` (``registry``)."""
 
-    def __init__(self, node: Node, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.node = node
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sources: _Sources | None = None
         self._clock = clock
         self._handoffs_pending: dict[tuple[str, int], float] = {}
         # No *_created series: they double the series count, and Prometheus detects
@@ -157,6 +155,10 @@ class NodeMetrics(Collector):
             registry=self.registry,
         )
 
+    def read_from(self, replicated: Replicated, runtime: WorkerStatus, disk: DiskStatus) -> None:
+        """Where the gauges are read when scraped (until then, only counters exist)."""
+        self._sources = _Sources(replicated=replicated, runtime=runtime, disk=disk)
+
     # -- event hooks -------------------------------------------------------------------
 
     def on_ready(self, ready: ReplicaReady) -> None:
@@ -206,42 +208,53 @@ class NodeMetrics(Collector):
         yield CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
 
     def collect(self) -> Iterator[Metric]:
-        values = self._gauge_values()
+        sources = self._sources
+        if sources is None:
+            return
+        values = _gauge_values(sources)
         for name, doc in GAUGES.items():
             yield GaugeMetricFamily(name, doc, value=values[name])
         members = GaugeMetricFamily(*MEMBERS, labels=["state"])
         counts = {state: 0 for state in MEMBER_STATES}
-        for member in self.node.driver.replica.state.members.values():
+        for member in sources.replicated.view.state.members.values():
             counts["down" if not member.up else "draining" if member.draining else "up"] += 1
         for state in MEMBER_STATES:
             members.add_metric([state], counts[state])
         yield members
         alarm = GaugeMetricFamily(*STORAGE_ALARM, labels=["kind"])
-        alarm.add_metric(["nospace"], float(self.node.disk.active))
+        alarm.add_metric(["nospace"], float(sources.disk.active))
         yield alarm
-        yield GaugeMetricFamily(*STORAGE_FREE, value=self.node.disk.free_bytes)
+        yield GaugeMetricFamily(*STORAGE_FREE, value=sources.disk.free_bytes)
         activations = GaugeMetricFamily(*HOST_ACTIVATIONS, labels=["host"])
         restarts = CounterMetricFamily(*HOST_RESTARTS, labels=["host"])
-        for host in self.node.runtime.hosts():
+        for host in sources.runtime.hosts():
             activations.add_metric([str(host["id"])], host["activations"])
             restarts.add_metric([str(host["id"])], host["restarts"])
         yield activations
         yield restarts
 
-    def _gauge_values(self) -> dict[str, float]:
-        driver = self.node.driver
-        replica = driver.replica
-        raft, state = replica.raft, replica.state
-        return {
-            "registry_raft_term": raft.term,
-            "registry_raft_commit_index": raft.commit_index,
-            "registry_raft_applied_index": raft.applied_index,
-            "registry_raft_is_leader": float(raft.role is Role.LEADER),
-            "registry_quorum": float(driver.lease_holds()),
-            "registry_lease_remaining_seconds": driver.lease_remaining_s(),
-            # An unregistered name whose holder has not confirmed the stop is gone for
-            # clients (as in the Cluster RPC's count).
-            "registry_names": sum(1 for r in state.names.values() if not r.unregistering),
-            "registry_names_waiting": len(state.waiting()),
-            "registry_activations": len(self.node.runtime.running()),
-        }
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Sources:
+    replicated: Replicated
+    runtime: WorkerStatus
+    disk: DiskStatus
+
+
+def _gauge_values(sources: _Sources) -> dict[str, float]:
+    driver = sources.replicated
+    raft = driver.view
+    state = raft.state
+    return {
+        "registry_raft_term": raft.term,
+        "registry_raft_commit_index": raft.commit_index,
+        "registry_raft_applied_index": raft.applied_index,
+        "registry_raft_is_leader": float(raft.role is Role.LEADER),
+        "registry_quorum": float(driver.lease_holds()),
+        "registry_lease_remaining_seconds": driver.lease_remaining_s(),
+        # An unregistered name whose holder has not confirmed the stop is gone for
+        # clients (as in the Cluster RPC's count).
+        "registry_names": sum(1 for r in state.names.values() if not r.unregistering),
+        "registry_names_waiting": len(state.waiting()),
+        "registry_activations": len(sources.runtime.running()),
+    }

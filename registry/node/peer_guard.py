@@ -58,6 +58,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 
 from registry.core.commands import (
@@ -71,8 +72,9 @@ from registry.core.commands import (
 )
 from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, EntryType, Message, MessageType, NodeId
-from registry.core.replica import Forward, PeerMessage, Replica
+from registry.core.replica import Forward, PeerMessage
 from registry.core.state import RegistryState
+from registry.core.view import ReplicaView
 
 log = logging.getLogger("registry.peers")
 
@@ -127,12 +129,12 @@ class PeerView:
     """The committed membership (ids → records; only the keys are read)."""
     holder_of: Callable[[str], NodeId | None]
     """Who holds a name now (``None``: not registered or not placed)."""
-    retired: frozenset[NodeId] | set[NodeId] = frozenset()
+    retired: AbstractSet[NodeId] = frozenset()
     """Members an operator removed (committed ``MemberRetire``)."""
 
 
-def view_of(replica: Replica, configured: frozenset[NodeId]) -> PeerView:
-    raft, state = replica.raft, replica.state
+def view_of(raft: ReplicaView, configured: frozenset[NodeId]) -> PeerView:
+    state = raft.state
 
     def holder_of(name: str) -> NodeId | None:
         record = state.names.get(name)

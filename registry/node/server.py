@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -31,39 +30,38 @@ from typing import Any
 
 import grpc.aio
 
-from registry.core.messages import Role
+from registry.core.controls import Drain, TransferLeadership
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
 from registry.node.admin import AdminService
 from registry.node.auth.gate import AuthGate, Tokens, identity
 from registry.node.checkpoints import CheckpointDesk
 from registry.node.client_tls import ClientTls
-from registry.node.config import NodeConfig, derive_peer_address
+from registry.node.config import NodeConfig
+from registry.node.directory import Directory
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
-from registry.node.gc_pauses import GcPauses
+from registry.node.gc_pauses import GcPauses, tune_gc
 from registry.node.grpc_services import StandardServices
-from registry.node.hosts import HostSupervisor
+from registry.node.hosts import HostSupervisor, call_port
 from registry.node.http import HttpServer, Routes
 from registry.node.limits import ConcurrencyLimits
 from registry.node.metrics import NodeMetrics
 from registry.node.peer_guard import view_of
 from registry.node.peer_tls import PeerTls
+from registry.node.report import StatusReport
 from registry.node.rpc_metrics import RpcMetrics
 from registry.node.service import RegistryService
 from registry.node.status import MalformedRequests
-from registry.node.status_page import NamesQuery, names_page
 from registry.node.storage import FileStorage
 from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
 from registry.tracing import ServerTracing, node_tracer_provider
-from registry.v1 import admin_pb2_grpc, registry_pb2, registry_pb2_grpc
+from registry.v1 import admin_pb2_grpc, registry_pb2_grpc
 
 log = logging.getLogger("registry.node")
-STATUS_EVENTS = 50
-"""Recent events included in ``/status`` (``/status/events`` has all that are kept)."""
 
 
 class Node:
@@ -85,13 +83,22 @@ class Node:
             log.warning("%s: %s", cfg.data_dir, loaded.repaired)
         self.cluster_id = cluster_id.resolve(cfg.data_dir, cfg.cluster_id, cfg.peers)
         configured = frozenset(cfg.peers)
+        self.metrics = NodeMetrics()
+        self.directory = Directory(
+            lambda: self.driver.view.state,
+            lease_holds=lambda: self.driver.lease_holds(),
+            peers=cfg.peers,
+            configured_peer_address=cfg.peer_address,
+            me=cfg.id,
+            call_address=lambda name: self.runtime.call_address(name),
+        )
         self.transport = PeerTransport(
             cfg.id,
-            self.peer_address_of,
+            self.directory.peer_address_of,
             self._deliver,
             cluster_id=self.cluster_id,
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
-            view=lambda: view_of(self.driver.replica, configured),
+            view=lambda: view_of(self.driver.view, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
         )
         timing = cfg.timing
@@ -99,7 +106,7 @@ class Node:
             node=cfg.id,
             workers=cfg.workers,
             worker_modules=cfg.worker_modules,
-            reports=self,
+            reports=_Reports(self.metrics, lambda: self.driver),
             lease_deadline=self._lease_deadline,
             fence_grace=timing.fence_grace,
             handoff_deadline=timing.handoff_deadline,
@@ -107,6 +114,7 @@ class Node:
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             mailbox_limit=cfg.mailbox_limit,
             mailbox_bytes=cfg.mailbox_bytes,
+            calls=call_port(cfg) if cfg.call_ports else None,
         )
         kinds = await self.runtime.start()
         self.driver = Driver(
@@ -117,8 +125,8 @@ class Node:
             send=self.transport.send,
             effects=self._on_ready,
         )
-        self.driver.replica.state.track_changes = True
-        self.metrics = NodeMetrics(self)
+        self.disk = DiskAlarm(cfg, self.driver)
+        self.metrics.read_from(self.driver, self.runtime, self.disk)
         self.checkpoints = CheckpointDesk(
             self.driver,
             max_state_bytes=cfg.max_state_bytes,
@@ -129,19 +137,37 @@ class Node:
         self.runtime.on_quit = self.checkpoints.quit
         self.runtime.on_remind = self.checkpoints.serve_remind
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
-        self.events = EventLog(self.driver.replica)
-        self.watches = WatchHub(self)
+        self.events = EventLog(lambda: self.driver.view)
+        self.watches = WatchHub(self.directory)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
         self.client_tls = ClientTls.load(cfg)
         tokens = Tokens(Path(cfg.token_file)) if cfg.auth != "off" else None
         self.auth = AuthGate(
             cfg.auth,
             tokens,
-            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.replica.state.members,
+            is_peer=lambda cn: cn in cfg.peers or cn in self.driver.view.state.members,
+        )
+        self.report = StatusReport(
+            cfg,
+            self.driver,
+            self.directory,
+            reach=self.transport,
+            runtime=self.runtime,
+            events=self.events,
+            disk=self.disk,
         )
         self.tracer_provider = node_tracer_provider(cfg.tracing, "quorum-registry", cfg.id)
-        self.service = RegistryService(self)
-        self.disk = DiskAlarm(self)
+        self.service = RegistryService(
+            cfg,
+            self.driver,
+            self.directory,
+            health=self.report,
+            workers=self.runtime,
+            disk=self.disk,
+            watches=self.watches,
+            client_tls=self.client_tls,
+            tracer_provider=self.tracer_provider,
+        )
         tracing = [ServerTracing(cfg.id, self.tracer_provider)] if self.tracer_provider else []
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
@@ -159,9 +185,16 @@ class Node:
             ],
         )
         registry_pb2_grpc.add_RegistryServicer_to_server(self.service, server)
-        self.admin = AdminService(self)
+        self.admin = AdminService(
+            cfg,
+            self.driver,
+            self.directory,
+            health=self.report,
+            reach=self.transport,
+            cluster_id=self.cluster_id,
+        )
         admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
-        self.standard = StandardServices(server, lambda: self._ready()[0])
+        self.standard = StandardServices(server, lambda: self.report.ready()[0])
         if self.client_tls is not None:
             port = server.add_secure_port(cfg.listen, self.client_tls.server_credentials())
         else:
@@ -171,7 +204,7 @@ class Node:
         await server.start()
         self._server = server
         await self._start_peer_server()
-        _tune_gc()
+        tune_gc()
         self._gc_pauses.install()
         self.driver.start()
         self.disk.start()
@@ -181,9 +214,9 @@ class Node:
                 Routes(
                     registry=self.metrics.registry,
                     healthy=lambda: self.driver.alive(cfg.healthz_stall_s),
-                    ready=self._ready,
-                    status=self.status,
-                    names=self.names,
+                    ready=self.report.ready,
+                    status=self.report.status,
+                    names=self.report.names,
                     reader=self.auth.reader if self.auth.tokens is not None else None,
                     events=self.events.recent,
                 )
@@ -219,42 +252,28 @@ class Node:
         and hand leadership over, so a rolling restart loses nothing."""
         driver = self.driver
         me = self.cfg.id
-        driver.control(lambda replica: replica.drain())
+        driver.submit(Drain())
 
         def done() -> bool:
-            replica = driver.replica
-            if replica.drained():
+            view = driver.view
+            if view.drained():
                 return True
-            others = [m for m in replica.state.up_members() if m.node != me and not m.draining]
+            others = [m for m in view.state.up_members() if m.node != me and not m.draining]
             return not others  # nobody could take the names: stop anyway
 
         if not await driver.wait_for(done, timeout):
             log.warning("drain: names still here after %.1f s; stopping anyway", timeout)
-        elif not driver.replica.drained():
+        elif not driver.view.drained():
             log.warning("drain: no other member can take this node's names")
-        raft = driver.replica.raft
-        if raft.role is Role.LEADER:
-            target = self._transfer_target()
+        if driver.view.is_leader:
+            target = driver.view.transfer_target()
             if target:
-                driver.control(lambda replica: replica.raft.transfer_leadership(target))
+                driver.submit(TransferLeadership(target=target))
                 moved = await driver.wait_for(
-                    lambda: driver.replica.raft.role is not Role.LEADER,
+                    lambda: not driver.view.is_leader,
                     4 * self.cfg.timing.election_timeout,
                 )
                 log.info("leadership %s to %s", "handed" if moved else "NOT handed", target)
-
-    def _transfer_target(self) -> str:
-        """The most caught-up other voter that is up (best placed to win at once)."""
-        replica = self.driver.replica
-        raft = replica.raft
-        up = {m.node for m in replica.state.up_members() if not m.draining}
-        best, best_match = "", -1
-        for node in sorted(raft.conf.voters - {self.cfg.id}):
-            progress = raft.progress(node)
-            match = progress.match if progress else 0
-            if node in up and match > best_match:
-                best, best_match = node, match
-        return best
 
     async def stop(self, *, graceful: bool = False) -> None:
         """Stop everything (after draining, if ``graceful``); safe to call twice."""
@@ -291,7 +310,7 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if self.auth.tokens is not None:
-            loop.add_signal_handler(signal.SIGHUP, self.auth.tokens.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._reload_tokens)
         await stop.wait()
         log.info("node %s stopping: handing off its workers first", self.cfg.id)
         stop.clear()
@@ -305,27 +324,12 @@ class Node:
             await self.stop(graceful=False)
         second.cancel()
 
+    def _reload_tokens(self) -> None:
+        assert self.auth.tokens is not None
+        if self.auth.tokens.reload():
+            self.runtime.reload_tokens()  # the hosts' call ports check tokens too
+
     # -- wiring ------------------------------------------------------------------------
-
-    def address_of(self, node: str) -> str | None:
-        if node in self.cfg.peers:
-            return self.cfg.peers[node]
-        member = self.driver.replica.state.members.get(node)
-        if member and member.address:
-            return member.address
-        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
-        return admitted[0] if admitted else None
-
-    def peer_address_of(self, node: str) -> str | None:
-        """A peer's peer port: configured, else its client address's port + 1000."""
-        configured = self.cfg.peer_address(node)
-        if configured is not None:
-            return configured
-        admitted = self.driver.replica.state.admitted.get(node)  # added by MemberAdd
-        if admitted:
-            return admitted[1]
-        member = self.driver.replica.state.members.get(node)
-        return derive_peer_address(member.address) if member and member.address else None
 
     def _deliver(self, msg: Any) -> None:
         self.driver.deliver(msg)
@@ -340,164 +344,29 @@ class Node:
         if ready.effects:
             self.runtime.apply(ready.effects)
 
-    # RuntimeReports
+
+class _Reports:
+    """The worker runtime's reports (``RuntimeReports``): timed, then handed to the core.
+    The hosts start before the driver exists, hence the late lookup."""
+
+    def __init__(self, metrics: NodeMetrics, driver: Callable[[], Driver]) -> None:
+        self._metrics = metrics
+        self._driver = driver
+
     def handoff_done(self, name: str, token: int, state: bytes | None) -> None:
-        self.metrics.handoff_finished(name, token)
-        self.driver.handoff_done(name, token, state)
+        self._metrics.handoff_finished(name, token)
+        self._driver().handoff_done(name, token, state)
 
     def handoff_ignored(self, name: str, token: int) -> None:
-        self.metrics.handoff_finished(name, token)
-        self.driver.handoff_ignored(name, token)
+        self._metrics.handoff_finished(name, token)
+        self._driver().handoff_ignored(name, token)
 
     def stopped(self, name: str, token: int) -> None:
-        self.driver.stopped(name, token)
-
-    # -- status ------------------------------------------------------------------------
-
-    def _ready(self) -> tuple[bool, str]:
-        if self.driver.lease_holds():
-            return True, "ready: holding a member lease"
-        return False, "not ready: " + self.service.no_quorum_message()
-
-    def cluster_status(self) -> registry_pb2.ClusterStatus:
-        replica = self.driver.replica
-        raft, state = replica.raft, replica.state
-        counts = {node: state.held_count(node) for node in state.members}
-        members = [
-            registry_pb2.MemberStatus(
-                id=m.node,
-                address=m.address,
-                roles=sorted(m.roles),
-                up=m.up,
-                voter=m.node in raft.conf.voters,
-                incarnation=m.incarnation,
-                activations=counts.get(m.node, 0),
-            )
-            for _, m in sorted(state.members.items())
-        ]
-        leader = raft.leader
-        return registry_pb2.ClusterStatus(
-            node=self.cfg.id,
-            leader=leader,
-            leader_address=(self.address_of(leader) or "") if leader else "",
-            term=raft.term,
-            quorum=self.driver.lease_holds(),
-            commit_index=raft.commit_index,
-            applied_index=raft.applied_index,
-            members=members,
-            names=sum(1 for r in state.names.values() if not r.unregistering),
-            lease_remaining_s=self.driver.lease_remaining_s(),
-        )
-
-    def status(self) -> dict[str, object]:
-        """The ``/status`` JSON. Keys of earlier versions stay (tests and tools read
-        them); ``events`` holds the newest ``STATUS_EVENTS`` events."""
-        status = self.cluster_status()
-        replica = self.driver.replica
-        raft, state = replica.raft, replica.state
-        voters = sorted(raft.conf.voters)
-        leases = self._member_leases()
-        return {
-            "node": status.node,
-            "role": raft.role.value,
-            "incarnation": self.driver.incarnation,
-            "leader": status.leader,
-            "leader_address": status.leader_address,
-            "term": status.term,
-            "quorum": status.quorum,
-            "voters": voters,
-            "quorum_size": len(voters) // 2 + 1,
-            "commit_index": status.commit_index,
-            "applied_index": status.applied_index,
-            "lease_remaining_s": round(status.lease_remaining_s, 3),
-            "names": status.names,
-            "names_waiting": len(state.waiting()),
-            "names_per_node": {m.id: m.activations for m in status.members},
-            "activations": sorted(self.runtime.running()),
-            "hosts": self.runtime.hosts(),
-            "is_leader": raft.role is Role.LEADER,
-            "members": [
-                {
-                    "id": m.id,
-                    "address": m.address,
-                    "roles": list(m.roles),
-                    "up": m.up,
-                    "draining": bool((r := state.members.get(m.id)) and r.draining),
-                    "voter": m.voter,
-                    "raft": _raft_part(m.id, status.leader, m.voter),
-                    "incarnation": m.incarnation,
-                    "activations": m.activations,
-                    "lease": leases.get(m.id, {"state": "unknown", "source": "none"}),
-                }
-                for m in status.members
-            ],
-            "events": self.events.recent(STATUS_EVENTS),
-            "alarms": self.disk.alarms(),
-        }
-
-    def _member_leases(self) -> dict[str, dict[str, object]]:
-        """Each member's lease as far as this node knows it: its own exactly; the others'
-        only on the leader, from when it last acknowledged their heartbeats (a lease runs
-        from the heartbeat's send, so ``lease − age`` is an upper bound); elsewhere
-        "unknown" — a follower has no way to tell."""
-        replica = self.driver.replica
-        timing = self.cfg.timing
-        leading = replica.raft.role is Role.LEADER
-        out: dict[str, dict[str, object]] = {}
-        for node, member in replica.state.members.items():
-            if node == self.cfg.id:
-                left = self.driver.lease_remaining_s()
-                out[node] = {
-                    "state": "held" if left > 0 else "none",
-                    "remaining_s": round(left, 3),
-                    "source": "self",
-                }
-            elif not member.up:
-                out[node] = {"state": "down", "source": "view"}
-            elif leading:
-                age = (replica.agent.ticks - replica.monitor.last_heard(node)) * timing.tick
-                left = max(0.0, timing.lease - age)
-                out[node] = {
-                    "state": "held" if left > 0 else "lapsed",
-                    "remaining_s": round(left, 3),
-                    "last_ack_s": round(age, 3),
-                    "source": "leader",
-                }
-            else:
-                out[node] = {"state": "unknown", "source": "none"}
-        return out
-
-    def names(
-        self, query: NamesQuery, readable: Callable[[str], bool] = lambda _name: True
-    ) -> dict[str, object]:
-        """``/status/names``: the registered names matching a search, with their owners
-        (only those ``readable`` by the token asking, with auth on)."""
-        return names_page(self.driver.replica.state, query, self.address_of, readable)
+        self._driver().stopped(name, token)
 
 
 def _tls_word(cfg: NodeConfig) -> str:
     return "mTLS" if cfg.peer_tls else "plaintext"
-
-
-def _raft_part(node: str, leader: str, voter: bool) -> str:
-    if node == leader:
-        return "leader"
-    return "voter" if voter else "learner"
-
-
-GC_THRESHOLDS = (50_000, 2, 10)
-"""CPython's default (700, 10, 10) runs a young collection every 700 allocations; a node
-holds a few objects per registered name, and with 100k names the resulting collections
-stalled the event loop long enough to cost heartbeats (a snapshot took 0.9 s instead of
-0.4 s). The middle value bounds a generation-1 pause: it scans the survivors of that many
-young collections, and with 20 a node holding 100k activations paused ~300 ms every
-1.5 s (registry_gc_pause_seconds) — elections and fences followed. The total work is the
-same either way (each survivor is scanned once in generation 1), only in shorter bits."""
-
-
-def _tune_gc() -> None:
-    gc.freeze()  # what start-up built lives as long as the process: never rescan it
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(cfg: NodeConfig) -> None:

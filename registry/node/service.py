@@ -10,7 +10,9 @@
   ``consistent=True`` does a ReadIndex round first.
 - Calls go to the holder: run here, or forwarded one hop (marked by ``registry-forwarded``
   request metadata); a forwarded call that finds the name elsewhere again answers
-  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner.
+  UNAVAILABLE, reason ``NOT_OWNER``, naming the owner. A call run here answers with
+  ``call_address``, the port of the worker host that runs the name (``hosts/calls.py``),
+  where the SDK sends the next one; locations of names held here carry it too.
 - Bad input is refused before anything is proposed, with the precise status.
 - Every refusal carries a machine-readable reason (``registry.node.status``).
 """
@@ -23,8 +25,8 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -41,25 +43,27 @@ from registry.core.commands import (
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.messages import Role
 from registry.core.state import MAX_REGISTER_BATCH, NameRecord, validate_identifier
+from registry.core.view import ReplicaView
 from registry.node.auth.gate import CALLER, PERMISSION, ForwardCaller
+from registry.node.client_tls import ClientTls
+from registry.node.config import NodeConfig
+from registry.node.directory import Directory
 from registry.node.restart_policy import restart_from_pb
+from registry.node.seams import ClusterHealth, DiskStatus, Replicated, WorkerCalls
 from registry.node.status import (
     ENTRY_TOO_LARGE,
     FANOUT_TOO_LARGE,
     PAYLOAD_TOO_LARGE,
     Abort,
+    Refusal,
     refusal_for,
     relayed,
 )
 from registry.node.transport import CHANNEL_OPTIONS
+from registry.node.watch import WatchHub
 from registry.tracing import ClientTracing
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
-from registry.wire.errors import decode as decode_details
-
-if TYPE_CHECKING:  # avoids an import cycle with node.server
-    from registry.core.replica import Replica
-    from registry.node.server import Node
 
 log = logging.getLogger("registry.service")
 T = TypeVar("T")
@@ -93,14 +97,20 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            refusal = refusal_for(exc)
-            if not isinstance(exc, Abort) and refusal.code is grpc.StatusCode.INTERNAL:
-                log.exception("%s failed", method.__name__)
-            trailers = refusal.trailers(self.node.cfg.id)
+            refusal = _refusal(exc, method.__name__)
+            trailers = refusal.trailers(self._cfg.id)
             await context.abort(refusal.code, refusal.message, trailers)
             raise AssertionError("unreachable") from exc
 
     return wrapper
+
+
+def _refusal(exc: Exception, what: str) -> Refusal:
+    """The one mapping from an error to a status; unexpected errors are logged."""
+    refusal = refusal_for(exc)
+    if not isinstance(exc, Abort) and refusal.code is grpc.StatusCode.INTERNAL:
+        log.exception("%s failed", what)
+    return refusal
 
 
 def _check(what: str, value: str) -> None:
@@ -142,16 +152,45 @@ def _entry_bounds(command: Command) -> tuple[int, int]:
     return low, high
 
 
+def check_payload(payload: bytes, limit: int) -> None:
+    """``PAYLOAD_TOO_LARGE`` past ``max_payload_bytes`` (the node's port and the hosts')."""
+    if len(payload) > limit:
+        raise LimitExceeded(
+            PAYLOAD_TOO_LARGE,
+            f"payload of {len(payload)} bytes is over the {limit}-byte limit (max_payload_bytes)",
+        )
+
+
 class RegistryService(registry_pb2_grpc.RegistryServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        replicated: Replicated,
+        directory: Directory,
+        *,
+        health: ClusterHealth,
+        workers: WorkerCalls,
+        disk: DiskStatus,
+        watches: WatchHub,
+        client_tls: ClientTls | None,
+        tracer_provider: Any | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._tracer_provider = tracer_provider
+        self._replicated = replicated
+        self._directory = directory
+        self._health = health
+        self._workers = workers
+        self._disk = disk
+        self._watches = watches
+        self._client_tls = client_tls
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
     @property
-    def _replica(self) -> Replica:
-        return self.node.driver.replica
+    def _view(self) -> ReplicaView:
+        return self._replicated.view
 
     def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
         channel = self._channels.get(address)
@@ -159,10 +198,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # The peer options: a node that restarts is reachable again within a second
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
-            tls = self.node.client_tls
-            carry: list[Any] = [ForwardCaller(self.node.cfg.auth)]  # the caller goes along
-            if self.node.tracer_provider is not None:  # and the trace context (a child span)
-                carry.append(ClientTracing(self.node.tracer_provider))
+            tls = self._client_tls
+            carry: list[Any] = [ForwardCaller(self._cfg.auth)]  # the caller goes along
+            if self._tracer_provider is not None:  # and the trace context (a child span)
+                carry.append(ClientTracing(self._tracer_provider))
             if tls is None:
                 channel = grpc.aio.insecure_channel(
                     address, options=CHANNEL_OPTIONS, interceptors=carry
@@ -178,10 +217,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     def _node_at(self, address: str) -> str:
         """The node id behind a client address (the name its certificate carries)."""
-        for peer, peer_address in self.node.cfg.peers.items():
+        for peer, peer_address in self._cfg.peers.items():
             if peer_address == address:
                 return peer
-        for member_id, member in self._replica.state.members.items():
+        for member_id, member in self._view.state.members.items():
             if member.address == address:
                 return member_id
         return address.rpartition(":")[0]
@@ -191,31 +230,17 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             await channel.close()
         self._channels.clear()
 
-    def no_quorum_message(self) -> str:
-        """Why this node cannot serve a write or a current read: it sees no quorum, or
-        it does (peers heard lately, the dead leader possibly among them) and a leader
-        is being elected or has not yet granted it a lease."""
-        raft = self._replica.raft
-        voters = sorted(raft.conf.voters)
-        within = 2 * self.node.cfg.timing.election_timeout
-        seen = self.node.transport.reachable(voters, within)
-        if len(seen) <= len(voters) // 2:
-            return f"no quorum: {len(seen)} of {len(voters)} voters reachable ({', '.join(seen)})"
-        if not raft.leader:
-            return f"no leader yet: election in progress (term {raft.term})"
-        return f"no lease yet from leader {raft.leader} (term {raft.term})"
-
     async def _leader_back(self, leader: str) -> tuple[str, str] | None:
         """After a forward to ``leader`` that never left: wait, a bounded time, until a
         new leader is known or the channel to this one is up again (it restarted, and
         the channel was backing off); that leader and its address, or None."""
         deadline = time.monotonic() + FORWARD_RECONNECT_S
         while time.monotonic() < deadline:
-            now = self._replica.raft.leader
-            address = self.node.address_of(now) if now else None
+            now = self._view.leader
+            address = self._directory.address_of(now) if now else None
             if address is not None and (now != leader or self._channel_up(address)):
                 return now, address
-            await asyncio.sleep(self.node.cfg.timing.tick)
+            await asyncio.sleep(self._cfg.timing.tick)
         return None
 
     def _channel_up(self, address: str) -> bool:
@@ -230,20 +255,22 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         forward: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
         respond: Callable[[int], T],
     ) -> T:
-        self.node.disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
+        self._disk.refuse_writes()  # disk below its reserve: RESOURCE_EXHAUSTED
         self._check_entry(command)
-        raft = self._replica.raft
-        if raft.role is Role.LEADER:
+        view = self._view
+        if view.role is Role.LEADER:
             index, result = await asyncio.wait_for(
-                self.node.driver.propose(command), WRITE_TIMEOUT_S
+                self._replicated.propose(command), WRITE_TIMEOUT_S
             )
             if not result.ok:
                 raise Abort.result(result.code, result.message, result.reason)
             return respond(index)
-        leader = raft.leader
-        address = self.node.address_of(leader) if leader else None
+        leader = view.leader
+        address = self._directory.address_of(leader) if leader else None
         if address is None:
-            raise Abort(grpc.StatusCode.UNAVAILABLE, self.no_quorum_message(), reason="NO_QUORUM")
+            raise Abort(
+                grpc.StatusCode.UNAVAILABLE, self._health.no_quorum_message(), reason="NO_QUORUM"
+            )
         for last_try in (False, True):
             try:
                 response = await forward(self._stub(address))
@@ -269,23 +296,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         # write has succeeded either way; a slow replica only delays the answer.
         index = getattr(response, "index", 0)
         with contextlib.suppress(TimeoutError):
-            await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+            await self._replicated.wait_applied(index, WRITE_TIMEOUT_S)
         return response
 
     def _location(self, record: NameRecord) -> pb.Location:
-        member = self._replica.state.members.get(record.holder)
-        return pb.Location(
-            name=record.spec.name,
-            node=record.holder,
-            address=member.address if member else "",
-            token=record.token,
-            stale=not self.node.driver.lease_holds(),
-            kind=record.spec.kind,
-        )
+        return self._directory.location(record)
 
     def _registered(self, name: str) -> NameRecord:
         _check("name", name)
-        record = self._replica.state.registered(name)
+        record = self._view.state.registered(name)
         if record is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"{name!r} is not registered")
         return record
@@ -307,19 +326,13 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return caller is None or caller.allows("read", name)
 
     def _check_payload(self, payload: bytes) -> None:
-        limit = self.node.cfg.max_payload_bytes
-        if len(payload) > limit:
-            raise LimitExceeded(
-                PAYLOAD_TOO_LARGE,
-                f"payload of {len(payload)} bytes is over the {limit}-byte limit "
-                "(max_payload_bytes)",
-            )
+        check_payload(payload, self._cfg.max_payload_bytes)
 
     def _check_entry(self, command: Command) -> None:
         """Refuse a write whose log entry would pass ``max_entry_bytes`` before it is
         proposed or forwarded: one oversized entry must never reach Raft (it would not
         fit a peer message, and the leader would lose its term)."""
-        limit = self.node.cfg.max_entry_bytes
+        limit = self._cfg.max_entry_bytes
         low, high = _entry_bounds(command)
         if high <= limit:
             return  # clearly under: spare the event loop an encode of megabytes
@@ -333,7 +346,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
 
     def _check_fanout(self, members: int, payload: bytes) -> None:
-        limit = self.node.cfg.max_fanout_bytes
+        limit = self._cfg.max_fanout_bytes
         cost = members * max(len(payload), FANOUT_MIN_BYTES)
         if cost > limit:
             raise LimitExceeded(
@@ -426,10 +439,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._allow("read", "look up", request.name)
         if request.consistent:
             try:
-                index = await asyncio.wait_for(self.node.driver.read_index(), WRITE_TIMEOUT_S)
-                await self.node.driver.wait_applied(index, WRITE_TIMEOUT_S)
+                index = await asyncio.wait_for(self._replicated.read_index(), WRITE_TIMEOUT_S)
+                await self._replicated.wait_applied(index, WRITE_TIMEOUT_S)
             except TimeoutError:
-                message = self.no_quorum_message()
+                message = self._health.no_quorum_message()
                 raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NO_QUORUM") from None
         record = self._registered(request.name)
         if not record.holder:
@@ -440,7 +453,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
         limit = request.limit or 1000
         out: list[pb.Location] = []
-        state = self._replica.state
+        state = self._view.state
         for name in sorted(state.names):
             if not name.startswith(request.prefix) or not self._readable(name):
                 continue
@@ -461,14 +474,14 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     def _members(self, group: str) -> list[str]:
         _check("group", group)
-        names = self._replica.state.groups.get(group)
+        names = self._view.state.groups.get(group)
         if names is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"no group {group!r}")
         return sorted(names)
 
     @_rpc
     async def Cluster(self, request: pb.ClusterRequest, context: Any) -> pb.ClusterStatus:
-        return self.node.cluster_status()
+        return self._health.cluster_status()
 
     # -- calls -------------------------------------------------------------------------
 
@@ -476,7 +489,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         """Apply what the cluster committed before now (a ReadIndex round), so that a
         replica that lags behind a write this client just made does not answer NOT_FOUND
         for it. Best effort: without a leader the local view stands."""
-        driver = self.node.driver
+        driver = self._replicated
         try:
             index = await asyncio.wait_for(driver.read_index(), FORWARD_CATCH_UP_S)
             await driver.wait_applied(index, FORWARD_CATCH_UP_S)
@@ -491,20 +504,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         there: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
     ) -> T:
         _check("name", name)
-        if forwarded and self._replica.state.registered(name) is None:
+        if forwarded and self._view.state.registered(name) is None:
             # The sender found it registered and running here: this replica lags behind
             # the sender's (say, it just restarted). Catch up briefly rather than answer
             # NOT_FOUND for a registration that was acknowledged.
-            await self.node.driver.wait_for(
-                lambda: self._replica.state.registered(name) is not None, FORWARD_CATCH_UP_S
+            await self._replicated.wait_for(
+                lambda: self._view.state.registered(name) is not None, FORWARD_CATCH_UP_S
             )
-            if self._replica.state.registered(name) is None:
+            if self._view.state.registered(name) is None:
                 raise Abort(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"{name!r} is not registered on {self.node.cfg.id} yet, which the "
+                    f"{name!r} is not registered on {self._cfg.id} yet, which the "
                     "forwarding node saw registered here; retry",
                 )
-        elif self._replica.state.registered(name) is None:
+        elif self._view.state.registered(name) is None:
             await self._catch_up()  # NOT_FOUND only if it is not registered cluster-wide
         record = self._registered(name)
         if not record.holder:
@@ -513,9 +526,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 f"{name!r} is waiting for an eligible member to run it",
                 reason="WAITING",
             )
-        if record.holder == self.node.cfg.id:
+        if record.holder == self._cfg.id:
             return await here()
-        address = self.node.address_of(record.holder)
+        address = self._directory.address_of(record.holder)
         owner = (record.holder, address) if address else None
         if forwarded or owner is None:
             message = f"{name!r} runs on {record.holder}, not here"
@@ -527,15 +540,23 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     @_rpc
     async def Call(self, request: pb.CallRequest, context: Any) -> pb.CallResponse:
+        timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
+        return await self._call(request, timeout, forwarded=_forwarded(request, context))
+
+    async def _call(
+        self, request: pb.CallRequest, timeout: float, *, forwarded: bool = False
+    ) -> pb.CallResponse:
         self._allow("call", "call", request.name)
         self._check_payload(request.payload)
-        timeout = context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
-        node = self.node
+        workers = self._workers
 
         async def here() -> pb.CallResponse:
-            reply = await node.runtime.call(request.name, request.payload, timeout)
-            token = node.runtime.token_of(request.name) or 0
-            return pb.CallResponse(payload=reply, node=node.cfg.id, token=token)
+            reply = await workers.call(request.name, request.payload, timeout)
+            token = workers.token_of(request.name) or 0
+            direct = workers.call_address(request.name)
+            return pb.CallResponse(
+                payload=reply, node=self._cfg.id, token=token, call_address=direct
+            )
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CallResponse:
             forwarded = pb.CallRequest(name=request.name, payload=request.payload)
@@ -544,16 +565,19 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
             return response
 
-        return await self._route(request.name, _forwarded(request, context), here, there)
+        return await self._route(request.name, forwarded, here, there)
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:
+        return await self._cast(request, forwarded=_forwarded(request, context))
+
+    async def _cast(self, request: pb.CastRequest, *, forwarded: bool = False) -> pb.CastResponse:
         self._allow("call", "cast to", request.name)
         self._check_payload(request.payload)
-        node = self.node
+        workers = self._workers
 
         async def here() -> pb.CastResponse:
-            await node.runtime.cast(request.name, request.payload)
+            await workers.cast(request.name, request.payload)
             return pb.CastResponse()
 
         async def there(stub: registry_pb2_grpc.RegistryStub) -> pb.CastResponse:
@@ -563,7 +587,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
             return response
 
-        return await self._route(request.name, _forwarded(request, context), here, there)
+        return await self._route(request.name, forwarded, here, there)
 
     @_rpc
     async def Publish(self, request: pb.PublishRequest, context: Any) -> pb.PublishResponse:
@@ -572,10 +596,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._check_payload(request.payload)
         self._check_fanout(len(members), request.payload)
         results = await asyncio.gather(
-            *(
-                self.Cast(pb.CastRequest(name=n, payload=request.payload), _Quiet())
-                for n in members
-            ),
+            *(self._cast(pb.CastRequest(name=n, payload=request.payload)) for n in members),
             return_exceptions=True,
         )
         delivered = sum(1 for r in results if not isinstance(r, BaseException))
@@ -596,13 +617,20 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         timeout = request.timeout_s or context.time_remaining() or DEFAULT_CALL_TIMEOUT_S
 
         async def one(name: str) -> pb.CallResult:
-            quiet = _Quiet(timeout)
             try:
-                reply = await self.Call(pb.CallRequest(name=name, payload=request.payload), quiet)
+                reply = await self._call(
+                    pb.CallRequest(name=name, payload=request.payload), timeout
+                )
                 return pb.CallResult(name=name, payload=reply.payload)
-            except _Aborted as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                refusal = _refusal(exc, "MultiCall")
                 return pb.CallResult(
-                    name=name, error_code=exc.code.name, error=exc.message, error_reason=exc.reason
+                    name=name,
+                    error_code=refusal.code.name,
+                    error=refusal.message,
+                    error_reason=refusal.reason,
                 )
 
         results = await asyncio.gather(*(one(n) for n in members))
@@ -612,7 +640,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
 
     async def Watch(self, request: pb.WatchRequest, context: Any) -> AsyncIterator[pb.WatchEvents]:
         caller = CALLER.get()
-        async for batch in self.node.watches.subscribe(request.prefix):
+        async for batch in self._watches.subscribe(request.prefix):
             if caller is not None:  # only the names this token may read
                 kept = [
                     e
@@ -629,30 +657,3 @@ def _forwarded(request: pb.CallRequest | pb.CastRequest, context: Any) -> bool:
     """Whether another node forwarded this request (metadata, or an older node's field)."""
     metadata = context.invocation_metadata() or ()
     return request.forwarded or any(key == FORWARDED_KEY for key, _ in metadata)
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason
-
-
-class _Quiet:
-    """A stand-in context for fan-out calls made from inside a servicer: aborts become
-    exceptions the fan-out collects instead of ending the outer RPC."""
-
-    def __init__(self, timeout: float | None = None) -> None:
-        self._timeout = timeout
-
-    def time_remaining(self) -> float | None:
-        return self._timeout
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    async def abort(
-        self, code: grpc.StatusCode, message: str, trailers: Iterable[tuple[str, Any]] = ()
-    ) -> None:
-        raise _Aborted(code, message, decode_details(trailers).reason)

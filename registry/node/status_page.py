@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import parse_qs
 
-from registry.core.state import RegistryState
+from registry.core.view import RegistryReader
 
 MAX_NAMES_LIMIT = 1000
 """The most names one ``/status/names`` answer lists; a larger ``limit`` is capped."""
@@ -71,7 +71,7 @@ def _integer(params: dict[str, list[str]], key: str, default: int, *, minimum: i
 
 
 def names_page(
-    state: RegistryState,
+    state: RegistryReader,
     query: NamesQuery,
     address_of: Callable[[str], str | None],
     readable: Callable[[str], bool] = lambda _name: True,

@@ -19,13 +19,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
 
 from registry.core.replica import ReplicaReady
+from registry.node.directory import Directory
 from registry.v1 import registry_pb2 as pb
-
-if TYPE_CHECKING:
-    from registry.node.server import Node
 
 QUEUE_LIMIT = 10_000
 """Events a subscriber may have queued (across batches) before it is resynchronised."""
@@ -86,23 +83,19 @@ class _Subscriber:
 
 
 class WatchHub:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
         self._subscribers: set[_Subscriber] = set()
 
     def on_ready(self, ready: ReplicaReady) -> None:
-        state = self.node.driver.replica.state
-        if ready.raft.snapshot is not None:
-            state.track_changes = True  # a restored state starts a new journal
-            state.drain_changes()
+        if ready.state_reset:
             for sub in self._subscribers:
                 sub.resync()
             return
-        changed = state.drain_changes()
-        if not changed or not self._subscribers:
+        if not ready.changed or not self._subscribers:
             return
-        index = state.applied_index
-        events = [(name, self._event(name, index)) for name in changed]
+        index = self._directory.registry.applied_index
+        events = [(name, self._event(name, index)) for name in ready.changed]
         everything = [event for _, event in events]
         for sub in self._subscribers:
             if not sub.prefix:
@@ -113,13 +106,12 @@ class WatchHub:
                 sub.offer(mine)
 
     def _event(self, name: str, index: int) -> pb.WatchEvent:
-        service = self.node.service
-        record = self.node.driver.replica.state.registered(name)
+        record = self._directory.registry.registered(name)
         if record is None:
             return pb.WatchEvent(
                 kind=pb.WatchEvent.KIND_REMOVED, location=pb.Location(name=name), index=index
             )
-        location = service._location(record) if record.holder else pb.Location(name=name)
+        location = self._directory.location(record) if record.holder else pb.Location(name=name)
         return pb.WatchEvent(kind=pb.WatchEvent.KIND_PLACED, location=location, index=index)
 
     async def _listing(self, prefix: str) -> AsyncIterator[pb.WatchEvents]:
@@ -128,7 +120,7 @@ class WatchHub:
         one go stalled the node for most of a second. A name that changes meanwhile is
         also queued as a change after the listing, and events carry whole locations, so
         the subscriber converges."""
-        state = self.node.driver.replica.state
+        state = self._directory.registry
         index = state.applied_index
         names = [n for n in sorted(state.names) if n.startswith(prefix)]
         batch = pb.WatchEvents()

@@ -13,7 +13,7 @@ class ToHost(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[HostCommand, _Mapping]]] = ...) -> None: ...
 
 class HostCommand(_message.Message):
-    __slots__ = ("init", "start", "stop", "begin_handoff", "call", "cast", "sub_lease", "shutdown", "checkpoint_done")
+    __slots__ = ("init", "start", "stop", "begin_handoff", "call", "cast", "sub_lease", "shutdown", "reload_tokens", "checkpoint_done")
     INIT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class HostCommand(_message.Message):
     CAST_FIELD_NUMBER: _ClassVar[int]
     SUB_LEASE_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_DONE_FIELD_NUMBER: _ClassVar[int]
     init: HostInit
     start: HostStart
@@ -31,11 +32,12 @@ class HostCommand(_message.Message):
     cast: HostCast
     sub_lease: SubLease
     shutdown: HostShutdown
+    reload_tokens: HostReloadTokens
     checkpoint_done: CheckpointDone
-    def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ..., checkpoint_done: _Optional[_Union[CheckpointDone, _Mapping]] = ...) -> None: ...
+    def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ..., reload_tokens: _Optional[_Union[HostReloadTokens, _Mapping]] = ..., checkpoint_done: _Optional[_Union[CheckpointDone, _Mapping]] = ...) -> None: ...
 
 class HostInit(_message.Message):
-    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes")
+    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes", "call_bind", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_file", "max_payload_bytes", "max_rpcs", "max_rpcs_per_client")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     WORKER_MODULES_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +46,15 @@ class HostInit(_message.Message):
     MAX_STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MAILBOX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CALL_BIND_FIELD_NUMBER: _ClassVar[int]
+    TLS_CERT_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEY_FIELD_NUMBER: _ClassVar[int]
+    TLS_CLIENT_CA_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FILE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RPCS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RPCS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
     node: str
     host: int
     worker_modules: _containers.RepeatedScalarFieldContainer[str]
@@ -52,7 +63,16 @@ class HostInit(_message.Message):
     max_state_bytes: int
     mailbox_limit: int
     mailbox_bytes: int
-    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ...) -> None: ...
+    call_bind: str
+    tls_cert: bytes
+    tls_key: bytes
+    tls_client_ca: bytes
+    auth: str
+    token_file: str
+    max_payload_bytes: int
+    max_rpcs: int
+    max_rpcs_per_client: int
+    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ..., call_bind: _Optional[str] = ..., tls_cert: _Optional[bytes] = ..., tls_key: _Optional[bytes] = ..., tls_client_ca: _Optional[bytes] = ..., auth: _Optional[str] = ..., token_file: _Optional[str] = ..., max_payload_bytes: _Optional[int] = ..., max_rpcs: _Optional[int] = ..., max_rpcs_per_client: _Optional[int] = ...) -> None: ...
 
 class HostStart(_message.Message):
     __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window", "reminders", "lazy", "idle_after")
@@ -148,6 +168,10 @@ class HostShutdown(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class HostReloadTokens(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class FromHost(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -177,14 +201,16 @@ class HostEvent(_message.Message):
     def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
-    __slots__ = ("kinds", "error", "pid")
+    __slots__ = ("kinds", "error", "pid", "call_port")
     KINDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    CALL_PORT_FIELD_NUMBER: _ClassVar[int]
     kinds: _containers.RepeatedScalarFieldContainer[str]
     error: str
     pid: int
-    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    call_port: int
+    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., pid: _Optional[int] = ..., call_port: _Optional[int] = ...) -> None: ...
 
 class CallReply(_message.Message):
     __slots__ = ("id", "payload", "error", "message", "token")

@@ -38,20 +38,22 @@ class NameSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., restart: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., lazy: _Optional[bool] = ..., idle_after: _Optional[float] = ...) -> None: ...
 
 class Location(_message.Message):
-    __slots__ = ("name", "node", "address", "token", "stale", "kind")
+    __slots__ = ("name", "node", "address", "token", "stale", "kind", "call_address")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    CALL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     node: str
     address: str
     token: int
     stale: bool
     kind: str
-    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., address: _Optional[str] = ..., token: _Optional[int] = ..., stale: _Optional[bool] = ..., kind: _Optional[str] = ...) -> None: ...
+    call_address: str
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., address: _Optional[str] = ..., token: _Optional[int] = ..., stale: _Optional[bool] = ..., kind: _Optional[str] = ..., call_address: _Optional[str] = ...) -> None: ...
 
 class Redirect(_message.Message):
     __slots__ = ("leader", "leader_address", "owner", "owner_address")
@@ -144,14 +146,16 @@ class CallRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., forwarded: _Optional[bool] = ...) -> None: ...
 
 class CallResponse(_message.Message):
-    __slots__ = ("payload", "node", "token")
+    __slots__ = ("payload", "node", "token", "call_address")
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CALL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     node: str
     token: int
-    def __init__(self, payload: _Optional[bytes] = ..., node: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+    call_address: str
+    def __init__(self, payload: _Optional[bytes] = ..., node: _Optional[str] = ..., token: _Optional[int] = ..., call_address: _Optional[str] = ...) -> None: ...
 
 class CastRequest(_message.Message):
     __slots__ = ("name", "payload", "forwarded")

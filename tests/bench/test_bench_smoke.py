@@ -131,6 +131,13 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert etcd["keys_counted"] == 2 * NAMES + 1
     assert etcd["api_prefix"] in ("/v3", "/v3beta")
 
+    for name in ("memory", "registrations", "lookups", "failover", "rebalance"):
+        for key in ("raft_term_changes", "fences"):  # counted from the nodes, per section
+            assert figures[f"{name}.{key}"]["value"] >= 0, (name, key)
+        churn = sections[name]["details"]["churn"]
+        assert churn["term_after"] >= churn["term_before"] > 0, (name, churn)
+    assert figures["memory.host_rss_per_idle_activation_bytes"]["unit"] == "B"
+
     ratios = {k: v["ratio"] for k, v in figures.items() if "ratio" in v}
     assert ratios["lookups.call_c64_per_s"]["reference"] == "grpc.echo_c64_per_s"
     assert ratios["registrations.batched_per_s"]["reference"] == "etcd.batched_per_s"

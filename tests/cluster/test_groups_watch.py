@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from registry.testing.local_cluster import rpc_error
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, wait_for
 
@@ -73,6 +74,24 @@ def test_groups_span_owners(calm_cluster: LocalCluster) -> None:
         .payload
         == b"2"
     )
+    # One member whose worker fails the call: the fan-out still answers for every
+    # member, that one with the status and reason a Call to it gets.
+    c.stub("n1").Register(
+        pb.RegisterRequest(spec=pb.NameSpec(name="grp/probe", kind="probe")), timeout=5
+    )
+    c.stub("n1").Join(pb.GroupRequest(group=group, name="grp/probe"), timeout=5)
+    wait_for("the probe to be placed", lambda: bool(c.owner("grp/probe")[0]), 5)
+    alone = rpc_error(lambda: c.stub("n3").Call(pb.CallRequest(name="grp/probe", payload=b"get")))
+    reply = c.stub("n2").MultiCall(
+        pb.MultiCallRequest(group=group, payload=b"get", timeout_s=2.0), timeout=5
+    )
+    results = {r.name: r for r in reply.results}
+    assert sorted(results) == sorted([*remaining, "grp/probe"])
+    failed = results["grp/probe"]
+    assert (failed.error_code, failed.error_reason) == ("ABORTED", "WORKER_ERROR"), failed
+    assert "unknown question" in failed.error
+    assert alone.code() is grpc.StatusCode.ABORTED and "unknown question" in (alone.details() or "")
+    assert all(results[n].payload == b"2" and not results[n].error_code for n in remaining)
 
 
 class _Watcher:

@@ -6,7 +6,8 @@ so rows from different processes compare exactly).
 - ``blocker``: ``handle_cast(b"block S")`` runs a *synchronous* loop for S seconds —
   ``time.sleep`` steps, a row per step — which blocks its host's event loop (a blocking
   client library, an image resize). ``handle_cast(b"spin S")`` burns CPU in pure Python
-  for S seconds instead. ``handle_call(b"reason"|b"token")`` answers about itself.
+  for S seconds instead. ``handle_call(b"reason"|b"token")`` answers about itself;
+  ``b"note"`` answers its token and writes a ``call`` row.
 - ``gilhog``: started with reason ``new``, it soon calls C code that holds the GIL for
   ``args`` seconds (``sleep(3)`` through ``ctypes.PyDLL``, which does not release it), so
   no thread of its host — the watchdog included — runs meanwhile; a row before, one after.
@@ -71,6 +72,9 @@ class Blocker(Worker):
             return str(self.ctx.token).encode()
         if payload == b"pid":
             return str(os.getpid()).encode()
+        if payload == b"note":  # a call that leaves a row: when it ran, on which token
+            write(self.ctx, "call")
+            return str(self.ctx.token).encode()
         raise ValueError(f"unknown question {payload!r}")
 
     async def handle_cast(self, payload: bytes) -> None:

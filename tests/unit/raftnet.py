@@ -187,7 +187,7 @@ class Net:
     def elect(self, node: str) -> RawNode:
         """Make ``node`` leader: let stickiness windows pass quietly, then campaign."""
         for raft in self.nodes.values():
-            raft._ticks_since_leader = raft.cfg.election_tick  # the window has passed
+            raft.forget_leader()  # the stickiness window has passed
         self.nodes[node].campaign()
         self._drain(node)
         self.pump()

@@ -210,3 +210,82 @@ def test_checker_resolves_relative_imports_in_subpackages() -> None:
     assert find_violations("from ...sim import x", "f.py", "registry.core.state") == [
         "f.py:1: from ...sim import x (registry.sim: a higher layer)"
     ]
+
+
+# -- the shell's seam with the core ---------------------------------------------------
+# Only the driver (and the ready loop it runs, and the simulator that stands in for it)
+# holds a ``Replica``; every other part of the shell reads a ``ReplicaView`` and changes
+# the core through the driver's inputs. No part of the node imports the wiring module.
+
+REGISTRY_DIR = ROOT / "registry"
+MAY_HOLD_REPLICA = ("registry/core/", "registry/sim/")
+MAY_HOLD_REPLICA_FILES = {"registry/node/driver.py", "registry/node/ready_loop.py"}
+WIRING = "registry.node.server"
+
+
+def seam_violations(source: str, filename: str, package: str) -> list[str]:
+    """``Replica`` imported or ``.replica`` read outside the driver; the wiring module
+    imported from inside ``registry.node`` (under ``TYPE_CHECKING`` too: a cycle is a
+    cycle even when only the type checker follows it)."""
+    tree = ast.parse(source, filename=filename)
+    holds_replica = filename in MAY_HOLD_REPLICA_FILES or filename.startswith(MAY_HOLD_REPLICA)
+    in_node = filename.startswith("registry/node/") and filename != "registry/node/server.py"
+    found: set[tuple[int, str]] = set()
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if not holds_replica:
+            if isinstance(node, ast.Attribute) and node.attr == "replica":
+                found.add((line, f"{ast.unparse(node)} (Replica internals: read a ReplicaView)"))
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").endswith("core.replica")
+                and any(alias.name == "Replica" for alias in node.names)
+            ):
+                found.add((line, "imports Replica (only the driver holds one)"))
+        if in_node:
+            for module, text in _imported(node, package):
+                if _within(module, WIRING):
+                    found.add((line, f"{text} (imports the wiring module {WIRING})"))
+    return [f"{filename}:{line}: {message}" for line, message in sorted(found)]
+
+
+def test_only_the_driver_holds_the_replica_and_nothing_imports_the_wiring() -> None:
+    modules = sorted(REGISTRY_DIR.rglob("*.py"))
+    violations = [
+        v
+        for path in modules
+        if "v1" not in path.relative_to(REGISTRY_DIR).parts[:1]
+        for v in seam_violations(
+            path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix(), _package_of(path)
+        )
+    ]
+    assert not violations, "the shell reaches past its seam:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = self.node.driver.replica.raft.term",
+        "from registry.core.replica import ReplicaReady, Replica",
+        "if TYPE_CHECKING:\n    from registry.node.server import Node",
+        "from .server import Node",
+        "import registry.node.server",
+    ],
+)
+def test_seam_checker_flags(source: str) -> None:
+    found = seam_violations(source, "registry/node/x.py", "registry.node")
+    assert len(found) == 1, found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = self.driver.view.term",
+        "from registry.core.replica import ReplicaReady, Start",
+        "from registry.node.seams import Replicated",
+        "x = ready.raft.messages",
+    ],
+)
+def test_seam_checker_accepts(source: str) -> None:
+    assert seam_violations(source, "registry/node/x.py", "registry.node") == []
+    assert seam_violations("x = d.replica", "registry/node/driver.py", "registry.node") == []

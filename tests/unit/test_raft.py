@@ -200,6 +200,31 @@ def test_follower_ignores_votes_while_its_leader_is_live() -> None:
     assert follower.term == before and not follower.has_ready()
 
 
+def test_a_follower_that_forgets_its_leader_votes_at_once() -> None:
+    net = Net(IDS3)
+    net.elect("n1")
+    net.tick(2)
+    follower = net.nodes["n2"]
+    before = follower.term
+    follower.forget_leader()
+    follower.step(
+        Message(
+            type=MessageType.VOTE,
+            src="n3",
+            dst="n2",
+            term=before + 5,
+            index=follower.last_index,
+            log_term=follower.term_at(follower.last_index) or 0,
+        )
+    )
+    assert follower.term == before + 5
+    votes = [m for m in follower.ready().messages if m.type is MessageType.VOTE_RESP]
+    assert [(m.dst, m.reject) for m in votes] == [("n3", False)], "it grants the vote"
+    leader = net.nodes["n1"]
+    leader.forget_leader()
+    assert leader.role is Role.LEADER and not leader.has_ready(), "a leader ignores it"
+
+
 def test_snapshot_installed_in_chunks_in_the_middle_of_replication() -> None:
     net = Net(IDS3, snapshot_threshold=10, snapshot_chunk_bytes=100)
     net.elect("n1")

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from registry.core.commands import NameSpec, Register
 from registry.core.replica import ReplicaReady, StopReason
-from registry.core.state import RegistryState
+from registry.core.view import RegistryReader
 from registry.node.events import EventLog
 from registry.node.http import HttpServer, Routes
 from registry.node.status_page import (
@@ -42,7 +42,7 @@ class LoggedCluster(Cluster):
     def _drain(self, node: str) -> None:
         if node not in self.logs:
             replica = self.nodes[node]
-            log = EventLog(replica, clock=lambda: float(self.step_no))
+            log = EventLog(replica.view, clock=lambda: float(self.step_no))
             self.logs[node] = log
             ready = replica.ready
 
@@ -131,7 +131,7 @@ def test_starts_fences_failovers_and_handoffs_are_recorded_with_their_tokens() -
 
 def test_the_ring_keeps_only_the_newest_events() -> None:
     cluster = formed()
-    log = EventLog(cluster.leader(), capacity=3, clock=lambda: 42.0)
+    log = EventLog(cluster.leader().view, capacity=3, clock=lambda: 42.0)
     for i in range(5):
         log.record("start", name=f"n{i}", token=i)
     assert [(e["seq"], e["name"], e["time"]) for e in log.recent()] == [
@@ -141,7 +141,7 @@ def test_the_ring_keeps_only_the_newest_events() -> None:
     ]
     assert [e["seq"] for e in log.recent(2)] == [5, 4]
     with pytest.raises(ValueError, match="capacity must be at least 1"):
-        EventLog(cluster.leader(), capacity=0)
+        EventLog(cluster.leader().view, capacity=0)
 
 
 # -- /status/names ---------------------------------------------------------------------
@@ -182,12 +182,12 @@ def test_bad_names_queries_say_what_is_wrong(query: str, message: str) -> None:
     assert message in str(info.value)
 
 
-def registered_state() -> tuple[LoggedCluster, RegistryState]:
+def registered_state() -> tuple[LoggedCluster, RegistryReader]:
     cluster = formed()
     names = ["room/b", "room/a", "Room/C", "job/1", "<b>bold</b>"]
     cluster.propose(Register(specs=tuple(NameSpec(name=n, kind="k") for n in names)))
     cluster.tick(2)
-    return cluster, cluster.leader().state
+    return cluster, cluster.leader().view().state
 
 
 def test_names_are_searched_by_substring_case_insensitively_and_paged() -> None:

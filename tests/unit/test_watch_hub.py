@@ -1,41 +1,47 @@
 """``WatchHub`` batching and its bounded queues, driven in-process: a real
-``RegistryState`` (fed real commands) and a real ``RegistryService`` behind a shell of
-the ``Node`` that holds just the two attributes the hub reads. The wire itself is
-covered by tests/cluster/test_groups_watch.py."""
+``RegistryState`` (fed real commands), a real ``Directory`` over it, and real
+``ReplicaReady`` values carrying the names each batch changed, as ``Replica.ready``
+reports them. The wire itself is covered by tests/cluster/test_groups_watch.py."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
-from typing import Any, cast
 
 from registry.core.commands import MemberUp, NameSpec, Register
+from registry.core.messages import Ready
+from registry.core.replica import ReplicaReady
 from registry.core.state import RegistryState
-from registry.node.service import RegistryService
+from registry.node.directory import Directory
 from registry.node.watch import LISTING_BATCH, QUEUE_LIMIT, WatchHub
 from registry.v1 import registry_pb2 as pb
 
 Kind = pb.WatchEvent.Kind
-NO_SNAPSHOT = cast(Any, SimpleNamespace(raft=SimpleNamespace(snapshot=None)))
-RESTORED = cast(Any, SimpleNamespace(raft=SimpleNamespace(snapshot=object())))
 
 
-class _NodeShell:
-    """What ``WatchHub`` and ``RegistryService._location`` read of a ``Node``."""
+def _ready(changed: set[str], *, state_reset: bool = False) -> ReplicaReady:
+    return ReplicaReady(
+        incarnation=None,
+        raft=Ready(),
+        compaction=None,
+        messages=(),
+        effects=(),
+        applied=(),
+        changed=tuple(sorted(changed)),
+        state_reset=state_reset,
+    )
+
+
+class _Registry:
+    """A registry state and the hub watching it."""
 
     def __init__(self) -> None:
         self.state = RegistryState()
-        self.state.track_changes = True  # as Node does
-        self.driver = SimpleNamespace(
-            replica=SimpleNamespace(state=self.state), lease_holds=lambda: True
-        )
-        self.service = RegistryService(cast(Any, self))
-        self.hub = WatchHub(cast(Any, self))
+        self.hub = WatchHub(Directory(lambda: self.state, lease_holds=lambda: True))
         self._index = 0
         self.apply(MemberUp(node="n1", incarnation=1, address="127.0.0.1:1"))
-        self.hub.on_ready(NO_SNAPSHOT)
+        self.hub.on_ready(_ready(self.state.take_touched()))
 
     def apply(self, command: Register | MemberUp) -> None:
         self._index += 1
@@ -44,7 +50,12 @@ class _NodeShell:
     def register(self, names: list[str]) -> None:
         """Register ``names`` in one log entry and hand the hub that Ready."""
         self.apply(Register(specs=tuple(NameSpec(name=n, kind="k") for n in names)))
-        self.hub.on_ready(NO_SNAPSHOT)
+        self.hub.on_ready(_ready(self.state.take_touched()))
+
+    def restore_snapshot(self) -> None:
+        """What a snapshot install does: a new state object, and a reset Ready."""
+        self.state = RegistryState.restore(self.state.snapshot())
+        self.hub.on_ready(_ready(set(), state_reset=True))
 
 
 async def _next(stream: AsyncIterator[pb.WatchEvents]) -> list[pb.WatchEvent]:
@@ -70,7 +81,7 @@ async def _listing(stream: AsyncIterator[pb.WatchEvents]) -> tuple[list[str], in
 
 def test_a_listing_comes_in_few_messages_with_every_name_once() -> None:
     async def run() -> None:
-        node = _NodeShell()
+        node = _Registry()
         names = [f"l/{i:05d}" for i in range(2000)]
         node.register(names)
         listed, messages = await _listing(node.hub.subscribe("l/"))
@@ -82,7 +93,7 @@ def test_a_listing_comes_in_few_messages_with_every_name_once() -> None:
 
 def test_one_ready_is_one_message_per_subscriber_with_only_its_names() -> None:
     async def run() -> None:
-        node = _NodeShell()
+        node = _Registry()
         a, b, z = node.hub.subscribe("a/"), node.hub.subscribe("b/"), node.hub.subscribe("z/")
         for stream in (a, b, z):
             assert await _listing(stream) == ([], 1)
@@ -98,7 +109,7 @@ def test_one_ready_is_one_message_per_subscriber_with_only_its_names() -> None:
 
 def test_queued_batches_are_joined_up_to_the_message_size_in_order() -> None:
     async def run() -> None:
-        node = _NodeShell()
+        node = _Registry()
         stream = node.hub.subscribe("")
         await _listing(stream)
         expected = [f"j/{i:04d}" for i in range(3 * LISTING_BATCH)]
@@ -114,7 +125,7 @@ def test_queued_batches_are_joined_up_to_the_message_size_in_order() -> None:
 
 def test_a_subscriber_that_falls_behind_gets_reset_and_a_fresh_listing() -> None:
     async def run() -> None:
-        node = _NodeShell()
+        node = _Registry()
         stream = node.hub.subscribe("o/")
         await _listing(stream)
         # The subscriber reads nothing while more than QUEUE_LIMIT events are produced.
@@ -133,11 +144,11 @@ def test_a_subscriber_that_falls_behind_gets_reset_and_a_fresh_listing() -> None
 
 def test_a_restored_snapshot_drops_the_queue_and_resends_the_listing() -> None:
     async def run() -> None:
-        node = _NodeShell()
+        node = _Registry()
         stream = node.hub.subscribe("")
         await _listing(stream)
         node.register(["s/1", "s/2"])
-        node.hub.on_ready(RESTORED)
+        node.restore_snapshot()
         listed, _ = await _listing(stream)
         assert listed == ["s/1", "s/2"]
 

@@ -24,12 +24,16 @@ Rules
 6. Exits when the control process closes the work socket.
 7. ``$REGISTRY_NODE_PID`` holds the control process's pid, for worker code that wants
    to name its node's process (the test ledger does).
+8. With ``HostInit.call_bind`` the host serves ``Call`` and ``Cast`` on a port of its own
+   (``hosts/calls.py``), under the node's client TLS, auth and limits, before it says
+   hello (which carries the port).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -44,6 +48,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.hosts.calls import HostCalls, serve
 from registry.node.hosts.durable import (
     HostCheckpoints,
     reminders_from_host,
@@ -131,7 +136,7 @@ class Host:
         self._done: asyncio.Future[None] | None = None
         self._reader: FrameReader[pb.ToHost] = FrameReader(pb.ToHost)
 
-    async def run(self, kinds: dict[str, type]) -> None:
+    async def run(self, kinds: dict[str, type], hello: pb.HostHello) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self._done = loop.create_future()
@@ -153,6 +158,17 @@ class Host:
             on_quit=self._quit,
             remind=self.checkpoints.remind,
         )
+        self.calls: HostCalls | None = None
+        if init.call_bind:  # rule 8
+            self.calls = HostCalls(self.runtime, init)
+            try:
+                _, hello.call_port = await serve(self.calls, init)
+            except (OSError, RuntimeError) as exc:
+                hello.error = f"worker host {init.host}: no call port on {init.call_bind}: {exc}"
+        self.writer.put(pb.HostEvent(hello=hello))
+        self.writer.flush()
+        if hello.error:
+            return
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
         await self._done
@@ -228,6 +244,8 @@ class Host:
                 self.loop.create_task(self._shutdown())
             elif kind == "checkpoint_done":
                 self.checkpoints.done(command.checkpoint_done)
+            elif kind == "reload_tokens" and self.calls is not None and self.calls.tokens:
+                self.calls.tokens.reload()
         if effects:
             self.runtime.apply(effects)
 
@@ -350,17 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         hello.error = str(exc)
     hello.kinds.extend(sorted(kinds))
-    try:
-        sock.sendall(encode(pb.FromHost(events=[pb.HostEvent(hello=hello)])))
-    except OSError:
-        return 0  # the control process gave up (another host failed to start)
     if hello.error:
+        with contextlib.suppress(OSError):  # the control process may have given up
+            sock.sendall(encode(pb.FromHost(events=[pb.HostEvent(hello=hello)])))
         return 2
     sock.setblocking(False)
     lease_sock = socket.socket(fileno=args.lease_fd)
     lease_sock.setblocking(False)
-    asyncio.run(Host(sock, lease_sock, init).run(kinds))
+    asyncio.run(Host(sock, lease_sock, init).run(kinds, hello))  # it says hello
     logging.shutdown()
+    if hello.error:
+        os._exit(2)
     os._exit(0)  # user threads must not keep a host alive once its control process is gone
 
 

@@ -68,6 +68,8 @@ class HostProcess:
         self.restarts = 0
         self.deaths: deque[float] = deque()
         self.sent_until = -1.0
+        self.call_address = ""
+        """This process's own Call/Cast port as clients dial it (``""``: none)."""
 
     @property
     def pid(self) -> int:
@@ -207,6 +209,7 @@ class HostProcess:
 
     def disconnect(self) -> None:
         self.connected = False
+        self.call_address = ""
         for writer in (self.writer, self.lease_writer):
             if writer is not None:
                 writer.close()

@@ -34,12 +34,14 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from registry.core.errors import ConfigError, LimitExceeded
 from registry.core.replica import Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.config import NodeConfig
 from registry.node.hosts.durable import durable_to_host
 from registry.node.hosts.process import HostProcess
 from registry.v1 import host_pb2 as pb
@@ -56,6 +58,58 @@ within ``RESTART_WINDOW_S``."""
 RESTART_WINDOW_S = 30.0
 LEASE_POLL_S = 0.01
 """How often the supervisor looks at the member lease (sub-lease renewals, lapses)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallPort:
+    """Each host's own port for ``Call`` and ``Cast`` (``hosts/calls.py``), secured as
+    the node's client port is."""
+
+    bind_host: str
+    """Where hosts listen (``listen``'s host); the OS picks each port."""
+    advertise_host: str
+    """The host clients dial (``advertise``'s host, else ``listen``'s)."""
+    tls_cert: bytes = b""
+    """The client-port certificate, key and client CA (PEM); empty: plaintext."""
+    tls_key: bytes = b""
+    tls_client_ca: bytes = b""
+    auth: str = "off"
+    token_file: str = ""
+    max_payload_bytes: int
+    max_rpcs: int
+    max_rpcs_per_client: int
+
+    def fill(self, init: pb.HostInit) -> None:
+        init.call_bind = self.bind_host
+        init.tls_cert, init.tls_key, init.tls_client_ca = (
+            self.tls_cert,
+            self.tls_key,
+            self.tls_client_ca,
+        )
+        init.auth, init.token_file = self.auth, self.token_file
+        init.max_payload_bytes = self.max_payload_bytes
+        init.max_rpcs, init.max_rpcs_per_client = self.max_rpcs, self.max_rpcs_per_client
+
+
+def call_port(cfg: NodeConfig) -> CallPort:
+    """The hosts' call ports for a node: on ``listen``'s host, under its client security."""
+
+    def pem(path: str) -> bytes:
+        return Path(path).read_bytes() if path else b""
+
+    tls = cfg.client_tls
+    return CallPort(
+        bind_host=cfg.listen.rpartition(":")[0],
+        advertise_host=cfg.address.rpartition(":")[0],
+        tls_cert=pem(cfg.client_cert) if tls else b"",
+        tls_key=pem(cfg.client_key) if tls else b"",
+        tls_client_ca=pem(cfg.client_ca) if tls else b"",
+        auth=cfg.auth,
+        token_file=str(Path(cfg.token_file).resolve()) if cfg.token_file else "",
+        max_payload_bytes=cfg.max_payload_bytes,
+        max_rpcs=cfg.max_concurrent_rpcs,
+        max_rpcs_per_client=cfg.max_rpcs_per_client,
+    )
 
 
 class HostReports(Protocol):
@@ -107,6 +161,7 @@ class HostSupervisor:
         log_level: str = "INFO",
         mailbox_limit: int = 256,
         mailbox_bytes: int = 64 << 20,
+        calls: CallPort | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1 (got {workers})")
@@ -120,6 +175,7 @@ class HostSupervisor:
         self._log_level = log_level
         self._mailbox_limit = mailbox_limit
         self._mailbox_bytes = mailbox_bytes
+        self._calls = calls
         self._hosts = [HostProcess(i, self._on_event) for i in range(workers)]
         self._next_call = 0
         self._closed = False
@@ -161,6 +217,8 @@ class HostSupervisor:
             mailbox_limit=self._mailbox_limit,
             mailbox_bytes=self._mailbox_bytes,
         )
+        if self._calls is not None:
+            self._calls.fill(init)
         proc = await host.launch(init, self._log_level)
         generation = host.generation
         self._spawn_task(self._reap(host, proc, generation))
@@ -175,7 +233,15 @@ class HostSupervisor:
         if host.generation != generation or self._closed:
             raise ConfigError(f"worker host {host.index} died while starting")
         host.connected = True
-        log.info("worker host %d up: pid %d, kinds %s", host.index, proc.pid, list(hello.kinds))
+        if self._calls is not None and hello.call_port:
+            host.call_address = f"{self._calls.advertise_host}:{hello.call_port}"
+        log.info(
+            "worker host %d up: pid %d, kinds %s, calls at %s",
+            host.index,
+            proc.pid,
+            list(hello.kinds),
+            host.call_address or "-",
+        )
         self._renew(host)
         if host.sent_until > time.monotonic():
             for activation in host.desired.values():
@@ -520,7 +586,18 @@ class HostSupervisor:
         finally:
             host.calls.pop(call_id, None)
 
+    def reload_tokens(self) -> None:
+        """Have every host re-read the token file (the node did, on SIGHUP)."""
+        for host in self._hosts:
+            host.send(pb.HostCommand(reload_tokens=pb.HostReloadTokens()))
+
     # -- queries -----------------------------------------------------------------------
+
+    def call_address(self, name: str) -> str:
+        """The port of the host that runs ``name`` here, for clients to call it directly
+        (``hosts/calls.py``); ``""`` when it has none or is not up."""
+        host = self.host_of(name)
+        return host.call_address if host.connected else ""
 
     def running(self) -> dict[str, int]:
         return dict(sorted(item for host in self._hosts for item in host.live.items()))
