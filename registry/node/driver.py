@@ -142,6 +142,8 @@ class Driver:
             address=cfg.address,
             roles=cfg.roles,
             kinds=kinds,
+            # JSON until every peer reads binary (``PeerTransport``, rolling upgrades).
+            binary_entries=not set(cfg.peers) - {cfg.id},
         )
         self._send = send
         self._effects = effects

@@ -32,7 +32,7 @@ from typing import Any
 import grpc.aio
 
 from registry.core.messages import Role
-from registry.core.replica import ReplicaReady
+from registry.core.replica import Replica, ReplicaReady
 from registry.node import cluster_id
 from registry.node.admin import AdminService
 from registry.node.auth.gate import AuthGate, Tokens, identity
@@ -91,6 +91,7 @@ class Node:
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
             view=lambda: view_of(self.driver.replica, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
+            binary_entries=lambda: self.driver.control(Replica.use_binary_entries),
         )
         timing = cfg.timing
         self.runtime = HostSupervisor(
