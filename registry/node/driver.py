@@ -51,6 +51,13 @@ jitter on a loaded machine, and treating it as deafness slowed failure detection
 to miss the partition suite's convergence bound."""
 
 
+GROUP_COMMIT_S = 0.001
+"""Group commit: after a proposal wakes the loop, wait this long for more before the
+Ready is taken, so one fsync (and one append per follower) carries many writes."""
+GROUP_COMMIT_MAX = 256
+"""...unless this many inputs are already queued (the batch is big enough)."""
+
+
 class ProposalLost(RegistryError):
     """Leadership changed before the proposal committed; it was not applied. Retry."""
 
@@ -261,6 +268,8 @@ class Driver:
                     with contextlib.suppress(TimeoutError):
                         item = await asyncio.wait_for(self._inputs.get(), delay)
                         self._feed(item)
+                        if isinstance(item, _Propose) and self._inputs.qsize() < GROUP_COMMIT_MAX:
+                            await asyncio.sleep(GROUP_COMMIT_S)
                 while not self._inputs.empty():
                     self._feed(self._inputs.get_nowait())
                 due = int((time.monotonic() - self._t0) / tick) - self._ticks
