@@ -12,7 +12,8 @@ import argparse
 import json
 from typing import Any
 
-from registry.cli.sdk_commands import DEFAULT_ADDR, Handler, add_command, say, text
+from registry.cli.connection import DEFAULT_ADDR
+from registry.cli.sdk_commands import Handler, add_command, say, text
 
 __all__ = ["DEFAULT_ADDR", "register"]
 

@@ -1,7 +1,9 @@
 """``registry member add|promote|remove|list``: change the voter set of a running cluster.
 
 They talk to one node (``--addr``, else ``$REGISTRY_ADDR``, else 127.0.0.1:7400), which
-forwards to the leader. Errors print ``error: CODE: message`` and exit 1. The runbook for
+forwards to the leader, with the client TLS and token flags of every command (``--ca``,
+``--cert``, ``--key``, ``--token``; the token needs the ``admin`` permission when the
+cluster has client auth). Errors print ``error: CODE: message`` and exit 1. The runbook for
 replacing a dead voter is in docs/operations.md.
 """
 
@@ -9,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from registry.cli.client import DEFAULT_ADDR
+from registry.cli.connection import (
+    DEFAULT_ADDR,
+    BadConnectionArgs,
+    add_connection_args,
+    admin_channel,
+    connection_from_args,
+)
 
 PROMOTE_RETRY_S = 0.2
 """Pause between promotion attempts while the learner catches up."""
@@ -37,6 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "--addr", help=f"node address (default $REGISTRY_ADDR or {DEFAULT_ADDR})"
         )
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        add_connection_args(parser)
         parser.set_defaults(handler=lambda args: _run(handler, args))
         return parser
 
@@ -65,8 +73,13 @@ def _run(handler: Callable[[Any, argparse.Namespace], int], args: argparse.Names
 
     from registry.v1 import admin_pb2_grpc
 
-    addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
-    with grpc.insecure_channel(addr) as channel:
+    try:
+        conn = connection_from_args(args)
+    except BadConnectionArgs as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    channel, raw = admin_channel(conn)
+    with raw:
         try:
             return handler(admin_pb2_grpc.AdminStub(channel), args)
         except grpc.RpcError as exc:

@@ -140,6 +140,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="text lines (default) or one JSON object per line; both name the node",
     )
     node.add_argument(
+        "--tracing",
+        help="OpenTelemetry spans: console, otlp or jsonl:PATH (needs quorum-registry[otel])",
+    )
+    node.add_argument(
         "--check",
         action="store_true",
         help="print the effective configuration (file, flags and defaults) as TOML and exit "
@@ -208,6 +212,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "ec2_id_tag": args.ec2_id_tag,
         "ec2_port": args.ec2_port,
         "ec2_endpoint": args.ec2_endpoint,
+        "tracing": args.tracing,
     }
     if args.peers:
         try:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-DEFAULT_ADDR = "127.0.0.1:7400"
+from registry.cli.connection import (
+    DEFAULT_ADDR,
+    BadConnectionArgs,
+    add_connection_args,
+    connection_from_args,
+)
 
 Handler = Callable[[Any, argparse.Namespace], int]
 
@@ -38,10 +42,7 @@ def add_command(
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--ca", help="client TLS: the CA of the nodes' certificates ($REGISTRY_CA)")
-    parser.add_argument("--cert", help="client TLS: this client's certificate (PEM)")
-    parser.add_argument("--key", help="client TLS: this client's private key (PEM)")
-    parser.add_argument("--token", help="bearer token (default $REGISTRY_TOKEN)")
+    add_connection_args(parser)
     parser.set_defaults(handler=lambda args: run_with_client(handler, args))
     return parser
 
@@ -79,24 +80,17 @@ def run_with_client(handler: Handler, args: argparse.Namespace) -> int:
     """Run ``handler(client, args)`` with a ``SyncClient`` on the seeds of ``--addr``;
     a ``RegistryError`` becomes one ``error:`` line (and a JSON object with ``--json``)
     and exit code 1."""
-    from registry.client import RegistryError, SyncClient, Tls
+    from registry.client import RegistryError, SyncClient
 
-    addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
-    seeds = [a.strip() for a in addr.split(",") if a.strip()]
-    ca = args.ca or os.environ.get("REGISTRY_CA")
-    if (args.cert or args.key) and not ca:
-        print("error: --cert/--key need --ca (the node certificate's CA)", file=sys.stderr)
-        return 2
-    token = args.token or os.environ.get("REGISTRY_TOKEN") or None
     try:
-        tls = Tls(ca=ca, cert=args.cert, key=args.key) if ca else None
-        if tls is not None:
-            tls.credentials()  # a missing or bad PEM file: one line now, not a hang later
-    except (OSError, ValueError) as exc:
-        print(f"error: client TLS: {exc}", file=sys.stderr)
+        conn = connection_from_args(args)
+    except BadConnectionArgs as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        with SyncClient(seeds, timeout=args.timeout, tls=tls, token=token) as client:
+        with SyncClient(
+            list(conn.seeds), timeout=args.timeout, tls=conn.tls, token=conn.token
+        ) as client:
             return handler(client, args)
     except RegistryError as exc:
         code, reason = getattr(exc, "code", ""), getattr(exc, "reason", "")

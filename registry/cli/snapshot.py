@@ -9,12 +9,17 @@ directory of a *new* cluster (run it once per node, with the same ``--peers``); 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from registry.cli.client import DEFAULT_ADDR
+from registry.cli.connection import (
+    DEFAULT_ADDR,
+    BadConnectionArgs,
+    add_connection_args,
+    admin_channel,
+    connection_from_args,
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     save.add_argument("file", type=Path)
     save.add_argument("--addr", help=f"node address (default $REGISTRY_ADDR or {DEFAULT_ADDR})")
     save.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    add_connection_args(save)
     save.set_defaults(handler=_save)
     restore = actions.add_parser(
         "restore", help="create a data directory of a new cluster from FILE"
@@ -56,9 +62,14 @@ def _save(args: argparse.Namespace) -> int:
     from registry.v1 import admin_pb2 as apb
     from registry.v1 import admin_pb2_grpc
 
-    addr = args.addr or os.environ.get("REGISTRY_ADDR") or DEFAULT_ADDR
+    try:
+        conn = connection_from_args(args)
+    except BadConnectionArgs as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
-    with grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+    ch, raw = admin_channel(conn, [("grpc.max_receive_message_length", 64 << 20)])
+    with raw:
         try:
             chunks = list(
                 admin_pb2_grpc.AdminStub(ch).SnapshotSave(

@@ -81,7 +81,9 @@ class Client:
     ``timeout``: default deadline of each operation, seconds (10). ``cache``: keep a
     placement cache fed by a watch stream (default ``True``). ``backoff`` and ``rng``:
     the retry delays (inject a seeded ``random.Random`` for reproducible runs).
-    ``channel_options``: extra gRPC channel options.
+    ``channel_options``: extra gRPC channel options. ``tracer_provider``: an
+    OpenTelemetry ``TracerProvider`` (extra ``quorum-registry[otel]``): each request
+    becomes a CLIENT span whose context travels to the nodes (``registry/tracing.py``).
 
     Every method raises a ``registry.RegistryError`` subclass for a failure the cluster
     reports (see ``registry.client.errors``); ``Unavailable`` only after retrying until
@@ -100,6 +102,7 @@ class Client:
         channel_options: Sequence[tuple[str, int | str]] = (),
         tls: Tls | None = None,
         token: str | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 s (got {timeout})")
@@ -112,6 +115,7 @@ class Client:
             channel_options=channel_options,
             tls=tls,
             token=token,
+            tracer_provider=tracer_provider,
         )
 
     # -- lifecycle -------------------------------------------------------------------

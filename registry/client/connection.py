@@ -41,6 +41,7 @@ from registry.client.retry import Backoff, should_retry
 from registry.client.routing import Peers, PlacementCache
 from registry.client.tls import Tls
 from registry.client.types import Placed, WatchEvent, event_from_pb
+from registry.tracing import ClientTracing
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
 
@@ -80,6 +81,7 @@ class Connection:
         channel_options: Sequence[tuple[str, int | str]],
         tls: Tls | None = None,
         token: str | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         self.peers = Peers(list(seeds))
         self.cache = PlacementCache()
@@ -92,7 +94,10 @@ class Connection:
         self._options = list(CHANNEL_OPTIONS) + list(channel_options)
         self._tls = tls
         self._credentials = tls.credentials() if tls is not None else None
-        self._interceptors = [BearerToken(token)] if token else None
+        interceptors: list[Any] = [BearerToken(token)] if token else []
+        if tracer_provider is not None:  # registry/tracing.py: a span per attempt
+            interceptors.append(ClientTracing(tracer_provider))
+        self._interceptors = interceptors or None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}
         self._cache_task: asyncio.Task[None] | None = None

@@ -64,6 +64,7 @@ class SyncClient:
         channel_options: Sequence[tuple[str, int | str]] = (),
         tls: Tls | None = None,
         token: str | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         self._client = Client(
             seeds,
@@ -74,6 +75,7 @@ class SyncClient:
             channel_options=channel_options,
             tls=tls,
             token=token,
+            tracer_provider=tracer_provider,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

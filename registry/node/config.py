@@ -57,6 +57,7 @@ from typing import Any
 from registry.core.errors import ConfigError
 from registry.core.timing import Timing, preset
 from registry.node import config_values
+from registry.tracing import check_setting
 
 MAX_PAYLOAD_BYTES = 4 << 20
 PEER_MESSAGE_LIMIT = 64 << 20
@@ -256,6 +257,12 @@ class NodeConfig:
         client = self.peers.get(node)
         return derive_peer_address(client) if client else None
 
+    tracing: str = ""
+    """OpenTelemetry spans of client requests (``registry/tracing.py``; needs the extra
+    ``quorum-registry[otel]``): ``""`` (off), ``"console"``, ``"otlp"`` (the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables say where; needs ``opentelemetry-exporter-otlp``)
+    or ``"jsonl:PATH"`` (one JSON object per span appended to PATH). Default off."""
+
     workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     """Worker host processes that run this node's activations (names are spread over
     them by a hash of the name). Default: the number of CPUs, at least 1."""
@@ -298,6 +305,9 @@ class NodeConfig:
             problems.append(
                 "storage_reserve_bytes must be ≥ 0, segment_bytes and snapshot_entries ≥ 1"
             )
+        tracing_problem = check_setting(self.tracing)
+        if tracing_problem:
+            problems.append(tracing_problem)
         if not self.healthz_stall_s > 0:
             problems.append(f"healthz_stall_s must be > 0 s (got {self.healthz_stall_s})")
         problems.extend(self._peer_problems())

@@ -57,6 +57,7 @@ from registry.node.storage import FileStorage
 from registry.node.storage_check import load_checked
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.node.watch import WatchHub
+from registry.tracing import ServerTracing, node_tracer_provider
 from registry.v1 import admin_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger("registry.node")
@@ -129,12 +130,15 @@ class Node:
             tokens,
             is_peer=lambda cn: cn in cfg.peers or cn in self.driver.replica.state.members,
         )
+        self.tracer_provider = node_tracer_provider(cfg.tracing, "quorum-registry", cfg.id)
         self.service = RegistryService(self)
         self.disk = DiskAlarm(self)
+        tracing = [ServerTracing(cfg.id, self.tracer_provider)] if self.tracer_provider else []
         server = grpc.aio.server(
             options=SERVER_OPTIONS,
             interceptors=[
                 RpcMetrics(self.metrics.rpc_seconds, self.metrics.rpc_errors),
+                *tracing,
                 MalformedRequests(),
                 self.auth,
                 ConcurrencyLimits(
@@ -266,6 +270,8 @@ class Node:
             await self.admin.close()
             await self.transport.close()
             self.storage.close()
+            if self.tracer_provider is not None:
+                self.tracer_provider.shutdown()  # export what is still buffered
         finally:
             self._gc_pauses.uninstall()
             self._stopped.set()

@@ -51,6 +51,7 @@ from registry.node.status import (
     relayed,
 )
 from registry.node.transport import CHANNEL_OPTIONS
+from registry.tracing import ClientTracing
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
 from registry.wire.errors import decode as decode_details
@@ -153,7 +154,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             # (gRPC's default reconnect backoff grows to 120 s), and replies up to the
             # payload limit fit (the default receive limit is 4 MiB).
             tls = self.node.client_tls
-            carry = [ForwardCaller(self.node.cfg.auth)]  # the caller's identity goes along
+            carry: list[Any] = [ForwardCaller(self.node.cfg.auth)]  # the caller goes along
+            if self.node.tracer_provider is not None:  # and the trace context (a child span)
+                carry.append(ClientTracing(self.node.tracer_provider))
             if tls is None:
                 channel = grpc.aio.insecure_channel(
                     address, options=CHANNEL_OPTIONS, interceptors=carry

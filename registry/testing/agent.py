@@ -11,7 +11,10 @@ registry.testing.agent '<json config>'`` and talks to it in JSON lines:
 Requests are served concurrently (a thread pool), so a slow call to a cut-off node does
 not hold up the others. ``AgentClient`` is the test side: ``request()`` blocks until the
 answer arrives or its own deadline passes. Ops: ``cluster``, ``register_many``, ``list``,
-``whereis``, ``http``, ``unregister``, ``call`` (payload as text).
+``whereis``, ``http``, ``unregister``, ``call`` (payload as text); ``connect`` (a node
+added after start: its gRPC and HTTP addresses); ``member_add``, ``member_promote``,
+``member_remove`` (the Admin service; the member's id in ``member``). A failed request
+answers its gRPC status name and the ``registry-reason`` trailer, if any.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ CHANNEL_OPTIONS = [
 class AgentError(Exception):
     """A request failed: ``code`` is the gRPC status name (or ``AGENT`` / ``HTTP``)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, reason: str = "") -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.reason = reason
+        """The ``registry-reason`` trailer of a refused gRPC request (may be empty)."""
 
 
 # -- the agent (runs inside the client namespace) ----------------------------------------
@@ -57,10 +62,10 @@ class _Server:
 
         self._grpc = grpc
         self.http_addr = http_addr
-        self.stubs = {
-            n: registry_pb2_grpc.RegistryStub(grpc.insecure_channel(a, options=CHANNEL_OPTIONS))
-            for n, a in grpc_addr.items()
+        self.channels = {
+            n: grpc.insecure_channel(a, options=CHANNEL_OPTIONS) for n, a in grpc_addr.items()
         }
+        self.stubs = {n: registry_pb2_grpc.RegistryStub(c) for n, c in self.channels.items()}
         self.ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "cluster": self.cluster,
             "register_many": self.register_many,
@@ -69,6 +74,10 @@ class _Server:
             "http": self.http,
             "unregister": self.unregister,
             "call": self.call,
+            "connect": self.connect,
+            "member_add": self.member_add,
+            "member_promote": self.member_promote,
+            "member_remove": self.member_remove,
         }
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +87,14 @@ class _Server:
         except self._grpc.RpcError as exc:
             code = exc.code()
             message = exc.details()
-            return {"id": req["id"], "ok": False, "code": code.name, "message": message or ""}
+            trailers: dict[str, Any] = dict(exc.trailing_metadata() or ())  # type: ignore[arg-type]
+            return {
+                "id": req["id"],
+                "ok": False,
+                "code": code.name,
+                "message": message or "",
+                "reason": str(trailers.get("registry-reason", "")),
+            }
         except Exception as exc:
             return {"id": req["id"], "ok": False, "code": "AGENT", "message": repr(exc)}
 
@@ -155,6 +171,40 @@ class _Server:
             return None
         loc = reply.location
         return [loc.name, loc.node, loc.token, loc.stale]
+
+    def connect(self, req: dict[str, Any]) -> None:
+        from registry.v1 import registry_pb2_grpc
+
+        channel = self._grpc.insecure_channel(req["grpc"], options=CHANNEL_OPTIONS)
+        self.channels[req["node"]] = channel
+        self.stubs[req["node"]] = registry_pb2_grpc.RegistryStub(channel)
+        self.http_addr[req["node"]] = req["http"]
+
+    def _admin(self, node: str) -> Any:
+        from registry.v1 import admin_pb2_grpc
+
+        return admin_pb2_grpc.AdminStub(self.channels[node])
+
+    def member_add(self, req: dict[str, Any]) -> int:
+        from registry.v1 import admin_pb2 as apb
+
+        request = apb.MemberAddRequest(
+            id=req["member"], address=req["address"], peer_address=req["peer_address"]
+        )
+        return int(self._admin(req["node"]).MemberAdd(request, timeout=req["timeout"]).index)
+
+    def member_promote(self, req: dict[str, Any]) -> int:
+        from registry.v1 import admin_pb2 as apb
+
+        request = apb.MemberPromoteRequest(id=req["member"])
+        return int(self._admin(req["node"]).MemberPromote(request, timeout=req["timeout"]).index)
+
+    def member_remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        from registry.v1 import admin_pb2 as apb
+
+        request = apb.MemberRemoveRequest(id=req["member"], force=req.get("force", False))
+        reply = self._admin(req["node"]).MemberRemove(request, timeout=req["timeout"])
+        return {"index": reply.index, "moved": reply.names_moved, "handed_off": reply.handed_off}
 
     def http(self, req: dict[str, Any]) -> dict[str, Any]:
         url = f"http://{self.http_addr[req['node']]}{req['path']}"
@@ -238,6 +288,8 @@ class AgentClient:
 
     def request(self, op: str, node: str, *, timeout: float = 2.0, **fields: Any) -> Any:
         """Run ``op`` against ``node``; return its result or raise ``AgentError``."""
+        clash = {"id", "op", "node", "timeout"} & fields.keys()
+        assert not clash, f"request fields {clash} would overwrite the envelope"
         rid = next(self._ids)
         future: Future[dict[str, Any]] = Future()
         with self._lock:
@@ -257,7 +309,7 @@ class AgentClient:
                 "AGENT", f"no answer to {op} on {node} within {timeout + 5:g} s"
             ) from None
         if not answer["ok"]:
-            raise AgentError(answer["code"], answer["message"])
+            raise AgentError(answer["code"], answer["message"], answer.get("reason", ""))
         return answer["result"]
 
     def close(self) -> None:

@@ -8,6 +8,11 @@ listens on its namespace address (clients on 7400, peers on 8400 with mTLS from 
 throwaway CA in ``root/certs``, one cluster id), keeps its data directory under ``root``
 across restarts, writes its log to ``root/<id>.log`` and inherits ``$REGISTRY_LEDGER``.
 
+``NetnsCluster(..., spare=True)`` adds one more namespace, ``spare``, where the
+membership nemesis starts a node under a new id (``add_member``: a learner the test adds
+with ``registry member add``) and stops it again once removed (``retire_member``); the
+bootstrap ``--peers`` of every node stay the original voters.
+
 Every wait has a deadline and polls a condition. ``close()`` stops everything — paused
 processes are resumed first, then SIGTERM, then SIGKILL after a bound — and removes the
 network; it is safe to call twice and runs from ``atexit`` if a caller never got to it.
@@ -35,6 +40,8 @@ from registry.testing.netns import Network, cleanup_leftovers
 T = TypeVar("T")
 GRPC_PORT = 7400
 HTTP_PORT = 9400
+PEER_PORT = GRPC_PORT + 1000
+"""The nodes' peer port (the default: client port + 1000)."""
 STOP_GRACE_S = 15.0
 WORKER_MODULES = ("registry.examples", "registry.testing.ledger_worker")
 
@@ -100,6 +107,7 @@ class NetnsCluster:
         ledger: Path | None = None,
         log_level: str = "INFO",
         workers: int = 1,
+        spare: bool = False,
     ) -> None:
         self.root = root
         self.workers = workers
@@ -109,10 +117,16 @@ class NetnsCluster:
         self.worker_modules = worker_modules
         self.ledger = ledger or root / "ledger.sqlite"
         self.log_level = log_level
-        self.net = Network([*self.ids, "client"])
+        self.net = Network([*self.ids, *(["spare"] if spare else []), "client"])
+        self.host = {n: n for n in self.ids}
+        """Node id → the namespace (``Network`` host) it runs in."""
         self.grpc = {n: f"{self.net.addr[n]}:{GRPC_PORT}" for n in self.ids}
         self.http = {n: f"{self.net.addr[n]}:{HTTP_PORT}" for n in self.ids}
         self.nodes = {n: NodeProc(n, root / n, root / f"{n}.log") for n in self.ids}
+        self.learners: set[str] = set()
+        """Nodes added after bootstrap: started with ``--learner``."""
+        self.retired: dict[str, NodeProc] = {}
+        """Added nodes that were removed again (their logs stay in ``log_tails``)."""
         self.cluster_id = new_cluster_id("netns")
         self._agent: AgentClient | None = None
         self._closed = False
@@ -146,20 +160,21 @@ class NetnsCluster:
         node = self.nodes[n]
         if node.running():
             raise RuntimeError(f"{n} is already running")
-        peers = ",".join(f"{i}={a}" for i, a in self.grpc.items())
+        peers = ",".join(f"{i}={self.grpc[i]}" for i in self.ids)
         argv = [sys.executable, "-m", "registry.cli", "node", "--id", n]
+        argv += ["--learner"] if n in self.learners else []
         argv += ["--listen", self.grpc[n], "--http", self.http[n], "--peers", peers]
         argv += ["--data-dir", str(node.data_dir), "--preset", self.preset]
         argv += ["--log-level", self.log_level, "--cluster-id", self.cluster_id]
         argv += ["--workers", str(self.workers)]
         argv += ["--insecure-clients"]  # namespace addresses, test traffic only
-        argv += tls_flags(dev_certs(self.root / "certs", self.ids)[n])
+        argv += tls_flags(dev_certs(self.root / "certs", [n])[n])
         for module in self.worker_modules:
             argv += ["--worker-module", module]
         env = {**os.environ, ledger_mod.ENV: str(self.ledger)}
         with open(node.log, "ab") as log_file:
             node.proc = subprocess.Popen(
-                self.net.exec_argv(n, argv),
+                self.net.exec_argv(self.host[n], argv),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -169,6 +184,28 @@ class NetnsCluster:
         node.paused = False
         node.stopped_on_purpose = False
         node.pids.append(node.proc.pid)
+
+    def add_member(self, n: str, host: str = "spare") -> str:
+        """Make node ``n`` (a new id) known, to run in namespace ``host`` with an empty
+        data directory as a learner; returns its peer address (for ``member add``).
+        Start it with ``start_node``."""
+        assert n not in self.nodes and n not in self.retired, f"{n} exists or existed"
+        busy = [m for m, h in self.host.items() if h == host and m in self.nodes]
+        assert not busy, f"namespace {host} still runs {busy}"
+        self.host[n] = host
+        self.grpc[n] = f"{self.net.addr[host]}:{GRPC_PORT}"
+        self.http[n] = f"{self.net.addr[host]}:{HTTP_PORT}"
+        self.nodes[n] = NodeProc(n, self.root / n, self.root / f"{n}.log")
+        self.learners.add(n)
+        self.agent.request("connect", n, grpc=self.grpc[n], http=self.http[n])
+        return f"{self.net.addr[host]}:{PEER_PORT}"
+
+    def retire_member(self, n: str) -> None:
+        """Stop an added node (SIGTERM; it was removed from the cluster) and forget it,
+        freeing its namespace for the next one."""
+        if self.nodes[n].proc is not None:
+            self.terminate(n)
+        self.retired[n] = self.nodes.pop(n)
 
     def kill(self, n: str) -> int:
         """``kill -9`` the node; returns the pid that was killed."""
@@ -302,7 +339,7 @@ class NetnsCluster:
 
     def log_tails(self, lines: int = 60) -> str:
         out = []
-        for n, node in self.nodes.items():
+        for n, node in {**self.retired, **self.nodes}.items():
             try:
                 text = node.log.read_text(errors="replace").splitlines()[-lines:]
             except OSError:

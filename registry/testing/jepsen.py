@@ -224,7 +224,8 @@ def run(cfg: JepsenConfig) -> Outcome:
     history = History(path)
     timing = timing_preset(cfg.preset)
     bound = converge_bound(cfg.preset)
-    cluster = NetnsCluster(root, cfg.nodes, preset=cfg.preset, ledger=path)
+    spare = "member-change" in cfg.nemesis  # a namespace for the nodes it adds
+    cluster = NetnsCluster(root, cfg.nodes, preset=cfg.preset, ledger=path, spare=spare)
     crashes: dict[str, int] = {}
     workload: Workload | None = None
     try:

@@ -13,6 +13,11 @@ Kinds (``KINDS``):
 ``pause``           ``SIGSTOP`` a node for longer than the lease, then ``SIGCONT``
 ``rolling-restart`` SIGTERM each node in turn (graceful: drain by handoff), restart it
 ``full-restart``    SIGTERM every node at once, then start them all again
+``member-change``   a new node (new id, in the ``spare`` namespace) is added as a learner
+                    and promoted to voter while a minority is cut off; after that heals
+                    it is removed (its names move away by handoff) while another
+                    minority is cut off, and stopped. Each cut is recorded as a
+                    ``split`` too, so the failover and minority checks cover it.
 =================== ===================================================================
 
 ``schedule(seed, ...)`` yields ``Plan`` values from ``random.Random(seed)``: the kinds,
@@ -36,7 +41,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from registry.core.timing import Timing
@@ -56,9 +61,14 @@ KINDS = (
     "pause",
     "rolling-restart",
     "full-restart",
+    "member-change",
 )
-WEIGHTS = {"rolling-restart": 0.4, "full-restart": 0.3}
-"""Relative frequency (default 1): restarts are slow, so they come less often."""
+WEIGHTS = {"rolling-restart": 0.4, "full-restart": 0.3, "member-change": 0.4}
+"""Relative frequency (default 1): restarts and membership changes are slow, so they
+come less often."""
+ADMIN_BOUND_LEASES = 30
+"""A membership change through the Admin service must succeed within this many leases
+(at least seconds) — catching up a new learner included."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +118,8 @@ def schedule(seed: int, kinds: Sequence[str], size: int, timing: Timing) -> Iter
                 # MemberDown races the SIGCONT.
                 short = down - 2 * timing.member_heartbeat
                 hold = rng.uniform(1.2 * lease, max(1.25 * lease, short))
+        elif kind == "member-change":  # the first cut, then the second
+            picks = order[: 2 * minority]
         elif kind in ("isolate", "kill", "isolate-leader"):
             picks = order[:1]
         elif kind == "one-way":
@@ -130,6 +142,8 @@ class Nemesis:
         self.timing = timing
         self.ids = sorted(cluster.ids)
         self.injected: dict[str, int] = {}
+        self.added = 0
+        """Nodes the membership nemesis has added so far (their ids: m1, m2, …)."""
 
     def record(self, kind: str, detail: str, targets: Sequence[str], t: float, n: int = 1) -> int:
         self.injected[kind] = self.injected.get(kind, 0) + n
@@ -162,6 +176,8 @@ class Nemesis:
             return self._rolling(nodes)
         if kind == "full-restart":
             return self._full_restart()
+        if kind == "member-change":
+            return self._member_change(nodes, plan.hold)
         raise ValueError(f"unknown fault kind {kind!r}")
 
     # -- partitions --------------------------------------------------------------------
@@ -175,13 +191,22 @@ class Nemesis:
         *,
         probe: str | None = None,
         detail: str = "",
+        during: Callable[[], None] | None = None,
     ) -> tuple[list[int], float]:
+        """Cut ``drops`` for ``hold`` seconds (or until ``during``, run once the probe is
+        done, returns, if that is later), then heal."""
         t0 = time.monotonic()
         self.cluster.net.set_drops(drops)
         fid = self.record(kind, detail or json.dumps(sorted(drops)), targets, t0)
-        if probe is not None:
-            self.probe_minority(fid, probe, t0 + hold)
-        _sleep_until(t0 + hold)
+        try:
+            if probe is not None:
+                self.probe_minority(fid, probe, t0 + hold)
+            if during is not None:
+                during()
+            _sleep_until(t0 + hold)
+        except BaseException:
+            self.cluster.net.heal()
+            raise
         self.cluster.net.heal()
         t1 = time.monotonic()
         self.history.healed(fid, t1)
@@ -230,6 +255,62 @@ class Nemesis:
         t1 = time.monotonic()
         self.history.healed(fid, t1)
         return [fid], t1
+
+    # -- membership --------------------------------------------------------------------
+
+    def _member_change(self, picks: Sequence[str], hold: float) -> tuple[list[int], float]:
+        half = len(picks) // 2
+        first, second = list(picks[:half]), list(picks[half:])
+        self.added += 1
+        new = f"m{self.added}"
+        t0 = time.monotonic()
+        detail = f"add {new} and promote it while {first} are cut off; remove it while {second} are"
+        fid = self.record("member-change", detail, [new], t0)
+        peer_address = self.cluster.add_member(new)
+        self.cluster.start_node(new)
+        spare = self.cluster.host[new]
+
+        def add_and_promote() -> None:
+            address = self.cluster.grpc[new]
+            self.admin(first, "member_add", member=new, address=address, peer_address=peer_address)
+            self.admin(first, "member_promote", member=new)
+
+        def remove() -> None:
+            self.admin(second, "member_remove", member=new)
+
+        rest = [n for n in self.ids if n not in first]
+        added, _ = self._partition(
+            "split", cut(first, [*rest, spare]), first, hold, probe=first[0], during=add_and_promote
+        )
+        rest = [n for n in self.ids if n not in second]
+        removed, _ = self._partition(
+            "split", cut(second, [*rest, spare]), second, hold, probe=second[0], during=remove
+        )
+        self.cluster.retire_member(new)
+        t1 = time.monotonic()
+        self.history.healed(fid, t1)
+        return [fid, *added, *removed], t1
+
+    def admin(self, cut_off: Sequence[str], op: str, **fields: object) -> None:
+        """Run an Admin ``op`` through a node on the majority side, retrying (bounded)
+        while it cannot be done yet: no leader, a learner still catching up, an earlier
+        change not yet committed. Done also when an earlier try's answer was lost but the
+        change happened (ALREADY_EXISTS; a removal answers OK again)."""
+        via = [n for n in self.ids if n not in cut_off]
+        attempts = iter(range(1_000_000))
+
+        def attempt() -> bool:
+            leader = self._leader()
+            node = leader if leader in via else via[next(attempts) % len(via)]
+            try:
+                self.cluster.agent.request(op, node, timeout=10.0, **fields)
+            except AgentError as exc:
+                if exc.code != "ALREADY_EXISTS":
+                    raise  # not yet: wait_for retries until its deadline
+            return True
+
+        bound = ADMIN_BOUND_LEASES * max(1.0, self.timing.lease)
+        wait_for(f"{op} {fields} through {via}", attempt, bound, interval=0.1)
 
     # -- processes ---------------------------------------------------------------------
 

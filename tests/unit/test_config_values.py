@@ -112,6 +112,7 @@ TEXT = {
     "client_key": "client-key.pem",
     "client_ca": "client-ca.pem",
     "auth": "tokens",
+    "tracing": "jsonl:spans.jsonl",
     "token_file": "tokens.toml",
 }
 PEER_TLS = ("peer_ca", "peer_cert", "peer_key")
