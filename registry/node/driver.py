@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from registry.core.commands import Command
 from registry.core.errors import NotLeader, RegistryError
-from registry.core.messages import Ready, Role
+from registry.core.messages import MessageType, Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
 from registry.node.config import NodeConfig
@@ -56,6 +56,11 @@ GROUP_COMMIT_S = 0.001
 Ready is taken, so one fsync (and one append per follower) carries many writes."""
 GROUP_COMMIT_MAX = 256
 """...unless this many inputs are already queued (the batch is big enough)."""
+
+
+EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+"""What a leader sends before its own persist when the Ready allows it
+(``Ready.appends_before_persist``): the followers' fsync overlaps the leader's."""
 
 
 class ProposalLost(RegistryError):
@@ -343,6 +348,12 @@ class Driver:
             ready = replica.ready()
             if ready.incarnation is not None:
                 self.incarnation = ready.incarnation
+            raft = ready.raft
+            early: list[PeerMessage] = [m for m in raft.messages if m.type in EARLY]
+            if early and raft.appends_before_persist:
+                self._send(early)  # votes and acks still wait for the persist below
+            else:
+                early = []
             try:
                 await asyncio.to_thread(
                     self.storage.persist,
@@ -352,7 +363,8 @@ class Driver:
                 )
             except OSError as err:
                 raise StorageIOFailed(err) from err
-            self._send([*ready.raft.messages, *ready.messages])
+            late = [m for m in raft.messages if m.type not in EARLY] if early else raft.messages
+            self._send([*late, *ready.messages])
             soft = ready.raft.soft_state
             if soft is not None:
                 log.info(
