@@ -314,7 +314,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         proposed or forwarded: one oversized entry must never reach Raft (it would not
         fit a peer message, and the leader would lose its term)."""
         limit = self.node.cfg.max_entry_bytes
-        binary = self._replica.binary_entries
+        # The leader encodes the entry; a follower, which may not know yet that every peer
+        # reads binary (followers rarely talk to each other), checks the smaller binary
+        # size and leaves the final word to the leader.
+        binary = self._replica.binary_entries or self._replica.raft.role is not Role.LEADER
         low, high = _entry_bounds(command, binary)
         if high <= limit:
             return  # clearly under: spare the event loop an encode of megabytes
