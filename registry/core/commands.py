@@ -1,8 +1,16 @@
 """Registry commands: what goes into the Raft log, and how it is encoded.
 
-The encoding is JSON with sorted keys (bytes as base64): deterministic, debuggable with
-``jq``, and independent of the wire protobufs so the core stays free of generated code.
-Every command carries a ``kind`` tag; decoding rejects anything unknown with
+Two encodings, told apart by the first byte (a version sniff):
+
+- binary (``registry.core.command_binary``, first byte ``0x01``): what ``encode`` writes
+  by default. Compact (raw bytes, varints) and independent of the wire protobufs so the
+  core stays free of generated code.
+- JSON with sorted keys (bytes as base64, first byte ``{``): what every entry was before
+  the binary one; still decoded, so old logs and snapshots load. ``encode(binary=False)``
+  writes it while a node of an older release, which reads only JSON, may still read the
+  log (a rolling upgrade; ``registry.node.transport`` learns which codecs peers read).
+
+Every command carries a kind tag; decoding rejects anything unknown with
 ``InvalidCommand`` rather than guessing.
 """
 
@@ -11,122 +19,44 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from registry.core.errors import RegistryError
-from registry.core.messages import NodeId
-
-Priority = tuple[tuple[NodeId, ...], ...]
-"""A dist_ac-style priority list: ``(("a",), ("b", "c"))`` means a first, then b or c."""
-
-
-class InvalidCommand(RegistryError, ValueError):
-    """A log entry that does not decode to a registry command."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NameSpec:
-    name: str
-    kind: str
-    args: bytes = b""
-    roles: tuple[str, ...] = ()
-    """The host must have every one of these roles."""
-    priority: Priority | None = None
-    """Place by priority list instead of the hash ring."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Register:
-    specs: tuple[NameSpec, ...]
-    """One or many names in one log entry (register-many). All or nothing."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unregister:
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Join:
-    group: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Leave:
-    group: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberUp:
-    node: NodeId
-    incarnation: int
-    address: str = ""
-    roles: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    """Worker kinds this member can run (empty: any)."""
-    draining: bool = False
-    """The member is shutting down: give it nothing new, move its names away by handoff."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberDown:
-    node: NodeId
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Released:
-    """The holder of ``name`` stopped the activation ``token`` for a handoff."""
-
-    name: str
-    token: int
-    state: bytes | None = None
-    """Handed to the next activation; ``None`` restarts it fresh."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Releases:
-    """Several ``Released`` in one entry: a rebalance hands off thousands of names at
-    once, and one entry (and one forwarded message) per name bounded how fast."""
-
-    items: tuple[Released, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberAdmit:
-    """An operator added ``node`` at runtime (``MemberAdd``): where to reach it, so every
-    node (and every later leader) can replicate to it before it has joined the view."""
-
-    node: NodeId
-    address: str
-    """Its client gRPC address."""
-    peer_address: str
-    """Its peer port."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemberRetire:
-    """An operator removed ``node`` (``MemberRemove``): its names move away (handoff while
-    it is up, failover once it is down) and its id is never admitted again."""
-
-    node: NodeId
-
-
-Command = (
-    Register
-    | Unregister
-    | Join
-    | Leave
-    | MemberUp
-    | MemberDown
-    | Released
-    | Releases
-    | MemberAdmit
-    | MemberRetire
+from registry.core import command_binary
+from registry.core.command_types import (
+    Command,
+    InvalidCommand,
+    Join,
+    Leave,
+    MemberAdmit,
+    MemberDown,
+    MemberRetire,
+    MemberUp,
+    NameSpec,
+    Priority,
+    Register,
+    Released,
+    Releases,
+    Unregister,
 )
+
+__all__ = [
+    "Command",
+    "InvalidCommand",
+    "Join",
+    "Leave",
+    "MemberAdmit",
+    "MemberDown",
+    "MemberRetire",
+    "MemberUp",
+    "NameSpec",
+    "Priority",
+    "Register",
+    "Released",
+    "Releases",
+    "Unregister",
+    "decode",
+    "encode",
+]
 
 _KINDS: dict[str, type[Any]] = {
     "register": Register,
@@ -141,6 +71,7 @@ _KINDS: dict[str, type[Any]] = {
     "member_retire": MemberRetire,
 }
 _TAGS = {cls: tag for tag, cls in _KINDS.items()}
+_BINARY = bytes((command_binary.FORMAT,))
 
 
 def _b64(data: bytes) -> str:
@@ -251,7 +182,10 @@ def _released_from_json(raw: object, where: str, required: set[str]) -> Released
     )
 
 
-def encode(command: Command) -> bytes:
+def encode(command: Command, *, binary: bool = True) -> bytes:
+    """The log entry for ``command``: binary, or the older JSON (see the docstring)."""
+    if binary:
+        return command_binary.encode(command)
     tag = _TAGS[type(command)]
     body: dict[str, Any]
     if isinstance(command, Register):
@@ -276,6 +210,9 @@ def encode(command: Command) -> bytes:
 
 
 def decode(data: bytes) -> Command:
+    """Either encoding (rule: the first byte tells them apart)."""
+    if data[:1] == _BINARY:
+        return command_binary.decode(data)
     try:
         raw = json.loads(data)
     except (ValueError, RecursionError) as exc:
