@@ -31,12 +31,15 @@ def start(
     progress: Progress,
     *,
     started: int | None = None,
+    fsync: bool = True,
 ) -> LocalCluster:
     """A cluster of ``size`` declared voters, of which the first ``started`` (default
-    all) are started and whole; closed again if it does not come up."""
+    all) are started and whole; closed again if it does not come up. ``fsync=False``:
+    nodes without fsync (``--no-fsync``, not durable)."""
     count = size if started is None else started
     progress.say(f"starting {count} of {size} nodes (preset {preset}) under {root}")
-    c = LocalCluster(root, size, preset=preset, worker_modules=WORKER_MODULES)
+    config: dict[str, object] = {} if fsync else {"fsync": False}
+    c = LocalCluster(root, size, preset=preset, worker_modules=WORKER_MODULES, config=config)
     try:
         for node_id in c.ids[:count]:
             c.start_node(node_id)

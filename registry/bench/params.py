@@ -48,6 +48,10 @@ class Params:
     keep: bool = False
     """Keep ``work_dir`` (data directories and node logs) after the run."""
     quick: bool = False
+    fsync: bool = True
+    """fsync the log before acknowledging (the node default). ``False`` (``--no-fsync``)
+    runs every cluster, and etcd, without it: not durable, only to show where the time
+    goes; the table says so."""
 
     def validate(self) -> Params:
         problems = []

@@ -125,7 +125,7 @@ class Http:
 class EtcdCluster:
     """Three ``etcd`` processes on loopback; ``close()`` kills them and removes the data."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, fsync: bool = True) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         # Under the bench's work directory (so its processes are findable by path), but
         # removed by close() even when the work directory is kept.
@@ -138,6 +138,7 @@ class EtcdCluster:
         self.peer_urls = [f"http://127.0.0.1:{p}" for p in peer_ports]
         self.token = f"registry-bench-{uuid.uuid4().hex[:12]}"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.fsync = fsync
 
     def start(self) -> None:
         initial = ",".join(f"{n}={u}" for n, u in zip(self.names, self.peer_urls, strict=True))
@@ -156,6 +157,7 @@ class EtcdCluster:
                 "--initial-cluster", initial,
                 "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "new",
+                *(() if self.fsync else ("--unsafe-no-fsync",)),
             ]  # fmt: skip
             with (self.log_dir / f"etcd-{name}.log").open("ab") as log:
                 self.procs.append(
@@ -221,7 +223,7 @@ def _txn(keys: list[str], lease: str) -> dict[str, Any]:
 
 async def run(params: Params, log_dir: Path, progress: Progress, out: SectionResult) -> None:
     progress.step(f"etcd reference: starting {MEMBERS} members ({ETCD})")
-    etcd = EtcdCluster(log_dir)
+    etcd = EtcdCluster(log_dir, fsync=params.fsync)
     try:
         etcd.start()
         prefix = await _wait_ready(etcd, progress)

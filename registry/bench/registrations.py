@@ -89,6 +89,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
             note=_budget_note(sum(batched_names), n, params.budget_s),
         )
         out.add("batched_call_p50_ms", "register_many call p50", batched.p50_s * 1e3, "ms")
+        out.add("batched_call_p99_ms", "register_many call p99", batched.p99_s * 1e3, "ms")
 
     expected = names_before + single.n + sum(batched_names)
     started = time.monotonic()

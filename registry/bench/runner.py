@@ -134,7 +134,9 @@ class Runner:
 
     @contextmanager
     def cluster(self, root: Path, size: int, started: int | None = None) -> Iterator[LocalCluster]:
-        c = clusters.start(root, size, self.params.preset, self.progress, started=started)
+        c = clusters.start(
+            root, size, self.params.preset, self.progress, started=started, fsync=self.params.fsync
+        )
         try:
             yield c
         finally:

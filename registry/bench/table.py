@@ -15,8 +15,13 @@ def header(meta: dict[str, Any]) -> list[str]:
     return [
         f"registry bench — {meta['started_at']} — {m['cores']} cores, Python {m['python']}, "
         f"grpcio {m['grpcio']}, load avg {m['loadavg_start']}",
-        f"{p['nodes']} nodes, preset {p['preset']}, fsync on (the node default: every entry "
-        f"fsync'd before it is acknowledged), {p['names']:,} names, {p['ops']:,} ops per "
+        f"{p['nodes']} nodes, preset {p['preset']}, "
+        + (
+            "fsync on (the node default: every entry fsync'd before it is acknowledged)"
+            if p.get("fsync", True)
+            else "FSYNC OFF (--no-fsync, nodes and etcd: NOT durable; where the time goes)"
+        )
+        + f", {p['names']:,} names, {p['ops']:,} ops per "
         f"latency row{', quick' if p['quick'] else ''}",
     ]
 

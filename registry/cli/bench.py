@@ -48,6 +48,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--skip-etcd", action="store_true", help="do not run the etcd reference")
     p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="run every cluster and etcd without fsync (NOT durable: shows where time goes)",
+    )
+    p.add_argument(
         "--only",
         help=f"comma-separated sections to run, from: {', '.join(SECTIONS)}",
     )
@@ -89,6 +94,7 @@ def run_bench(args: argparse.Namespace) -> int:
             work_dir=args.dir,
             keep=args.dir is not None,
             quick=quick,
+            fsync=not args.no_fsync,
         ).validate()
     except ValueError as exc:
         print(f"registry bench: {exc}", file=sys.stderr)

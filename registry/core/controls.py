@@ -39,6 +39,11 @@ class ProposeDurable(Control[None]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UseBinaryEntries(Control[None]):
+    """Every peer reads binary log entries now: write them (``Replica.binary_entries``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TransferLeadership(Control[None]):
     """Hand leadership to ``target`` (``RawNode.transfer_leadership``); only a leader."""
 

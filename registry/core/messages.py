@@ -182,6 +182,11 @@ class Ready:
 
     soft_state: SoftState | None = None
     hard_state: HardState | None = None
+    appends_before_persist: bool = False
+    """A leader whose term and vote are already on disk: its APPEND and HEARTBEAT
+    ``messages`` may be sent before (or while) ``entries`` are persisted (Raft thesis
+    §10.2.1; rule 7 of ``registry.core.raft``); every other message still waits for the
+    persist. A shell that ignores this sends everything after, as before."""
     entries: tuple[Entry, ...] = ()
     snapshot: Snapshot | None = None
     committed: tuple[Entry, ...] = ()

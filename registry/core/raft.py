@@ -32,7 +32,11 @@ Rules, beyond the Raft paper's Figure 2:
    change may be uncommitted. A leader that removed itself steps down once the change
    commits.
 7. **Persistence**: everything in a Ready is persisted before its messages are sent, so
-   a vote, an acknowledged entry or a term is never forgotten by a crash.
+   a vote, an acknowledged entry or a term is never forgotten by a crash. One exception
+   (Raft thesis §10.2.1): a leader's APPENDs and HEARTBEATs may go out while its own
+   entries are being persisted (``Ready.appends_before_persist``), because the leader
+   counts itself toward the commit quorum only for entries it has persisted (at
+   ``advance``); any majority of persisted copies commits an entry, with or without it.
 8. **ReadIndex**: a read is safe at the commit index once a quorum acked a heartbeat
    sent after the read arrived, provided the leader has committed an entry of its term.
 
@@ -249,7 +253,10 @@ class RawNode(_RaftReplication):
                 self._broadcast_heartbeat()
         self._append_broadcast_due = self._read_broadcast_due = False
         hard, soft = self._hard_state(), self._soft_state()
+        prev = self._prev_hard
         rd = Ready(
+            appends_before_persist=self._role is Role.LEADER
+            and (hard.term, hard.vote) == (prev.term, prev.vote),
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=self._log.unstable_entries(),
@@ -275,6 +282,11 @@ class RawNode(_RaftReplication):
             self._log.pending_snapshot = None
         if rd.entries:
             self._log.unstable_from = rd.entries[-1].index + 1
+            own = self._prs.get(self.id)
+            if self._role is Role.LEADER and own is not None:
+                own.maybe_update(rd.entries[-1].index)  # rule 7: persisted, so it counts
+                if self._maybe_commit() and self._role is Role.LEADER:
+                    self._append_broadcast_due = True  # followers learn the commit
         if rd.committed:
             self._log.applied = rd.committed[-1].index
 
@@ -356,7 +368,7 @@ class RawNode(_RaftReplication):
         self._lease_revoked = False
         last = self._log.last_index
         self._prs = {node: Progress(next=last + 1) for node in self._members_and_self()}
-        self._prs[self.id].match = last
+        self._prs[self.id].match = min(last, self._log.unstable_from - 1)  # rule 7: on disk
         self._prs[self.id].state = ProgressState.REPLICATE
         # An empty entry of the new term lets the commit index move (Figure 8).
         self._append_entry(EntryType.NORMAL, b"")

@@ -100,8 +100,7 @@ class _RaftReplication(_RaftSnapshots, _RaftReads):
         self._log.append([Entry(term=self._term, index=index, type=kind, data=data)])
         if kind is EntryType.CONF_CHANGE:
             self._refresh_conf()
-        self._prs[self.id].maybe_update(index)
-        self._maybe_commit()
+        # The leader's own copy counts toward the commit only once persisted (``advance``).
         self._append_broadcast_due = True
         return index
 

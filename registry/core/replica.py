@@ -54,6 +54,7 @@ from registry.core.controls import (
     ProposeDurable,
     StateCapture,
     TransferLeadership,
+    UseBinaryEntries,
 )
 from registry.core.errors import ProposalRejected
 from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
@@ -186,8 +187,13 @@ class Replica:
         address: str = "",
         roles: tuple[str, ...] = (),
         kinds: tuple[str, ...] = (),
+        binary_entries: bool = True,
     ) -> None:
         self.raft = RawNode(raft_cfg, rng, persisted)
+        self.binary_entries = binary_entries
+        """Write log entries in the binary encoding; the shell starts a node that has
+        peers with JSON until every peer has said it reads binary (a rolling upgrade from
+        a release that reads only JSON; ``registry.core.commands``)."""
         snapshot = persisted.snapshot if persisted else None
         self.state = RegistryState.restore(snapshot.data) if snapshot else RegistryState()
         self.agent = MemberAgent(
@@ -248,6 +254,7 @@ class Replica:
             progress_match=self._progress_match,
             last_heard=self.monitor.last_heard,
             drained=self.drained,
+            binary_entries=self.binary_entries,
         )
 
     def _progress_match(self, node: NodeId) -> int | None:
@@ -280,9 +287,13 @@ class Replica:
             self._try_propose(msg.data)  # on failure the sender retries after retry_tick
         self._drive()
 
+    def use_binary_entries(self) -> None:
+        """Every peer reads binary entries now (see ``binary_entries``)."""
+        self.binary_entries = True
+
     def propose(self, command: Command) -> int:
         """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
-        return self.raft.propose(encode(command))
+        return self.raft.propose(encode(command, binary=self.binary_entries))
 
     def propose_checkpoint(self, command: Checkpoint | Quit | Remind) -> None:
         """Propose ``command`` here when leading, else forward it to the leader; with no
@@ -334,6 +345,8 @@ class Replica:
             self.drain()
         elif isinstance(control, TransferLeadership):
             self.raft.transfer_leadership(control.target)
+        elif isinstance(control, UseBinaryEntries):
+            self.use_binary_entries()
         elif isinstance(control, ProposeConfChange):
             term = self.raft.term
             result = ConfChangeProposed(
@@ -472,7 +485,7 @@ class Replica:
                 self._outbox.append(heartbeat)
         if is_leader:
             for command in self.monitor.changes(self.state, heard):
-                self._try_propose(encode(command))
+                self._try_propose(encode(command, binary=self.binary_entries))
         self._send_releases(now, leader, is_leader)
 
     def _send_releases(self, now: int, leader: NodeId, is_leader: bool) -> None:
@@ -504,7 +517,8 @@ class Replica:
             release.sent_tick = now
             due.append(Released(name=name, token=release.token, state=release.state))
         for batch in _release_batches(due):
-            data = encode(batch[0] if len(batch) == 1 else Releases(items=tuple(batch)))
+            one = batch[0] if len(batch) == 1 else Releases(items=tuple(batch))
+            data = encode(one, binary=self.binary_entries)
             if is_leader:
                 self._try_propose(data)
             else:

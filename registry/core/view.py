@@ -82,6 +82,8 @@ class ReplicaView:
     """On the leader: the tick (on ``ticks``' clock) it last acked ``node``'s heartbeat."""
     drained: Callable[[], bool]
     """Nothing is held here any more (``Replica.drained``)."""
+    binary_entries: bool = True
+    """This replica writes binary log entries (every peer reads them)."""
 
     @property
     def is_leader(self) -> bool:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from registry.core.commands import Command
 from registry.core.controls import Control
 from registry.core.errors import NotLeader, RegistryError
-from registry.core.messages import Ready, Role
+from registry.core.messages import MessageType, Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
 from registry.core.view import ReplicaView
@@ -53,6 +53,18 @@ two ticks) count as listening time; the rest are ``deaf`` (see ``RawNode.tick``)
 time, not ticks: on the ``local`` preset (20 ms ticks) two ticks is ordinary scheduling
 jitter on a loaded machine, and treating it as deafness slowed failure detection enough
 to miss the partition suite's convergence bound."""
+
+
+GROUP_COMMIT_S = 0.001
+"""Group commit: after a proposal wakes the loop, wait this long for more before the
+Ready is taken, so one fsync (and one append per follower) carries many writes."""
+GROUP_COMMIT_MAX = 256
+"""...unless this many inputs are already queued (the batch is big enough)."""
+
+
+EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+"""What a leader sends before its own persist when the Ready allows it
+(``Ready.appends_before_persist``): the followers' fsync overlaps the leader's."""
 
 
 class ProposalLost(RegistryError):
@@ -154,6 +166,8 @@ class Driver:
             address=cfg.address,
             roles=cfg.roles,
             kinds=kinds,
+            # JSON until every peer reads binary (``PeerTransport``, rolling upgrades).
+            binary_entries=not set(cfg.peers) - {cfg.id},
         )
         self._send = send
         self._effects = effects
@@ -291,6 +305,8 @@ class Driver:
                     with contextlib.suppress(TimeoutError):
                         item = await asyncio.wait_for(self._inputs.get(), delay)
                         self._feed(item)
+                        if isinstance(item, _Propose) and self._inputs.qsize() < GROUP_COMMIT_MAX:
+                            await asyncio.sleep(GROUP_COMMIT_S)
                 while not self._inputs.empty():
                     self._feed(self._inputs.get_nowait())
                 due = int((time.monotonic() - self._t0) / tick) - self._ticks
@@ -379,6 +395,12 @@ class Driver:
             self._view = None
             if ready.incarnation is not None:
                 self.incarnation = ready.incarnation
+            raft = ready.raft
+            early: list[PeerMessage] = [m for m in raft.messages if m.type in EARLY]
+            if early and raft.appends_before_persist:
+                self._send(early)  # votes and acks still wait for the persist below
+            else:
+                early = []
             try:
                 await asyncio.to_thread(
                     self.storage.persist,
@@ -388,7 +410,8 @@ class Driver:
                 )
             except OSError as err:
                 raise StorageIOFailed(err) from err
-            self._send([*ready.raft.messages, *ready.messages])
+            late = [m for m in raft.messages if m.type not in EARLY] if early else raft.messages
+            self._send([*late, *ready.messages])
             soft = ready.raft.soft_state
             if soft is not None:
                 log.info(

@@ -16,6 +16,10 @@ Rules:
   refused side logs it too and keeps retrying slowly, so the cluster heals by itself
   once the node is upgraded.
 - ``REGISTRY_TEST_PEER_PROTOCOL`` (tests only) makes a node advertise another version.
+- ``registry-entry-codecs`` (``json,binary1``) says which log entry encodings the node
+  reads. It is not a protocol version (entries are not peer messages; an older node
+  ignores the key and reads JSON only): a node writes binary entries only once every
+  peer it knows has said it reads them (``registry.core.commands``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ TEST_ENV = "REGISTRY_TEST_PEER_PROTOCOL"
 MISMATCH = "peer protocol mismatch"
 
 
+ENTRY_CODECS_KEY = "registry-entry-codecs"
+ENTRY_CODECS = "json,binary1"
+
+
+def reads_binary_entries(items: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """Whether the peer said it reads binary log entries (``ENTRY_CODECS_KEY``)."""
+    for key, value in items or ():
+        if key == ENTRY_CODECS_KEY:
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            return "binary1" in text.split(",")
+    return False
+
+
 def advertised() -> int:
     """The version this node puts in its metadata (the test knob may override it)."""
     forced = os.environ.get(TEST_ENV, "")
@@ -41,7 +58,11 @@ def advertised() -> int:
 
 
 def metadata() -> tuple[tuple[str, str], ...]:
-    return ((PROTOCOL_KEY, str(advertised())), (RANGE_KEY, f"{MIN_SUPPORTED}-{MAX_SUPPORTED}"))
+    return (
+        (PROTOCOL_KEY, str(advertised())),
+        (RANGE_KEY, f"{MIN_SUPPORTED}-{MAX_SUPPORTED}"),
+        (ENTRY_CODECS_KEY, ENTRY_CODECS),
+    )
 
 
 def version_of(items: Iterable[tuple[str, str | bytes]] | None) -> int | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc.aio
 
-from registry.core.controls import Drain, TransferLeadership
+from registry.core.controls import Drain, TransferLeadership, UseBinaryEntries
 from registry.core.replica import ReplicaReady
 from registry.node import cluster_id
 from registry.node.admin import AdminService
@@ -100,6 +100,7 @@ class Node:
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
             view=lambda: view_of(self.driver.view, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
+            binary_entries=lambda: self.driver.submit(UseBinaryEntries()),
         )
         timing = cfg.timing
         self.runtime = HostSupervisor(

@@ -137,17 +137,17 @@ def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
     )
 
 
-def _entry_bounds(command: Command) -> tuple[int, int]:
-    """Bounds on ``len(encode(command))`` without encoding: at least the base64 args; at
-    most that plus every string character JSON-escaped (6 bytes) and 256 bytes of
-    structure per spec."""
+def _entry_bounds(command: Command, binary: bool) -> tuple[int, int]:
+    """Bounds on ``len(encode(command, binary=binary))`` without encoding: at least the
+    args (base64 in JSON); at most the base64 args plus every string character
+    JSON-escaped (6 bytes) and 256 bytes of structure per spec (binary is smaller)."""
     if not isinstance(command, Register):
         return 0, 4096  # names and groups are short identifiers
     low, high = 0, 64
     for spec in command.specs:
         chars = len(spec.name) + len(spec.kind) + sum(len(r) + 3 for r in spec.roles)
         chars += sum(len(n) + 3 for tier in spec.priority or () for n in tier)
-        low += (len(spec.args) + 2) // 3 * 4
+        low += len(spec.args) if binary else (len(spec.args) + 2) // 3 * 4
         high += (len(spec.args) + 2) // 3 * 4 + 6 * chars + 256
     return low, high
 
@@ -333,10 +333,15 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         proposed or forwarded: one oversized entry must never reach Raft (it would not
         fit a peer message, and the leader would lose its term)."""
         limit = self._cfg.max_entry_bytes
-        low, high = _entry_bounds(command)
+        # The leader encodes the entry; a follower, which may not know yet that every peer
+        # reads binary (followers rarely talk to each other), checks the smaller binary
+        # size and leaves the final word to the leader.
+        view = self._view
+        binary = view.binary_entries or view.role is not Role.LEADER
+        low, high = _entry_bounds(command, binary)
         if high <= limit:
             return  # clearly under: spare the event loop an encode of megabytes
-        size = low if low > limit else len(encode(command))  # encode only near the limit
+        size = low if low > limit else len(encode(command, binary=binary))  # near the limit
         if size > limit:
             raise LimitExceeded(
                 ENTRY_TOO_LARGE,

@@ -50,6 +50,13 @@ Theory of operation:
    snapshot file, with its own fsync, for an install): a torn write can lose entries or
    a commit, but never leave an entry or a snapshot with a term above the stored one.
    ``registry.node.storage_check`` relies on that: a term behind the log is damage.
+7. A persist that only moves the commit index (same term and vote, nothing else) writes
+   nothing: that commit goes out with the next write, or at ``close``. So the commit on
+   disk may lag, as etcd-io/raft allows (its MustSync ignores the commit): every entry
+   is on disk before it is acknowledged, a restarted node learns the commit from the
+   leader, and ``load`` never finds a commit beyond the log. It saves the second fsync
+   of each write (entries, then the commit that acknowledges them), and rule 4 still
+   holds: no write ever goes to disk without its fsync.
 
 Segment names carry a sequence number because first indexes alone do not order them: a
 truncation can take the log below the first index of the segment being written.
@@ -57,6 +64,7 @@ truncation can take the log below the first index of the segment being written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -344,6 +352,8 @@ class FileStorage:
         self._fd: int | None = None
         self._size = 0
         self._hard = HardState()
+        self._commit: HardState | None = None
+        """A commit-only hard state not written yet (rule 7)."""
         self._snap_index = self._last = 0
         self._unnamed: Path | None = None
         """The temp file of a new segment until its first records are synced (rule 5)."""
@@ -356,7 +366,11 @@ class FileStorage:
         self.close()
 
     def close(self) -> None:
-        """Release the segment and the lock; safe to call twice."""
+        """Write a pending commit (rule 7), release the segment and the lock; safe to
+        call twice."""
+        if self._commit is not None and self._broken is None and self._lock_fd is not None:
+            with contextlib.suppress(OSError):  # a lagging commit is allowed (rule 7)
+                self.persist(incarnation=None, ready=Ready(), compaction=None)
         self._close_segment()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
@@ -507,13 +521,27 @@ class FileStorage:
     ) -> None:
         """Make one ReplicaReady durable (see the module docstring for the order); returns
         only once it is on stable storage. Cheap when there is nothing to persist."""
-        if incarnation is None and compaction is None and not ready.must_sync:
+        if incarnation is None and compaction is None and not ready.must_sync and not self._commit:
             return
         self._check_open()
         if self._broken is not None:
             raise StorageFailed(f"an earlier write failed ({self._broken}); restart the node")
         if not self._loaded:
             self.load()
+        hs = ready.hard_state
+        if (
+            incarnation is None
+            and compaction is None
+            and not ready.entries
+            and ready.snapshot is None
+            and hs is not None
+            and (hs.term, hs.vote) == (self._hard.term, self._hard.vote)
+        ):
+            self._commit = hs  # rule 7: only the commit moved; it goes with the next write
+            return
+        if hs is None and self._commit is not None:
+            ready = replace(ready, hard_state=self._commit)
+        self._commit = None
         self._validate(ready, compaction)
         try:
             self._persist(incarnation, ready, compaction)

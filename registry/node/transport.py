@@ -199,6 +199,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         tls: PeerTls | None = None,
         view: Callable[[], PeerView] | None = None,
         refused: Callable[[str], None] | None = None,
+        binary_entries: Callable[[], None] | None = None,
     ) -> None:
         """``resolve``: a peer's peer-port address; ``view``: what the guard reads of the
         replica (``None``: messages are not checked — only for transport tests);
@@ -213,6 +214,8 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         self._snapshots = SnapshotGuard()
         self._links: dict[str, _Link] = {}
         self._heard: dict[str, float] = {}
+        self._binary_entries = binary_entries
+        self._binary_readers: set[str] = set()
 
     def channel(self, peer: str, address: str) -> grpc.aio.Channel:
         if self._tls is None:
@@ -283,6 +286,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             ((CLUSTER_KEY, self.cluster_id), *peer_protocol.metadata())
         )
         pinned = identity
+        binary: bool | None = peer_protocol.reads_binary_entries(context.invocation_metadata())
         async for envelope in request_iterator:
             msg = decode_peer(envelope)
             if msg is None:
@@ -295,8 +299,27 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                 self.refusals.refuse(reason, f"{describe(msg)} on a stream from {who}")
                 continue
             self._heard[msg.src] = time.monotonic()
+            if binary is not None:
+                self._note_codecs(msg.src, binary)
+                binary = None
             self._deliver(msg)
         return peer_pb2.PeerStreamEnd()
+
+    def _note_codecs(self, peer: str, binary: bool) -> None:
+        """Remember what ``peer``'s newest stream said it reads; once every peer the
+        view knows reads binary entries, say so (once: entries already written in
+        binary stay binary, so there is no way back)."""
+        if binary:
+            self._binary_readers.add(peer)
+        else:
+            self._binary_readers.discard(peer)
+        if self._binary_entries is None or self._view is None:
+            return
+        view = self._view()
+        everyone = view.raft_members | view.configured | view.members.keys()
+        if everyone - {self.node} <= self._binary_readers:
+            self._binary_entries()
+            self._binary_entries = None
 
     def _refusal(self, msg: PeerMessage, sender: str | None) -> str | None:
         if self._view is None:

@@ -84,3 +84,27 @@ def test_rolling_upgrade_from_the_previous_release(
         )
         assert failovers == [], failovers
         assert_nothing_lost_nothing_twice(c, history, leader)
+
+
+def test_entries_written_mid_upgrade_stay_readable_by_the_previous_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous_release: Path
+) -> None:
+    """Two nodes on this release lead while the third, on the previous release (which
+    reads only JSON log entries), is down; it then catches up from their log. They must
+    have kept writing JSON (it never said it reads binary), or it could not apply them."""
+    with ledger_cluster(tmp_path, monkeypatch, source=previous_release) as (c, history):
+        leader = c.wait_ready()
+        old = next(n for n in c.ids if n != leader)  # stays on the previous release
+        for node in [n for n in c.ids if n not in (old, leader)] + [leader]:
+            assert c.terminate(node) == 0, c.log_tails()
+            del c.source[node]
+            c.start_node(node)
+            c.wait_ready(timeout=30)
+        assert c.terminate(old) == 0, c.log_tails()
+        new = [n for n in c.ids if n != old]
+        register(c, history, c.wait_ready(timeout=30, among=new), NAMES)
+        wait_placed_on(c, NAMES, set(new))
+        c.start_node(old)  # the previous release, catching up from the new nodes' log
+        c.wait_ready(timeout=30)
+        wait_placed_on(c, NAMES, set(c.ids))  # every node, the old one too, agrees
+        assert_nothing_lost_nothing_twice(c, history, c.wait_ready())

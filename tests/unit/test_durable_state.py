@@ -15,6 +15,7 @@ from registry.core.commands import (
     NameSpec,
     Quit,
     Register,
+    Remind,
     RestartPolicy,
     Unregister,
     decode,
@@ -31,9 +32,18 @@ def _checkpoint(
     return log.apply(Checkpoint(name=name, token=tok, seq=seq, state=state))
 
 
-def test_checkpoint_round_trips_through_the_log_encoding() -> None:
-    command = Checkpoint(name="w", token=7, seq=3, state=b"\x00\xff state")
-    assert decode(encode(command)) == command
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_durable_commands_round_trip_through_both_log_encodings(binary: bool) -> None:
+    policy = RestartPolicy(mode="temporary", max_restarts=0, window=2.5, lazy=True, idle_after=9)
+    commands = [
+        Checkpoint(name="w", token=7, seq=3, state=b"\x00\xff state"),
+        Quit(name="w", token=7),
+        Remind(name="w", token=7, reminder="r", op="set", due=1.7e9, every=0.5),
+        Remind(name="w", token=7, reminder="r", op="fired", period=12),
+        Register(specs=(NameSpec(name="w", kind="k", restart=policy),)),
+    ]
+    for command in commands:
+        assert decode(encode(command, binary=binary)) == command
 
 
 def test_a_checkpoint_of_the_current_token_is_kept_with_its_index() -> None:

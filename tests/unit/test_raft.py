@@ -15,6 +15,7 @@ from registry.core.errors import (
 from registry.core.messages import (
     ConfChange,
     ConfChangeType,
+    Entry,
     Message,
     MessageType,
     Role,
@@ -514,3 +515,58 @@ def test_inflight_bytes_pause_a_follower_until_it_acknowledges() -> None:
     progress.free_inflight(1)
     assert progress.inflight_bytes == 0
     assert not progress.is_paused(max_inflight=10, max_inflight_bytes=100)
+
+
+def test_a_leader_counts_its_own_entry_only_once_persisted() -> None:
+    """Rule 7 (Raft thesis §10.2.1): the leader may replicate an entry before its own
+    fsync, so its own copy must not count toward the commit until ``advance`` says it
+    is on disk. A lone voter is its own quorum: the entry commits only after it."""
+    net = Net(["n1"])
+    settle(net)
+    leader = net.leader()
+    before = leader.commit_index
+    index = leader.propose(b"x")
+    assert leader.commit_index == before, "committed an entry that is not on disk"
+    rd = leader.ready()
+    assert [e.index for e in rd.entries] == [index]
+    assert index not in [e.index for e in rd.committed], "applied before it was persisted"
+    leader.advance(rd)
+    assert leader.commit_index == index
+    rd = leader.ready()
+    assert [e.index for e in rd.committed] == [index]
+    leader.advance(rd)
+
+
+def test_only_a_leaders_appends_may_go_out_before_its_persist() -> None:
+    net = Net(IDS3)
+    settle(net)
+    leader = net.leader()
+    leader.propose(b"x")
+    rd = leader.ready()
+    assert rd.appends_before_persist
+    assert {m.type for m in rd.messages} == {MessageType.APPEND}
+    assert all(m.entries for m in rd.messages)
+    leader.advance(rd)
+    net.pump()
+    follower = net.nodes[next(n for n in IDS3 if n != leader.id)]
+    follower.step(  # an APPEND: the follower must persist it before it acknowledges
+        Message(
+            type=MessageType.APPEND,
+            src=leader.id,
+            dst=follower.id,
+            term=leader.term,
+            index=leader.last_index,
+            log_term=leader.term,
+            entries=(Entry(term=leader.term, index=leader.last_index + 1, data=b"y"),),
+            commit=leader.commit_index,
+        )
+    )
+    rd = follower.ready()
+    assert not rd.appends_before_persist
+    assert [m.type for m in rd.messages] == [MessageType.APPEND_RESP]
+    follower.advance(rd)
+    follower.campaign()  # a (pre-)candidate's requests wait for its persist too
+    rd = follower.ready()
+    assert {m.type for m in rd.messages} == {MessageType.PRE_VOTE}
+    assert not rd.appends_before_persist
+    follower.advance(rd)

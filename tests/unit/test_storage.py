@@ -623,3 +623,62 @@ def test_fuzz_against_model(tmp_path: Path, seed: int) -> None:
             assert loaded.repaired is None
     assert len(segments(tmp_path)) < 60  # compaction keeps deleting old segments
     st.close()
+
+
+def _crash_copy(src: Path, dst: Path) -> Loaded:
+    """What a crash right now would leave: the files as they are, loaded afresh."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("LOCK"))
+    with FileStorage(dst, fsync=False) as again:
+        return again.load()
+
+
+def test_a_commit_only_persist_writes_nothing_and_goes_with_the_next_write(
+    tmp_path: Path,
+) -> None:
+    """Rule 7: no second fsync for the commit that acknowledges entries; the commit on
+    disk may lag, never the entries, the term or the vote."""
+    data = tmp_path / "data"
+    entries = tuple(Entry(term=2, index=i, data=b"x") for i in (1, 2, 3))
+    with FileStorage(data) as st:
+        st.load()
+        st.persist(
+            incarnation=None,
+            ready=Ready(entries=entries, hard_state=HardState(term=2, vote="n1", commit=0)),
+            compaction=None,
+        )
+        [segment] = data.glob("log-*.seg")
+        size = segment.stat().st_size
+        st.persist(
+            incarnation=None,
+            ready=Ready(hard_state=HardState(term=2, vote="n1", commit=3)),
+            compaction=None,
+        )
+        assert segment.stat().st_size == size, "a commit-only persist wrote"
+        lagging = _crash_copy(data, tmp_path / "crash1").persisted
+        assert lagging.entries == entries
+        assert lagging.hard_state == HardState(term=2, vote="n1", commit=0)
+
+        st.persist(  # entries without a hard state carry the pending commit
+            incarnation=None,
+            ready=Ready(entries=(Entry(term=2, index=4, data=b"y"),)),
+            compaction=None,
+        )
+        caught_up = _crash_copy(data, tmp_path / "crash2").persisted
+        assert caught_up.hard_state == HardState(term=2, vote="n1", commit=3)
+        assert len(caught_up.entries) == 4
+
+        st.persist(  # a new vote is never deferred, commit or not
+            incarnation=None,
+            ready=Ready(hard_state=HardState(term=3, vote="n2", commit=3)),
+            compaction=None,
+        )
+        voted = _crash_copy(data, tmp_path / "crash3").persisted
+        assert voted.hard_state == HardState(term=3, vote="n2", commit=3)
+
+        st.persist(
+            incarnation=None,
+            ready=Ready(hard_state=HardState(term=3, vote="n2", commit=4)),
+            compaction=None,
+        )
+    with FileStorage(data) as again:  # close() wrote the pending commit
+        assert again.load().persisted.hard_state == HardState(term=3, vote="n2", commit=4)
