@@ -10,6 +10,7 @@ import pytest
 
 from registry.core.commands import (
     Checkpoint,
+    Command,
     InvalidCommand,
     MemberUp,
     NameSpec,
@@ -35,7 +36,7 @@ def _checkpoint(
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_durable_commands_round_trip_through_both_log_encodings(binary: bool) -> None:
     policy = RestartPolicy(mode="temporary", max_restarts=0, window=2.5, lazy=True, idle_after=9)
-    commands = [
+    commands: list[Command] = [
         Checkpoint(name="w", token=7, seq=3, state=b"\x00\xff state"),
         Quit(name="w", token=7),
         Remind(name="w", token=7, reminder="r", op="set", due=1.7e9, every=0.5),
