@@ -153,3 +153,27 @@ def test_a_reminder_fires_its_missed_periods_oldest_first_at_most_max_catch_up()
     near, far = asyncio.run(scenario())
     assert near == [0, 1, 2], "periods 0..2 were due: each fires, oldest first"
     assert far == [1000 - MAX_CATCH_UP + 1, 1000 - MAX_CATCH_UP + 2]
+
+
+def test_set_and_cancel_reminder_commit_first_and_a_cancelled_one_never_fires() -> None:
+    async def scenario() -> tuple[list[tuple[str, str]], list[Tick], list[str]]:
+        committed: list[tuple[str, str]] = []
+
+        async def remind(name: str, op: str, due: float, every: float, period: int) -> int:
+            committed.append((name, op))
+            return len(committed)
+
+        ticks: list[Tick] = []
+        schedule = Schedule(ticks.append, remind)
+        with pytest.raises(ValueError, match="period"):
+            await schedule.set_reminder("fast", time.time() + 1, 0.1)
+        await schedule.set_reminder("r", time.time() + 0.05, 0.5)
+        listed = list(schedule.reminders())
+        await schedule.cancel_reminder("r")
+        await asyncio.sleep(0.15)  # three times its due delay: a live reminder would fire
+        schedule.close()
+        return committed, ticks, listed
+
+    committed, ticks, listed = asyncio.run(scenario())
+    assert committed == [("r", "set"), ("r", "cancel")], "a refused period commits nothing"
+    assert listed == ["r"] and ticks == []
