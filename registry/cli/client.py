@@ -109,6 +109,7 @@ def _loc(loc: Any) -> dict[str, object]:
         "token": loc.token,
         "kind": loc.kind,
         "stale": loc.stale,
+        "active": loc.active,
     }
 
 

@@ -43,6 +43,9 @@ class Location:
     kind: str = ""
     """The worker kind it was registered with."""
     call_address: str = ""
+    active: bool | None = None
+    """Whether the activation has an instance now (false: lazy before its first message,
+    or passivated); ``None`` unless the node that answered runs it."""
     """The worker host port that serves calls for it directly (no hop through the
     node), when the node that answered runs it; else ``""``. The SDK uses it by itself."""
 
@@ -210,6 +213,7 @@ def location_from_pb(loc: pb.Location) -> Location:
         stale=loc.stale,
         kind=loc.kind,
         call_address=loc.call_address,
+        active=loc.active if loc.HasField("active") else None,
     )
 
 

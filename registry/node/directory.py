@@ -34,9 +34,11 @@ class Directory:
         configured_peer_address: Callable[[NodeId], str | None] = lambda _node: None,
         me: NodeId = "",
         call_address: Callable[[str], str] = lambda _name: "",
+        active: Callable[[str], bool | None] = lambda _name: None,
     ) -> None:
         self._me = me
         self._call_address = call_address
+        self._active = active
         self._registry = registry
         self._lease_holds = lease_holds
         self._peers = dict(peers or {})
@@ -73,7 +75,7 @@ class Directory:
     def location(self, record: NameRecord) -> pb.Location:
         """Where ``record``'s activation runs, as clients are told (rule 3)."""
         member = self._registry().members.get(record.holder)
-        return pb.Location(
+        location = pb.Location(
             name=record.spec.name,
             node=record.holder,
             address=member.address if member else "",
@@ -83,3 +85,7 @@ class Directory:
             # A worker host's own port (direct calls): only the holder knows it.
             call_address=self._call_address(record.spec.name) if record.holder == self._me else "",
         )
+        active = self._active(record.spec.name) if record.holder == self._me else None
+        if active is not None:
+            location.active = active  # only the holder knows
+        return location

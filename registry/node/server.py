@@ -91,6 +91,7 @@ class Node:
             configured_peer_address=cfg.peer_address,
             me=cfg.id,
             call_address=lambda name: self.runtime.call_address(name),
+            active=lambda name: self.runtime.active(name),
         )
         self.transport = PeerTransport(
             cfg.id,

@@ -179,7 +179,7 @@ class FromHost(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
 
 class HostEvent(_message.Message):
-    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit", "remind")
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit", "remind", "activity")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +189,7 @@ class HostEvent(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     QUIT_FIELD_NUMBER: _ClassVar[int]
     REMIND_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     hello: HostHello
     reply: CallReply
     ended: ActivationEnded
@@ -198,7 +199,8 @@ class HostEvent(_message.Message):
     checkpoint: CheckpointRequest
     quit: Quit
     remind: RemindRequest
-    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ...) -> None: ...
+    activity: Activity
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ...) -> None: ...
 
 class HostHello(_message.Message):
     __slots__ = ("kinds", "error", "pid", "call_port")
@@ -287,6 +289,16 @@ class RemindRequest(_message.Message):
     every: float
     period: int
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., reminder: _Optional[str] = ..., op: _Optional[str] = ..., due: _Optional[float] = ..., every: _Optional[float] = ..., period: _Optional[int] = ...) -> None: ...
+
+class Activity(_message.Message):
+    __slots__ = ("name", "token", "active")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    active: bool
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
     __slots__ = ("id", "name", "token", "state")

@@ -38,7 +38,7 @@ class NameSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., args: _Optional[bytes] = ..., roles: _Optional[_Iterable[str]] = ..., priority: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., restart: _Optional[str] = ..., max_restarts: _Optional[int] = ..., restart_window: _Optional[float] = ..., lazy: _Optional[bool] = ..., idle_after: _Optional[float] = ...) -> None: ...
 
 class Location(_message.Message):
-    __slots__ = ("name", "node", "address", "token", "stale", "kind", "call_address")
+    __slots__ = ("name", "node", "address", "token", "stale", "kind", "call_address", "active")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Location(_message.Message):
     STALE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CALL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     node: str
     address: str
@@ -53,7 +54,8 @@ class Location(_message.Message):
     stale: bool
     kind: str
     call_address: str
-    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., address: _Optional[str] = ..., token: _Optional[int] = ..., stale: _Optional[bool] = ..., kind: _Optional[str] = ..., call_address: _Optional[str] = ...) -> None: ...
+    active: bool
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., address: _Optional[str] = ..., token: _Optional[int] = ..., stale: _Optional[bool] = ..., kind: _Optional[str] = ..., call_address: _Optional[str] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class Redirect(_message.Message):
     __slots__ = ("leader", "leader_address", "owner", "owner_address")

@@ -110,6 +110,7 @@ class ActivationRunner:
         checkpoint: Checkpointer | None = None,
         on_quit: Callable[[ActivationRunner], None] | None = None,
         remind: Reminder | None = None,
+        on_activity: Callable[[ActivationRunner, bool], None] | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -162,6 +163,7 @@ class ActivationRunner:
         self._idle_after = lifecycle.idle_after if lifecycle is not None else 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_active = 0.0
+        self._on_activity = on_activity
         self._quit_request: bool | None = None
         """``ctx.stop(unregister)`` was called: end after the running hook."""
         self._last_checkpoint: tuple[bytes, int] | None = None
@@ -407,10 +409,16 @@ class ActivationRunner:
 
     async def _await_message(self) -> None:
         self.state = ActivationState.PASSIVE
+        self._activity(False)
         while not self._mailbox:
             self._wakeup.clear()
             await self._wakeup.wait()
         self._passive = False
+        self._activity(True)
+
+    def _activity(self, active: bool) -> None:
+        if self._on_activity is not None:
+            self._on_activity(self, active)
 
     def _arm_idle(self) -> None:
         if self._idle_timer is not None:

@@ -137,12 +137,14 @@ class WorkerRuntime:
         checkpoint: Checkpointer | None = None,
         on_quit: Callable[[str, int], None] | None = None,
         remind: Reminder | None = None,
+        on_activity: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self.node = node
         self._on_finished = on_finished
         self._checkpoint = checkpoint
         self._on_quit = on_quit
         self._remind = remind
+        self._on_activity = on_activity
         self._kinds = dict(kinds)
         self._reports = reports
         self._lease_holds = lease_holds
@@ -296,6 +298,7 @@ class WorkerRuntime:
             checkpoint=self._checkpoint,
             on_quit=self._quit,
             remind=self._remind,
+            on_activity=self._activity,
         )
 
     def _forget_if_empty(self, name: str, slot: _Slot) -> None:
@@ -304,6 +307,10 @@ class WorkerRuntime:
             del self._slots[name]
 
     # -- callbacks from runners --------------------------------------------------------
+
+    def _activity(self, runner: ActivationRunner, active: bool) -> None:
+        if self._on_activity is not None:
+            self._report(self._on_activity, runner.name, runner.token, active)
 
     def _quit(self, runner: ActivationRunner) -> None:
         if self._on_quit is not None:

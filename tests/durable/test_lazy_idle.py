@@ -1,6 +1,7 @@
 """Activation on demand and passivation with real processes: a ``lazy`` name has no
 instance until its first call; with ``idle_after`` it is passivated (its state
-checkpointed) and the next call starts it again with that state."""
+checkpointed) and the next call starts it again with that state. ``WhereIs`` on the
+holder shows ``active`` throughout."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from registry.client import SyncClient
+from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, wait_for
 
 WORKER_MODULES = ("tests.durable.workers",)
@@ -27,6 +29,12 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         c.close()
 
 
+def active(c: LocalCluster, node: str, name: str) -> bool | None:
+    """``Location.active`` as the holder ``node`` answers it (``None``: unset)."""
+    loc = c.stub(node).WhereIs(pb.WhereIsRequest(name=name), timeout=5).location
+    return loc.active if loc.HasField("active") else None
+
+
 def lines(ledger: Path) -> list[str]:
     return ledger.read_text().splitlines() if ledger.exists() else []
 
@@ -38,13 +46,16 @@ def test_lazy_starts_at_the_first_call_and_passivates_when_idle(
     seeds = [cluster.nodes[n].grpc_addr for n in cluster.ids]
     with SyncClient(seeds, timeout=10.0) as client:
         client.register(name, "sleeper", args=str(ledger).encode(), lazy=True, idle_after=1.0)
-        wait_for("placed", lambda: client.whereis(name, consistent=True), 10)
+        holder = wait_for("placed", lambda: client.whereis(name, consistent=True), 10).node
+        wait_for("whereis active=false", lambda: active(cluster, holder, name) is False, 10)
         time.sleep(1.0)  # the one timed wait: nothing may start without a message
         assert lines(ledger) == [], "a lazy name started before its first message"
         assert client.call(name, b"incr") == b"1"
         assert client.call(name, b"incr") == b"2"
         assert lines(ledger) == ["start new 0 0"]
+        assert active(cluster, holder, name) is True
         wait_for("passivation", lambda: "stop passivated" in lines(ledger) or None, 15)
+        wait_for("whereis active=false", lambda: active(cluster, holder, name) is False, 10)
         assert client.call(name, b"incr") == b"3", "the count came back from the checkpoint"
     start = lines(ledger)[-1].split()
     assert start[:3] == ["start", "restart", "2"] and int(start[3]) > 0, lines(ledger)

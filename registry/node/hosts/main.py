@@ -157,6 +157,7 @@ class Host:
             checkpoint=self.checkpoints.request,
             on_quit=self._quit,
             remind=self.checkpoints.remind,
+            on_activity=self._activity,
         )
         self.calls: HostCalls | None = None
         if init.call_bind:  # rule 8
@@ -297,6 +298,9 @@ class Host:
             log.error("host %d: connection to the control process failed: %s", self.init.host, exc)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    def _activity(self, name: str, token: int, active: bool) -> None:
+        self.writer.put(pb.HostEvent(activity=pb.Activity(name=name, token=token, active=active)))
 
     def _quit(self, name: str, token: int) -> None:
         self.writer.put(pb.HostEvent(quit=pb.Quit(name=name, token=token)))

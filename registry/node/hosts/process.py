@@ -70,6 +70,8 @@ class HostProcess:
         self.sent_until = -1.0
         self.call_address = ""
         """This process's own Call/Cast port as clients dial it (``""``: none)."""
+        self.passive: dict[str, int] = {}
+        """Name → token of activations here with no instance (lazy, passivated)."""
 
     @property
     def pid(self) -> int:
@@ -210,6 +212,7 @@ class HostProcess:
     def disconnect(self) -> None:
         self.connected = False
         self.call_address = ""
+        self.passive.clear()
         for writer in (self.writer, self.lease_writer):
             if writer is not None:
                 writer.close()

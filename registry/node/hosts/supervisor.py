@@ -444,6 +444,12 @@ class HostSupervisor:
             self._reports.handoff_done(report.name, report.token, state)
         elif kind == "checkpoint" and self.on_checkpoint is not None:
             self.on_checkpoint(host, event.checkpoint)
+        elif kind == "activity":
+            activity = event.activity
+            if activity.active:
+                host.passive.pop(activity.name, None)
+            else:
+                host.passive[activity.name] = activity.token
         elif kind == "remind" and self.on_remind is not None:
             self.on_remind(host, event.remind)
         elif kind == "quit" and self.on_quit is not None:
@@ -592,6 +598,15 @@ class HostSupervisor:
             host.send(pb.HostCommand(reload_tokens=pb.HostReloadTokens()))
 
     # -- queries -----------------------------------------------------------------------
+
+    def active(self, name: str) -> bool | None:
+        """Whether ``name``'s activation here has an instance (``None``: none runs
+        here): false for a lazy name before its first message, or a passivated one."""
+        host = self.host_of(name)
+        token = host.live.get(name)
+        if token is None:
+            return None
+        return host.passive.get(name) != token
 
     def call_address(self, name: str) -> str:
         """The port of the host that runs ``name`` here, for clients to call it directly
