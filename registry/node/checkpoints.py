@@ -32,10 +32,10 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from registry.core.commands import Checkpoint, Quit, Remind
 from registry.core.controls import ProposeDurable
@@ -72,6 +72,7 @@ class CheckpointDesk:
         max_state_bytes: int,
         metrics: CollectorRegistry,
         max_entry_bytes: int = 2 << 20,
+        passive_count: Callable[[], int] = lambda: 0,
     ) -> None:
         self._driver = driver
         # The entry holds the state as base64 (4/3) plus a few hundred bytes of JSON:
@@ -91,6 +92,12 @@ class CheckpointDesk:
         )
         for result in ("committed", "stale_token", "too_large", "unavailable"):
             self._counter.labels(result)
+        Gauge(
+            "registry_passive_activations",
+            "Activations on this node with no instance now (lazy before their first "
+            "message, or passivated after idle_after); registry_activations counts both.",
+            registry=metrics,
+        ).set_function(passive_count)
         self._fired = Counter(
             "registry_reminders_fired_total",
             "Reminder firings handled by this node's workers and committed (a period "

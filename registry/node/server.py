@@ -134,6 +134,7 @@ class Node:
             max_state_bytes=cfg.max_state_bytes,
             metrics=self.metrics.registry,
             max_entry_bytes=cfg.max_entry_bytes,
+            passive_count=self.runtime.passive_count,
         )
         self.runtime.on_checkpoint = self.checkpoints.serve
         self.runtime.on_quit = self.checkpoints.quit

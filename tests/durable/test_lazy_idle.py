@@ -5,6 +5,7 @@ holder shows ``active`` throughout."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,13 @@ def active(c: LocalCluster, node: str, name: str) -> bool | None:
     return loc.active if loc.HasField("active") else None
 
 
+def passive_total(c: LocalCluster, node: str) -> float:
+    _, _, body = c.http_get(node, "/metrics")
+    match = re.search(rb"^registry_passive_activations (\S+)$", body, re.M)
+    assert match, "registry_passive_activations is exported"
+    return float(match.group(1))
+
+
 def lines(ledger: Path) -> list[str]:
     return ledger.read_text().splitlines() if ledger.exists() else []
 
@@ -54,8 +62,10 @@ def test_lazy_starts_at_the_first_call_and_passivates_when_idle(
         assert client.call(name, b"incr") == b"2"
         assert lines(ledger) == ["start new 0 0"]
         assert active(cluster, holder, name) is True
+        assert passive_total(cluster, holder) == 0
         wait_for("passivation", lambda: "stop passivated" in lines(ledger) or None, 15)
         wait_for("whereis active=false", lambda: active(cluster, holder, name) is False, 10)
+        assert passive_total(cluster, holder) == 1
         assert client.call(name, b"incr") == b"3", "the count came back from the checkpoint"
     start = lines(ledger)[-1].split()
     assert start[:3] == ["start", "restart", "2"] and int(start[3]) > 0, lines(ledger)

@@ -599,6 +599,10 @@ class HostSupervisor:
 
     # -- queries -----------------------------------------------------------------------
 
+    def passive_count(self) -> int:
+        """Activations here with no instance now (``registry_passive_activations``)."""
+        return sum(len(host.passive) for host in self._hosts)
+
     def active(self, name: str) -> bool | None:
         """Whether ``name``'s activation here has an instance (``None``: none runs
         here): false for a lazy name before its first message, or a passivated one."""
