@@ -299,7 +299,7 @@ class Replica:
         """Propose ``command`` here when leading, else forward it to the leader; with no
         leader it is dropped. Either way the caller waits to see it applied, and sends it
         again if it was lost (``registry.node.checkpoints``)."""
-        data, leader = encode(command), self.raft.leader
+        data, leader = encode(command, binary=self.binary_entries), self.raft.leader
         if self.raft.role is Role.LEADER:
             self._try_propose(data)
         elif leader:
