@@ -1,0 +1,139 @@
+"""The one Ready loop: how a shell drives a ``Replica`` through time, disk and network.
+
+The node's ``Driver`` and the shell simulator (``registry.sim.shell``) both run this
+class, so the ordering rules below are exercised by simulator seeds, not only by real
+processes.
+
+Rules
+-----
+1. etcd-io/raft's order for every Ready: **persist** (the ``Storage``; off the event loop,
+   since an fsync blocks) → **send** → **apply** (the shell's callback: resolve proposals,
+   run worker effects, notify watchers) → ``advance`` → the ``advanced`` callback. A vote
+   or an append acknowledgement leaves only once what it promises is on disk.
+2. Nothing reaches the replica between ``ready()`` and ``advance()``: inputs are fed only
+   by ``run`` itself, between Readies.
+3. Ticks follow the clock: tick ``i`` stands for ``t0 + i·tick``, however late it is
+   processed. A late turn catches up every tick it missed; past
+   ``LISTENING_CATCH_UP_S`` (at least two ticks) those ticks are *deaf* (the process was
+   stalled, not listening, so they must not count as silence from the peers).
+4. The member lease deadline (``lease_deadline``, in clock seconds) is recomputed after
+   every catch-up and every Ready from the agent's remaining lease, anchored to the tick
+   grid, so a stalled loop never extends it.
+5. Any exception ends ``run``; the caller fails stop (nothing is retried). An ``OSError``
+   from ``persist`` surfaces as ``StorageIOFailed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from registry.core.replica import PeerMessage, Replica, ReplicaReady
+from registry.node.fail_stop import StorageIOFailed
+from registry.node.storage_protocol import Storage
+
+__all__ = ["LISTENING_CATCH_UP_S", "ReadyLoop"]
+
+LISTENING_CATCH_UP_S = 0.1
+"""Of the ticks a late loop iteration catches up, those within this much time (at least
+two ticks) count as listening time; the rest are ``deaf`` (see ``RawNode.tick``). In
+time, not ticks: on the ``local`` preset (20 ms ticks) two ticks is ordinary scheduling
+jitter on a loaded machine, and treating it as deafness slowed failure detection enough
+to miss the partition suite's convergence bound."""
+
+InputT = TypeVar("InputT")
+
+
+class ReadyLoop(Generic[InputT]):
+    """Drives one replica; ``InputT`` is the type of the shell's inputs (fed by ``feed``)."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        storage: Storage,
+        *,
+        tick: float,
+        clock: Callable[[], float],
+        send: Callable[[list[PeerMessage]], None],
+        apply: Callable[[ReplicaReady], None],
+        advanced: Callable[[], None],
+        feed: Callable[[InputT], None],
+        on_turn: Callable[[], None],
+    ) -> None:
+        self.replica = replica
+        self.storage = storage
+        self.tick = tick
+        self.clock = clock
+        self._send = send
+        self._apply = apply
+        self._advanced = advanced
+        self._feed = feed
+        self._on_turn = on_turn
+        self.t0 = clock()
+        self.ticks = 0
+        self.listening_catch_up = max(2, round(LISTENING_CATCH_UP_S / tick))
+        self.lease_deadline = 0.0
+        self.stopping = False
+
+    async def run(self, inputs: asyncio.Queue[InputT]) -> None:
+        """Until ``stopping``: wait for an input or the next tick, feed every queued
+        input, catch up the ticks due, then drain the Readies."""
+        await self.drain()  # the first Ready persists the new incarnation
+        while not self.stopping:
+            self._on_turn()
+            delay = self.t0 + (self.ticks + 1) * self.tick - self.clock()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    self._feed(await asyncio.wait_for(inputs.get(), delay))
+            while not inputs.empty():
+                self._feed(inputs.get_nowait())
+            self.catch_up()
+            await self.drain()
+
+    def catch_up(self) -> None:
+        due = int((self.clock() - self.t0) / self.tick) - self.ticks
+        for i in range(max(0, due)):
+            self.ticks += 1
+            # Past a little scheduling jitter, a catch-up means this process stalled: it
+            # was not listening, so those ticks must not count as silence from the others
+            # (or a busy node starts needless elections).
+            self.replica.tick(deaf=i >= self.listening_catch_up)
+        # A lone node acks its own heartbeats inside tick() without producing a Ready, so
+        # the lease deadline must follow the agent here, not only after a Ready (else a
+        # one-node cluster lost its lease after one lease).
+        self.update_lease()
+
+    async def drain(self) -> None:
+        replica = self.replica
+        while replica.has_ready():
+            await self.handle(replica.ready())
+
+    async def handle(self, ready: ReplicaReady) -> None:
+        """One Ready, in rule 1's order."""
+        await self.persist(ready)
+        self.send(ready)
+        self.update_lease()
+        self._apply(ready)
+        self.replica.advance(ready)
+        self._advanced()
+
+    async def persist(self, ready: ReplicaReady) -> None:
+        try:
+            await asyncio.to_thread(
+                self.storage.persist,
+                incarnation=ready.incarnation,
+                ready=ready.raft,
+                compaction=ready.compaction,
+            )
+        except OSError as err:
+            raise StorageIOFailed(err) from err
+
+    def send(self, ready: ReplicaReady) -> None:
+        self._send([*ready.raft.messages, *ready.messages])
+
+    def update_lease(self) -> None:
+        # Tick i stands for clock time t0 + i·tick, however late it was processed.
+        remaining = self.replica.agent.lease_remaining()
+        self.lease_deadline = self.t0 + (self.ticks + remaining) * self.tick

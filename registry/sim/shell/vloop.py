@@ -1,0 +1,77 @@
+"""A deterministic asyncio event loop with virtual time.
+
+Why: the shell simulator runs the production ``Driver`` (real ``asyncio`` tasks, queues,
+``wait_for`` timeouts) for seconds of cluster time in milliseconds of real time, and a
+seed must replay exactly. Rules:
+
+- ``time()`` is virtual. When nothing is ready, the loop does not wait: the selector's
+  ``select(timeout)`` jumps the clock to the next timer. ``select(None)`` (nothing is
+  scheduled at all) is a deadlock and raises ``Deadlock``.
+- Everything runs on this one thread. ``run_in_executor`` (and so ``asyncio.to_thread``,
+  which the Ready loop uses for ``persist``) runs the function on the loop after
+  ``executor_delay()`` virtual seconds — the simulated fsync latency. If the awaiting task
+  is cancelled first (a crash), the function never runs: the write is lost, as unsynced
+  writes are.
+- Order is asyncio's own (FIFO callbacks, timers by deadline then insertion), with no
+  real IO, so the same program on the same seed yields the same interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+__all__ = ["Deadlock", "VirtualLoop"]
+
+T = TypeVar("T")
+
+
+class Deadlock(RuntimeError):
+    """The loop has nothing ready and no timer: it would sleep forever."""
+
+
+class _JumpingSelector(selectors.SelectSelector):
+    """Registers the loop's self-pipe like a real selector but never waits on it."""
+
+    def __init__(self, advance: Callable[[float], None]) -> None:
+        super().__init__()
+        self._advance = advance
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            raise Deadlock("the simulated loop has no timer and nothing ready")
+        self._advance(timeout)
+        return []
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, *, executor_delay: Callable[[], float] = lambda: 0.0) -> None:
+        self._now = 0.0
+        super().__init__(_JumpingSelector(self._jump))
+        self._executor_delay = executor_delay
+
+    def _jump(self, seconds: float) -> None:
+        if seconds > 0:
+            self._now += seconds
+
+    def time(self) -> float:
+        return self._now
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self.create_future()
+
+        def run() -> None:
+            if future.cancelled():
+                return  # the caller is gone (crashed): the work never happens
+            try:
+                future.set_result(func(*args))
+            except Exception as exc:  # handed to the awaiting task, like a thread's
+                future.set_exception(exc)
+
+        self.call_later(self._executor_delay(), run)
+        return future
