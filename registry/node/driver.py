@@ -90,6 +90,8 @@ class _Control:
 
 
 _Input = PeerMessage | _Propose | _Read | _Handoff | _Control
+DriverInput = _Input
+"""What the Driver's Ready loop feeds the replica (``ReadyLoop[DriverInput]``)."""
 
 
 @dataclass(slots=True)
@@ -112,7 +114,7 @@ class Driver:
         rng: random.Random | None = None,
         fatal: Callable[[int, str], None] = fail_stop,
         clock: Callable[[], float] = time.monotonic,
-        ready_loop: type[ReadyLoop[_Input]] = ReadyLoop,
+        ready_loop: type[ReadyLoop[DriverInput]] = ReadyLoop,
     ) -> None:
         """``clock`` is the monotonic clock ticks and leases follow (the simulator passes
         its virtual time); ``ready_loop`` lets the simulator plant a shell bug in a

@@ -93,7 +93,14 @@ class ReadyLoop(Generic[InputT]):
             await self.drain()
 
     def catch_up(self) -> None:
-        due = int((self.clock() - self.t0) / self.tick) - self.ticks
+        now = self.clock()
+        elapsed = int((now - self.t0) / self.tick)
+        if self.t0 + (elapsed + 1) * self.tick <= now:
+            # The boundary ``run`` waits for, computed the same way: on a clock that lands
+            # exactly on a tick, the division can round just below it, and ``run`` would
+            # go round without waiting or ticking (the simulator's clock found this).
+            elapsed += 1
+        due = elapsed - self.ticks
         for i in range(max(0, due)):
             self.ticks += 1
             # Past a little scheduling jitter, a catch-up means this process stalled: it
@@ -114,6 +121,10 @@ class ReadyLoop(Generic[InputT]):
         """One Ready, in rule 1's order."""
         await self.persist(ready)
         self.send(ready)
+        self.finish(ready)
+
+    def finish(self, ready: ReplicaReady) -> None:
+        """After persist and send: apply, then ``advance``."""
         self.update_lease()
         self._apply(ready)
         self.replica.advance(ready)

@@ -5,7 +5,8 @@ Why: the shell simulator runs the production ``Driver`` (real ``asyncio`` tasks,
 seed must replay exactly. Rules:
 
 - ``time()`` is virtual. When nothing is ready, the loop does not wait: the selector's
-  ``select(timeout)`` jumps the clock to the next timer. ``select(None)`` (nothing is
+  ``select(timeout)`` jumps the clock to the next timer (to the next whole microsecond
+  past it). ``select(None)`` (nothing is
   scheduled at all) is a deadlock and raises ``Deadlock``.
 - Everything runs on this one thread. ``run_in_executor`` (and so ``asyncio.to_thread``,
   which the Ready loop uses for ``persist``) runs the function on the loop after
@@ -19,6 +20,8 @@ seed must replay exactly. Rules:
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 import selectors
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -55,10 +58,26 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def _jump(self, seconds: float) -> None:
         if seconds > 0:
-            self._now += seconds
+            # Whole microseconds, one past the deadline: a float sum can land a hair
+            # before it, and code that floors elapsed ticks (the Ready loop) must then
+            # see the tick as due, as it would on a real clock that kept moving.
+            self._now = (math.ceil((self._now + seconds) * 1e6) + 1) / 1e6
 
     def time(self) -> float:
         return self._now
+
+    def call_at(  # type: ignore[override]
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        # A deadline a float's hair in the future would make ``select`` wait 0 s and the
+        # loop go round at the same instant forever; real clocks move on, so do we.
+        if when > self._now:
+            when = max(when, self._now + 1e-6)
+        return super().call_at(when, callback, *args, context=context)
 
     def run_in_executor(  # type: ignore[override]
         self, executor: Executor | None, func: Callable[..., T], *args: Any
