@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -24,10 +26,12 @@ from registry.node.storage_protocol import Storage
 from registry.sim.shell.disk import SimDisk
 from registry.sim.shell.vloop import Deadlock, VirtualLoop
 
+T = TypeVar("T")
 
-def _run(loop: VirtualLoop, coro: object) -> object:
+
+def _run(loop: VirtualLoop, coro: Awaitable[T]) -> T:
     try:
-        return loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return loop.run_until_complete(coro)
     finally:
         loop.close()
 
@@ -60,7 +64,7 @@ def test_persist_runs_after_the_fsync_delay_and_not_after_a_crash() -> None:
         await asyncio.sleep(0.01)
         return took, stored, disk.persists
 
-    took, stored, after = _run(loop, main())  # type: ignore[misc]
+    took, stored, after = _run(loop, main())
     assert took == pytest.approx(0.004, abs=2e-6)
     assert stored == after == 1
     loaded = disk.load()
