@@ -13,7 +13,7 @@ from registry.sim.shell.runner import ShellConfig, run_seed, run_seeds
 
 SEEDS = 200
 CHUNKS = 4
-CI = ShellConfig(chaos_s=2.0)
+CI = ShellConfig()
 """Two simulated seconds of faults per seed: 200 seeds stay well under a minute."""
 
 SAFETY = ("[election-safety]", "[state-machine-safety]", "[durability]", "[registrations]")

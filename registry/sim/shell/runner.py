@@ -43,8 +43,8 @@ _ACKS = (MessageType.VOTE_RESP, MessageType.APPEND_RESP)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShellConfig:
     nodes: int = 3
-    chaos_s: float = 3.0
-    """Virtual seconds of writes and faults. Default 3."""
+    chaos_s: float = 2.0
+    """Virtual seconds of writes and faults. Default 2 (200 seeds: about 15 s of CPU)."""
     heal_s: float = 8.0
     """Bound on the heal phase (virtual seconds). Default 8."""
     clients: int = 2
