@@ -137,3 +137,14 @@ def test_a_clock_on_a_tick_boundary_ticks() -> None:
     loop.catch_up()
     assert loop.ticks == 43
     assert loop.t0 + (loop.ticks + 1) * loop.tick - now[0] > 0  # run will wait next
+
+
+def test_polling_without_waiting_is_a_livelock() -> None:
+    loop = VirtualLoop()
+
+    async def poll() -> None:
+        while True:  # the bug: waits for a condition without letting time pass
+            await asyncio.sleep(0)
+
+    with pytest.raises(Deadlock, match="livelock"):
+        _run(loop, poll())

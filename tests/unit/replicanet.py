@@ -87,7 +87,7 @@ class Cluster:
         """Stops whose workers ignore them (``hold_stops``), per node, not reported yet."""
         self.fences: list[tuple[int, str, int]] = []
         """(position in ``events``, node, new incarnation) for each incarnation persisted."""
-        self.loop = VirtualLoop()
+        self.loop = VirtualLoop(executor_delay=lambda: 1e-6)  # time moves: no livelock
         weakref.finalize(self, self.loop.close)
         self.disks: dict[str, SimDisk] = {}
         self.ready_loops: dict[str, ReadyLoop[None]] = {}

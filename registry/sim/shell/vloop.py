@@ -6,8 +6,10 @@ seed must replay exactly. Rules:
 
 - ``time()`` is virtual. When nothing is ready, the loop does not wait: the selector's
   ``select(timeout)`` jumps the clock to the next timer (to the next whole microsecond
-  past it). ``select(None)`` (nothing is
-  scheduled at all) is a deadlock and raises ``Deadlock``.
+  past it). ``select(None)`` (nothing is scheduled at all) is a deadlock and raises
+  ``Deadlock``; ``STILL_TURNS`` turns in a row without the clock moving is a livelock
+  (code that polls without waiting) and raises ``Deadlock`` too, so a bad seed fails
+  instead of hanging. (Code that spins without ever yielding cannot be stopped here.)
 - Everything runs on this one thread. ``run_in_executor`` (and so ``asyncio.to_thread``,
   which the Ready loop uses for ``persist``) runs the function on the loop after
   ``executor_delay()`` virtual seconds — the simulated fsync latency. If the awaiting task
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-__all__ = ["Deadlock", "VirtualLoop"]
+__all__ = ["STILL_TURNS", "Deadlock", "VirtualLoop"]
 
 T = TypeVar("T")
 
@@ -36,17 +38,29 @@ class Deadlock(RuntimeError):
     """The loop has nothing ready and no timer: it would sleep forever."""
 
 
+STILL_TURNS = 1_000_000
+"""Loop turns at one virtual instant before the loop declares a livelock (a normal seed
+takes at most a few hundred)."""
+
+
 class _JumpingSelector(selectors.SelectSelector):
     """Registers the loop's self-pipe like a real selector but never waits on it."""
 
     def __init__(self, advance: Callable[[float], None]) -> None:
         super().__init__()
         self._advance = advance
+        self._still = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:
             raise Deadlock("the simulated loop has no timer and nothing ready")
-        self._advance(timeout)
+        if timeout > 0:
+            self._still = 0
+            self._advance(timeout)
+        else:
+            self._still += 1
+            if self._still > STILL_TURNS:
+                raise Deadlock(f"{STILL_TURNS} loop turns without time moving (a livelock)")
         return []
 
 
