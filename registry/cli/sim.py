@@ -112,6 +112,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--verbose", action="store_true", help="print the nemesis timeline of failing seeds"
     )
     cluster.set_defaults(handler=run_cluster)
+    from registry.cli.sim_shell import add_parser as add_shell_parser
+
+    add_shell_parser(kinds)
 
 
 def run_raft(args: argparse.Namespace) -> int:

@@ -3,12 +3,15 @@
 Theory of operation
 -------------------
 One task, ``_run``, owns the replica; everything else talks to it through ``_inputs``.
-Each turn it feeds queued inputs, ticks the replica once per ``timing.tick`` of *monotonic*
-time that has passed (catching up after a stall, so a paused process never believes its
-lease lasted longer than it did), then drains Ready values in etcd-io/raft's order:
-persist (fsync, off the event loop) → send → apply (resolve waiting proposals, notify
-watchers, run worker effects) → ``advance``. Nothing reaches the replica between
-``ready()`` and ``advance()`` because nothing but this task touches it.
+The task runs the one Ready loop (``registry.node.ready_loop``, shared with the shell
+simulator): each turn it feeds queued inputs, ticks the replica once per ``timing.tick``
+of *monotonic* time that has passed (catching up after a stall, so a paused process
+never believes its lease lasted longer than it did), then drains Ready values in
+etcd-io/raft's order: persist (fsync, off the event loop) → send → apply (``_apply``:
+resolve waiting proposals, notify watchers, run worker effects) → ``advance``. Nothing
+reaches the replica between ``ready()`` and ``advance()`` because nothing but this task
+touches it. Storage is any ``Storage`` (``FileStorage`` here, a simulated disk in
+``registry.sim.shell``).
 
 The worker runtime checks ``lease_holds()`` before every message it dispatches; that check
 uses the monotonic deadline derived from the last Ready, so it is right even when the
@@ -35,36 +38,19 @@ from typing import Any, TypeVar
 from registry.core.commands import Command
 from registry.core.controls import Control
 from registry.core.errors import NotLeader, RegistryError
-from registry.core.messages import MessageType, Ready, Role
+from registry.core.messages import Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
 from registry.core.view import ReplicaView
 from registry.node.config import NodeConfig
 from registry.node.fail_stop import StorageIOFailed, classify, fail_stop
 from registry.node.faults import CoreFault
-from registry.node.storage import FileStorage, Loaded
+from registry.node.ready_loop import ReadyLoop
+from registry.node.storage import Loaded
+from registry.node.storage_protocol import Storage
 
 log = logging.getLogger("registry.node")
 R = TypeVar("R")
-
-LISTENING_CATCH_UP_S = 0.1
-"""Of the ticks a late loop iteration catches up, those within this much time (at least
-two ticks) count as listening time; the rest are ``deaf`` (see ``RawNode.tick``). In
-time, not ticks: on the ``local`` preset (20 ms ticks) two ticks is ordinary scheduling
-jitter on a loaded machine, and treating it as deafness slowed failure detection enough
-to miss the partition suite's convergence bound."""
-
-
-GROUP_COMMIT_S = 0.001
-"""Group commit: after a proposal wakes the loop, wait this long for more before the
-Ready is taken, so one fsync (and one append per follower) carries many writes."""
-GROUP_COMMIT_MAX = 256
-"""...unless this many inputs are already queued (the batch is big enough)."""
-
-
-EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
-"""What a leader sends before its own persist when the Ready allows it
-(``Ready.appends_before_persist``): the followers' fsync overlaps the leader's."""
 
 
 class ProposalLost(RegistryError):
@@ -116,6 +102,8 @@ class _Control:
 
 
 _Input = PeerMessage | _Propose | _Read | _Handoff | _Stopped | _Control
+DriverInput = _Input
+"""What the Driver's Ready loop feeds the replica (``ReadyLoop[DriverInput]``)."""
 
 
 @dataclass(slots=True)
@@ -129,7 +117,7 @@ class Driver:
     def __init__(
         self,
         cfg: NodeConfig,
-        storage: FileStorage,
+        storage: Storage,
         loaded: Loaded,
         *,
         kinds: tuple[str, ...],
@@ -137,7 +125,12 @@ class Driver:
         effects: Callable[[ReplicaReady], None],
         rng: random.Random | None = None,
         fatal: Callable[[int, str], None] = fail_stop,
+        clock: Callable[[], float] = time.monotonic,
+        ready_loop: type[ReadyLoop[DriverInput]] = ReadyLoop,
     ) -> None:
+        """``clock`` is the monotonic clock ticks and leases follow (the simulator passes
+        its virtual time); ``ready_loop`` lets the simulator plant a shell bug in a
+        subclass. Production passes neither."""
         self.cfg = cfg
         self.storage = storage
         self.incarnation = loaded.incarnation + 1
@@ -169,25 +162,33 @@ class Driver:
             # JSON until every peer reads binary (``PeerTransport``, rolling upgrades).
             binary_entries=not set(cfg.peers) - {cfg.id},
         )
-        self._send = send
         self._effects = effects
         self.listeners = Listeners()
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._waiters: dict[int, _Waiter] = {}
         self._reads: dict[int, _Read] = {}
         self._read_seq = 0
-        self._t0 = time.monotonic()
-        self._ticks = 0
-        self._listening_catch_up = max(2, round(LISTENING_CATCH_UP_S / cfg.timing.tick))
-        self._lease_deadline = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._turned = time.monotonic()
+        self._clock = clock
+        self._turned = clock()
         """When the core loop last went round (``alive``)."""
         self._core_fault = CoreFault.from_env()
         self._view: ReplicaView | None = None
         """Built on demand, dropped on every input, tick and Ready (``view``)."""
+        self.ready_loop = ready_loop(
+            self.replica,
+            storage,
+            tick=timing.tick,
+            clock=clock,
+            send=send,
+            apply=self._apply,
+            advanced=self._wake_applied,
+            feed=self._feed,
+            on_turn=self._on_turn,
+            changed=self._drop_view,
+            gathers=lambda item: isinstance(item, _Propose),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class Driver:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="registry-core")
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.ready_loop.stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,9 +257,9 @@ class Driver:
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``condition()`` holds after some Ready, or ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         while not condition():
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 return False
             event = asyncio.Event()
@@ -275,58 +276,35 @@ class Driver:
         return True
 
     def lease_holds(self) -> bool:
-        return time.monotonic() < self._lease_deadline
+        return self._clock() < self.ready_loop.lease_deadline
 
     def lease_deadline(self) -> float:
         """When this node's member lease ends (``time.monotonic()`` seconds; in the past
         when it holds none). Worker hosts get sub-leases that never outlast it."""
-        return self._lease_deadline
+        return self.ready_loop.lease_deadline
 
     def lease_remaining_s(self) -> float:
-        return max(0.0, self._lease_deadline - time.monotonic())
+        return max(0.0, self.ready_loop.lease_deadline - self._clock())
 
     def alive(self, within_s: float) -> bool:
         """The core loop went round in the last ``within_s`` seconds (``/healthz``)."""
-        return time.monotonic() - self._turned < within_s
+        return self._clock() - self._turned < within_s
 
     # -- the core loop -----------------------------------------------------------------
 
     async def _run(self) -> None:
-        tick = self.cfg.timing.tick
         try:
-            await self._process()  # the first Ready persists the new incarnation
-            while not self._stopping:
-                self._turned = time.monotonic()
-                if self._core_fault is not None:
-                    self._core_fault.check()
-                next_tick = self._t0 + (self._ticks + 1) * tick
-                delay = next_tick - time.monotonic()
-                if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        item = await asyncio.wait_for(self._inputs.get(), delay)
-                        self._feed(item)
-                        if isinstance(item, _Propose) and self._inputs.qsize() < GROUP_COMMIT_MAX:
-                            await asyncio.sleep(GROUP_COMMIT_S)
-                while not self._inputs.empty():
-                    self._feed(self._inputs.get_nowait())
-                due = int((time.monotonic() - self._t0) / tick) - self._ticks
-                for i in range(max(0, due)):
-                    self._ticks += 1
-                    # Past a little scheduling jitter, a catch-up means this process
-                    # stalled: it was not listening, so those ticks must not count as
-                    # silence from the others (or a busy node starts needless elections).
-                    self.replica.tick(deaf=i >= self._listening_catch_up)
-                self._view = None
-                # A lone node acks its own heartbeats inside tick() without producing a
-                # Ready, so the lease deadline must follow the agent here, not only in
-                # _process (else a one-node cluster lost its lease after one lease).
-                self._update_lease()
-                await self._process()
+            await self.ready_loop.run(self._inputs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fatal(*classify(exc))
             raise
+
+    def _on_turn(self) -> None:
+        self._turned = self._clock()
+        if self._core_fault is not None:
+            self._core_fault.check()
 
     def _feed(self, item: _Input) -> None:
         self._view = None
@@ -388,46 +366,25 @@ class Driver:
         if future is not None and not future.done():
             future.set_result(result)
 
-    async def _process(self) -> None:
-        replica = self.replica
-        while replica.has_ready():
-            ready = replica.ready()
-            self._view = None
-            if ready.incarnation is not None:
-                self.incarnation = ready.incarnation
-            raft = ready.raft
-            early: list[PeerMessage] = [m for m in raft.messages if m.type in EARLY]
-            if early and raft.appends_before_persist:
-                self._send(early)  # votes and acks still wait for the persist below
-            else:
-                early = []
-            try:
-                await asyncio.to_thread(
-                    self.storage.persist,
-                    incarnation=ready.incarnation,
-                    ready=ready.raft,
-                    compaction=ready.compaction,
-                )
-            except OSError as err:
-                raise StorageIOFailed(err) from err
-            late = [m for m in raft.messages if m.type not in EARLY] if early else raft.messages
-            self._send([*late, *ready.messages])
-            soft = ready.raft.soft_state
-            if soft is not None:
-                log.info(
-                    "raft: %s, leader %s, term %d",
-                    soft.role.value,
-                    soft.leader or "(none)",
-                    replica.raft.term,
-                )
-            self._resolve(ready)
-            self._update_lease()
-            self._effects(ready)
-            for listener in self.listeners.on_applied:
-                listener(ready)
-            replica.advance(ready)
-            self._view = None
-            self._wake_applied()
+    def _drop_view(self) -> None:
+        self._view = None
+
+    def _apply(self, ready: ReplicaReady) -> None:
+        """The Ready loop's apply step (after persist and send, before ``advance``)."""
+        if ready.incarnation is not None:
+            self.incarnation = ready.incarnation
+        soft = ready.raft.soft_state
+        if soft is not None:
+            log.info(
+                "raft: %s, leader %s, term %d",
+                soft.role.value,
+                soft.leader or "(none)",
+                self.replica.raft.term,
+            )
+        self._resolve(ready)
+        self._effects(ready)
+        for listener in self.listeners.on_applied:
+            listener(ready)
 
     def _wake_applied(self) -> None:
         applied = self.replica.raft.applied_index
@@ -474,12 +431,6 @@ class Driver:
                 if not read.future.done():
                     read.future.set_exception(NotLeader(""))
             self._reads.clear()
-
-    def _update_lease(self) -> None:
-        # Tick i stands for monotonic time t0 + i·tick, however late it was processed.
-        agent = self.replica.agent
-        tick = self.cfg.timing.tick
-        self._lease_deadline = self._t0 + (self._ticks + agent.lease_remaining()) * tick
 
     # -- queries for servicers ---------------------------------------------------------
 

@@ -34,6 +34,8 @@ __all__ = ["MAX_PENDING_HANDOFFS", "NodeMetrics"]
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Seconds. Local lookups take well under a millisecond; writes wait for an fsync'd
 commit (milliseconds); calls forward to workers and may take up to their deadline."""
+FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+"""Seconds: an NVMe fdatasync takes well under a millisecond, a cloud volume several."""
 HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 """Seconds; ``begin_handoff`` has a deadline (``handoff_deadline``, seconds to a minute)."""
 MAX_PENDING_HANDOFFS = 10_000
@@ -147,6 +149,29 @@ class NodeMetrics(Collector):
             ["method", "code"],
             registry=self.registry,
         )
+        self.fsync_seconds = Histogram(
+            "registry_fsync_seconds",
+            "Time each fdatasync of this node's Raft log took (every acknowledged write "
+            "waits for one on a majority).",
+            registry=self.registry,
+            buckets=FSYNC_BUCKETS,
+        )
+        self.peer_rtt_seconds = Histogram(
+            "registry_peer_rtt_seconds",
+            "Member-lease round trip to the leader, by peer: heartbeat sent to ack "
+            "received (network both ways plus the leader's core-loop turn; "
+            "registry/node/peer_rtt.py). The leader itself reports none.",
+            ["peer"],
+            registry=self.registry,
+            buckets=RPC_BUCKETS,
+        )
+        self.leader_changes = Counter(
+            "registry_leader_changes_total",
+            "Times the leader this node knows changed to another node (elections and "
+            "transfers seen here).",
+            registry=self.registry,
+        )
+        self._leader = ""
         self.peer_refused = Counter(
             "registry_peer_messages_refused_total",
             "Peer messages (and peer streams) this node dropped before its core saw them, "
@@ -163,6 +188,11 @@ class NodeMetrics(Collector):
 
     def on_ready(self, ready: ReplicaReady) -> None:
         """Count the effects of one Ready (called before the runtime runs them)."""
+        soft = ready.raft.soft_state
+        if soft is not None and soft.leader and soft.leader != self._leader:
+            if self._leader:
+                self.leader_changes.inc()  # the first leader this process learns is no change
+            self._leader = soft.leader
         fenced = ready.incarnation is not None  # a new incarnation is only taken to fence
         for effect in ready.effects:
             if isinstance(effect, Start):

@@ -84,6 +84,7 @@ class Node:
         self.cluster_id = cluster_id.resolve(cfg.data_dir, cfg.cluster_id, cfg.peers)
         configured = frozenset(cfg.peers)
         self.metrics = NodeMetrics()
+        self.storage.on_sync = self.metrics.fsync_seconds.observe
         self.directory = Directory(
             lambda: self.driver.view.state,
             lease_holds=lambda: self.driver.lease_holds(),
@@ -101,6 +102,7 @@ class Node:
             tls=PeerTls.load(cfg.peer_ca, cfg.peer_cert, cfg.peer_key) if cfg.peer_tls else None,
             view=lambda: view_of(self.driver.view, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
+            rtt=lambda peer, seconds: self.metrics.peer_rtt_seconds.labels(peer).observe(seconds),
             binary_entries=lambda: self.driver.submit(UseBinaryEntries()),
         )
         timing = cfg.timing

@@ -70,6 +70,7 @@ import fcntl
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -358,6 +359,8 @@ class FileStorage:
         self._unnamed: Path | None = None
         """The temp file of a new segment until its first records are synced (rule 5)."""
         self._fsync_fault = FsyncFault.from_env()
+        self.on_sync: Callable[[float], None] | None = None
+        """Observes how long each log ``fdatasync`` took, seconds (the fsync metric)."""
 
     def __enter__(self) -> FileStorage:
         return self
@@ -626,7 +629,10 @@ class FileStorage:
         if self._fsync:
             if self._fsync_fault is not None:
                 self._fsync_fault.check(self._unnamed or self._segments[-1].path)
+            began = time.monotonic()
             _datasync(self._fd)
+            if self.on_sync is not None:
+                self.on_sync(time.monotonic() - began)
         if new_file and self._unnamed is not None:
             os.rename(self._unnamed, self._segments[-1].path)
             self._unnamed = None

@@ -33,6 +33,7 @@ import grpc.aio
 from registry.core.replica import PeerMessage
 from registry.node import peer_protocol
 from registry.node.peer_guard import PeerView, RefusalLog, SnapshotGuard, check, describe
+from registry.node.peer_rtt import RoundTrips
 from registry.node.peer_tls import PeerTls, channel_options, stream_identity
 from registry.v1 import peer_pb2, peer_pb2_grpc
 from registry.wire.codec import decode_peer, encode_peer
@@ -200,10 +201,12 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         view: Callable[[], PeerView] | None = None,
         refused: Callable[[str], None] | None = None,
         binary_entries: Callable[[], None] | None = None,
+        rtt: Callable[[str, float], None] | None = None,
     ) -> None:
         """``resolve``: a peer's peer-port address; ``view``: what the guard reads of the
         replica (``None``: messages are not checked — only for transport tests);
-        ``refused``: counts a refusal by reason (the metric)."""
+        ``refused``: counts a refusal by reason (the metric); ``rtt``: observes a lease
+        round trip to a peer, in seconds (``registry.node.peer_rtt``)."""
         self.node = node
         self.resolve = resolve
         self.cluster_id = cluster_id
@@ -216,6 +219,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         self._heard: dict[str, float] = {}
         self._binary_entries = binary_entries
         self._binary_readers: set[str] = set()
+        self._round_trips = RoundTrips(rtt or (lambda _peer, _seconds: None))
 
     def channel(self, peer: str, address: str) -> grpc.aio.Channel:
         if self._tls is None:
@@ -246,6 +250,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             if link is None:
                 link = self._links[msg.dst] = _Link(self, msg.dst)
             link.send(envelope)
+            self._round_trips.sent(msg)
 
     def reachable(self, peers: list[str], within: float) -> list[str]:
         """The peers (of ``peers``) heard from within ``within`` seconds, plus us."""
@@ -299,6 +304,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                 self.refusals.refuse(reason, f"{describe(msg)} on a stream from {who}")
                 continue
             self._heard[msg.src] = time.monotonic()
+            self._round_trips.received(msg)
             if binary is not None:
                 self._note_codecs(msg.src, binary)
                 binary = None

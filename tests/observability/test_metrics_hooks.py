@@ -7,11 +7,13 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from registry.core.messages import Ready
+from registry.core.membership import MemberAck, MemberHeartbeat
+from registry.core.messages import Ready, Role, SoftState
 from registry.core.replica import BeginHandoff, Effect, ReplicaReady, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
 from registry.node import metrics as metrics_module
 from registry.node.metrics import NodeMetrics
+from registry.node.peer_rtt import PENDING_LIMIT, RoundTrips
 from registry.node.rpc_metrics import status_name
 
 
@@ -139,3 +141,41 @@ def test_status_names() -> None:
     assert status_name(0) == "OK"
     assert status_name(999) == "UNKNOWN"
     assert status_name("weird") == "UNKNOWN"
+
+
+def leader_ready(leader: str) -> ReplicaReady:
+    role = Role.LEADER if leader == "n1" else Role.FOLLOWER
+    return ReplicaReady(
+        incarnation=None,
+        raft=Ready(soft_state=SoftState(leader=leader, role=role)),
+        compaction=None,
+        messages=(),
+        effects=(),
+        applied=(),
+    )
+
+
+def test_leader_changes_count_each_new_leader_not_the_first(prom_hooks: NodeMetrics) -> None:
+    m = prom_hooks
+    assert m.registry.get_sample_value("registry_leader_changes_total") == 0
+    for leader in ("n1", "n1", "", "n2", "n2", "n3", "n1"):
+        m.on_ready(leader_ready(leader))
+    # n1 (first: no change), n1 again, "" (no leader known: not a change), then n2, n3, n1.
+    assert m.registry.get_sample_value("registry_leader_changes_total") == 3
+
+
+def test_lease_round_trips_pair_heartbeats_with_their_acks() -> None:
+    clock = FakeClock()
+    seen: list[tuple[str, float]] = []
+    trips = RoundTrips(lambda peer, seconds: seen.append((peer, seconds)), clock=clock)
+    trips.sent(MemberHeartbeat(src="n2", dst="n1", seq=1, incarnation=1))
+    trips.sent(MemberHeartbeat(src="n2", dst="n1", seq=2, incarnation=1))
+    clock.now += 0.004
+    trips.received(MemberAck(src="n1", dst="n2", seq=2, incarnation=1))
+    trips.received(MemberAck(src="n1", dst="n2", seq=2, incarnation=1))  # a duplicate: once
+    trips.received(MemberAck(src="n3", dst="n2", seq=1, incarnation=1))  # not sent to n3
+    assert [peer for peer, _ in seen] == ["n1"] and seen[0][1] == pytest.approx(0.004)
+    for seq in range(3, 3 + PENDING_LIMIT + 10):  # unanswered ones stay bounded
+        trips.sent(MemberHeartbeat(src="n2", dst="n1", seq=seq, incarnation=1))
+    trips.received(MemberAck(src="n1", dst="n2", seq=1, incarnation=1))  # forgotten: oldest
+    assert len(seen) == 1

@@ -307,6 +307,17 @@ def test_prometheus_sees_leader_quorum_names_and_failover(
     prom.wait(p99, lambda v: v is not None and 0 < v < math.inf, "a p99 for Register")
     prom.wait("sum(registry_activations)", lambda v: v == NAMES + 2, "the new names running")
 
+    # (d2) Log fsyncs are timed on every live node, and the followers time their lease
+    # round trips to the leader (labelled with its id).
+    prom.wait("count(registry_fsync_seconds_count > 0)", lambda v: v == 2, "fsyncs timed")
+    prom.wait(
+        f'sum(registry_peer_rtt_seconds_count{{peer="{leader}"}})',
+        at_least(1),
+        "lease round trips to the leader timed",
+    )
+    # Exported from the start on every node (0 unless an election happened meanwhile).
+    prom.wait("count(registry_leader_changes_total)", lambda v: v == 2, "leader changes")
+
     # (e) Every query of the Grafana dashboard parses and, but for the error counter (no
     # call failed here), finds series in this real Prometheus.
     empty_allowed = {"registry_rpc_errors_total"}

@@ -2,8 +2,9 @@
 
 No real time: ``tick()`` ticks every live node once and then delivers messages (FIFO)
 until the network is quiet; every clock advances in lockstep, so lease arithmetic is exact.
-After each ``ready()`` the harness "persists" (keeps the latest incarnation), queues the
-messages, runs the effects against a cluster-wide ledger and calls ``advance()``.
+Readies are drained by the node's own Ready loop (``registry.node.ready_loop``), run to
+completion on a virtual-time loop after each input: it persists to a ``SimDisk``, queues
+the messages, runs the effects against a cluster-wide ledger and calls ``advance()``.
 
 The ledger is the point: it records every Start/Stop/BeginHandoff and checks, at every
 Start, that no other node is running that name (G1) and that its token is greater than
@@ -18,6 +19,7 @@ them as running until the test calls ``confirm_stops`` (their hosts were killed)
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -29,10 +31,14 @@ from registry.core.replica import (
     Effect,
     PeerMessage,
     Replica,
+    ReplicaReady,
     Start,
     Stop,
 )
 from registry.core.timing import Timing
+from registry.node.ready_loop import ReadyLoop
+from registry.sim.shell.disk import SimDisk
+from registry.sim.shell.vloop import VirtualLoop
 
 Filter = Callable[[PeerMessage], bool]
 """Return False to drop a message."""
@@ -81,6 +87,10 @@ class Cluster:
         """Stops whose workers ignore them (``hold_stops``), per node, not reported yet."""
         self.fences: list[tuple[int, str, int]] = []
         """(position in ``events``, node, new incarnation) for each incarnation persisted."""
+        self.loop = VirtualLoop(executor_delay=lambda: 1e-6)  # time moves: no livelock
+        weakref.finalize(self, self.loop.close)
+        self.disks: dict[str, SimDisk] = {}
+        self.ready_loops: dict[str, ReadyLoop[None]] = {}
         voters = frozenset(self.ids)
         for node in self.ids:
             raft_cfg = self.timing.raft(node, voters=voters)
@@ -94,7 +104,41 @@ class Cluster:
                 roles=self.roles.get(node, ()),
                 kinds=self.kinds.get(node, ()),
             )
+            self.disks[node] = SimDisk()
+            self.ready_loops[node] = self._ready_loop(node)
             self._drain(node)
+
+    def _ready_loop(self, node: str) -> ReadyLoop[None]:
+        stops: list[Stop] = []
+
+        def apply(rd: ReplicaReady) -> None:
+            if rd.incarnation is not None:
+                assert rd.incarnation > self.incarnations[node], "incarnations only grow"
+                self.incarnations[node] = rd.incarnation
+                self.fences.append((len(self.events), node, rd.incarnation))
+            self.applied[node].extend(rd.applied)
+            for effect in rd.effects:
+                self._run(node, effect)
+            stops[:] = [e for e in rd.effects if isinstance(e, Stop)]
+
+        def advanced() -> None:
+            if self.hold_stops:
+                self.held[node].extend(stops)
+            else:
+                for stop in stops:
+                    self.nodes[node].stopped(stop.name, stop.token)
+
+        return ReadyLoop(
+            self.nodes[node],
+            self.disks[node],
+            tick=self.timing.tick,
+            clock=self.loop.time,
+            send=lambda msgs: self.queue.extend(msgs),
+            apply=apply,
+            advanced=advanced,
+            feed=lambda item: None,
+            on_turn=lambda: None,
+        )
 
     # -- network -----------------------------------------------------------------------
 
@@ -175,25 +219,7 @@ class Cluster:
         self.pump()
 
     def _drain(self, node: str) -> None:
-        replica = self.nodes[node]
-        while replica.has_ready():
-            rd = replica.ready()
-            if rd.incarnation is not None:
-                assert rd.incarnation > self.incarnations[node], "incarnations only grow"
-                self.incarnations[node] = rd.incarnation
-                self.fences.append((len(self.events), node, rd.incarnation))
-            self.queue.extend(rd.raft.messages)
-            self.queue.extend(rd.messages)
-            self.applied[node].extend(rd.applied)
-            for effect in rd.effects:
-                self._run(node, effect)
-            replica.advance(rd)
-            stops = [e for e in rd.effects if isinstance(e, Stop)]
-            if self.hold_stops:
-                self.held[node].extend(stops)
-            else:
-                for stop in stops:
-                    replica.stopped(stop.name, stop.token)
+        self.loop.run_until_complete(self.ready_loops[node].drain())
 
     def _run(self, node: str, effect: Effect) -> None:
         self.events.append(Event(self.step_no, node, effect))

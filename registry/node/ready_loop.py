@@ -1,0 +1,193 @@
+"""The one Ready loop: how a shell drives a ``Replica`` through time, disk and network.
+
+The node's ``Driver`` and the shell simulator (``registry.sim.shell``) both run this
+class, so the ordering rules below are exercised by simulator seeds, not only by real
+processes.
+
+Rules
+-----
+1. etcd-io/raft's order for every Ready: **persist** (the ``Storage``; off the event loop,
+   since an fsync blocks) → **send** → **apply** (the shell's callback: resolve proposals,
+   run worker effects, notify watchers) → ``advance`` → the ``advanced`` callback. A vote
+   or an append acknowledgement leaves only once what it promises is on disk.
+2. Nothing reaches the replica between ``ready()`` and ``advance()``: inputs are fed only
+   by ``run`` itself, between Readies.
+3. Ticks follow the clock: tick ``i`` stands for ``t0 + i·tick``, however late it is
+   processed. A late turn catches up every tick it missed; past
+   ``LISTENING_CATCH_UP_S`` (at least two ticks) those ticks are *deaf* (the process was
+   stalled, not listening, so they must not count as silence from the peers).
+4. The member lease deadline (``lease_deadline``, in clock seconds) is recomputed after
+   every catch-up and every Ready from the agent's remaining lease, anchored to the tick
+   grid, so a stalled loop never extends it.
+5. Group commit: when an input that ``gathers`` (a proposal) wakes the idle loop, it
+   waits ``GROUP_COMMIT_S`` for more before taking the Ready, so one fsync (and one
+   append per follower) carries many writes — unless ``GROUP_COMMIT_MAX`` inputs are
+   already queued.
+6. A leader's APPEND and HEARTBEAT messages may leave *before* its own persist when the
+   Ready allows it (``appends_before_persist``, Raft thesis §10.2.1: the followers' fsync
+   overlaps the leader's, which counts its own copy only after ``advance``). Votes and
+   acknowledgements still wait for the persist (rule 1).
+7. ``changed`` is called whenever the replica may have changed (after ticks, after
+   ``ready()`` and after ``advance``), so the shell can drop what it derived from it.
+8. Any exception ends ``run``; the caller fails stop (nothing is retried). An ``OSError``
+   from ``persist`` surfaces as ``StorageIOFailed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from registry.core.messages import MessageType
+from registry.core.replica import PeerMessage, Replica, ReplicaReady
+from registry.node.fail_stop import StorageIOFailed
+from registry.node.storage_protocol import Storage
+
+__all__ = ["LISTENING_CATCH_UP_S", "ReadyLoop"]
+
+LISTENING_CATCH_UP_S = 0.1
+"""Of the ticks a late loop iteration catches up, those within this much time (at least
+two ticks) count as listening time; the rest are ``deaf`` (see ``RawNode.tick``). In
+time, not ticks: on the ``local`` preset (20 ms ticks) two ticks is ordinary scheduling
+jitter on a loaded machine, and treating it as deafness slowed failure detection enough
+to miss the partition suite's convergence bound."""
+
+GROUP_COMMIT_S = 0.001
+"""Rule 5: how long a proposal that woke the loop waits for more before the Ready."""
+GROUP_COMMIT_MAX = 256
+"""...unless this many inputs are already queued (the batch is big enough)."""
+EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
+"""Rule 6: what a leader may send before its own persist."""
+
+InputT = TypeVar("InputT")
+
+
+class ReadyLoop(Generic[InputT]):
+    """Drives one replica; ``InputT`` is the type of the shell's inputs (fed by ``feed``)."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        storage: Storage,
+        *,
+        tick: float,
+        clock: Callable[[], float],
+        send: Callable[[list[PeerMessage]], None],
+        apply: Callable[[ReplicaReady], None],
+        advanced: Callable[[], None],
+        feed: Callable[[InputT], None],
+        on_turn: Callable[[], None],
+        changed: Callable[[], None] = lambda: None,
+        gathers: Callable[[InputT], bool] = lambda _item: False,
+    ) -> None:
+        self.replica = replica
+        self.storage = storage
+        self.tick = tick
+        self.clock = clock
+        self._send = send
+        self._apply = apply
+        self._advanced = advanced
+        self._feed = feed
+        self._on_turn = on_turn
+        self._changed = changed
+        self._gathers = gathers
+        self.t0 = clock()
+        self.ticks = 0
+        self.listening_catch_up = max(2, round(LISTENING_CATCH_UP_S / tick))
+        self.lease_deadline = 0.0
+        self.stopping = False
+
+    async def run(self, inputs: asyncio.Queue[InputT]) -> None:
+        """Until ``stopping``: wait for an input or the next tick, feed every queued
+        input, catch up the ticks due, then drain the Readies."""
+        await self.drain()  # the first Ready persists the new incarnation
+        while not self.stopping:
+            self._on_turn()
+            delay = self.t0 + (self.ticks + 1) * self.tick - self.clock()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    item = await asyncio.wait_for(inputs.get(), delay)
+                    self._feed(item)
+                    if self._gathers(item) and inputs.qsize() < GROUP_COMMIT_MAX:
+                        await asyncio.sleep(GROUP_COMMIT_S)  # rule 5
+            while not inputs.empty():
+                self._feed(inputs.get_nowait())
+            self.catch_up()
+            await self.drain()
+
+    def catch_up(self) -> None:
+        now = self.clock()
+        elapsed = int((now - self.t0) / self.tick)
+        if self.t0 + (elapsed + 1) * self.tick <= now:
+            # The boundary ``run`` waits for, computed the same way: on a clock that lands
+            # exactly on a tick, the division can round just below it, and ``run`` would
+            # go round without waiting or ticking (the simulator's clock found this).
+            elapsed += 1
+        due = elapsed - self.ticks
+        for i in range(max(0, due)):
+            self.ticks += 1
+            # Past a little scheduling jitter, a catch-up means this process stalled: it
+            # was not listening, so those ticks must not count as silence from the others
+            # (or a busy node starts needless elections).
+            self.replica.tick(deaf=i >= self.listening_catch_up)
+        self._changed()
+        # A lone node acks its own heartbeats inside tick() without producing a Ready, so
+        # the lease deadline must follow the agent here, not only after a Ready (else a
+        # one-node cluster lost its lease after one lease).
+        self.update_lease()
+
+    async def drain(self) -> None:
+        replica = self.replica
+        while replica.has_ready():
+            ready = replica.ready()
+            self._changed()
+            await self.handle(ready)
+
+    async def handle(self, ready: ReplicaReady) -> None:
+        """One Ready, in rule 1's order (with rule 6's early appends)."""
+        early = self.early(ready)
+        if early:
+            self._send(early)
+        await self.persist(ready)
+        self.send(ready, skip=len(early) > 0)
+        self.finish(ready)
+
+    @staticmethod
+    def early(ready: ReplicaReady) -> list[PeerMessage]:
+        """Rule 6: the leader's appends and heartbeats that may precede its persist."""
+        if not ready.raft.appends_before_persist:
+            return []
+        return [m for m in ready.raft.messages if m.type in EARLY]
+
+    def finish(self, ready: ReplicaReady) -> None:
+        """After persist and send: apply, then ``advance``."""
+        self.update_lease()
+        self._apply(ready)
+        self.replica.advance(ready)
+        self._changed()
+        self._advanced()
+
+    async def persist(self, ready: ReplicaReady) -> None:
+        try:
+            await asyncio.to_thread(
+                self.storage.persist,
+                incarnation=ready.incarnation,
+                ready=ready.raft,
+                compaction=ready.compaction,
+            )
+        except OSError as err:
+            raise StorageIOFailed(err) from err
+
+    def send(self, ready: ReplicaReady, *, skip: bool = False) -> None:
+        """What is left to send after the persist (``skip``: the early ones went out)."""
+        raft = (
+            [m for m in ready.raft.messages if m.type not in EARLY] if skip else ready.raft.messages
+        )
+        self._send([*raft, *ready.messages])
+
+    def update_lease(self) -> None:
+        # Tick i stands for clock time t0 + i·tick, however late it was processed.
+        remaining = self.replica.agent.lease_remaining()
+        self.lease_deadline = self.t0 + (self.ticks + remaining) * self.tick
