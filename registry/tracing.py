@@ -17,10 +17,11 @@ Rules
    span current, so a node's forward to the leader or owner (a client call made inside
    the handler) is a child of the request it serves, and the worker's span a child of the
    call that reached its host.
-4. Span names are the gRPC method (``registry.v1.Registry/Call``) and
-   ``worker <kind>.handle_call`` etc.; attributes follow the RPC semantic conventions
-   (``rpc.system``, ``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``) plus
-   ``registry.node`` and ``registry.name`` where known. Payloads are never recorded.
+4. Span names are the gRPC method (``registry.v1.Registry/Call``) and ``worker
+   handle_call`` (a worker host's answer to a call on its own port, rule 3);
+   attributes follow the RPC semantic conventions (``rpc.system``, ``rpc.service``,
+   ``rpc.method``, ``rpc.grpc.status_code``) plus ``registry.node`` and
+   ``registry.name`` where known. Payloads are never recorded.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import grpc
 import grpc.aio
 
 INSTRUMENTATION = "quorum-registry"
+Handler = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
 
 
 class TracingUnavailable(RuntimeError):
@@ -146,9 +148,15 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         handler: Any = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler  # type: ignore[no-any-return]
-        method: str = details.method
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(details.method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def wrap(self, method: str, inner: Handler) -> Handler:
+        """``inner`` (a unary handler of ``method``) inside a SERVER span (rule 3)."""
         service, name = _split(method)
-        inner = handler.unary_unary
         tracer, kind, node = self._tracer, self._kind, self._node
         propagate, error, status = self._propagate, self._error, self._status
 
@@ -160,9 +168,8 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                 "rpc.method": name,
                 "registry.node": node,
             }
-            target = getattr(request, "name", "") or getattr(
-                getattr(request, "spec", None), "name", ""
-            )
+            spec = getattr(request, "spec", None)
+            target = getattr(request, "name", "") or getattr(spec, "name", "")
             if isinstance(target, str) and target:
                 attributes["registry.name"] = target
             with tracer.start_as_current_span(
@@ -174,52 +181,37 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                 set_status_on_exception=False,
             ) as span:
                 try:
-                    reply = await inner(request, context)
+                    return await inner(request, context)
                 except BaseException as exc:
                     code = context.code() if isinstance(exc, grpc.aio.AbortError) else None
                     label = code.name if isinstance(code, grpc.StatusCode) else type(exc).__name__
                     span.set_status(status(error, label))
                     raise
-                return reply
 
-        return grpc.unary_unary_rpc_method_handler(
-            traced,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return traced
+
+    @contextlib.contextmanager
+    def internal(self, span_name: str, **attributes: str) -> Iterator[None]:
+        """An INTERNAL span, child of the current one."""
+        _, _, trace = _otel()
+        with self._tracer.start_as_current_span(
+            span_name, kind=trace.SpanKind.INTERNAL, attributes=attributes
+        ):
+            yield
 
 
 # -- workers --------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def worker_span(
-    tracer: Any | None, what: str, *, kind: str, name: str, carrier: dict[str, str]
-) -> Iterator[None]:
-    """An INTERNAL span around a worker hook (``handle_call`` …), child of ``carrier``'s
-    context; nothing when ``tracer`` is ``None`` (tracing off)."""
-    if tracer is None:
+def worker_span(tracing: ServerTracing | None, what: str, *, name: str) -> Iterator[None]:
+    """A ``worker <what>`` span (``handle_call`` …) around an activation's answer, child of
+    the request's span; nothing when ``tracing`` is ``None`` (off)."""
+    if tracing is None:
         yield
         return
-    _, propagate, trace = _otel()
-    with tracer.start_as_current_span(
-        f"worker {kind}.{what}",
-        context=propagate.extract(carrier),
-        kind=trace.SpanKind.INTERNAL,
-        attributes={"registry.name": name, "registry.kind": kind},
-    ):
+    with tracing.internal(f"worker {what}", **{"registry.name": name}):
         yield
-
-
-def current_carrier() -> dict[str, str]:
-    """The current trace context as metadata (empty when tracing is off)."""
-    try:
-        _, propagate, _ = _otel()
-    except TracingUnavailable:
-        return {}
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
 
 
 # -- node setup -----------------------------------------------------------------------

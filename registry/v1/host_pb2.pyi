@@ -37,7 +37,7 @@ class HostCommand(_message.Message):
     def __init__(self, init: _Optional[_Union[HostInit, _Mapping]] = ..., start: _Optional[_Union[HostStart, _Mapping]] = ..., stop: _Optional[_Union[HostStop, _Mapping]] = ..., begin_handoff: _Optional[_Union[HostBeginHandoff, _Mapping]] = ..., call: _Optional[_Union[HostCall, _Mapping]] = ..., cast: _Optional[_Union[HostCast, _Mapping]] = ..., sub_lease: _Optional[_Union[SubLease, _Mapping]] = ..., shutdown: _Optional[_Union[HostShutdown, _Mapping]] = ..., reload_tokens: _Optional[_Union[HostReloadTokens, _Mapping]] = ..., checkpoint_done: _Optional[_Union[CheckpointDone, _Mapping]] = ...) -> None: ...
 
 class HostInit(_message.Message):
-    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes", "call_bind", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_file", "max_payload_bytes", "max_rpcs", "max_rpcs_per_client")
+    __slots__ = ("node", "host", "worker_modules", "fence_grace", "handoff_deadline", "max_state_bytes", "mailbox_limit", "mailbox_bytes", "call_bind", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_file", "max_payload_bytes", "max_rpcs", "max_rpcs_per_client", "tracing")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     WORKER_MODULES_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class HostInit(_message.Message):
     MAX_PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_RPCS_FIELD_NUMBER: _ClassVar[int]
     MAX_RPCS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    TRACING_FIELD_NUMBER: _ClassVar[int]
     node: str
     host: int
     worker_modules: _containers.RepeatedScalarFieldContainer[str]
@@ -72,7 +73,8 @@ class HostInit(_message.Message):
     max_payload_bytes: int
     max_rpcs: int
     max_rpcs_per_client: int
-    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ..., call_bind: _Optional[str] = ..., tls_cert: _Optional[bytes] = ..., tls_key: _Optional[bytes] = ..., tls_client_ca: _Optional[bytes] = ..., auth: _Optional[str] = ..., token_file: _Optional[str] = ..., max_payload_bytes: _Optional[int] = ..., max_rpcs: _Optional[int] = ..., max_rpcs_per_client: _Optional[int] = ...) -> None: ...
+    tracing: str
+    def __init__(self, node: _Optional[str] = ..., host: _Optional[int] = ..., worker_modules: _Optional[_Iterable[str]] = ..., fence_grace: _Optional[float] = ..., handoff_deadline: _Optional[float] = ..., max_state_bytes: _Optional[int] = ..., mailbox_limit: _Optional[int] = ..., mailbox_bytes: _Optional[int] = ..., call_bind: _Optional[str] = ..., tls_cert: _Optional[bytes] = ..., tls_key: _Optional[bytes] = ..., tls_client_ca: _Optional[bytes] = ..., auth: _Optional[str] = ..., token_file: _Optional[str] = ..., max_payload_bytes: _Optional[int] = ..., max_rpcs: _Optional[int] = ..., max_rpcs_per_client: _Optional[int] = ..., tracing: _Optional[str] = ...) -> None: ...
 
 class HostStart(_message.Message):
     __slots__ = ("name", "kind", "args", "token", "reason", "has_state", "state", "restored_from", "restart_mode", "max_restarts", "restart_window", "reminders", "lazy", "idle_after")

@@ -95,6 +95,33 @@ def test_a_forwarded_registration_is_one_trace_across_three_processes(
     assert all(s["status"] != "ERROR" for s in spans), spans
 
 
+def test_a_direct_call_is_traced_by_the_worker_host(traced: tuple[LocalCluster, Path]) -> None:
+    """The SDK calls a name's worker host on its own port: client CLIENT span → the
+    host's SERVER span (service ``<node>/host0``) → the worker's span."""
+    c, path = traced
+    c.wait_ready()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    seeds = [n.grpc_addr for n in c.nodes.values()]
+    with SyncClient(seeds, tracer_provider=provider) as client:
+        client.register("traced/echo", kind="echo")
+
+        def host_span() -> dict[str, Any] | None:
+            client.call("traced/echo", b"hi")  # goes direct once the host port is connected
+            ours = {f"{s.context.span_id:016x}" for s in exporter.get_finished_spans()}
+            for s in node_spans(path):
+                if s["service"].endswith("/host0") and s["parent_id"] in ours:
+                    return s
+            return None
+
+        served = wait_for("a call served by a worker host, traced", host_span, 15)
+    assert served["kind"] == "SERVER" and served["name"] == "registry.v1.Registry/Call"
+    assert served["attributes"]["registry.name"] == "traced/echo"
+    worker = [s for s in node_spans(path) if s["parent_id"] == served["span_id"]]
+    assert [(s["kind"], s["name"]) for s in worker] == [("INTERNAL", "worker handle_call")]
+
+
 def test_untraced_requests_leave_no_client_context(traced: tuple[LocalCluster, Path]) -> None:
     """Without a tracer provider the SDK sends no trace context: the node's span for the
     request is a root (no parent)."""

@@ -44,6 +44,7 @@ from registry.node.limits import ConcurrencyLimits
 from registry.node.service import DEFAULT_CALL_TIMEOUT_S, check_payload
 from registry.node.status import Abort, Refusal, refusal_for
 from registry.node.transport import SERVER_OPTIONS
+from registry.tracing import ServerTracing, node_tracer_provider, worker_span
 from registry.v1 import host_pb2
 from registry.v1 import registry_pb2 as pb
 from registry.worker.errors import CallTimeout, NotHere
@@ -72,18 +73,27 @@ class HostCalls:
             max_per_client=init.max_rpcs_per_client,
             identity_of=identity,
         )
+        # Tracing (registry/tracing.py): a SERVER span per call served here, a child of
+        # the client's span, and a worker span around the activation's answer.
+        provider = node_tracer_provider(
+            init.tracing, "quorum-registry", f"{init.node}/host{init.host}"
+        )
+        self.tracer_provider = provider
+        self.tracing = ServerTracing(f"{init.node}/host{init.host}", provider) if provider else None
 
     def handler(self) -> grpc.GenericRpcHandler:
+        call = self.tracing.wrap(f"{SERVICE}/Call", self.call) if self.tracing else self.call
+        cast = self.tracing.wrap(f"{SERVICE}/Cast", self.cast) if self.tracing else self.cast
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
                 "Call": grpc.unary_unary_rpc_method_handler(
-                    self.call,
+                    call,
                     request_deserializer=_lenient(pb.CallRequest),
                     response_serializer=pb.CallResponse.SerializeToString,
                 ),
                 "Cast": grpc.unary_unary_rpc_method_handler(
-                    self.cast,
+                    cast,
                     request_deserializer=_lenient(pb.CastRequest),
                     response_serializer=pb.CastResponse.SerializeToString,
                 ),
@@ -97,13 +107,8 @@ class HostCalls:
         try:
             name = request.name
             reply = self.runtime.submit_call(name, request.payload)
-            if context.time_remaining() is not None:
-                # gRPC cancels this task at the caller's deadline (or when it goes away),
-                # which cancels ``reply``: a call still queued is dropped (activation
-                # rule 7). No timer of our own per call.
-                payload = await reply
-            else:
-                payload = await self._bounded(name, reply)
+            with worker_span(self.tracing, "handle_call", name=name):
+                payload = await self._answer(name, reply, context)
             token = self.runtime.token_of(name) or 0
             return pb.CallResponse(payload=payload, node=self.node, token=token)
         except Exception as exc:
@@ -111,6 +116,16 @@ class HostCalls:
             raise AssertionError("unreachable") from exc
         finally:
             self.limits.release(False, client)
+
+    async def _answer(
+        self, name: str, reply: asyncio.Future[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        if context.time_remaining() is not None:
+            # gRPC cancels this task at the caller's deadline (or when it goes away), which
+            # cancels ``reply``: a call still queued is dropped (activation rule 7). No
+            # timer of our own per call.
+            return await reply
+        return await self._bounded(name, reply)
 
     @staticmethod
     async def _bounded(name: str, reply: asyncio.Future[bytes]) -> bytes:

@@ -78,6 +78,8 @@ class CallPort:
     max_payload_bytes: int
     max_rpcs: int
     max_rpcs_per_client: int
+    tracing: str = ""
+    """``NodeConfig.tracing``: spans of the calls served on these ports."""
 
     def fill(self, init: pb.HostInit) -> None:
         init.call_bind = self.bind_host
@@ -89,6 +91,7 @@ class CallPort:
         init.auth, init.token_file = self.auth, self.token_file
         init.max_payload_bytes = self.max_payload_bytes
         init.max_rpcs, init.max_rpcs_per_client = self.max_rpcs, self.max_rpcs_per_client
+        init.tracing = self.tracing
 
 
 def call_port(cfg: NodeConfig) -> CallPort:
@@ -109,6 +112,7 @@ def call_port(cfg: NodeConfig) -> CallPort:
         max_payload_bytes=cfg.max_payload_bytes,
         max_rpcs=cfg.max_concurrent_rpcs,
         max_rpcs_per_client=cfg.max_rpcs_per_client,
+        tracing=cfg.tracing,
     )
 
 
