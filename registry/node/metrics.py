@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from registry.core.messages import Role
 from registry.core.replica import BeginHandoff, ReplicaReady, Start, Stop, StopReason
 from registry.core.state import StartReason
+from registry.node.call_metrics import CallsByKind
 from registry.node.seams import DiskStatus, Replicated, WorkerStatus
 
 __all__ = ["MAX_PENDING_HANDOFFS", "NodeMetrics"]
@@ -172,6 +173,7 @@ class NodeMetrics(Collector):
             registry=self.registry,
         )
         self._leader = ""
+        self.calls = CallsByKind(self.registry)
         self.peer_refused = Counter(
             "registry_peer_messages_refused_total",
             "Peer messages (and peer streams) this node dropped before its core saw them, "

@@ -138,6 +138,7 @@ class Node:
             max_entry_bytes=cfg.max_entry_bytes,
             passive_count=self.runtime.passive_count,
         )
+        self.runtime.on_call_stats = self.metrics.calls.add
         self.runtime.on_checkpoint = self.checkpoints.serve
         self.runtime.on_quit = self.checkpoints.quit
         self.runtime.on_remind = self.checkpoints.serve_remind

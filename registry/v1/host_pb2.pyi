@@ -181,7 +181,7 @@ class FromHost(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[HostEvent, _Mapping]]] = ...) -> None: ...
 
 class HostEvent(_message.Message):
-    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit", "remind", "activity")
+    __slots__ = ("hello", "reply", "ended", "handoff", "fatal", "stopped", "checkpoint", "quit", "remind", "activity", "call_stats")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class HostEvent(_message.Message):
     QUIT_FIELD_NUMBER: _ClassVar[int]
     REMIND_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    CALL_STATS_FIELD_NUMBER: _ClassVar[int]
     hello: HostHello
     reply: CallReply
     ended: ActivationEnded
@@ -202,7 +203,30 @@ class HostEvent(_message.Message):
     quit: Quit
     remind: RemindRequest
     activity: Activity
-    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ...) -> None: ...
+    call_stats: CallStats
+    def __init__(self, hello: _Optional[_Union[HostHello, _Mapping]] = ..., reply: _Optional[_Union[CallReply, _Mapping]] = ..., ended: _Optional[_Union[ActivationEnded, _Mapping]] = ..., handoff: _Optional[_Union[HandoffReport, _Mapping]] = ..., fatal: _Optional[_Union[HostFatal, _Mapping]] = ..., stopped: _Optional[_Union[HostStopped, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., quit: _Optional[_Union[Quit, _Mapping]] = ..., remind: _Optional[_Union[RemindRequest, _Mapping]] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ..., call_stats: _Optional[_Union[CallStats, _Mapping]] = ...) -> None: ...
+
+class CallStats(_message.Message):
+    __slots__ = ("kinds",)
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedCompositeFieldContainer[KindCalls]
+    def __init__(self, kinds: _Optional[_Iterable[_Union[KindCalls, _Mapping]]] = ...) -> None: ...
+
+class KindCalls(_message.Message):
+    __slots__ = ("kind", "ok", "error", "cancelled", "buckets", "seconds")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    ok: int
+    error: int
+    cancelled: int
+    buckets: _containers.RepeatedScalarFieldContainer[int]
+    seconds: float
+    def __init__(self, kind: _Optional[str] = ..., ok: _Optional[int] = ..., error: _Optional[int] = ..., cancelled: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class HostHello(_message.Message):
     __slots__ = ("kinds", "error", "pid", "call_port")

@@ -35,6 +35,7 @@ from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import Activation
 from registry.worker.activation import ActivationRunner, Checkpointer, Reminder
 from registry.worker.api import StopCause, Worker
+from registry.worker.call_stats import CallStats
 from registry.worker.errors import NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, ActivationStatus, Policy
 
@@ -165,6 +166,8 @@ class WorkerRuntime:
         """Effects not applied yet (beyond one turn's worth), in order."""
         self._feeder: asyncio.Task[None] | None = None
         self._closed = False
+        self.call_stats = CallStats()
+        """Calls answered here, by kind (``registry.worker.call_stats``)."""
         self._fatal_sent = False
         self._shutdown_task: asyncio.Task[None] | None = None
         self.live_tasks = 0
@@ -388,7 +391,10 @@ class WorkerRuntime:
         """Queue a call without a task of its own and return the future of its reply (a
         worker host serves thousands of calls this way); cancel the future to give up.
         Raises what ``call`` raises when the call cannot be queued."""
-        return self._serving(name).submit_call(payload)
+        runner = self._serving(name)
+        reply = runner.submit_call(payload)
+        self.call_stats.watch(runner.spec.kind, reply)
+        return reply
 
     async def cast(self, name: str, payload: bytes) -> None:
         """Queue ``payload`` for ``name``'s ``handle_cast`` and return at once.

@@ -318,6 +318,17 @@ def test_prometheus_sees_leader_quorum_names_and_failover(
     # Exported from the start on every node (0 unless an election happened meanwhile).
     prom.wait("count(registry_leader_changes_total)", lambda v: v == 2, "leader changes")
 
+    # (d3) Calls by worker kind, counted in the hosts: twice, a scrape apart, so the
+    # dashboard's rate has two points.
+    ok_calls = 'sum(registry_calls_total{kind="counter",result="ok"})'
+    for count in (1, 2):
+        reply = cluster.stub(leader).Call(
+            pb.CallRequest(name=names[0], payload=b"incr"), timeout=10
+        )
+        assert int(reply.payload) == count
+        prom.wait(ok_calls, at_least(count), "calls counted by kind")
+    prom.wait('sum(registry_call_seconds_count{kind="counter"})', at_least(2), "calls timed")
+
     # (e) Every query of the Grafana dashboard parses and, but for the error counter (no
     # call failed here), finds series in this real Prometheus.
     empty_allowed = {"registry_rpc_errors_total"}

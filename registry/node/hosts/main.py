@@ -57,6 +57,7 @@ from registry.node.hosts.durable import (
 from registry.node.hosts.frames import READ_CHUNK, FrameReader, FrameWriter, encode, from_host
 from registry.node.logs import FORMATS, configure
 from registry.v1 import host_pb2 as pb
+from registry.worker.call_stats import REPORT_S, KindCalls
 from registry.worker.errors import CallTimeout, NoLease, NotHere, WorkerFailed
 from registry.worker.runtime import WorkerRuntime
 
@@ -124,6 +125,22 @@ def _effect(command: pb.HostCommand) -> Effect | None:
     return None
 
 
+def call_stats_to_pb(kinds: dict[str, KindCalls]) -> pb.CallStats:
+    return pb.CallStats(
+        kinds=[
+            pb.KindCalls(
+                kind=kind,
+                ok=calls.results["ok"],
+                error=calls.results["error"],
+                cancelled=calls.results["cancelled"],
+                buckets=calls.buckets,
+                seconds=calls.seconds,
+            )
+            for kind, calls in sorted(kinds.items())
+        ]
+    )
+
+
 class Host:
     """One worker host (see the module rules)."""
 
@@ -172,7 +189,11 @@ class Host:
             return
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
-        await self._done
+        reporting = loop.create_task(self._report_calls(), name="host-call-stats")
+        try:
+            await self._done
+        finally:
+            reporting.cancel()
 
     # -- threads -----------------------------------------------------------------------
 
@@ -298,6 +319,14 @@ class Host:
             log.error("host %d: connection to the control process failed: %s", self.init.host, exc)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    async def _report_calls(self) -> None:
+        """Every ``REPORT_S``: the calls answered since the last report, by kind."""
+        while True:
+            await asyncio.sleep(REPORT_S)  # a reporting period, not a wait for a condition
+            kinds = self.runtime.call_stats.drain()
+            if kinds:
+                self.writer.put(pb.HostEvent(call_stats=call_stats_to_pb(kinds)))
 
     def _activity(self, name: str, token: int, active: bool) -> None:
         self.writer.put(pb.HostEvent(activity=pb.Activity(name=name, token=token, active=active)))

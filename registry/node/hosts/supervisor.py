@@ -191,6 +191,8 @@ class HostSupervisor:
         self.on_checkpoint: Callable[[HostProcess, pb.CheckpointRequest], None] | None = None
         """Serves a host's ``ctx.checkpoint`` (``registry.node.checkpoints``)."""
         self.on_remind: Callable[[HostProcess, pb.RemindRequest], None] | None = None
+        self.on_call_stats: Callable[[pb.CallStats], None] | None = None
+        """Calls answered in a host since its last report, by kind (the metrics)."""
         """Serves a host's reminder requests (``registry.node.checkpoints``)."""
         self.on_quit: Callable[[str, int], None] | None = None
         """Unregisters a name whose activation ended itself (fenced by its token)."""
@@ -454,6 +456,8 @@ class HostSupervisor:
                 host.passive.pop(activity.name, None)
             else:
                 host.passive[activity.name] = activity.token
+        elif kind == "call_stats" and self.on_call_stats is not None:
+            self.on_call_stats(event.call_stats)
         elif kind == "remind" and self.on_remind is not None:
             self.on_remind(host, event.remind)
         elif kind == "quit" and self.on_quit is not None:
