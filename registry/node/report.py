@@ -122,6 +122,7 @@ class StatusReport:
                 {
                     "id": m.id,
                     "address": m.address,
+                    "http": self._reach.http_address_of(m.id),
                     "roles": list(m.roles),
                     "up": m.up,
                     "draining": bool((r := state.members.get(m.id)) and r.draining),

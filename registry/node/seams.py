@@ -47,6 +47,7 @@ class Reachability(Protocol):
     """Which peers this node heard from lately (``PeerTransport``)."""
 
     def reachable(self, peers: list[str], within: float) -> list[str]: ...
+    def http_address_of(self, peer: str) -> str: ...
 
 
 class ClusterHealth(Protocol):

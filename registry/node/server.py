@@ -103,6 +103,7 @@ class Node:
             view=lambda: view_of(self.driver.view, configured),
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
             rtt=lambda peer, seconds: self.metrics.peer_rtt_seconds.labels(peer).observe(seconds),
+            http_address=advertised_http(cfg),
             binary_entries=lambda: self.driver.submit(UseBinaryEntries()),
         )
         timing = cfg.timing
@@ -369,6 +370,17 @@ class _Reports:
 
     def stopped(self, name: str, token: int) -> None:
         self._driver().stopped(name, token)
+
+
+def advertised_http(cfg: NodeConfig) -> str:
+    """Where others reach this node's status page: ``http``, with a wildcard bind host
+    replaced by the host clients dial (``advertise``/``listen``)."""
+    if not cfg.http:
+        return ""
+    host, _, port = cfg.http.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = cfg.address.rpartition(":")[0]
+    return f"{host}:{port}"
 
 
 def _tls_word(cfg: NodeConfig) -> str:

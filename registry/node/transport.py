@@ -68,6 +68,10 @@ SERVER_OPTIONS = [
 
 
 CLUSTER_KEY = "registry-cluster-id"
+HTTP_KEY = "registry-http"
+"""Stream metadata, both ways: the sender's status page address (host:port), so every
+status page can link to the others'. Informational only; a malformed value is ignored."""
+_HOST_PORT = re.compile(r"[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}")
 MISMATCH = "cluster id mismatch"
 _TLS_FAILURE = re.compile(r"handshake|verification|certificate|ssl", re.IGNORECASE)
 
@@ -160,9 +164,14 @@ class _Link:
         owner = self._owner
         call = peer_pb2_grpc.PeerStub(channel).Stream(
             self._envelopes(self._queue),
-            metadata=((CLUSTER_KEY, owner.cluster_id), *peer_protocol.metadata()),
+            metadata=(
+                (CLUSTER_KEY, owner.cluster_id),
+                *owner.http_metadata(),
+                *peer_protocol.metadata(),
+            ),
         )
         initial = await call.initial_metadata()
+        owner.note_http(self.peer, initial)
         theirs = _cluster_of(initial)
         problem = peer_protocol.problem(self.peer, peer_protocol.version_of(initial), owner.node)
         if theirs and problem:
@@ -202,6 +211,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         refused: Callable[[str], None] | None = None,
         binary_entries: Callable[[], None] | None = None,
         rtt: Callable[[str, float], None] | None = None,
+        http_address: str = "",
     ) -> None:
         """``resolve``: a peer's peer-port address; ``view``: what the guard reads of the
         replica (``None``: messages are not checked — only for transport tests);
@@ -220,6 +230,9 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         self._binary_entries = binary_entries
         self._binary_readers: set[str] = set()
         self._round_trips = RoundTrips(rtt or (lambda _peer, _seconds: None))
+        self.http_address = http_address
+        """This node's status page (host:port) as others should dial it; "" for none."""
+        self._http: dict[str, str] = {}
 
     def channel(self, peer: str, address: str) -> grpc.aio.Channel:
         if self._tls is None:
@@ -251,6 +264,18 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                 link = self._links[msg.dst] = _Link(self, msg.dst)
             link.send(envelope)
             self._round_trips.sent(msg)
+
+    def http_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((HTTP_KEY, self.http_address),) if self.http_address else ()
+
+    def note_http(self, peer: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> None:
+        for key, value in metadata or ():
+            if key == HTTP_KEY and isinstance(value, str) and _HOST_PORT.fullmatch(value):
+                self._http[peer] = value
+
+    def http_address_of(self, peer: str) -> str:
+        """``peer``'s status page address as its peer streams said ("" if unknown)."""
+        return self.http_address if peer == self.node else self._http.get(peer, "")
 
     def reachable(self, peers: list[str], within: float) -> list[str]:
         """The peers (of ``peers``) heard from within ``within`` seconds, plus us."""
@@ -288,8 +313,9 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             self.refusals.refuse("protocol_version", problem)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
         await context.send_initial_metadata(
-            ((CLUSTER_KEY, self.cluster_id), *peer_protocol.metadata())
+            ((CLUSTER_KEY, self.cluster_id), *self.http_metadata(), *peer_protocol.metadata())
         )
+        http_noted = False
         pinned = identity
         binary: bool | None = peer_protocol.reads_binary_entries(context.invocation_metadata())
         async for envelope in request_iterator:
@@ -305,6 +331,9 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                 continue
             self._heard[msg.src] = time.monotonic()
             self._round_trips.received(msg)
+            if not http_noted:  # the sender is known now (its certificate, or its first message)
+                self.note_http(msg.src, context.invocation_metadata())
+                http_noted = True
             if binary is not None:
                 self._note_codecs(msg.src, binary)
                 binary = None

@@ -46,6 +46,7 @@ ROWS = """
     conn: document.getElementById("conn").textContent,
     refreshes: Number(document.body.dataset.refreshes || 0),
     bold: document.querySelectorAll("#names b, #events b").length,
+    links: Array.from(document.querySelectorAll("#members tr a")).map((a) => a.href),
   };
 })()
 """
@@ -153,6 +154,9 @@ def test_the_page_shows_the_cluster_as_status_and_whereis_report_it(
         assert row[4] == ("leader" if member["id"] == status["leader"] else "voter")
         assert row[5] == str(member["incarnation"])
     assert members[node][7].startswith("held, "), "this node knows its own lease"
+    # Every member links to its own status page (its peer streams told this node where).
+    view = wait_shown(page, "a link per member", lambda v: len(v["links"]) == len(c.ids))
+    assert sorted(view["links"]) == sorted(f"http://{c.nodes[n].http_addr}/" for n in c.ids)
 
     view = wait_shown(page, "every registered name", lambda v: len(v["names"]) == len(NAMES))
     where = {name: c.owner(name, via=node) for name in NAMES}
