@@ -2,8 +2,11 @@
 
 Rules (DESIGN §3, with the drift arithmetic in ``timing``):
 
-1. Every member (voters included) heartbeats the Raft leader every ``heartbeat_tick``.
-   Each heartbeat carries a sequence number; the member remembers its *send* tick.
+1. Every member (voters included) heartbeats the Raft leader every ``heartbeat_tick``,
+   and at once when it holds a lease its last heartbeat did not report (the leader gives
+   it names only then, rule 6; waiting for the next beat delayed every rejoin by up to
+   ``heartbeat_tick``). Each heartbeat carries a sequence number; the member remembers
+   its *send* tick.
 2. The leader acknowledges a heartbeat only while its own Raft leader lease holds and an
    entry of its term is committed, so an acknowledgement always comes from the one leader
    that can commit, and no entry missing from its log (a predecessor's ``MemberDown``)
@@ -128,6 +131,8 @@ class MemberAgent:
         """Acknowledged leases ``(index, until)`` waiting for the log to be applied."""
         self._since_heartbeat = cfg.heartbeat_tick  # heartbeat at the first chance
         self._held = False
+        self._reported_lease = False
+        """Whether the last heartbeat sent said that this member held a lease."""
         self.draining = False
         self._leader: NodeId = ""
 
@@ -143,7 +148,7 @@ class MemberAgent:
             return None
         if leader != self._leader:
             self._leader = leader
-        elif self._since_heartbeat < self.cfg.heartbeat_tick:
+        elif self._since_heartbeat < self.cfg.heartbeat_tick and not self._lease_is_news():
             return None
         self._since_heartbeat = 0
         self._seq += 1
@@ -151,6 +156,7 @@ class MemberAgent:
         horizon = self.ticks - self.cfg.lease_tick
         for seq in [s for s, t in self._sent.items() if t < horizon]:
             del self._sent[seq]  # too old to extend the lease anyway
+        self._reported_lease = self.has_lease()
         return MemberHeartbeat(
             src=self.node,
             dst=leader,
@@ -159,10 +165,14 @@ class MemberAgent:
             address=self.address,
             roles=self.roles,
             kinds=self.kinds,
-            has_lease=self.has_lease(),
+            has_lease=self._reported_lease,
             draining=self.draining,
             applied=self._applied,
         )
+
+    def _lease_is_news(self) -> bool:
+        """A lease the leader has not been told of (rule 1)."""
+        return self.has_lease() and not self._reported_lease
 
     def on_ack(self, ack: MemberAck) -> None:
         if ack.dst != self.node or ack.incarnation != self.incarnation:

@@ -23,6 +23,7 @@ from registry.sim.cluster.heal import oracle_owner
 from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
+    Assigned,
     ClusterObservation,
     FinalRegistry,
     MajorityChanged,
@@ -206,6 +207,58 @@ def test_failover_censors_what_it_cannot_judge() -> None:
     checker = Failover()
     assert run(checker, [*base, gone, late]) == []
     assert checker.cancelled == {"unregistered": 1}
+
+
+def test_failover_clock_restarts_only_when_the_leader_is_lost() -> None:
+    """Seed 19's shape: n2 is lost at 10 s; the group that must fail its name over then
+    loses its leader twice (new elections, new ``down_after``); the name runs 6.5 s after
+    the first loss, 3.5 s after the last leader loss. Losing a follower restarts nothing."""
+    five = ("n1", "n2", "n3", "n4", "n5")
+    base: list[ClusterObservation] = [
+        eligible("a", five),
+        topology(five, leader="n2"),
+        started("n2", "a", 3),
+        topology(("n1", "n3", "n4", "n5"), at=10 * S, leader="n2"),
+        ended("n2", "a", 3, (0, 11 * S)),  # n2 fenced: its return heals nothing
+    ]
+    late = started("n4", "a", 9, at=16_500_000, reason="failover")
+    leader_losses = [
+        topology(("n1", "n2", "n3"), at=12 * S, leader="n5"),
+        topology(("n2", "n3", "n5"), at=13 * S, leader="n1"),
+    ]
+    checker = Failover(bound_us=6 * S)
+    assert run(checker, [*base, *leader_losses, late]) == []
+    assert checker.latencies_us == [6_500_000], "the outage a user saw, from the first loss"
+    assert checker.restarted == 2 and checker.censored == 0
+    # Still judged from the last leader loss: 6.5 s after it is too late.
+    [slow] = run(
+        Failover(bound_us=6 * S),
+        [*base, *leader_losses, started("n4", "a", 9, at=19_500_000)],
+    )
+    assert "9.500s after n2 was lost at t=10.000000s, clock restarted by a leader loss at " in slow
+    [never] = run(Failover(bound_us=6 * S), [*base, *leader_losses, RunEnded(at_us=20 * S)])
+    assert "never ran again" in never and "leader loss at t=13.000000s" in never
+    # Given to n4 (committed) before the leader was lost: n4 stays in the group, so only
+    # its start is owed and the clock keeps running (slowness after the commit counts).
+    given = Assigned(at_us=11 * S, name="a", node="n4", token=9)
+    checker = Failover(bound_us=6 * S)
+    keeps_n4 = topology(("n1", "n3", "n4"), at=12 * S, leader="n5")
+    [slow] = run(checker, [*base, given, keeps_n4, late])
+    assert "'a' ran again 6.500s after n2 was lost at t=10.000000s (bound 6s)" in slow
+    assert checker.restarted == 0
+    # ...but given to a node the new group has lost, it is owed again: restarted.
+    checker = Failover(bound_us=6 * S)
+    assert run(checker, [*base, given, *leader_losses, late]) == []
+    assert checker.restarted == 2
+    # The same changes with the leader (n3) staying in every group: no restart.
+    followers = [
+        topology(("n1", "n2", "n3"), at=12 * S, leader="n3"),
+        topology(("n2", "n3", "n5"), at=13 * S, leader="n3"),
+    ]
+    checker = Failover(bound_us=6 * S)
+    [slow] = run(checker, [*base, *followers, late])
+    assert "'a' ran again 6.500s after n2 was lost at t=10.000000s (bound 6s)" in slow
+    assert checker.restarted == 0
 
 
 def test_heal() -> None:

@@ -67,6 +67,22 @@ def test_heartbeat_every_heartbeat_tick() -> None:
     assert sent == list(range(0, 21, CFG.heartbeat_tick))
 
 
+def test_a_new_lease_is_reported_at_once() -> None:
+    """The leader brings a member up (and gives it names) only once a heartbeat reports a
+    lease: the one after the first ack goes out at once, not a heartbeat_tick later."""
+    member = agent()
+    first = member.heartbeat("L")
+    assert first is not None and not first.has_lease
+    member.tick()
+    member.on_ack(ack_for(first))
+    news = member.heartbeat("L")
+    assert news is not None and news.has_lease, "reported one tick after the ack"
+    assert member.heartbeat("L") is None, "then the usual rhythm"
+    advance(member, CFG.heartbeat_tick)
+    steady = member.heartbeat("L")
+    assert steady is not None and steady.has_lease
+
+
 def test_heartbeat_follows_the_current_leader() -> None:
     member = agent()
     assert member.heartbeat("L1") is not None

@@ -32,7 +32,7 @@ from registry.core.replica import Applied, Forward, PeerMessage, Replica
 from registry.core.state import RegistryState
 from registry.core.timing import PRESETS, MembershipConfig, Timing
 from registry.sim.cluster.checkers import ClusterSuite
-from registry.sim.cluster.observations import MajorityChanged
+from registry.sim.cluster.observations import Assigned, MajorityChanged
 from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
@@ -277,6 +277,8 @@ class ClusterHost:
                 sim.hooks.on_restored(self.id, raft.snapshot.meta.index)
             for applied in rd.applied:
                 sim.hooks.on_applied(self.id, applied)
+            if rd.changed:
+                sim.note_assignments(rd.changed, replica.state)
             if raft.committed:
                 sim.world.record("applied", self.id, raft.committed[-1].index)
             replica.advance(rd)
@@ -362,7 +364,11 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         self._group: tuple[str, ...] | None = None
         self._leader_terms: dict[str, int] = {}
         self.last_leader = ""
-        """The node most recently seen acting as leader (for failover statistics)."""
+        """The node most recently seen acting as leader of the highest term so far (the
+        failover checker restarts its clock when this node leaves the majority group)."""
+        self._top_leader_term = 0
+        self._assigned: dict[str, int] = {}
+        """name → the highest token the log is known to have given it."""
         self.world.listeners.append(self._on_lifecycle)
         self.world.network.listeners.append(self._on_topology)
 
@@ -413,11 +419,24 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
 
     # -- per-event ---------------------------------------------------------------------
 
+    def note_assignments(self, names: Sequence[str], state: RegistryState) -> None:
+        """Report each new holder once, when the first replica applies it."""
+        now = self.world.now_us
+        for name in names:
+            record = state.names.get(name)
+            if record is None or not record.holder:
+                continue
+            if record.token > self._assigned.get(name, 0):
+                self._assigned[name] = record.token
+                self.observe(Assigned(at_us=now, name=name, node=record.holder, token=record.token))
+
     def after_step(self, host: ClusterHost) -> None:
         term = host.leading_term()
         if term is None:
             return
-        self.last_leader = host.id
+        if term >= self._top_leader_term:  # a deposed leader of an older term is not it
+            self._top_leader_term = term
+            self.last_leader = host.id
         if term > self._leader_terms.get(host.id, 0):
             self._leader_terms[host.id] = term
             self.elections += 1

@@ -98,7 +98,18 @@ class MajorityChanged(Observed):
 
     group: tuple[str, ...] | None
     leader: str = ""
-    """The last node seen leading before the change (to tell leader losses apart)."""
+    """The last node seen leading the highest term before the change (to tell leader
+    losses apart; the failover checker restarts its clock when the group loses it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assigned(Observed):
+    """The log gave ``name`` to ``node`` with ``token`` (seen when the first replica
+    applied the entry, i.e. once it was committed); its worker may start later."""
+
+    name: str
+    node: str
+    token: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +133,7 @@ ClusterObservation = (
     | OpAcked
     | OpUncertain
     | MajorityChanged
+    | Assigned
     | PhaseStarted
     | GoalReached
     | FinalRegistry

@@ -154,6 +154,7 @@ def run_cluster_seed(
     stats.update(
         {f"nemesis_{k}": v for k, v in nemesis.counts.items()},
         failover_censored=failover.censored,
+        failover_restarted=failover.restarted,
         **{f"failover_cancelled_{k.replace(' ', '_')}": v for k, v in failover.cancelled.items()},
         registrations_checked=suite.get(Registrations).checked,
         messages_sent=net.sent,
