@@ -32,14 +32,22 @@ def start(
     *,
     started: int | None = None,
     fsync: bool = True,
+    worker_modules: tuple[str, ...] = (),
 ) -> LocalCluster:
     """A cluster of ``size`` declared voters, of which the first ``started`` (default
     all) are started and whole; closed again if it does not come up. ``fsync=False``:
-    nodes without fsync (``--no-fsync``, not durable)."""
+    nodes without fsync (``--no-fsync``, not durable). ``worker_modules``: loaded by
+    the nodes besides ``WORKER_MODULES``."""
     count = size if started is None else started
     progress.say(f"starting {count} of {size} nodes (preset {preset}) under {root}")
     config: dict[str, object] = {} if fsync else {"fsync": False}
-    c = LocalCluster(root, size, preset=preset, worker_modules=WORKER_MODULES, config=config)
+    c = LocalCluster(
+        root,
+        size,
+        preset=preset,
+        worker_modules=WORKER_MODULES + worker_modules,
+        config=config,
+    )
     try:
         for node_id in c.ids[:count]:
             c.start_node(node_id)

@@ -22,9 +22,12 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from registry.worker import Context, Worker
+
+if TYPE_CHECKING:
+    from registry.testing.local_cluster import LocalCluster
 
 
 class CheckpointBench(Worker):
@@ -45,7 +48,7 @@ class CheckpointBench(Worker):
         return b""
 
 
-async def _drive(
+async def drive(
     addresses: dict[str, str], seconds: float, payload: bytes
 ) -> tuple[int, list[float], dict[str, int]]:
     import grpc.aio
@@ -66,7 +69,7 @@ async def _drive(
             try:
                 await stub.Call(pb.CallRequest(name=name, payload=payload), timeout=10)
             except grpc.aio.AioRpcError as exc:  # counted, not timed: a lease lost under load
-                errors.append(_kind_of(exc.details() or exc.code().name))
+                errors.append(kind_of(exc.details() or exc.code().name))
                 await asyncio.sleep(0.1)
                 continue
             latencies.append(time.perf_counter() - t0)
@@ -79,7 +82,21 @@ async def _drive(
     return len(latencies), latencies, dict(Counter(errors))
 
 
-def _kind_of(details: str) -> str:
+def owner_addresses(c: LocalCluster, names: list[str]) -> dict[str, str]:
+    """Each name's owner's gRPC address, once placed: calls go there with no hop."""
+    from registry.testing.local_cluster import wait_for
+
+    addresses: dict[str, str] = {}
+    for name in names:
+
+        def placed(n: str = name) -> str | None:
+            return c.owner(n)[0] or None
+
+        addresses[name] = c.nodes[wait_for(f"{name} placed", placed, 30)].grpc_addr
+    return addresses
+
+
+def kind_of(details: str) -> str:
     """An error message without the names and nodes in it, to count errors by kind."""
     return re.sub(r"'[^']*'|\bn\d+\b|\(.*", "_", details).strip()
 
@@ -90,7 +107,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from registry.testing.local_cluster import LocalCluster, wait_for
+    from registry.testing.local_cluster import LocalCluster
     from registry.v1 import registry_pb2 as pb
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -106,16 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             names = [f"bench/ckpt/{i}" for i in range(args.concurrency)]
             specs = [pb.NameSpec(name=n, kind="ckpt-bench") for n in names]
             c.stub(c.ids[0]).RegisterMany(pb.RegisterManyRequest(specs=specs), timeout=10)
-            addresses: dict[str, str] = {}
-            for name in names:
-
-                def placed(n: str = name) -> str | None:
-                    return c.owner(n)[0] or None
-
-                addresses[name] = c.nodes[wait_for(f"{name} placed", placed, 30)].grpc_addr
+            addresses = owner_addresses(c, names)
             rows = []
             for label, payload in [("noop", b"noop"), *((str(s), str(s).encode()) for s in sizes)]:
-                count, lat, errors = asyncio.run(_drive(addresses, args.seconds, payload))
+                count, lat, errors = asyncio.run(drive(addresses, args.seconds, payload))
                 rows.append(
                     {
                         "state_bytes": label,

@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SECTIONS = ("memory", "registrations", "lookups", "grpc", "failover", "rebalance", "etcd")
+SECTIONS = (
+    "memory",
+    "registrations",
+    "lookups",
+    "grpc",
+    "failover",
+    "rebalance",
+    "durable",
+    "etcd",
+)
 """In the order they run. ``lookups`` covers ``whereis`` and ``call``; ``rebalance``
-covers the 4th node joining and the heal after a pause; ``grpc`` and ``etcd`` are the
-references."""
+covers the 4th node joining and the heal after a pause; ``durable`` covers checkpoints
+and activation on first call; ``grpc`` and ``etcd`` are the references."""
 
 FULL_NAMES = 100_000
 QUICK_NAMES = 10_000

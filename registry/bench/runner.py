@@ -7,7 +7,8 @@ Clusters (each closed before the next starts, so they never compete for the CPU)
 2. no cluster: the raw gRPC echo reference (``grpc``);
 3. a fresh cluster for ``failover`` (it kills and restarts nodes);
 4. a cluster of ``nodes + 1`` declared voters for ``rebalance`` (and heal);
-5. etcd (``etcd``), three members.
+5. a fresh cluster for ``durable`` (its nodes also load the ``ckpt-bench`` worker);
+6. etcd (``etcd``), three members.
 
 A section that fails is recorded with its error and the run goes on; ``run`` returns
 the JSON document, whose ``ok`` is false if any section failed.
@@ -33,6 +34,7 @@ import grpc
 
 from registry.bench import (
     clusters,
+    durable_section,
     failover,
     lookups,
     memory,
@@ -133,9 +135,21 @@ class Runner:
         return [n for n in names if n in self.params.sections]
 
     @contextmanager
-    def cluster(self, root: Path, size: int, started: int | None = None) -> Iterator[LocalCluster]:
+    def cluster(
+        self,
+        root: Path,
+        size: int,
+        started: int | None = None,
+        worker_modules: tuple[str, ...] = (),
+    ) -> Iterator[LocalCluster]:
         c = clusters.start(
-            root, size, self.params.preset, self.progress, started=started, fsync=self.params.fsync
+            root,
+            size,
+            self.params.preset,
+            self.progress,
+            started=started,
+            fsync=self.params.fsync,
+            worker_modules=worker_modules,
         )
         try:
             yield c
@@ -178,6 +192,15 @@ class Runner:
             ):
                 out.details["register_per_s"] = asyncio.run(rebalance.register(c, p, self.progress))
                 rebalance.run(c, p, self.progress, out)
+        if self.wanted("durable"):
+            with (
+                self._guard(["durable"]),
+                self.cluster(
+                    root / "durable", p.nodes, worker_modules=(durable_section.WORKER_MODULE,)
+                ) as c,
+                self.section("durable", c) as out,
+            ):
+                durable_section.run(c, p, self.progress, out)
         if self.wanted("etcd"):
             with self.section("etcd") as out:
                 why = ref_etcd.missing()

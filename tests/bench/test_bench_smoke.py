@@ -3,7 +3,8 @@
 It runs every section (real node processes, the raw gRPC echo server, a 3-member etcd)
 and checks the JSON: every section ran without error, every figure is a finite number
 with a unit, throughputs and latencies are > 0, p50 ≤ p99, every name was registered
-(ours and etcd's), targets carry a verdict, and the reference ratios are present.
+(ours and etcd's), every lazy name was inactive until its first call, targets carry a
+verdict, and the reference ratios are present.
 
 etcd comes from Debian's ``etcd-server``: without ``/usr/bin/etcd`` the test skips,
 unless ``CI=true`` (CI installs it through ``.ci/run``): then it fails.
@@ -131,12 +132,24 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert etcd["keys_counted"] == 2 * NAMES + 1
     assert etcd["api_prefix"] in ("/v3", "/v3beta")
 
-    for name in ("memory", "registrations", "lookups", "failover", "rebalance"):
+    for name in ("memory", "registrations", "lookups", "failover", "rebalance", "durable"):
         for key in ("raft_term_changes", "fences"):  # counted from the nodes, per section
             assert figures[f"{name}.{key}"]["value"] >= 0, (name, key)
         churn = sections[name]["details"]["churn"]
         assert churn["term_after"] >= churn["term_before"] > 0, (name, churn)
     assert figures["memory.host_rss_per_idle_activation_bytes"]["unit"] == "B"
+
+    for key in ("checkpoint_1k_c64", "activation_first_call"):
+        p50, p99 = (
+            figures[f"durable.{key}_p50_ms"]["value"],
+            figures[f"durable.{key}_p99_ms"]["value"],
+        )
+        assert 0 < p50 <= p99, key
+    assert figures["durable.checkpoint_1k_c64_per_s"]["value"] > 0
+    durable = sections["durable"]["details"]
+    assert durable["lazy_names"] == NAMES  # every lazy name was inactive until its first call
+    assert durable["lazy_inactive_before_first_call"] == NAMES
+    assert durable["activation_first_call"]["n"] == NAMES
 
     ratios = {k: v["ratio"] for k, v in figures.items() if "ratio" in v}
     assert ratios["lookups.call_c64_per_s"]["reference"] == "grpc.echo_c64_per_s"
