@@ -17,8 +17,8 @@ Output contract (scripts and CI rely on it), the same for both kinds:
 ``lost_registrations``, ``stale_tokens``, ``failover_samples``, ``failover_cancelled``,
 ``failover_p50_s``/``p90``/``p99``/``max``, ``failover_leader_samples``,
 ``failover_leader_p99_s``, ``heal_converge_p50_s``/``p90``/``p99``/``max``, ``starts``,
-``handoffs``, ``failovers``, ``sim_seconds``, ``wall_seconds``, ``failing_seeds``,
-``replay``.
+``handoffs``, ``checkpoints`` (``applied``, ``refused_stale``, ``restores``),
+``failovers``, ``sim_seconds``, ``wall_seconds``, ``failing_seeds``, ``replay``.
 
 The simulator is imported only when a ``sim`` command runs (other commands start
 faster); both kinds go through the one seed runner (``registry.sim.runner``).
@@ -290,6 +290,11 @@ def _print_cluster_table(summary: ClusterSummary, elapsed: float) -> None:
         f"{_seconds(percentile(heal, 90))}, max {_seconds(percentile(heal, 100))}"
     )
     print(f"activations by start reason: {starts}; simulated {summary.sim_seconds:,.1f}s")
+    c = summary.checkpoints
+    print(
+        f"checkpoints: {c['applied']:,} kept by the log, {c['refused_stale']:,} refused there "
+        f"as stale, {c['restores']:,} failover/restart starts restored one"
+    )
 
 
 def _print_failure(result: SeedOutcome, *, verbose: bool) -> None:
@@ -342,6 +347,7 @@ def _cluster_json(
         "failover_leader_p99_s": _rounded(percentile(summary.failover_leader, 99)),
         "starts": dict(sorted(summary.starts.items())),
         "handoffs": summary.handoffs,
+        "checkpoints": summary.checkpoints,
         "failovers": summary.starts.get("failover", 0),
         "sim_seconds": round(summary.sim_seconds, 3),
         "wall_seconds": round(elapsed, 3),

@@ -19,12 +19,23 @@ switch               G      the bug
                             reports the handoff without the state
 ``failover_delay``   G4     a FAILOVER start waits this long (µs) before the worker runs (a
                             host that takes seconds to spawn)
+``stale_checkpoint`` G2     the state machine keeps a checkpoint from an older token (it
+                            checks only that the name has a holder): a superseded
+                            activation's late checkpoint overwrites its successor's state
 ===================  =====  ================================================================
+
+``stale_checkpoint`` is the one plant in the core's logic: the harness swaps the class of
+its replicas' ``RegistryState`` for ``AcceptsStaleCheckpoints`` (before each ``Ready``,
+so a state restored from a snapshot gets it too). ``registry.core`` still never reads the
+switch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from registry.core.commands import Checkpoint
+from registry.core.state import OK, RegistryState, Result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +52,8 @@ class SimFaults:
     """G5: handoffs are reported without the worker's state. Default off."""
     failover_delay_us: int = 0
     """G4: FAILOVER starts are delayed this many true µs. Default 0."""
+    stale_checkpoint: bool = False
+    """G2: the state machine keeps checkpoints from older tokens. Default off."""
 
     @property
     def any(self) -> bool:
@@ -50,7 +63,19 @@ class SimFaults:
             or self.ack_on_accept
             or self.drop_handoff
             or self.failover_delay_us > 0
+            or self.stale_checkpoint
         )
+
+
+class AcceptsStaleCheckpoints(RegistryState):
+    """The ``stale_checkpoint`` plant: a token below the current one is not refused."""
+
+    def _checkpoint(self, index: int, command: Checkpoint) -> Result:
+        record = self.registered(command.name)
+        if record is None or not record.holder or command.token >= record.token:
+            return super()._checkpoint(index, command)
+        self.checkpoints.put(index, command.name, command.token, command.seq, command.state)
+        return OK
 
 
 NO_FAULTS = SimFaults()

@@ -5,6 +5,7 @@ majority group and the independent placement oracle."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from registry.core.commands import NameSpec
@@ -18,12 +19,14 @@ from registry.sim.cluster.checkers import (
     SingleActivation,
     overlap,
 )
+from registry.sim.cluster.durable_checkers import Checkpoints
 from registry.sim.cluster.harness import ClusterConfig, majority_group
 from registry.sim.cluster.heal import oracle_owner
 from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
     Assigned,
+    CheckpointApplied,
     ClusterObservation,
     FinalRegistry,
     MajorityChanged,
@@ -32,6 +35,7 @@ from registry.sim.cluster.observations import (
     OpAccepted,
     OpAcked,
     OpUncertain,
+    RegisterApplied,
     Segment,
 )
 
@@ -288,7 +292,9 @@ def test_handoff_state() -> None:
     reset = started("n2", "a", 9, reason="failover", initial=0)
     assert run(HandoffState(), [*history, reset]) == []
     [kept] = run(HandoffState(), [*history[:1], started("n2", "a", 9, reason="restart", initial=7)])
-    assert "started (restart, token 9) with count 7; only a handoff carries state" in kept
+    assert "started (restart, token 9) with count 7; only a handoff or a checkpoint" in kept
+    restored = replace(started("n2", "a", 9, reason="restart", initial=7), restored_from=5)
+    assert run(HandoffState(), [*history[:1], restored]) == []  # judged by Checkpoints
     # Resume(state) was answered, yet the successor restarted without it: state dropped.
     [dropped] = run(HandoffState(), [*history, started("n2", "a", 9, reason="restart")])
     assert "'a' restarted without state (token 9) although n1 (token 3) handed off" in dropped
@@ -299,6 +305,75 @@ def test_handoff_state() -> None:
     )
     [orphan] = run(HandoffState(), [started("n2", "b", 9, reason="handoff", initial=1)])
     assert "with no earlier activation to hand it off" in orphan
+
+
+def ckpt(
+    index: int, token: int, count: int, seq: int = 0, accepted: bool = True, name: str = "a"
+) -> CheckpointApplied:
+    return CheckpointApplied(
+        at_us=index,
+        node="n1",
+        index=index,
+        name=name,
+        token=token,
+        seq=seq or index,
+        count=count,
+        accepted=accepted,
+    )
+
+
+def restored(
+    token: int, initial: int, restored_from: int, reason: str = "failover"
+) -> ActivationStarted:
+    start = started("n2", "a", token, at=token, reason=reason, initial=initial)
+    return replace(start, restored_from=restored_from)
+
+
+def test_checkpoints_order() -> None:
+    good: list[ClusterObservation] = [
+        ckpt(10, 3, 1),
+        ckpt(11, 3, 2),
+        ckpt(12, 3, 2, accepted=False),
+        ckpt(30, 20, 5),
+    ]
+    checker = Checkpoints()
+    assert run(checker, good) == []
+    assert (checker.applied, checker.refused) == (3, 1)
+    # The plant: a checkpoint of token 3 kept after token 20's.
+    [stale] = run(Checkpoints(), [*good, ckpt(31, 3, 2)])
+    assert "'a': a checkpoint of token 3 (count 2) was applied at index 31, after one of " in stale
+    assert "the newer token 20 at index 30: stale state overwrote" in stale
+    # Seen out of index order (a lagging first applier): judged by index, not arrival.
+    [early] = run(Checkpoints(), [ckpt(30, 20, 5), ckpt(10, 3, 1), ckpt(40, 3, 1)])
+    assert "token 3 (count 1) was applied at index 40, after one of the newer token 20" in early
+    [late] = run(Checkpoints(), [ckpt(40, 20, 5), ckpt(50, 3, 1, accepted=True)])
+    assert "after one of the newer token 20 at index 40" in late
+
+
+def test_checkpoints_restore() -> None:
+    history: list[ClusterObservation] = [
+        RegisterApplied(at_us=0, index=2, names=("a",)),
+        ckpt(10, 3, 1),
+        ckpt(11, 3, 4),
+    ]
+    checker = Checkpoints()
+    assert run(checker, [*history, restored(20, 4, 11)]) == []
+    assert checker.restores == 1
+    # A resend (seq not above the kept one's) changes nothing: 11 stays the last one.
+    assert run(Checkpoints(), [*history, ckpt(12, 3, 9, seq=11), restored(20, 4, 11)]) == []
+    [older] = run(Checkpoints(), [*history, restored(20, 1, 10)])
+    assert "restored from index 10; the last checkpoint committed before it is index 11" in older
+    [lost] = run(Checkpoints(), [*history, restored(20, 0, 0, reason="restart")])
+    assert "'a' started (restart, token 20) at count 0, restored from index 0" in lost
+    # Checkpoints at or after the start's own assignment (its token) are not its to restore.
+    assert run(Checkpoints(), [*history, ckpt(25, 20, 7), restored(20, 4, 11)]) == []
+    # Registered again at 15: the earlier checkpoints were dropped with the old name.
+    again = RegisterApplied(at_us=15, index=15, names=("a",))
+    assert run(Checkpoints(), [*history, again, restored(20, 0, 0)]) == []
+    [ghost] = run(Checkpoints(), [*history, again, restored(20, 4, 11)])
+    assert "no checkpoint was committed since its registration at index 15" in ghost
+    # HANDOFF and NEW starts are not restores.
+    assert run(Checkpoints(), [*history, restored(20, 9, 0, reason="handoff")]) == []
 
 
 def test_majority_group() -> None:

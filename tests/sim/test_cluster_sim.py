@@ -98,6 +98,8 @@ def test_no_violations(start: int) -> None:
     assert totals["unregistrations_acked"] > 0
     assert totals["snapshots_installed"] > 0
     assert totals["messages_lost"] > 0
+    # Workers checkpoint, and failovers resume what they checkpointed (``checkpoints``).
+    assert totals["checkpoints_applied"] > 0 and totals["checkpoint_restores"] > 0
 
 
 # -- the bridge partition ----------------------------------------------------------------

@@ -11,6 +11,8 @@ reuse_token         fencing           G2: a start with a token not above an earl
 ack_on_accept       registrations     G3: an acknowledged registration missing at the end
 drop_handoff        handoff-state     G5: Resume(state) given, RESTART without state
 failover_delay_us   failover          G4: a lost node's name runs again too late
+stale_checkpoint    checkpoints       G2 for state: the state machine keeps a superseded
+                                      activation's checkpoint after its successor's
 ==================  ================  =================================================
 """
 
@@ -40,7 +42,7 @@ def _caught(result: ClusterSeedResult, checker: str) -> list[str]:
     ("faults", "seed", "checker", "words"),
     [
         (SimFaults(reuse_token=True), 1, "fencing", "not above token"),
-        (SimFaults(ack_on_accept=True), 1, "registrations", "lost registration"),
+        (SimFaults(ack_on_accept=True), 2, "registrations", "lost registration"),
         (SimFaults(drop_handoff=True), 1, "handoff-state", "restarted without state"),
         (SimFaults(failover_delay_us=8 * S), 6, "failover", "ran again"),
     ],
@@ -53,6 +55,19 @@ def test_planted_bug_is_caught(faults: SimFaults, seed: int, checker: str, words
     assert any(words in v for v in found), found[:3]
     clean = run_cluster_seed(seed, names=60, duration_s=8.0)
     assert clean.violations == ()
+
+
+def test_stale_checkpoint_is_caught() -> None:
+    """Seed 7: a name's first activation (token 45) is cut off; its checkpoint, sent again
+    after the failover, reaches the log after the successor's (token 533). Without the
+    plant the state machine refuses it (and such refusals happen in most seeds)."""
+    result = run_cluster_seed(7, faults=SimFaults(stale_checkpoint=True))
+    found = _caught(result, "checkpoints")
+    assert any("stale state overwrote its successor's" in v for v in found), result.violations
+    clean = run_cluster_seed(7)
+    assert clean.violations == ()
+    assert clean.stats["checkpoints_refused_by_log"] > 0  # stale ones did reach the log
+    assert clean.stats["checkpoint_restores"] > 0  # failovers resumed checkpoints
 
 
 def _isolation_run(*, faults: SimFaults, pause: bool = False) -> tuple[list[str], int, int]:
@@ -122,5 +137,7 @@ def test_workers_that_ignore_stop_across_seeds(seed: int) -> None:
     ended (its host killed), so a name never runs twice (G1). Seed 9 found both gaps;
     seed 10 catches each of them alone (an unregister confirmed at the Stop; a fenced
     node heartbeating before its stops are reported)."""
-    result = run_cluster_seed(seed, names=150, duration_s=30.0, ignore_stop=0.1)
+    result = run_cluster_seed(
+        seed, names=150, duration_s=30.0, ignore_stop=0.1, checkpoints=False
+    )  # the histories that found the gaps: from before the model had checkpoints
     assert result.violations == ()

@@ -22,7 +22,11 @@ handoff-state       G5: a HANDOFF start resumes exactly the count its predecesso
                     with; every other start (new, failover, restart) begins at zero; a
                     predecessor that answered ``Resume(state)`` is followed by a HANDOFF
                     start (or a FAILOVER, when its release never committed), never by a
-                    RESTART — that would be its state dropped on the way
+                    RESTART — that would be its state dropped on the way (a FAILOVER or
+                    RESTART restored from a checkpoint is judged by ``checkpoints``)
+checkpoints         durable state (``durable_checkers``): kept checkpoints never go back
+                    to an older token in log order; a FAILOVER/RESTART start resumes the
+                    last checkpoint committed before its assignment
 ==================  ====================================================================
 
 How G4 decides what counts (documented because it is a measurement, not a law):
@@ -59,6 +63,7 @@ from typing import Any
 
 from registry.sim.checks.base import Checker, Suite, stamp
 from registry.sim.checks.phases import BoundedPhase, RunEnded
+from registry.sim.cluster.durable_checkers import Checkpoints
 from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
@@ -388,12 +393,12 @@ class HandoffState(Checker[ClusterObservation]):
                     f"(token {max(earlier)}) handed off with Resume(state={final})",
                 )
         if obs.reason != "handoff":
-            if obs.initial != 0:
+            if obs.initial != 0 and not obs.restored_from:  # a restore: ``Checkpoints``
                 self.violation(
                     obs.at_us,
                     obs.node,
                     f"{obs.name!r} started ({obs.reason}, token {obs.token}) with count "
-                    f"{obs.initial}; only a handoff carries state",
+                    f"{obs.initial}; only a handoff or a checkpoint carries state",
                 )
             return
         self.handoffs += 1
@@ -433,6 +438,7 @@ def cluster_checkers() -> list[Checker[Any]]:
         Failover(),
         Heal(),
         HandoffState(),
+        Checkpoints(),
     ]
 
 

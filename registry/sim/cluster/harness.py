@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
-from registry.core.commands import NameSpec
+from registry.core.commands import Checkpoint, NameSpec, Register
 from registry.core.config import RaftConfig
 from registry.core.errors import ProposalRejected
 from registry.core.membership import MemberAck, MemberHeartbeat
@@ -32,12 +32,17 @@ from registry.core.replica import Applied, Forward, PeerMessage, Replica
 from registry.core.state import RegistryState
 from registry.core.timing import PRESETS, MembershipConfig, Timing
 from registry.sim.cluster.checkers import ClusterSuite
-from registry.sim.cluster.observations import Assigned, MajorityChanged
-from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime
+from registry.sim.cluster.observations import (
+    Assigned,
+    CheckpointApplied,
+    MajorityChanged,
+    RegisterApplied,
+)
+from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime, decode_count
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
 from registry.sim.engine.network import NetworkConfig
-from registry.sim.faults import NO_FAULTS, SimFaults
+from registry.sim.faults import NO_FAULTS, AcceptsStaleCheckpoints, SimFaults
 from registry.sim.harness import Sim
 
 LEARNER_CHECK_US = 300_000
@@ -245,6 +250,8 @@ class ClusterHost:
         sim, disk = self.sim, self.disk
         send = sim.world.send
         while replica.has_ready():
+            if sim.config.faults.stale_checkpoint:  # the plant (registry.sim.faults)
+                replica.state.__class__ = AcceptsStaleCheckpoints
             rd = replica.ready()
             if rd.incarnation is not None:
                 if rd.incarnation <= self.incarnation:
@@ -276,6 +283,7 @@ class ClusterHost:
                 sim.snapshots_installed += 1
                 sim.hooks.on_restored(self.id, raft.snapshot.meta.index)
             for applied in rd.applied:
+                sim.note_applied(self.id, applied)
                 sim.hooks.on_applied(self.id, applied)
             if rd.changed:
                 sim.note_assignments(rd.changed, replica.state)
@@ -369,6 +377,8 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         self._top_leader_term = 0
         self._assigned: dict[str, int] = {}
         """name → the highest token the log is known to have given it."""
+        self._durable_seen: set[int] = set()
+        """Indices of checkpoint and register entries already reported."""
         self.world.listeners.append(self._on_lifecycle)
         self.world.network.listeners.append(self._on_topology)
 
@@ -429,6 +439,32 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
             if record.token > self._assigned.get(name, 0):
                 self._assigned[name] = record.token
                 self.observe(Assigned(at_us=now, name=name, node=record.holder, token=record.token))
+
+    def note_applied(self, node: str, applied: Applied) -> None:
+        """Report each checkpoint entry, and each registration, once: when the first
+        replica applies it (every replica applies the same entry with the same result)."""
+        command = applied.command
+        if not isinstance(command, Checkpoint | Register) or applied.index in self._durable_seen:
+            return
+        now = self.world.now_us
+        if isinstance(command, Checkpoint):
+            self._durable_seen.add(applied.index)
+            self.observe(
+                CheckpointApplied(
+                    at_us=now,
+                    node=node,
+                    index=applied.index,
+                    name=command.name,
+                    token=command.token,
+                    seq=command.seq,
+                    count=decode_count(command.state),
+                    accepted=applied.result.ok,
+                )
+            )
+        elif applied.result.ok:
+            self._durable_seen.add(applied.index)
+            names = tuple(spec.name for spec in command.specs)
+            self.observe(RegisterApplied(at_us=now, index=applied.index, names=names))
 
     def after_step(self, host: ClusterHost) -> None:
         term = host.leading_term()

@@ -8,7 +8,9 @@ Activations are reported twice: when they start (G2 needs the order of starts) a
 they end — when their stop actually ran, their host was killed or exited, or their node
 crashed. G1 compares the true-time intervals ``[start_us, at_us)``. The heal phase uses
 the shared ``PhaseStarted``/``GoalReached``/``RunEnded`` (``registry.sim.checks``);
-``GoalReached`` is the first instant of a convergence that then held.
+``GoalReached`` is the first instant of a convergence that then held. Checkpoints are
+seen as the log applies them (``CheckpointApplied``, ``RegisterApplied``: index order per
+replica) and in the starts they restore (``ActivationStarted.restored_from``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ class ActivationStarted(NodeObserved):
     reason: str
     """``StartReason`` value: new, failover, handoff or restart."""
     initial: int
-    """The counter value the worker starts from (decoded from the handed-over state)."""
+    """The counter value the worker starts from (decoded from the handed-over state, or
+    from the checkpoint it was restored from)."""
+    restored_from: int = 0
+    """The log index of the checkpoint a FAILOVER or RESTART start was restored from
+    (``ctx.restored_from``); 0: none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +57,30 @@ class ActivationEnded(NodeObserved):
     def live(self) -> Segment:
         """``[start_us, at_us)``: it may have run at any instant of it."""
         return (self.start_us, self.at_us)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointApplied(NodeObserved):
+    """A ``Checkpoint`` entry was applied, seen once: at the first replica that applied
+    its ``index`` (every replica applies the same entries with the same result)."""
+
+    index: int
+    name: str
+    token: int
+    seq: int
+    count: int
+    """The counter value it holds."""
+    accepted: bool
+    """The state machine kept it (False: refused, e.g. a stale token)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterApplied(Observed):
+    """A ``Register`` entry was applied with OK at ``index`` (seen once): ``names`` are
+    new registrations, so no checkpoint before ``index`` belongs to them."""
+
+    index: int
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +158,8 @@ class FinalRegistry(Observed):
 ClusterObservation = (
     ActivationStarted
     | ActivationEnded
+    | CheckpointApplied
+    | RegisterApplied
     | NameSpecified
     | OpAccepted
     | OpAcked

@@ -29,6 +29,7 @@ from registry.sim.cluster.checkers import (
     Registrations,
     SingleActivation,
 )
+from registry.sim.cluster.durable_checkers import Checkpoints
 from registry.sim.cluster.harness import ClusterConfig, ClusterSim
 from registry.sim.cluster.heal import HealPhase
 from registry.sim.cluster.observations import FinalRegistry, NodeRegistry
@@ -118,16 +119,18 @@ def run_cluster_seed(
     keep_timeline: bool = False,
     faults: SimFaults = NO_FAULTS,
     ignore_stop: float = 0.0,
+    checkpoints: bool = True,
 ) -> ClusterSeedResult:
     """Run one seed. ``membership`` overrides the member timing (the unsafe switch);
     ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
-    fail)."""
+    fail). ``checkpoints=False``: workers take none, and the seed replays the history it
+    had before the model had checkpoints (regression seeds found then)."""
     wall_start = time.perf_counter()
     shape_rng, world_rng, nemesis_rng, client_rng = child_rngs(seed, 4)
     config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
-    workload = ClusterWorkload(sim, client_rng, names=names)
+    workload = ClusterWorkload(sim, client_rng, names=names, checkpoints=checkpoints)
     sim.hooks = workload
     nemesis = Nemesis(sim.world, nemesis_rng, focus=leader_of(sim))
     heal = HealPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6))
@@ -166,6 +169,10 @@ def run_cluster_seed(
         late_handoff_answers=sim.ledger.late_answers,
         hosts_killed=sim.ledger.kills,
         watchdog_exits=sim.ledger.watchdog_exits,
+        **{f"checkpoints_{k}": v for k, v in sim.ledger.checkpoints.items()},
+        checkpoints_applied=suite.get(Checkpoints).applied,
+        checkpoints_refused_by_log=suite.get(Checkpoints).refused,
+        checkpoint_restores=suite.get(Checkpoints).restores,
     )
     learners = nodes - config.voters
     style = (
@@ -230,6 +237,15 @@ class ClusterSummary(Totals):
     heal: tuple[float, ...]
     starts: dict[str, int]
     handoffs: int
+    checkpoints: dict[str, int]
+    """Checkpoints kept by the log, refused by it (stale), and restores judged."""
+
+
+CHECKPOINT_STATS = {
+    "applied": "checkpoints_applied",
+    "refused_stale": "checkpoints_refused_by_log",
+    "restores": "checkpoint_restores",
+}
 
 
 def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
@@ -249,4 +265,8 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         heal=tuple(r.heal_converge_s for r in results if r.heal_converge_s is not None),
         starts=starts,
         handoffs=sum(r.handoffs for r in results),
+        checkpoints={
+            label: sum(r.stats.get(key, 0) for r in results)
+            for label, key in CHECKPOINT_STATS.items()
+        },
     )

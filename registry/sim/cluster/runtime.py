@@ -24,6 +24,14 @@ What it models (the real one is ``registry.node.hosts`` + ``registry.worker``): 
   supervisor does: when the worker returned, or its host was killed or exited; a ``Stop``
   of something that is not running, at once.
 
+- ``checkpoint(name)`` (the workload asks a running worker to take one): the worker's
+  count is proposed as a ``Checkpoint`` with its token and a fresh ``seq``, as
+  ``registry.node.checkpoints`` does: through ``Replica.propose_checkpoint``, the outcome
+  read from this node's *applied* state, sent again every ``CHECKPOINT_RESEND_US`` until
+  it is committed or refused or ``CHECKPOINT_TIMEOUT_US`` passed. A resend from a node
+  that was cut off or paused is how a stale checkpoint reaches the log (it must be
+  refused there). The worker never waits for it (the model has no ``await``).
+
 G1 is judged from these events alone: an activation is live from its start until its stop
 actually ran, its host was killed or exited, or its node crashed — not from lease
 possession, so a core or shell that forgets to stop a worker is seen.
@@ -36,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from registry.core.commands import Checkpoint
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import StartReason
 from registry.sim.cluster.observations import (
@@ -49,6 +58,10 @@ if TYPE_CHECKING:
     from registry.sim.cluster.harness import ClusterHost
 
 PAUSED_RETRY_US = 10_000
+CHECKPOINT_RESEND_US = 1_000_000
+"""``registry.node.checkpoints.RESEND_S``."""
+CHECKPOINT_TIMEOUT_US = 10_000_000
+"""``registry.node.checkpoints.COMMIT_TIMEOUT_S``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +92,14 @@ class Ledger:
         """Hosts SIGKILLed by their control process (a stop ignored for fence_grace)."""
         self.watchdog_exits = 0
         """Activations ended by their host's watchdog (sub-lease + fence_grace)."""
+        self.checkpoints: dict[str, int] = {
+            "taken": 0,
+            "sent": 0,
+            "committed": 0,
+            "refused": 0,
+            "timed_out": 0,
+        }
+        """Checkpoints by what their node's desk saw (``sent`` counts resends too)."""
 
     def started(self, obs: ActivationStarted) -> None:
         self.starts[obs.reason] += 1
@@ -149,6 +170,7 @@ class NodeRuntime:
         """True time until which the hosts' sub-lease runs (the control process renews it
         while it holds the member lease)."""
         self._watchdog_at: int | None = None
+        self._last_seq = 0
         self.alive = True
 
     @property
@@ -237,6 +259,7 @@ class NodeRuntime:
                 token=shown,
                 reason=act.reason.value,
                 initial=initial,
+                restored_from=act.restored_from,
             )
         )
 
@@ -412,3 +435,55 @@ class NodeRuntime:
             return None
         act.count += 1
         return act.count
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> bool:
+        """The worker of ``name`` here takes a checkpoint of its count (False: it does
+        not run here, or cannot act now)."""
+        act = self.active.get(name)
+        if act is None or act.stopping or not self.alive:
+            return False
+        now = self._now()
+        if self._host.sim.world.is_paused(self.node):
+            return False
+        self._last_seq = max(self._last_seq + 1, now)  # larger than every earlier one
+        command = Checkpoint(
+            name=name, token=act.shown_token, seq=self._last_seq, state=encode_count(act.count)
+        )
+        self._ledger.checkpoints["taken"] += 1
+        self._send_checkpoint(command, now + CHECKPOINT_TIMEOUT_US)
+        return True
+
+    def _checkpoint_outcome(self, command: Checkpoint) -> str:
+        """``committed``, ``refused`` or ``""`` (not known yet), from the applied state."""
+        view = self._host.view
+        if view is None:
+            return ""
+        state = view.state
+        kept = state.checkpoint_of(command.name)
+        if kept is not None and kept.token == command.token and kept.seq >= command.seq:
+            return "committed"
+        record = state.registered(command.name)
+        if record is None or not record.holder or record.token != command.token:
+            return "refused"
+        return ""
+
+    def _send_checkpoint(self, command: Checkpoint, deadline_us: int) -> None:
+        world, host = self._host.sim.world, self._host
+        if not self.alive or host.replica is None:
+            return
+        if world.is_paused(self.node):  # the control process is frozen: it sends later
+            world.after(PAUSED_RETRY_US, lambda: self._send_checkpoint(command, deadline_us))
+            return
+        outcome = self._checkpoint_outcome(command)
+        if outcome:
+            self._ledger.checkpoints[outcome] += 1
+            return
+        if self._now() >= deadline_us:
+            self._ledger.checkpoints["timed_out"] += 1
+            return
+        self._ledger.checkpoints["sent"] += 1
+        host.replica.propose_checkpoint(command)
+        host.settle()
+        world.after(CHECKPOINT_RESEND_US, lambda: self._send_checkpoint(command, deadline_us))

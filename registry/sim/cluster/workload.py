@@ -17,6 +17,9 @@ How a client behaves:
 - Every 5–15 ms (calm phase included) it sends ``incr`` to a name it believes is
   registered, at the holder named by a random reachable replica's state; the holder's
   runtime counts it if it runs the name and holds its lease.
+- Every 20–60 ms (not in the calm phase: it is a write) the worker of a name it believes
+  is registered,
+  where one runs, takes a checkpoint of its count (its own random stream).
 
 Each name's spec is drawn once per seed: most are plain counters, some need a role
 (``web``/``batch``), some are of kind ``session`` (hosted only by nodes that run any
@@ -70,11 +73,17 @@ def draw_specs(rng: random.Random, count: int, ids: list[str]) -> list[NameSpec]
 
 
 class ClusterWorkload(ClientHooks):
-    def __init__(self, sim: ClusterSim, rng: random.Random, *, names: int) -> None:
+    def __init__(
+        self, sim: ClusterSim, rng: random.Random, *, names: int, checkpoints: bool = True
+    ) -> None:
         self.sim = sim
         self._rng = rng
         self.specs = {s.name: s for s in draw_specs(rng, names, sim.config.ids)}
         self._all = sorted(self.specs)
+        self._checkpoint_rng = random.Random(rng.getrandbits(64)) if checkpoints else None
+        """Which worker checkpoints when (its own stream: the ops' draws stay apart);
+        ``None``: no checkpoints, and no draw, so the seed's history is as it was before
+        the model had them."""
         self.writing = False
         """Start registry ops (off in the calm phase; counter calls go on)."""
         self.registered: set[str] = set()
@@ -94,6 +103,7 @@ class ClusterWorkload(ClientHooks):
             "unregistrations_acked": 0,
             "calls_ok": 0,
             "calls_missed": 0,
+            "checkpoints_asked": 0,
         }
 
     def start(self, delay_us: int = 1_000_000) -> None:
@@ -101,6 +111,8 @@ class ClusterWorkload(ClientHooks):
         world = self.sim.world
         world.after(delay_us, self._next_op)
         world.after(delay_us, self._next_call)
+        if self._checkpoint_rng is not None:
+            world.after(delay_us, self._next_checkpoint)
         now = world.now_us
         for name in self._all:
             eligible = self.sim.eligible(self.specs[name])
@@ -269,3 +281,18 @@ class ClusterWorkload(ClientHooks):
             self.stats["calls_missed"] += 1
         else:
             self.stats["calls_ok"] += 1
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _next_checkpoint(self) -> None:
+        """Every 20–60 ms a registered name's worker, where it runs, checkpoints its
+        count (``NodeRuntime.checkpoint``); not in the calm phase, whose goal is a log that
+        stands still (resends of earlier ones go on)."""
+        rng = self._checkpoint_rng
+        assert rng is not None
+        name = self._all[rng.randrange(len(self._all))]
+        if self.writing and name in self.registered:
+            for host in self.sim.hosts.values():
+                if host.runtime is not None and host.runtime.checkpoint(name):
+                    self.stats["checkpoints_asked"] += 1
+        self.sim.world.after(rng.randint(20_000, 60_000), self._next_checkpoint)
