@@ -368,8 +368,11 @@ class Replica:
 
     def drained(self) -> bool:
         """Nothing is held here any more (or nobody else could take it)."""
-        mine = [r for r in self.state.held_by(self.id) if not r.unregistering]
-        return not mine and not self._running
+        if self._running:
+            return False
+        # Polled after every Ready while a node stops: no sort, stop at the first one.
+        names = self.state.names
+        return not any(not names[n].unregistering for n in self.state.held_names(self.id))
 
     def handoff_ignored(self, name: str, token: int) -> None:
         """The worker answered ``Ignore()``: it stays here until the view changes again."""
