@@ -186,11 +186,15 @@ class Host:
         poller.register(self.lease_sock.fileno(), select.POLLIN)
         wait_ms = 0
         while True:
-            # Whatever already arrived counts before the verdict: a thread that got no
-            # CPU or GIL for a while (a niced host on a busy machine, a long collection)
-            # would otherwise judge a sub-lease the control process renewed in time.
             self._take_sub_leases(reader, poller, wait_ms)
+            # The time first, then whatever arrived by now: a thread that got no CPU or
+            # GIL for a while (a niced host on a busy machine, a long collection, a big
+            # frame parsed) must not judge a sub-lease the control process renewed in
+            # time. A renewal queued before the verdict proves the control process was
+            # not silent; one that lapsed for real is fenced by the control process
+            # itself (supervisor rule 2), which this thread only backs up.
             now = time.monotonic()
+            self._take_sub_leases(reader, poller, 0)
             due = self.until + grace
             if now >= due and self.runtime.live_tasks > 0:
                 os.write(
