@@ -352,7 +352,7 @@ class Node:
         if ready.state_reset:
             self._freezer.rebuilt()  # a restored snapshot is a new bulk of objects
         if ready.applied or ready.state_reset:
-            self._freezer.grew(len(self.driver.replica.state.names))
+            self._freezer.grew(len(self.driver.view.state.names))
 
 
 class _Reports:
