@@ -3,11 +3,26 @@ a leased member is behind in applying, and only then."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from registry.core.commands import NameSpec, Register
 from registry.core.messages import Message, MessageType
 from registry.core.replica import PeerMessage
 from registry.core.write_pace import WritePace
 from tests.unit.test_replica import follower, formed
+
+
+def no_log_to(node: str) -> Callable[[PeerMessage], bool]:
+    """A network filter: ``node`` hears the leader's heartbeats but gets no log."""
+
+    def keep(msg: PeerMessage) -> bool:
+        return not (
+            isinstance(msg, Message)
+            and msg.dst == node
+            and msg.type in (MessageType.APPEND, MessageType.SNAPSHOT)
+        )
+
+    return keep
 
 
 def test_due_index_is_the_last_index_lag_ticks_ago() -> None:
@@ -27,15 +42,7 @@ def test_a_leased_member_that_applies_behind_holds_writes_until_it_catches_up() 
     slow = follower(cluster)
     leader = cluster.leader()
     assert not leader.writes_lag()
-
-    def no_log_to_slow(msg: PeerMessage) -> bool:
-        return not (
-            isinstance(msg, Message)
-            and msg.dst == slow
-            and msg.type in (MessageType.APPEND, MessageType.SNAPSHOT)
-        )
-
-    cluster.filters.append(no_log_to_slow)
+    cluster.filters.append(no_log_to(slow))
     leader.propose(Register(specs=(NameSpec(name="a", kind="k"),)))
     cluster.tick_until(leader.writes_lag, limit=20)
     assert cluster.nodes[slow].agent.has_lease(), "it lags while still leased"
@@ -50,15 +57,7 @@ def test_a_member_without_a_lease_does_not_hold_writes() -> None:
     cluster = formed()
     slow = follower(cluster)
     leader = cluster.leader()
-
-    def no_log_to_slow(msg: PeerMessage) -> bool:
-        return not (
-            isinstance(msg, Message)
-            and msg.dst == slow
-            and msg.type in (MessageType.APPEND, MessageType.SNAPSHOT)
-        )
-
-    cluster.filters.append(no_log_to_slow)
+    cluster.filters.append(no_log_to(slow))
     leader.propose(Register(specs=(NameSpec(name="a", kind="k"),)))
     cluster.tick_until(lambda: not cluster.nodes[slow].agent.has_lease(), limit=100)
     cluster.tick(cluster.timing.membership().heartbeat_tick * 2)
