@@ -33,7 +33,7 @@ class WritePace:
         """``(tick, last index)``, oldest first, spanning about ``lag_tick`` ticks."""
 
     def record(self, tick: int, last_index: int) -> None:
-        """Rule 1 (also resets nothing: a new leader starts from its own history)."""
+        """Rule 1; ``reset`` when leadership ends (a new leader starts a new history)."""
         history = self._history
         history.append((tick, last_index))
         while len(history) > 1 and history[1][0] <= tick - self.lag_tick:
