@@ -300,6 +300,16 @@ class LeaderMonitor:
             src=hb.dst, dst=hb.src, seq=hb.seq, incarnation=hb.incarnation, index=last_index
         )
 
+    def leased_applied(self, now: int) -> list[int]:
+        """The applied index of every member heard from within ``lease_tick`` whose
+        heartbeat says it holds a lease (``registry.core.write_pace`` rule 2)."""
+        within = self.cfg.lease_tick
+        return [
+            hb.applied
+            for node, hb in self._latest.items()
+            if hb.has_lease and now - self._last_heard.get(node, now - within) < within
+        ]
+
     def last_heard(self, node: NodeId) -> int:
         heard = self._last_heard.get(node)
         if heard is not None:

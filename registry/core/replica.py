@@ -71,6 +71,7 @@ from registry.core.raft import RawNode, Rng
 from registry.core.state import Activation, Code, NameRecord, RegistryState, Result
 from registry.core.timing import MembershipConfig
 from registry.core.view import ReplicaView
+from registry.core.write_pace import WritePace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +155,10 @@ class _Release:
     sent_tick: int
 
 
+PACE_LAG_PER_LEASE = 4
+"""Write pacing holds writes once a leased member is a quarter lease behind in applying:
+with heartbeats up to a fifth of a lease stale, it still applies the index an
+acknowledgement names well within its lease (rule 3)."""
 RELEASES_PER_ENTRY = 512
 RELEASE_STATE_BYTES_PER_ENTRY = 4 << 20
 """A batch of releases stops growing at either bound (one state alone may be larger)."""
@@ -201,6 +206,7 @@ class Replica:
         )
         self.monitor = LeaderMonitor(member_cfg)
         self.cfg = member_cfg
+        self.pace = WritePace(lag_tick=member_cfg.lease_tick // PACE_LAG_PER_LEASE)
         self._running: dict[str, int] = {}
         self._stopping: set[tuple[str, int]] = set()
         """Activations told to stop whose end the runtime has not reported yet."""
@@ -274,6 +280,10 @@ class Replica:
         self.agent.tick()
         if not deaf:
             self._listening_ticks += 1
+            if self.raft.role is Role.LEADER:
+                self.pace.record(self._listening_ticks, self.raft.last_index)
+            else:
+                self.pace.reset()
         self._drive()
 
     def step(self, msg: PeerMessage) -> None:
@@ -290,6 +300,14 @@ class Replica:
     def use_binary_entries(self) -> None:
         """Every peer reads binary entries now (see ``binary_entries``)."""
         self.binary_entries = True
+
+    def writes_lag(self) -> bool:
+        """A leased member (or this leader) is behind in applying: hold new client
+        writes back (``registry.core.write_pace``)."""
+        if self.raft.role is not Role.LEADER:
+            return False
+        now = self._listening_ticks
+        return self.pace.lagging(now, self.monitor.leased_applied(now))
 
     def propose(self, command: Command) -> int:
         """Propose a client command; raises ``NotLeader``/``ProposalRejected``."""
@@ -368,8 +386,11 @@ class Replica:
 
     def drained(self) -> bool:
         """Nothing is held here any more (or nobody else could take it)."""
-        mine = [r for r in self.state.held_by(self.id) if not r.unregistering]
-        return not mine and not self._running
+        if self._running:
+            return False
+        # Polled after every Ready while a node stops: no sort, stop at the first one.
+        names = self.state.names
+        return not any(not names[n].unregistering for n in self.state.held_names(self.id))
 
     def handoff_ignored(self, name: str, token: int) -> None:
         """The worker answered ``Ignore()``: it stays here until the view changes again."""

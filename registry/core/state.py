@@ -268,6 +268,10 @@ class RegistryState:
         """How many names ``node`` holds (O(1): status pages poll this)."""
         return len(self._held.get(node, ()))
 
+    def held_names(self, node: NodeId) -> Iterator[str]:
+        """The names ``node`` holds, unordered (for checks that need no order)."""
+        return iter(self._held.get(node, ()))
+
     def held_by(self, node: NodeId) -> Iterator[NameRecord]:
         for name in sorted(self._held.get(node, ())):
             yield self.names[name]

@@ -27,6 +27,7 @@ turned for a while (a hung disk, a blocked event loop), before any exit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -101,6 +102,9 @@ class _Control:
     future: asyncio.Future[Any] | None = None
 
 
+PACE_HOLD_MAX_S = 5.0
+"""Longest a client write is held back for a lagging member (``write_pace`` rule 3)."""
+
 _Input = PeerMessage | _Propose | _Read | _Handoff | _Stopped | _Control
 DriverInput = _Input
 """What the Driver's Ready loop feeds the replica (``ReadyLoop[DriverInput]``)."""
@@ -170,6 +174,9 @@ class Driver:
         self._read_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._held: collections.deque[tuple[float, _Propose]] = collections.deque()
+        """Client proposals held back while a leased member lags in applying
+        (``registry.core.write_pace``), with when each was held."""
         self._clock = clock
         self._turned = clock()
         """When the core loop last went round (``alive``)."""
@@ -206,6 +213,10 @@ class Driver:
             if not waiter.future.done():
                 waiter.future.set_exception(ProposalLost("the node is shutting down"))
         self._waiters.clear()
+        for _, held in self._held:
+            if not held.future.done():  # never proposed: nothing of it can commit
+                held.future.set_exception(NotLeader(""))
+        self._held.clear()
 
     # -- the read surface --------------------------------------------------------------
 
@@ -305,34 +316,27 @@ class Driver:
         self._turned = self._clock()
         if self._core_fault is not None:
             self._core_fault.check()
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Propose held writes, oldest first, once no leased member lags (or one has
+        waited ``PACE_HOLD_MAX_S``; a non-leader proposes them to fail them at once)."""
+        held = self._held
+        while held:
+            since, item = held[0]
+            if self.replica.writes_lag() and self._clock() - since < PACE_HOLD_MAX_S:
+                return
+            held.popleft()
+            self._propose(item)
 
     def _feed(self, item: _Input) -> None:
         self._view = None
         replica = self.replica
         if isinstance(item, _Propose):
-            try:
-                index = replica.propose(item.command)
-            except RegistryError as exc:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-                return
-            inner: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-            self._waiters[index] = _Waiter(command=item.command, future=inner)
-            outer = item.future
-
-            def done(f: asyncio.Future[Result], index: int = index) -> None:
-                # Retrieved even when nobody waits any more (else asyncio logs it).
-                error = None if f.cancelled() else f.exception()
-                if outer.done():
-                    return
-                if f.cancelled():
-                    outer.cancel()
-                elif error is not None:
-                    outer.set_exception(error)
-                else:
-                    outer.set_result((index, f.result()))
-
-            inner.add_done_callback(done)
+            if self._held or replica.writes_lag():
+                self._held.append((self._clock(), item))  # in order, behind the others
+            else:
+                self._propose(item)
         elif isinstance(item, _Read):
             self._read_seq += 1
             try:
@@ -352,6 +356,31 @@ class Driver:
                 replica.handoff_done(item.name, item.token, item.state)
         else:
             replica.step(item)
+
+    def _propose(self, item: _Propose) -> None:
+        try:
+            index = self.replica.propose(item.command)
+        except RegistryError as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        inner: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiters[index] = _Waiter(command=item.command, future=inner)
+        outer = item.future
+
+        def done(f: asyncio.Future[Result], index: int = index) -> None:
+            # Retrieved even when nobody waits any more (else asyncio logs it).
+            error = None if f.cancelled() else f.exception()
+            if outer.done():
+                return
+            if f.cancelled():
+                outer.cancel()
+            elif error is not None:
+                outer.set_exception(error)
+            else:
+                outer.set_result((index, f.result()))
+
+        inner.add_done_callback(done)
 
     def _control(self, item: _Control) -> None:
         future = item.future

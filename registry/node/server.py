@@ -42,7 +42,7 @@ from registry.node.directory import Directory
 from registry.node.disk_alarm import DiskAlarm
 from registry.node.driver import Driver
 from registry.node.events import EventLog
-from registry.node.gc_pauses import GcPauses, tune_gc
+from registry.node.gc_pauses import BulkFreezer, GcPauses, tune_gc
 from registry.node.grpc_services import StandardServices
 from registry.node.hosts import HostSupervisor, call_port
 from registry.node.http import HttpServer, Routes
@@ -144,6 +144,7 @@ class Node:
         self.runtime.on_quit = self.checkpoints.quit
         self.runtime.on_remind = self.checkpoints.serve_remind
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
+        self._freezer = BulkFreezer()
         self.events = EventLog(lambda: self.driver.view)
         self.watches = WatchHub(self.directory)
         self.driver.listeners.on_applied.append(self.watches.on_ready)
@@ -350,6 +351,10 @@ class Node:
         self.events.on_ready(ready)
         if ready.effects:
             self.runtime.apply(ready.effects)
+        if ready.state_reset:
+            self._freezer.rebuilt()  # a restored snapshot is a new bulk of objects
+        if ready.applied or ready.state_reset:
+            self._freezer.grew(len(self.driver.view.state.names))
 
 
 class _Reports:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from registry.node.gc_pauses import GcPauses
+from registry.node.gc_pauses import BulkFreezer, GcPauses
 
 
 def _count(registry: CollectorRegistry, generation: str) -> float:
@@ -32,3 +32,23 @@ def test_collections_are_timed_and_long_ones_logged(caplog: pytest.LogCaptureFix
     gc.collect(2)
     assert _count(registry, "2") == before, "uninstalled: no longer observed"
     assert pauses._on_gc not in gc.callbacks
+
+
+def test_the_bulk_is_frozen_once_it_grew_by_every() -> None:
+    """A full collection must not rescan registered names: after ``every`` new ones
+    they are frozen (what is frozen is never scanned again)."""
+    freezer = BulkFreezer(every=100)
+    before = gc.get_freeze_count()
+    try:
+        bulk = [{"name": i} for i in range(50)]  # tracked objects, like records
+        assert not freezer.grew(len(bulk))
+        assert gc.get_freeze_count() == before, "below every: nothing frozen"
+        bulk += [{"name": i} for i in range(50, 150)]
+        assert freezer.grew(len(bulk))
+        assert gc.get_freeze_count() >= before + len(bulk)
+        assert not freezer.grew(len(bulk) + 10), "the next freeze waits for every more"
+        freezer.rebuilt()
+        assert freezer.grew(len(bulk)), "a restored bulk is frozen at once"
+        assert freezer.freezes == 2
+    finally:
+        gc.unfreeze()

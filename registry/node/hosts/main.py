@@ -205,8 +205,17 @@ class Host:
         reader: FrameReader[pb.ToHost] = FrameReader(pb.ToHost)
         poller = select.poll()
         poller.register(self.lease_sock.fileno(), select.POLLIN)
+        wait_ms = 0
         while True:
+            self._take_sub_leases(reader, poller, wait_ms)
+            # The time first, then whatever arrived by now: a thread that got no CPU or
+            # GIL for a while (a niced host on a busy machine, a long collection, a big
+            # frame parsed) must not judge a sub-lease the control process renewed in
+            # time. A renewal queued before the verdict proves the control process was
+            # not silent; one that lapsed for real is fenced by the control process
+            # itself (supervisor rule 2), which this thread only backs up.
             now = time.monotonic()
+            self._take_sub_leases(reader, poller, 0)
             due = self.until + grace
             if now >= due and self.runtime.live_tasks > 0:
                 os.write(
@@ -216,15 +225,22 @@ class Host:
                 )
                 os._exit(EXIT_WATCHDOG)
             wait_s = min(WATCHDOG_PERIOD_S, due - now) if due > now else WATCHDOG_PERIOD_S
-            if not poller.poll(max(1, int(wait_s * 1000))):
-                continue
+            wait_ms = max(1, int(wait_s * 1000))
+
+    def _take_sub_leases(
+        self, reader: FrameReader[pb.ToHost], poller: select.poll, wait_ms: int
+    ) -> None:
+        """Apply every sub-lease that arrives within ``wait_ms`` (0: just the ones
+        already queued), in order: the last one sent is the one that holds."""
+        while poller.poll(wait_ms):
+            wait_ms = 0
             try:
                 data = self.lease_sock.recv(READ_CHUNK)
             except BlockingIOError:
-                continue
+                return
             if not data:  # the control process is gone; the work socket ends us
                 poller.unregister(self.lease_sock.fileno())
-                continue
+                return
             for frame in reader.feed(data):
                 for command in frame.commands:
                     if command.HasField("sub_lease"):
