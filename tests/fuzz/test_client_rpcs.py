@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from registry.core.state import MAX_NAME_BYTES
 from registry.v1 import registry_pb2 as pb
-from tests.cluster.harness import LocalCluster
+from tests.cluster.harness import LocalCluster, wait_for
 
 PAYLOAD = 4096
 ENTRY = 16384
@@ -200,10 +200,20 @@ def test_every_request_gets_a_documented_status_and_refusals_change_nothing(
     else:
         event(f"{method}: OK")
         if method == "Unregister" and message.name.startswith("fz/") and message.name[3:] in "012":
-            # keep the fixture's names for the other examples
-            node.stub("n1").Register(
-                pb.RegisterRequest(spec=pb.NameSpec(name=message.name, kind="echo"))
-            )
+            # Keep the fixture's names for the other examples. The name stays UNREGISTERING
+            # (re-registering it is FAILED_PRECONDITION) until its worker has stopped.
+            spec = pb.NameSpec(name=message.name, kind="echo")
+
+            def registered_again() -> bool:
+                try:
+                    node.stub("n1").Register(pb.RegisterRequest(spec=spec), timeout=10)
+                except grpc.RpcError as still:
+                    if still.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                        return False
+                    raise
+                return True
+
+            wait_for(f"{message.name} registered again after its stop", registered_again, 10)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

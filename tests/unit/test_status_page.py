@@ -226,7 +226,14 @@ def listed(page: dict[str, object]) -> list[dict[str, Any]]:
 
 def test_the_page_is_self_contained_and_inserts_no_markup() -> None:
     html = page_html().decode("utf-8")
-    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html), "no external resource"
+    # Nothing is loaded from elsewhere: no src, no <link>, no CSS url() or @import to
+    # another origin. The one absolute address is the link (navigation, not a resource)
+    # from each member's id to that member's own status page.
+    assert not re.search(r"src\s*=\s*[\"']?(https?:)?//", html), "no external resource"
+    assert not re.search(r"<link[^>]*href", html) and "@import" not in html
+    assert not re.search(r"url\(\s*[\"']?(https?:)?//", html)
+    absolute = re.findall(r"href\s*=\s*[^;\n]*(?:https?:)?//[^;\n]*", html)
+    assert absolute == ['href = "http://" + m.http + "/"'], absolute
     assert "innerHTML" not in html and "insertAdjacentHTML" not in html
     assert "document.write" not in html and "eval(" not in html
     for element_id in ("leader", "term", "members", "names", "events", "search", "node"):
