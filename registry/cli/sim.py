@@ -56,10 +56,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "pauses, loss and clock drift; then a calm phase that must show liveness.",
     )
     raft.add_argument(
-        "--seeds", type=_positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
+        "--seeds", type=positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
     )
     raft.add_argument(
-        "--seed", type=_non_negative_int, help="first seed; alone, run exactly this seed"
+        "--seed", type=non_negative_int, help="first seed; alone, run exactly this seed"
     )
     raft.add_argument("--nodes", type=_node_count, default=3, help="cluster size (default 3)")
     raft.add_argument(
@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     raft.add_argument(
         "--calm-bound", type=_positive_float, default=10.0, help="liveness bound, simulated s"
     )
-    raft.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    raft.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     raft.add_argument("--json", action="store_true", help="end stdout with one JSON line")
     raft.add_argument(
         "--verbose",
@@ -86,14 +86,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "failover latency and G5 heal.",
     )
     cluster.add_argument(
-        "--seeds", type=_positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
+        "--seeds", type=positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
     )
     cluster.add_argument(
-        "--seed", type=_non_negative_int, help="first seed; alone, run exactly this seed"
+        "--seed", type=non_negative_int, help="first seed; alone, run exactly this seed"
     )
     cluster.add_argument("--nodes", type=_node_count, default=5, help="cluster size (default 5)")
     cluster.add_argument(
-        "--names", type=_positive_int, default=200, help="names the clients use (default 200)"
+        "--names", type=positive_int, default=200, help="names the clients use (default 200)"
     )
     cluster.add_argument(
         "--duration", type=_positive_float, default=30.0, help="nemesis phase, simulated s"
@@ -105,7 +105,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="heal-convergence bound, simulated s (default 30)",
     )
     cluster.add_argument(
-        "--jobs", type=_positive_int, help="worker processes (default: one per CPU)"
+        "--jobs", type=positive_int, help="worker processes (default: one per CPU)"
     )
     cluster.add_argument("--json", action="store_true", help="end stdout with one JSON line")
     cluster.add_argument(
@@ -368,14 +368,14 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}s"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0 (got {value})")

@@ -20,6 +20,7 @@ DEFAULT_SEEDS = 20
 
 
 def add_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from registry.cli.sim import non_negative_int, positive_int  # sim.py calls us
     from registry.sim.shell.plants import PLANTS
 
     shell = kinds.add_parser(
@@ -32,12 +33,12 @@ def add_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "registrations, single activation (G1) and token monotonicity (G2).",
     )
     shell.add_argument(
-        "--seeds", type=_positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
+        "--seeds", type=positive_int, help=f"number of seeds (default {DEFAULT_SEEDS})"
     )
     shell.add_argument(
-        "--seed", type=_non_negative_int, help="first seed; alone, run exactly this seed"
+        "--seed", type=non_negative_int, help="first seed; alone, run exactly this seed"
     )
-    shell.add_argument("--nodes", type=_positive_int, default=3, help="cluster size (default 3)")
+    shell.add_argument("--nodes", type=positive_int, default=3, help="cluster size (default 3)")
     shell.add_argument("--chaos", type=float, default=None, help="fault phase, simulated s")
     shell.add_argument("--plant", choices=sorted(PLANTS), help="run with a planted shell bug")
     shell.add_argument("--json", action="store_true", help="end stdout with one JSON line")
@@ -87,17 +88,3 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     sys.stdout.flush()
     return 1 if failing else 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0 (got {value})")
-    return value

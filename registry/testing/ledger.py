@@ -166,6 +166,16 @@ class Ledger:
             self._queue.append(("stop", entry, (now, cause, state_out)))
             self._cv.notify()
 
+    def gave(self, entry: Entry, state_out: str) -> Future[bool]:
+        """Record the state ``entry`` hands over, before it leaves the worker: a host
+        that exits (or is killed) right after its handoff may never write its stop row,
+        and the check must still know what that activation gave. Done once committed."""
+        done: Future[bool] = Future()
+        with self._cv:
+            self._queue.append(("gave", entry, (state_out, done)))
+            self._cv.notify()
+        return done
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then end the thread (at exit; safe to call twice)."""
         with self._cv:
@@ -226,10 +236,16 @@ class Ledger:
         for entry, ok in (c for c in claims if c is not None):
             if not entry.claimed.done():  # its waiter may have been cancelled (shutdown)
                 entry.claimed.set_result(ok)
+        for kind, _entry, row in queue:
+            if kind == "gave" and isinstance(row[1], Future) and not row[1].done():
+                row[1].set_result(True)
 
     def _apply(
         self, conn: sqlite3.Connection, kind: str, entry: Entry, row: tuple[object, ...], now: float
     ) -> tuple[Entry, bool] | None:
+        if kind == "gave":
+            conn.execute("UPDATE activations SET state_out = ? WHERE id = ?", (row[0], entry.id))
+            return None
         if kind == "stop":
             conn.execute(
                 "UPDATE activations SET stop_t = ?, stop_cause = ?, state_out = ? WHERE id = ?",

@@ -56,6 +56,10 @@ class LedgerWorker(Worker):
         assert self.entry is not None
         state = {"from": self.entry.id, "generation": self.generation}
         self.state_out = json.dumps(state, sort_keys=True)
+        if self.ctx is not None:  # on record before the state leaves (Ledger.gave)
+            await asyncio.wrap_future(
+                process_ledger(self.ctx.node).gave(self.entry, self.state_out)
+            )
         return Resume(self.state_out.encode())
 
     async def on_stop(self, reason: StopCause) -> None:

@@ -154,9 +154,15 @@ def test_the_page_shows_the_cluster_as_status_and_whereis_report_it(
         assert row[4] == ("leader" if member["id"] == status["leader"] else "voter")
         assert row[5] == str(member["incarnation"])
     assert members[node][7].startswith("held, "), "this node knows its own lease"
-    # Every member links to its own status page (its peer streams told this node where).
-    view = wait_shown(page, "a link per member", lambda v: len(v["links"]) == len(c.ids))
-    assert sorted(view["links"]) == sorted(f"http://{c.nodes[n].http_addr}/" for n in c.ids)
+    # Members link to their own status pages, as far as this node's peer streams told it:
+    # a follower talks to the leader (and itself), the leader to every member.
+    link = {n: f"http://{c.nodes[n].http_addr}/" for n in c.ids}
+    here = {node, view["leader"]}
+    view = wait_shown(page, "links to itself and the leader", lambda v: len(v["links"]) >= 2)
+    assert {link[n] for n in here} <= set(view["links"]) <= set(link.values()), view["links"]
+    leader_page = page_browser.open(url(c, status["leader"]))
+    every = wait_shown(leader_page, "a link per member", lambda v: len(v["links"]) == len(c.ids))
+    assert sorted(every["links"]) == sorted(link.values())
 
     view = wait_shown(page, "every registered name", lambda v: len(v["names"]) == len(NAMES))
     where = {name: c.owner(name, via=node) for name in NAMES}
