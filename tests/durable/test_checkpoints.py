@@ -5,27 +5,12 @@ from an activation that was stopped is refused and never applied."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, call_until, wait_for
-
-WORKER_MODULES = ("tests.durable.workers",)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path, 3, preset="local", worker_modules=WORKER_MODULES)
-    try:
-        c.start(timeout=30.0)
-        yield c
-        assert not c.crashed(), f"node process(es) exited on their own\n{c.log_tails()}"
-    finally:
-        c.close()
 
 
 def register(c: LocalCluster, name: str, kind: str, args: bytes = b"") -> None:

@@ -7,27 +7,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from registry.client import SyncClient
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, wait_for
-
-WORKER_MODULES = ("tests.durable.workers",)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "c", 3, preset="local", worker_modules=WORKER_MODULES)
-    try:
-        c.start(timeout=30.0)
-        yield c
-        assert not c.crashed(), f"node process(es) exited on their own\n{c.log_tails()}"
-    finally:
-        c.close()
 
 
 def active(c: LocalCluster, node: str, name: str) -> bool | None:

@@ -5,30 +5,15 @@ counted and bounded."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, call_until, wait_for
 
-WORKER_MODULES = ("tests.durable.workers",)
 PERIOD_S = 0.5
 MAX_DUPLICATES = 3
 """Periods fired twice in one failover: those fired but not yet acknowledged when the
 owner died (about one per second of acknowledgement latency; generous under load)."""
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "c", 3, preset="local", worker_modules=WORKER_MODULES)
-    try:
-        c.start(timeout=30.0)
-        yield c
-        assert not c.crashed(), f"node process(es) exited on their own\n{c.log_tails()}"
-    finally:
-        c.close()
 
 
 def firings(ledger: Path) -> list[tuple[str, float]]:

@@ -14,8 +14,7 @@ from registry.cli import main
 from registry.client import SyncClient
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, call_until, rpc_error, wait_for
-
-WORKER_MODULES = ("tests.durable.workers",)
+from tests.durable.conftest import WORKER_MODULES
 
 
 @pytest.fixture(scope="module")
