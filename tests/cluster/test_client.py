@@ -93,6 +93,11 @@ def test_async_client_routes_straight_to_the_owner(calm_cluster: LocalCluster) -
 
             events: list[WatchEvent] = []
             watcher = asyncio.create_task(collect_into(client.watch("cli/a/"), events))
+            # Live events are what this checks: names registered before the watch
+            # synced would arrive in its listing instead.
+            await eventually(
+                "the watch to sync", lambda: any(isinstance(e, Synced) for e in events)
+            )
             index = await client.register_many([Registration(n, "counter") for n in names])
             await client.register("cli/a/probe", "probe", args=b"hi")
             assert index > 0
