@@ -30,8 +30,10 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
 - ``second_leader``: leader traffic (append, heartbeat, snapshot) in our current term
   from a node other than the leader we know for it (Raft's election safety: one leader
   per term).
-- ``committed_conflict``: an append whose previous entry or entries lie at or below our
-  commit index with a term other than ours there (committed entries never change).
+- ``committed_conflict``: an append of our current term or later whose previous entry or
+  entries lie at or below our commit index with a term other than ours there (committed
+  entries never change). An append of an older term is left to Raft, which refuses it and
+  answers with our term (a deposed leader's log may rightly disagree with our commits).
 - ``non_contiguous``: an append whose entries do not follow ``index`` one by one, or whose
   terms decrease, or exceed the message's term.
 - ``bad_entry``: a configuration-change entry that does not decode.
@@ -231,6 +233,11 @@ def _check_append(msg: Message, view: PeerView) -> str | None:
                 ConfChange.decode(entry.data)
             except (ValueError, UnicodeDecodeError):
                 return "bad_entry"
+    if msg.term < view.term:
+        # A deposed leader's append still in flight: Raft refuses it by term and answers
+        # with ours, which is how the old leader learns it was deposed. Its log may
+        # rightly disagree with what the new leader committed.
+        return None
     # Committed entries never change: ours at or below commit must be what it claims.
     if msg.index <= view.commit and _conflicts(view, msg.index, msg.log_term):
         return "committed_conflict"

@@ -105,6 +105,17 @@ HONEST: list[tuple[PeerMessage, str]] = [
 ]
 
 
+def test_a_deposed_leaders_append_is_left_to_raft() -> None:
+    """An append of an older term that disagrees with our commits is what a deposed
+    leader's in-flight traffic looks like: Raft refuses it by term and answers with
+    ours (how the old leader learns); the guard refusing it instead kept it in the dark."""
+    stale = append(15, [TERM - 1], src="n3", term=TERM - 1, log_term=TERM - 1)
+    assert check(stale, sender="n3", view=view()) is None
+    # The same append in the current term is a forgery.
+    current = append(15, [TERM - 1], src="n3", log_term=TERM - 1)
+    assert check(current, sender="n3", view=view(leader="n3")) == "committed_conflict"
+
+
 def test_honest_traffic_passes() -> None:
     for msg, sender in HONEST[:-1]:
         assert check(msg, sender=sender, view=view()) is None, msg
