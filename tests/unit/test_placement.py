@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from uhashring import HashRing
 
 from registry.core.commands import NameSpec, Priority
-from registry.core.placement import Candidate, Placement, could_ever_host
+from registry.core.placement import DEFAULT_VNODES, Candidate, Placement, could_ever_host
 
 NAMES = [f"name-{i}" for i in range(4000)]
 
@@ -246,3 +249,27 @@ def test_vnodes_is_configurable_and_stays_consistent(vnodes: int) -> None:
     before = {n: placement.owner(spec(n), four, epoch=1) for n in NAMES[:500]}
     after = {n: placement.owner(spec(n), three, epoch=2) for n in NAMES[:500]}
     assert all(after[n] == o for n, o in before.items() if o != "n3")
+
+
+# -- the ring lookup is uhashring's ketama, only faster -----------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=50),
+    members=st.sets(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=8),
+        min_size=2,
+        max_size=9,
+    ),
+)
+def test_the_ring_answers_what_uhashring_answers(names: list[str], members: set[str]) -> None:
+    """Every replica must place a name on the same node whatever version it runs: the
+    bisect over the continuum's points gives uhashring's ``get_node`` for any name
+    (unicode, empty, past the last point of the ring)."""
+    nodes = tuple(sorted(members))
+    ring = HashRing(nodes=list(nodes), hash_fn="ketama", vnodes=DEFAULT_VNODES)
+    placement = Placement()
+    for name in [*names, *NAMES[:200]]:
+        got = placement.owner(spec(name), view(*nodes), epoch=1)
+        assert got == ring.get_node(name), name
