@@ -665,20 +665,24 @@ class Replica:
         (token, view epoch)."""
         effects: list[Effect] = []
         epoch = self.state.epoch
+        # Hoisted: after a view change this runs for every held name (100k: the loop
+        # body is all there is to the node's stall).
+        me, running, asked, owner_of = (
+            self.id,
+            self._running,
+            self._handoff_asked,
+            self.state.owner_of,
+        )
+        deadline_tick = self.agent.ticks + self.cfg.handoff_deadline_tick
         for record in mine:
             name = record.spec.name
-            if record.unregistering or self._running.get(name) != record.token:
+            token = record.token
+            if record.unregistering or running.get(name) != token:
                 continue
-            if self._handoff_asked.get(name) == (record.token, epoch):
+            if asked.get(name) == (token, epoch):
                 continue
-            if self.state.owner(name) == self.id:
+            if owner_of(record) == me:
                 continue
-            self._handoff_asked[name] = (record.token, epoch)
-            effects.append(
-                BeginHandoff(
-                    name=name,
-                    token=record.token,
-                    deadline_tick=self.agent.ticks + self.cfg.handoff_deadline_tick,
-                )
-            )
+            asked[name] = (token, epoch)
+            effects.append(BeginHandoff(name=name, token=token, deadline_tick=deadline_tick))
         return effects

@@ -264,6 +264,10 @@ class RegistryState:
             return None
         return self._placement.owner(record.spec, self._candidates, self.epoch)
 
+    def owner_of(self, record: NameRecord) -> NodeId | None:
+        """``owner`` of a record in hand (a full reconcile asks it of every held name)."""
+        return self._placement.owner(record.spec, self._candidates, self.epoch)
+
     def held_count(self, node: NodeId) -> int:
         """How many names ``node`` holds (O(1): status pages poll this)."""
         return len(self._held.get(node, ()))
