@@ -176,9 +176,19 @@ class RaftLog:
             return ()
         return tuple(self.entries[self.unstable_from - self.offset - 1 :])
 
-    def next_committed(self, limit: int) -> tuple[Entry, ...]:
+    def next_committed(self, limit: int, max_bytes: int | None = None) -> tuple[Entry, ...]:
+        """The next committed entries to apply: at most ``limit`` of them and, past the
+        first, at most ``max_bytes`` of data (etcd-io/raft's MaxCommittedSizePerReady:
+        one Ready's apply is a stretch the node does nothing else)."""
         lo = max(self.applied + 1, self.first_index)
         hi = min(self.committed, lo + limit - 1)
         if hi < lo:
             return ()
-        return tuple(self.slice(lo, hi + 1))
+        entries = self.slice(lo, hi + 1)
+        if max_bytes is not None:
+            size = 0
+            for count, entry in enumerate(entries):
+                size += len(entry.data)
+                if size > max_bytes and count > 0:
+                    return tuple(entries[:count])
+        return tuple(entries)

@@ -261,7 +261,9 @@ class RawNode(_RaftReplication):
             hard_state=hard if hard != self._prev_hard else None,
             entries=self._log.unstable_entries(),
             snapshot=self._log.pending_snapshot,
-            committed=self._log.next_committed(self.cfg.max_committed_per_ready),
+            committed=self._log.next_committed(
+                self.cfg.max_committed_per_ready, self.cfg.max_committed_bytes_per_ready
+            ),
             messages=tuple(self._msgs),
             read_states=tuple(self._read_states),
         )

@@ -31,6 +31,11 @@ Rules
    ``ready()`` and after ``advance``), so the shell can drop what it derived from it.
 8. Any exception ends ``run``; the caller fails stop (nothing is retried). An ``OSError``
    from ``persist`` surfaces as ``StorageIOFailed``.
+9. A turn drains Readies for at most ``DRAIN_BUDGET_S``, then ticks and feeds inputs
+   before it goes on (without waiting: a Ready is still due). Catching up a long log is
+   many Readies (each bounded by ``max_committed_bytes_per_ready``); handled in one
+   turn they kept the node from ticking and from hearing its peers, and a node joining
+   behind 100k names lost its member lease while it applied them.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ GROUP_COMMIT_S = 0.001
 """Rule 5: how long a proposal that woke the loop waits for more before the Ready."""
 GROUP_COMMIT_MAX = 256
 """...unless this many inputs are already queued (the batch is big enough)."""
+DRAIN_BUDGET_S = 0.05
+"""Rule 9: clock time one turn may spend handling Readies before it ticks again."""
 EARLY = frozenset({MessageType.APPEND, MessageType.HEARTBEAT})
 """Rule 6: what a leader may send before its own persist."""
 
@@ -102,11 +109,11 @@ class ReadyLoop(Generic[InputT]):
     async def run(self, inputs: asyncio.Queue[InputT]) -> None:
         """Until ``stopping``: wait for an input or the next tick, feed every queued
         input, catch up the ticks due, then drain the Readies."""
-        await self.drain()  # the first Ready persists the new incarnation
+        await self.drain(budget_s=DRAIN_BUDGET_S)  # the first persists the new incarnation
         while not self.stopping:
             self._on_turn()
             delay = self.t0 + (self.ticks + 1) * self.tick - self.clock()
-            if delay > 0:
+            if delay > 0 and not self.replica.has_ready():  # rule 9: left over, go on
                 with contextlib.suppress(TimeoutError):
                     item = await asyncio.wait_for(inputs.get(), delay)
                     self._feed(item)
@@ -115,7 +122,7 @@ class ReadyLoop(Generic[InputT]):
             while not inputs.empty():
                 self._feed(inputs.get_nowait())
             self.catch_up()
-            await self.drain()
+            await self.drain(budget_s=DRAIN_BUDGET_S)
 
     def catch_up(self) -> None:
         now = self.clock()
@@ -138,12 +145,17 @@ class ReadyLoop(Generic[InputT]):
         # one-node cluster lost its lease after one lease).
         self.update_lease()
 
-    async def drain(self) -> None:
+    async def drain(self, budget_s: float | None = None) -> None:
+        """Handle Readies until none is left or, with ``budget_s``, until that much
+        clock time has gone (rule 9)."""
         replica = self.replica
+        started = self.clock()
         while replica.has_ready():
             ready = replica.ready()
             self._changed()
             await self.handle(ready)
+            if budget_s is not None and self.clock() - started >= budget_s:
+                return
 
     async def handle(self, ready: ReplicaReady) -> None:
         """One Ready, in rule 1's order (with rule 6's early appends)."""

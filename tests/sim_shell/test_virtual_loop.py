@@ -10,15 +10,17 @@ from typing import TypeVar
 
 import pytest
 
+from registry.core.command_types import NameSpec, Register
 from registry.core.messages import (
     ConfState,
     Entry,
     HardState,
     Ready,
+    Role,
     Snapshot,
     SnapshotMeta,
 )
-from registry.core.replica import Replica
+from registry.core.replica import Replica, ReplicaReady
 from registry.core.timing import Timing
 from registry.node.ready_loop import ReadyLoop
 from registry.node.storage import FileStorage
@@ -148,3 +150,64 @@ def test_polling_without_waiting_is_a_livelock() -> None:
 
     with pytest.raises(Deadlock, match="livelock"):
         _run(loop, poll())
+
+
+def test_a_long_catch_up_keeps_ticking() -> None:
+    """Rule 9: applying a long committed backlog (a node joining behind 100k names) is
+    many Readies, each bounded in bytes, and the loop ticks between them instead of
+    handling them all in one turn (the node would neither tick nor hear its peers).
+    Every entry is still applied, once and in order."""
+    timing = Timing().validate()
+    replica = Replica(
+        timing.raft("n1", voters=frozenset({"n1"}), max_committed_bytes_per_ready=64 * 1024),
+        timing.membership(),
+        random.Random(1),
+        incarnation=1,
+        address="n1:7000",
+        roles=(),
+        kinds=(),
+    )
+    vloop = VirtualLoop(executor_delay=lambda: 1e-6)
+    now = [0.0]
+    applied: list[int] = []
+    ticks_at_apply: list[int] = []
+    target = [0]
+
+    def apply(ready: ReplicaReady) -> None:
+        now[0] += 0.03  # each Ready costs 30 ms of this node's time
+        batch = [a.index for a in ready.applied if isinstance(a.command, Register)]
+        if batch:
+            applied.extend(batch)
+            ticks_at_apply.append(loop.ticks)
+        if target[0] and applied and applied[-1] >= target[0]:
+            loop.stopping = True
+
+    loop: ReadyLoop[object] = ReadyLoop(
+        replica,
+        SimDisk(),
+        tick=timing.tick,
+        clock=lambda: now[0],
+        send=lambda msgs: None,
+        apply=apply,
+        advanced=lambda: None,
+        feed=lambda item: None,
+        on_turn=lambda: None,
+    )
+
+    async def main() -> None:
+        while replica.view().role is not Role.LEADER:
+            now[0] += timing.tick
+            loop.catch_up()
+            await loop.drain()
+        specs = [NameSpec(name=f"backlog/{i:06}", kind="echo") for i in range(40_000)]
+        indexes = [
+            replica.propose(Register(specs=tuple(specs[b : b + 1000])))
+            for b in range(0, len(specs), 1000)
+        ]
+        target[0] = indexes[-1]
+        await loop.run(asyncio.Queue())
+
+    _run(vloop, main())
+    assert applied == sorted(set(applied)) and len(applied) == 40
+    assert len(ticks_at_apply) > 4, "the backlog came in a few big Readies"
+    assert ticks_at_apply[-1] > ticks_at_apply[0], "no tick while the backlog was applied"
