@@ -18,7 +18,7 @@ of rings, and a new epoch drops the old cache.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from hashlib import md5
 
@@ -99,6 +99,18 @@ class Placement:
                 tier = self._tiers[key] = _first_present_tier(spec.priority, set(eligible))
             return self._ring(tier).get(spec.name) if tier else None
         return self._ring(eligible).get(spec.name)
+
+    def owner_of_shape(
+        self, spec: NameSpec, members: Mapping[NodeId, Candidate], epoch: int
+    ) -> Callable[[str], NodeId | None] | None:
+        """``owner`` for every name of ``spec``'s shape (kind, roles, priority) at once:
+        the ring's lookup, or ``None`` when that shape has no eligible member."""
+        if self.owner(spec, members, epoch) is None:
+            return None
+        eligible = self._eligible_nodes(spec, members)
+        if spec.priority is not None:
+            eligible = self._tiers[(spec.priority, eligible)]
+        return self._ring(eligible).get
 
     def _eligible_nodes(
         self, spec: NameSpec, members: Mapping[NodeId, Candidate]

@@ -220,6 +220,10 @@ def _shape(spec: NameSpec) -> _Shape:
     return (spec.kind, spec.roles, spec.priority)
 
 
+def _shape_order(item: tuple[_Shape, set[str]]) -> str:
+    return repr(item[0])  # any fixed order: shapes hold None, tuples and strings
+
+
 class RegistryState:
     def __init__(self, placement: Placement | None = None) -> None:
         self.names: dict[str, NameRecord] = {}
@@ -607,14 +611,20 @@ class RegistryState:
         self._assign_waiting(index)
 
     def _fail_over_holder(self, node: NodeId) -> None:
-        for name in sorted(self._held.get(node, ())):
-            record = self.names[name]
+        # One entry takes every name of the node (100k at scale): the loop body is the
+        # node's stall, so it does only what a failed-over name needs.
+        names, touched = self.names, self._touched
+        for name in list(self._held.get(node, ())):  # any order: names are independent
+            record = names[name]
             if record.unregistering:
                 self._delete(record)  # its holder is gone, so the stop is certain
                 continue
-            self._release_holder(record)
+            touched.add(name)
+            record.holder = ""
+            record.holder_incarnation = 0
             record.state = None
             self._wait(name, StartReason.FAILOVER)
+        self._held.pop(node, None)
 
     def _wait(self, name: str, reason: StartReason) -> None:
         self._waiting.add(name)
@@ -646,34 +656,44 @@ class RegistryState:
         """Give waiting names a holder. Placement depends only on the view and the name,
         so outside a view change only the names that just started waiting (``only``)
         can have gained an owner: the others are not rescanned (100k names waiting for
-        a down member must not make every registration cost 100k lookups)."""
-        for name in self._placeable() if only is None else sorted(only):
-            if name not in self._waiting:
-                continue
-            record = self.names[name]
-            owner = self._placement.owner(record.spec, self._candidates, self.epoch)
-            if owner is None:
-                continue
-            self._unwait(name)
-            reason = self._waiting_reason.pop(name, StartReason.NEW)
-            self._touch(name)
-            record.holder = owner
-            record.holder_incarnation = self.members[owner].incarnation
-            record.token = index
-            record.reason = reason
-            if reason is not StartReason.HANDOFF:
-                record.state = None
-            self._held.setdefault(owner, set()).add(name)
-
-    def _placeable(self) -> list[str]:
-        """Waiting names whose shape has an owner in this view (sorted). Whether a name
-        can be placed at all depends only on its shape, not on the name itself."""
-        names: list[str] = []
-        for group in self._waiting_by_shape.values():
+        a down member must not make every registration cost 100k lookups). After a view
+        change, the waiting names go a shape at a time: one ring per shape, and a shape
+        without an owner is skipped whole. Each name's outcome depends only on the view
+        and the name, so the order is free."""
+        if only is not None:
+            for name in sorted(only):
+                if name not in self._waiting:
+                    continue
+                record = self.names[name]
+                owner = self._placement.owner(record.spec, self._candidates, self.epoch)
+                if owner is not None:
+                    self._unwait(name)
+                    self._hold(record, owner, index)
+            return
+        for shape, group in sorted(self._waiting_by_shape.items(), key=_shape_order):
             sample = self.names[next(iter(group))].spec
-            if self._placement.owner(sample, self._candidates, self.epoch) is not None:
-                names.extend(group)
-        return sorted(names)
+            owner_of = self._placement.owner_of_shape(sample, self._candidates, self.epoch)
+            if owner_of is None:
+                continue
+            for name in group:
+                owner = owner_of(name)
+                assert owner is not None  # a shape with an owner places every name
+                self._hold(self.names[name], owner, index)
+            self._waiting.difference_update(group)
+            del self._waiting_by_shape[shape]
+
+    def _hold(self, record: NameRecord, owner: NodeId, index: int) -> None:
+        """``owner`` holds the (no longer waiting) ``record`` from ``index`` on."""
+        name = record.spec.name
+        reason = self._waiting_reason.pop(name, StartReason.NEW)
+        self._touched.add(name)
+        record.holder = owner
+        record.holder_incarnation = self.members[owner].incarnation
+        record.token = index
+        record.reason = reason
+        if reason is not StartReason.HANDOFF:
+            record.state = None
+        self._held.setdefault(owner, set()).add(name)
 
     # -- snapshot ----------------------------------------------------------------------
 
