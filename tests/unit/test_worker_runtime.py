@@ -285,13 +285,13 @@ async def test_mailbox_byte_bound_counts_only_what_is_queued() -> None:
     rt.apply([start("p", "probe", 1)])
     big = b"x" * 40
 
-    def gates() -> int:
-        return sum(1 for e in JOURNAL.entries("busy", "p") if e[2] == b"gate")
+    def gates_run(n: int) -> Callable[[], bool]:
+        return lambda: sum(1 for e in JOURNAL.entries("busy", "p") if e[2] == b"gate") == n
 
     for rounds in range(1, 4):
         GATE = asyncio.Event()
         held = asyncio.ensure_future(rt.call("p", b"gate", 2.0))
-        await JOURNAL.until(lambda n=rounds: gates() == n)  # it runs: out of the mailbox
+        await JOURNAL.until(gates_run(rounds))  # it runs: out of the mailbox
         gave_up = asyncio.ensure_future(rt.call("p", big, 0.05))
         queued = asyncio.ensure_future(rt.call("p", big, 2.0))
         await asyncio.sleep(0)
@@ -301,7 +301,7 @@ async def test_mailbox_byte_bound_counts_only_what_is_queued() -> None:
             await gave_up
         again = asyncio.ensure_future(rt.call("p", big, 2.0))  # its room came back
         GATE.set()
-        assert await asyncio.gather(held, queued, again) == [b"gate", big, big]
+        assert list(await asyncio.gather(held, queued, again)) == [b"gate", big, big]
     await rt.shutdown()
 
 
