@@ -63,6 +63,8 @@ RATIOS: tuple[tuple[str, str, Target | None], ...] = (
     ),
     # What switching processes and channels on each call costs plain gRPC (ref_grpc).
     ("grpc.echo_spread_c1_per_s", "grpc.echo_c1_per_s", None),
+    # The call path with one warm host and activation (lookups), against the same echo.
+    ("lookups.call_one_name_c1_per_s", "grpc.echo_c1_per_s", None),
     ("registrations.one_by_one_per_s", "etcd.one_by_one_per_s", None),
     ("registrations.batched_per_s", "etcd.batched_per_s", None),
 )
