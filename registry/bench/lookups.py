@@ -9,7 +9,10 @@ operations each:
 - ``call`` with a 16-byte payload, echoed, at concurrency 1 and ``concurrency``, routed
   straight to the owner by the cache; and for comparison a bare gRPC stub that always asks
   the first node, which forwards calls for names it does not run one hop to the owner
-  (in ``details`` only).
+  (in ``details`` only);
+- ``call`` c=1 to one name only: the same path with one host and one activation kept warm,
+  where the c=1 row moves between the hosts and touches another activation on every call.
+  The two rows' difference is what spreading names over processes costs (issue 13).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ LOOKUP_NAMES = 1000
 PAYLOAD = b"0123456789abcdef"
 WHEREIS_CACHE_TARGET_US = 5.0
 CALL_P50_TARGET_MS = 1.0
-CALL_VS_GRPC_TARGET = 0.5
+CALL_VS_GRPC_TARGET = 0.8
+"""``call`` throughput at c=1 and c=64 against the raw grpc.aio echo's (one server)."""
 
 
 async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
@@ -103,6 +107,10 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
             rows[f"bare_call_c{concurrency}"] = await run_lanes(
                 lambda i: bare_call(key(i)), ops, concurrency, progress, budget_s=params.budget_s
             )
+        progress.step(f"call c=1 to one name ({ops:,})")
+        rows["call_one_name_c1"] = await run_lanes(
+            lambda i: client.call(keys[0], PAYLOAD), ops, 1, progress, budget_s=params.budget_s
+        )
         after = client.stats
 
     cache = rows["whereis_cache"]
@@ -131,6 +139,9 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         )
         out.add(f"call_c{concurrency}_p99_ms", f"call c={concurrency} p99", row.p99_s * 1e3, "ms")
         out.add(f"call_c{concurrency}_per_s", f"call c={concurrency}", row.per_s, "calls/s")
+    one = rows["call_one_name_c1"]
+    out.add("call_one_name_c1_p50_ms", "call c=1 to one name p50", one.p50_s * 1e3, "ms")
+    out.add("call_one_name_c1_per_s", "call c=1 to one name", one.per_s, "calls/s")
     out.details.update(
         names=count,
         payload_bytes=len(PAYLOAD),

@@ -51,8 +51,20 @@ from registry.testing.local_cluster import LocalCluster
 
 SCHEMA = 1
 RATIOS: tuple[tuple[str, str, Target | None], ...] = (
-    ("lookups.call_c64_per_s", "grpc.echo_c64_per_s", Target(op=">=", bound=0.5)),
-    ("lookups.call_c1_per_s", "grpc.echo_c1_per_s", None),
+    (
+        "lookups.call_c64_per_s",
+        "grpc.echo_c64_per_s",
+        Target(op=">=", bound=lookups.CALL_VS_GRPC_TARGET),
+    ),
+    (
+        "lookups.call_c1_per_s",
+        "grpc.echo_c1_per_s",
+        Target(op=">=", bound=lookups.CALL_VS_GRPC_TARGET),
+    ),
+    # What switching processes and channels on each call costs plain gRPC (ref_grpc).
+    ("grpc.echo_spread_c1_per_s", "grpc.echo_c1_per_s", None),
+    # The call path with one warm host and activation (lookups), against the same echo.
+    ("lookups.call_one_name_c1_per_s", "grpc.echo_c1_per_s", None),
     ("registrations.one_by_one_per_s", "etcd.one_by_one_per_s", None),
     ("registrations.batched_per_s", "etcd.batched_per_s", None),
 )

@@ -68,21 +68,28 @@ class ConcurrencyLimits(grpc.aio.ServerInterceptor):
 
     async def admit(self, watch: bool, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         client = self.identity_of(context)
+        busy = self.try_admit(watch, client)
+        if busy is not None:
+            await context.abort(busy.code, busy.message, busy.trailers())
+        return client
+
+    def try_admit(self, watch: bool, client: str) -> Refusal | None:
+        """Take a slot for ``client`` (release it with ``release``), or the refusal: the
+        check without a coroutine, for handlers that run it inline (worker hosts)."""
         refusal = self._refusal(watch, client)
         if refusal is not None:
             reason, what = refusal
-            busy = Refusal(
+            return Refusal(
                 code=grpc.StatusCode.RESOURCE_EXHAUSTED,
                 message=f"node busy: {what}; retry with backoff",
                 reason=reason,
             )
-            await context.abort(busy.code, busy.message, busy.trailers())
         if watch:
             self.watches += 1
         else:
             self.rpcs += 1
         self.per_client[client] += 1
-        return client
+        return None
 
     def release(self, watch: bool, client: str) -> None:
         if watch:

@@ -64,6 +64,35 @@ class _Handoff:
     __slots__ = ()
 
 
+class _Wakeup:
+    """``asyncio.Event`` for the one task that waits on it (the activation's): no waiter
+    list to keep, one future per sleep. It is on every call's path."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+
 class _Passivate:
     __slots__ = ()
 
@@ -134,7 +163,9 @@ class ActivationRunner:
         self._on_overrun = on_overrun
         self._on_ended = on_ended
         self._mailbox: deque[_Message] = deque()
-        self._wakeup = asyncio.Event()
+        self._queued_bytes = 0
+        """Payload bytes of the calls and casts in ``_mailbox`` (rule 7's byte bound)."""
+        self._wakeup = _Wakeup()
         self._instance: Worker | None = None
         self._in_flight: _Call | None = None
         self._crashes: deque[float] = deque()
@@ -217,6 +248,7 @@ class ActivationRunner:
             if f.cancelled():  # the caller gave up (deadline, cancel)
                 with contextlib.suppress(ValueError):  # rule 7: not run, memory freed now
                     self._mailbox.remove(msg)
+                    self._queued_bytes -= len(msg.payload)
 
         reply.add_done_callback(gave_up)
         return reply
@@ -389,6 +421,8 @@ class ActivationRunner:
             if self._quit_request is not None:
                 return
             msg = self._mailbox.popleft()
+            if isinstance(msg, _Call | _Cast):
+                self._queued_bytes -= len(msg.payload)
             if isinstance(msg, _Handoff):
                 if await self._handoff(worker):
                     return
@@ -596,6 +630,7 @@ class ActivationRunner:
     def _put(self, msg: _Message) -> None:
         if isinstance(msg, _Call | _Cast):  # a handoff request is never refused
             self._check_room(msg)
+            self._queued_bytes += len(msg.payload)
         self._mailbox.append(msg)
         self._wakeup.set()
 
@@ -603,7 +638,7 @@ class ActivationRunner:
         policy = self._policy
         if len(self._mailbox) >= policy.mailbox_limit:
             raise MailboxFull(self.name, f"{len(self._mailbox)} messages queued (the bound)")
-        queued = sum(len(m.payload) for m in self._mailbox if isinstance(m, _Call | _Cast))
+        queued = self._queued_bytes
         if queued + len(msg.payload) > policy.mailbox_bytes:
             raise MailboxFull(
                 self.name,
@@ -624,6 +659,7 @@ class ActivationRunner:
             msg = self._mailbox.popleft()
             if isinstance(msg, _Call):
                 _settle(msg.reply, error)
+        self._queued_bytes = 0
 
     def _handoff_late(self) -> None:
         if self.finished:

@@ -153,6 +153,10 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
 
     ratios = {k: v["ratio"] for k, v in figures.items() if "ratio" in v}
     assert ratios["lookups.call_c64_per_s"]["reference"] == "grpc.echo_c64_per_s"
+    assert ratios["lookups.call_c1_per_s"]["reference"] == "grpc.echo_c1_per_s"
+    assert ratios["grpc.echo_spread_c1_per_s"]["reference"] == "grpc.echo_c1_per_s"
+    assert ratios["lookups.call_one_name_c1_per_s"]["reference"] == "grpc.echo_c1_per_s"
+    assert sections["grpc"]["details"]["spread_processes"] == 3  # one host per node
     assert ratios["registrations.batched_per_s"]["reference"] == "etcd.batched_per_s"
     assert ratios["registrations.one_by_one_per_s"]["value"] > 0
     assert set(doc["misses"]) <= set(figures)

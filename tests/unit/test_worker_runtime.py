@@ -35,6 +35,7 @@ from registry.worker import (
     WorkerFailed,
     WorkerRuntime,
 )
+from registry.worker.errors import MailboxFull
 from registry.worker.runtime import EFFECTS_PER_TURN
 
 P = ParamSpec("P")
@@ -225,6 +226,82 @@ async def test_mailbox_is_sequential_and_ordered() -> None:
     assert rt.status()["c"].state is ActivationState.RUNNING
     with pytest.raises(WorkerFailed, match="unknown command b'nope'"):
         await rt.call("c", b"nope", 1.0)
+    await rt.shutdown()
+
+
+class Overlapping(Worker):
+    """Counts how many of its hooks run at once; each call yields to the loop a few
+    times mid-hook, so two dispatched together would overlap."""
+
+    kind: ClassVar[str] = "overlapping"
+    active = 0
+    most = 0
+    seen: ClassVar[list[bytes]] = []
+
+    async def _enter(self, payload: bytes) -> None:
+        Overlapping.active += 1
+        Overlapping.most = max(Overlapping.most, Overlapping.active)
+        Overlapping.seen.append(payload)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        Overlapping.active -= 1
+
+    async def handle_call(self, payload: bytes) -> bytes:
+        await self._enter(payload)
+        return payload
+
+    async def handle_cast(self, payload: bytes) -> None:
+        await self._enter(payload)
+
+
+@async_test
+async def test_concurrent_calls_into_one_activation_never_overlap() -> None:
+    Overlapping.active = Overlapping.most = 0
+    Overlapping.seen = []
+    rt = runtime(Overlapping)
+    rt.apply([start("o", "overlapping", 1)])
+    sent = [b"%d" % i for i in range(40)]
+
+    async def one(i: int, payload: bytes) -> bytes:
+        if i % 4 == 3:
+            await rt.cast("o", payload)
+            return payload
+        return await rt.call("o", payload, 2.0)
+
+    replies = await asyncio.gather(*(one(i, p) for i, p in enumerate(sent)))
+    assert replies == sent
+    await eventually(lambda: len(Overlapping.seen) == len(sent))
+    assert Overlapping.most == 1  # one message at a time (activation rule 1)
+    assert Overlapping.seen == sent  # in the order they were queued
+    await rt.shutdown()
+
+
+@async_test
+async def test_mailbox_byte_bound_counts_only_what_is_queued() -> None:
+    # Room for two 40-byte calls: a third is refused; a call that leaves the mailbox (run,
+    # given up) frees its bytes, every round (the running total never drifts).
+    global GATE
+    rt = runtime(Probe, mailbox_bytes=100)
+    rt.apply([start("p", "probe", 1)])
+    big = b"x" * 40
+
+    def gates_run(n: int) -> Callable[[], bool]:
+        return lambda: sum(1 for e in JOURNAL.entries("busy", "p") if e[2] == b"gate") == n
+
+    for rounds in range(1, 4):
+        GATE = asyncio.Event()
+        held = asyncio.ensure_future(rt.call("p", b"gate", 2.0))
+        await JOURNAL.until(gates_run(rounds))  # it runs: out of the mailbox
+        gave_up = asyncio.ensure_future(rt.call("p", big, 0.05))
+        queued = asyncio.ensure_future(rt.call("p", big, 2.0))
+        await asyncio.sleep(0)
+        with pytest.raises(MailboxFull):
+            await rt.call("p", big, 2.0)
+        with pytest.raises(CallTimeout):
+            await gave_up
+        again = asyncio.ensure_future(rt.call("p", big, 2.0))  # its room came back
+        GATE.set()
+        assert list(await asyncio.gather(held, queued, again)) == [b"gate", big, big]
     await rt.shutdown()
 
 

@@ -24,16 +24,17 @@ Rules
    ``NOT_OWNER`` without an owner: the client goes through the node, which knows where
    the name runs. A mailbox that is full is ``MAILBOX_FULL``, as on the node.
 5. No interceptor wraps the handlers (each costs a coroutine per RPC): the checks run
-   inline.
+   inline, in plain functions (``_enter``), and only a refusal awaits anything.
+6. With tracing off a call pays nothing for it (no span, no context manager).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -103,12 +104,17 @@ class HostCalls:
     # -- the handlers ------------------------------------------------------------------
 
     async def call(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        client = await self._enter(request, "call", context)
+        client = self._enter(request, "call", context)
+        if isinstance(client, Refusal):
+            await self._refuse(client, context)
         try:
             name = request.name
             reply = self.runtime.submit_call(name, request.payload)
-            with worker_span(self.tracing, "handle_call", name=name):
+            if self.tracing is None:  # rule 6: no span machinery per call when off
                 payload = await self._answer(name, reply, context)
+            else:
+                with worker_span(self.tracing, "handle_call", name=name):
+                    payload = await self._answer(name, reply, context)
             token = self.runtime.token_of(name) or 0
             return pb.CallResponse(payload=payload, node=self.node, token=token)
         except Exception as exc:
@@ -117,15 +123,15 @@ class HostCalls:
         finally:
             self.limits.release(False, client)
 
-    async def _answer(
+    def _answer(
         self, name: str, reply: asyncio.Future[bytes], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> bytes:
+    ) -> Awaitable[bytes]:
         if context.time_remaining() is not None:
             # gRPC cancels this task at the caller's deadline (or when it goes away), which
             # cancels ``reply``: a call still queued is dropped (activation rule 7). No
             # timer of our own per call.
-            return await reply
-        return await self._bounded(name, reply)
+            return reply
+        return self._bounded(name, reply)
 
     @staticmethod
     async def _bounded(name: str, reply: asyncio.Future[bytes]) -> bytes:
@@ -136,7 +142,9 @@ class HostCalls:
             raise CallTimeout(name, DEFAULT_CALL_TIMEOUT_S) from None
 
     async def cast(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        client = await self._enter(request, "cast to", context)
+        client = self._enter(request, "cast to", context)
+        if isinstance(client, Refusal):
+            await self._refuse(client, context)
         try:
             self.runtime.submit_cast(request.name, request.payload)
             return pb.CastResponse()
@@ -148,27 +156,28 @@ class HostCalls:
 
     # -- checks (rule 2) ---------------------------------------------------------------
 
-    async def _enter(
+    def _enter(
         self, request: Any, verb: str, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> str:
-        """Refuse what the node would refuse before its servicer runs; the client's
-        identity for the limits (released by the caller)."""
+    ) -> str | Refusal:
+        """What the node would refuse before its servicer runs, as a refusal; else the
+        client's identity for the limits, with its slot taken (the caller releases it).
+        Inline, not a coroutine (rule 5)."""
         if isinstance(request, _Undecodable):
-            refusal = Refusal(
+            return Refusal(
                 code=grpc.StatusCode.INVALID_ARGUMENT, message=request.message, reason="MALFORMED"
             )
-            await self._refuse(refusal, context)
         caller = None
         if self.tokens is not None:
             try:
                 caller = self.gate.authenticate(context)
             except Refused as exc:
                 code = grpc.StatusCode.UNAUTHENTICATED
-                await self._refuse(
-                    Refusal(code=code, message=exc.message, reason=exc.reason), context
-                )
+                return Refusal(code=code, message=exc.message, reason=exc.reason)
             CALLER.set(caller)
-        client = await self.limits.admit(False, context)
+        client = identity(context)
+        busy = self.limits.try_admit(False, client)
+        if busy is not None:
+            return busy
         try:
             if caller is not None and not caller.allows("call", request.name):
                 raise Abort(
@@ -179,7 +188,7 @@ class HostCalls:
             check_payload(request.payload, self.max_payload)
         except Exception as exc:
             self.limits.release(False, client)
-            await self._abort(exc, context)
+            return refusal_for(exc)
         return client
 
     async def _abort(self, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -195,8 +204,11 @@ class HostCalls:
                 log.error("host call failed", exc_info=exc)
         await self._refuse(refusal, context)
 
-    async def _refuse(self, refusal: Refusal, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def _refuse(
+        self, refusal: Refusal, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> NoReturn:
         await context.abort(refusal.code, refusal.message, refusal.trailers(self.node))
+        raise AssertionError("unreachable: abort raises")
 
 
 class _Undecodable:
