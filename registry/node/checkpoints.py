@@ -222,14 +222,14 @@ class CheckpointDesk:
         if isinstance(command, Quit):
             return None
         if isinstance(command, Remind):
-            return _reminder_outcome(command, state.reminders_of(command.name), state)
+            return reminder_outcome(command, state.reminders_of(command.name), state)
         kept = state.checkpoint_of(command.name)
         if kept is not None and kept.token == command.token and kept.seq >= command.seq:
             return kept.index
         return None
 
 
-def _reminder_outcome(
+def reminder_outcome(
     command: Remind, kept: tuple[StoredReminder, ...], state: RegistryReader
 ) -> Outcome | None:
     """Whether this replica has applied ``command`` (the name is current: checked)."""
