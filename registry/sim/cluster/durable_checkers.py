@@ -133,7 +133,7 @@ class Checkpoints(Checker[ClusterObservation]):
 EPSILON_US = 1_000
 """How soon after its start an activation fires the periods it owes: the catch-up is
 the first thing its schedule does (``registry.worker.timers`` rule 2)."""
-END_SLACK_US = 1_000_000
+END_SLACK_US = 100_000
 """Periods due this close to the end of the run are not judged by rule R2."""
 MAX_PERIODS = 10_000
 """Bound on the periods one judgement walks (a run is minutes; periods are >= 0.5 s)."""

@@ -249,8 +249,16 @@ class ClusterSummary(Totals):
     handoffs: int
     checkpoints: dict[str, int]
     """Checkpoints kept by the log, refused by it (stale), and restores judged."""
+    reminders: dict[str, int]
+    """Reminder firings, duplicates, the most firings of one period, periods caught up
+    at a start, the latest catch-up (ms)."""
 
 
+REMINDER_STATS = {
+    "fired": "reminders_fired",
+    "duplicates": "reminder_duplicates",
+    "caught_up": "reminder_owed_at_start",
+}
 CHECKPOINT_STATS = {
     "applied": "checkpoints_applied",
     "refused_stale": "checkpoints_refused_by_log",
@@ -278,5 +286,17 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         checkpoints={
             label: sum(r.stats.get(key, 0) for r in results)
             for label, key in CHECKPOINT_STATS.items()
+        },
+        reminders={
+            **{
+                label: sum(r.stats.get(key, 0) for r in results)
+                for label, key in REMINDER_STATS.items()
+            },
+            "max_firings": max(
+                (r.stats.get("reminder_max_firings", 0) for r in results), default=0
+            ),
+            "max_late_ms": max(
+                (r.stats.get("reminder_max_late_ms", 0) for r in results), default=0
+            ),
         },
     )
