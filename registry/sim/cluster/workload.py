@@ -20,7 +20,7 @@ How a client behaves:
 - Every 20–60 ms (not in the calm phase: it is a write) the worker of a name it believes
   is registered,
   where one runs, takes a checkpoint of its count (its own random stream).
-- About one name in ``REMINDER_SHARE`` has a worker that keeps a durable reminder
+- A share ``REMINDER_SHARE`` (15 %) of the names have workers that keep a durable reminder
   (``registry.sim.cluster.reminders``: it sets it when it starts without it), with a
   period of 1–3 s (its own random stream).
 
