@@ -295,6 +295,12 @@ def _print_cluster_table(summary: ClusterSummary, elapsed: float) -> None:
         f"checkpoints: {c['applied']:,} kept by the log, {c['refused_stale']:,} refused there "
         f"as stale, {c['restores']:,} failover/restart starts restored one"
     )
+    r = summary.reminders
+    print(
+        f"reminders: {r['fired']:,} firings, {r['duplicates']:,} duplicates (at most "
+        f"{r['max_firings']} of one period), {r['caught_up']:,} periods caught up at a start "
+        f"(latest {r['max_late_ms'] / 1000:.3f}s after it was due)"
+    )
 
 
 def _print_failure(result: SeedOutcome, *, verbose: bool) -> None:
@@ -348,6 +354,7 @@ def _cluster_json(
         "starts": dict(sorted(summary.starts.items())),
         "handoffs": summary.handoffs,
         "checkpoints": summary.checkpoints,
+        "reminders": summary.reminders,
         "failovers": summary.starts.get("failover", 0),
         "sim_seconds": round(summary.sim_seconds, 3),
         "wall_seconds": round(elapsed, 3),

@@ -20,7 +20,9 @@ Rules (the state machine's rules are in ``registry.core.durable``)
    the log (the worker runtime checks first, too), and so are states whose entry would
    pass ``max_entry_bytes``.
 5. On success the supervisor's desired spec of a live activation with that token is
-   updated, so a host that dies and is restarted starts it from this checkpoint.
+   updated, so a host that dies and is restarted starts it from this checkpoint — and,
+   for a ``Remind``, with the reminders as committed now (one set since the start, and
+   the periods acknowledged since: neither lost nor fired again).
 6. ``Quit(name, token)`` (a worker ended itself and unregisters its name) goes the same
    way: done once the name is unregistered here, refused once its token is another.
 """
@@ -131,6 +133,10 @@ class CheckpointDesk:
             reply.index = outcome
             if command.op == "fired":
                 self._fired.inc()
+            spec = host.desired.get(command.name)
+            if spec is not None and spec.token == command.token:  # rule 5, for reminders
+                reminders = self._driver.view.state.reminders_of(command.name)
+                host.desired[command.name] = dataclasses.replace(spec, reminders=reminders)
         else:
             reply.error, reply.message, reply.current_token = outcome
         if host.generation == generation and host.connected:
@@ -222,14 +228,14 @@ class CheckpointDesk:
         if isinstance(command, Quit):
             return None
         if isinstance(command, Remind):
-            return _reminder_outcome(command, state.reminders_of(command.name), state)
+            return reminder_outcome(command, state.reminders_of(command.name), state)
         kept = state.checkpoint_of(command.name)
         if kept is not None and kept.token == command.token and kept.seq >= command.seq:
             return kept.index
         return None
 
 
-def _reminder_outcome(
+def reminder_outcome(
     command: Remind, kept: tuple[StoredReminder, ...], state: RegistryReader
 ) -> Outcome | None:
     """Whether this replica has applied ``command`` (the name is current: checked)."""

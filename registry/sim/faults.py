@@ -22,6 +22,12 @@ switch               G      the bug
 ``stale_checkpoint`` G2     the state machine keeps a checkpoint from an older token (it
                             checks only that the name has a holder): a superseded
                             activation's late checkpoint overwrites its successor's state
+``drop_reminders``   G4     a FAILOVER start runs without the reminders its activation
+                            carries (a host start that leaves them out): periods missed by
+                            the lost holder are never fired
+``leak_reminders``   G2     an activation's reminder timers outlive it on its node (the
+                            host does not cancel them when the activation stops): a
+                            superseded activation fires its successor's periods
 ===================  =====  ================================================================
 
 ``stale_checkpoint`` is the one plant in the core's logic: the harness swaps the class of
@@ -54,6 +60,10 @@ class SimFaults:
     """G4: FAILOVER starts are delayed this many true µs. Default 0."""
     stale_checkpoint: bool = False
     """G2: the state machine keeps checkpoints from older tokens. Default off."""
+    drop_reminders: bool = False
+    """G4: FAILOVER starts lose their activation's reminders. Default off."""
+    leak_reminders: bool = False
+    """G2: reminder timers are not cancelled when an activation stops. Default off."""
 
     @property
     def any(self) -> bool:
@@ -64,6 +74,8 @@ class SimFaults:
             or self.drop_handoff
             or self.failover_delay_us > 0
             or self.stale_checkpoint
+            or self.drop_reminders
+            or self.leak_reminders
         )
 
 

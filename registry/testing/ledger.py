@@ -18,6 +18,11 @@ different activation that claimed the name *later* had already written there is 
 write the fence let through; it goes to ``stale_accepted`` (with monotonic tokens that
 cannot happen, so the table must stay empty).
 
+``checkpoint_attempts``: one row per ``ctx.checkpoint`` of a ``ledger-counter`` worker
+(``registry.testing.ledger_worker``): its activation, token, the count it tried to keep,
+whether its activation had already stopped, when it was tried and answered, and the
+answer (``committed`` with the log index, ``stale_token``, ``unavailable``, ...).
+
 Writing
 -------
 Each node process has one ``Ledger`` with one writer thread. Worker hooks only queue
@@ -69,6 +74,10 @@ CREATE TABLE IF NOT EXISTS rejections (
 CREATE TABLE IF NOT EXISTS stale_accepted (
     activation TEXT NOT NULL, name TEXT NOT NULL, token INTEGER NOT NULL,
     newer_writer TEXT NOT NULL, t REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_attempts (
+    activation TEXT NOT NULL, name TEXT NOT NULL, token INTEGER NOT NULL,
+    count INTEGER NOT NULL, stopped INTEGER NOT NULL, t_try REAL NOT NULL,
+    t_done REAL NOT NULL, outcome TEXT NOT NULL, log_index INTEGER);
 """
 
 # Accept if token >= stored; the SET right-hand sides read the *old* row, so RETURNING
@@ -176,6 +185,16 @@ class Ledger:
             self._cv.notify()
         return done
 
+    def checkpoint_attempt(
+        self, entry: Entry, count: int, stopped: bool, t_try: float, outcome: str, index: int
+    ) -> None:
+        """Record one ``ctx.checkpoint`` of ``entry`` and its answer (``index``: 0 unless
+        committed)."""
+        row = (entry.id, entry.name, entry.token, count, int(stopped), t_try)
+        with self._cv:
+            self._queue.append(("attempt", entry, (*row, time.monotonic(), outcome, index)))
+            self._cv.notify()
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then end the thread (at exit; safe to call twice)."""
         with self._cv:
@@ -245,6 +264,9 @@ class Ledger:
     ) -> tuple[Entry, bool] | None:
         if kind == "gave":
             conn.execute("UPDATE activations SET state_out = ? WHERE id = ?", (row[0], entry.id))
+            return None
+        if kind == "attempt":
+            conn.execute("INSERT INTO checkpoint_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             return None
         if kind == "stop":
             conn.execute(

@@ -100,6 +100,11 @@ def test_no_violations(start: int) -> None:
     assert totals["messages_lost"] > 0
     # Workers checkpoint, and failovers resume what they checkpointed (``checkpoints``).
     assert totals["checkpoints_applied"] > 0 and totals["checkpoint_restores"] > 0
+    # Reminders fire, and starts catch up the periods their predecessors missed
+    # (``reminders``: at least once, duplicates only where a holder was lost before its
+    # firing was acknowledged); activations running at the end are judged too.
+    assert totals["reminders_fired"] > 0 and totals["reminder_owed_at_start"] > 0
+    assert totals["reminder_judged_running"] > 0
 
 
 # -- the bridge partition ----------------------------------------------------------------

@@ -27,6 +27,10 @@ handoff-state       G5: a HANDOFF start resumes exactly the count its predecesso
 checkpoints         durable state (``durable_checkers``): kept checkpoints never go back
                     to an older token in log order; a FAILOVER/RESTART start resumes the
                     last checkpoint committed before its assignment
+reminders           durable reminders (``durable_checkers``): every period fires at least
+                    once, no later than the next holder's start; only the current
+                    activation fires; a period fires again only in a holder assigned
+                    before its firing was acknowledged
 ==================  ====================================================================
 
 How G4 decides what counts (documented because it is a measurement, not a law):
@@ -63,7 +67,7 @@ from typing import Any
 
 from registry.sim.checks.base import Checker, Suite, stamp
 from registry.sim.checks.phases import BoundedPhase, RunEnded
-from registry.sim.cluster.durable_checkers import Checkpoints
+from registry.sim.cluster.durable_checkers import Checkpoints, Reminders
 from registry.sim.cluster.observations import (
     ActivationEnded,
     ActivationStarted,
@@ -439,6 +443,7 @@ def cluster_checkers() -> list[Checker[Any]]:
         Heal(),
         HandoffState(),
         Checkpoints(),
+        Reminders(),
     ]
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
-from registry.core.commands import Checkpoint, NameSpec, Register
+from registry.core.commands import Checkpoint, NameSpec, Register, Remind
 from registry.core.config import RaftConfig
 from registry.core.errors import ProposalRejected
 from registry.core.membership import MemberAck, MemberHeartbeat
@@ -37,7 +37,9 @@ from registry.sim.cluster.observations import (
     CheckpointApplied,
     MajorityChanged,
     RegisterApplied,
+    ReminderApplied,
 )
+from registry.sim.cluster.reminders import ReminderPlan
 from registry.sim.cluster.runtime import HandoffBehaviour, Ledger, NodeRuntime, decode_count
 from registry.sim.engine.clock import ClockConfig
 from registry.sim.engine.disk import RaftDisk
@@ -285,6 +287,8 @@ class ClusterHost:
             for applied in rd.applied:
                 sim.note_applied(self.id, applied)
                 sim.hooks.on_applied(self.id, applied)
+            if rd.applied:
+                runtime.reminders.on_applied()
             if rd.changed:
                 sim.note_assignments(rd.changed, replica.state)
             if raft.committed:
@@ -347,6 +351,8 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         self.member_config = config.membership or timing.membership()
         self.ledger = Ledger(lambda: self.world.now_us, self.observe)
         self.hooks = ClientHooks()
+        self.reminder_plans: dict[str, ReminderPlan] = {}
+        """Names whose workers keep a durable reminder (the workload fills it)."""
         self.snapshots_installed = 0
         self.stale_compactions = 0
         self.elections = 0
@@ -441,13 +447,31 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
                 self.observe(Assigned(at_us=now, name=name, node=record.holder, token=record.token))
 
     def note_applied(self, node: str, applied: Applied) -> None:
-        """Report each checkpoint entry, and each registration, once: when the first
+        """Report each checkpoint and reminder entry, and each registration, once: when the first
         replica applies it (every replica applies the same entry with the same result)."""
         command = applied.command
-        if not isinstance(command, Checkpoint | Register) or applied.index in self._durable_seen:
+        durable = Checkpoint | Register | Remind
+        if not isinstance(command, durable) or applied.index in self._durable_seen:
             return
         now = self.world.now_us
-        if isinstance(command, Checkpoint):
+        if isinstance(command, Remind):
+            self._durable_seen.add(applied.index)
+            self.observe(
+                ReminderApplied(
+                    at_us=now,
+                    node=node,
+                    index=applied.index,
+                    name=command.name,
+                    token=command.token,
+                    reminder=command.reminder,
+                    op=command.op,
+                    due=command.due,
+                    every=command.every,
+                    period=command.period,
+                    accepted=applied.result.ok,
+                )
+            )
+        elif isinstance(command, Checkpoint):
             self._durable_seen.add(applied.index)
             self.observe(
                 CheckpointApplied(

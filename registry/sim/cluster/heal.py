@@ -6,7 +6,9 @@ counts). Every ``POLL_US`` the phase checks whether the cluster has converged:
 
 - every node is up, unpaused, holds its lease, and is an up member of the view in its
   current incarnation; every learner is in the leader's Raft configuration;
-- every replica has applied the leader's commit index;
+- every replica has applied what the leader had committed one poll earlier (workers'
+  reminders keep committing while the cluster is calm: a log that must stand still
+  would never converge; a replica that stays behind still fails);
 - no name waits, none is half-unregistered, no handoff is in flight;
 - every registered name runs exactly once, on its owner by an *independent placement
   oracle* (``oracle_owner``: a few lines over uhashring, built from the view and the
@@ -73,12 +75,18 @@ class HealPhase(CalmPhase[ClusterSim, ClusterWorkload]):
         self.converged_us: int | None = None
         self._good_since: int | None = None
         """Start of the current stretch during which convergence held."""
+        self._commit_before: int | None = None
+        """The leader's commit index at the previous poll."""
 
     def poll(self) -> None:
         if self.converged_us is not None:
             return
         world = self._sim.world
-        if self.problem() is not None:
+        problem = self.problem()
+        leader = self._sim.leader()
+        if leader is not None and leader.view is not None:
+            self._commit_before = leader.view.commit_index
+        if problem is not None:
             self._good_since = None
             return
         if self._good_since is None:
@@ -101,6 +109,8 @@ class HealPhase(CalmPhase[ClusterSim, ClusterWorkload]):
             return "no leader"
         lead = leader.view
         commit = lead.commit_index
+        if self._commit_before is not None:
+            commit = min(commit, self._commit_before)
         conf = lead.raft_members()
         state = lead.state
         for host in active:
@@ -108,7 +118,7 @@ class HealPhase(CalmPhase[ClusterSim, ClusterWorkload]):
             assert view is not None
             if host.id not in conf:
                 return f"{host.id} is not in the Raft configuration"
-            if view.applied_index != commit:
+            if view.applied_index < commit:
                 return f"{host.id} applied {view.applied_index} of {commit}"
             member = state.members.get(host.id)
             if member is None or not member.up or member.incarnation != view.incarnation:

@@ -36,6 +36,9 @@ class ActivationStarted(NodeObserved):
     restored_from: int = 0
     """The log index of the checkpoint a FAILOVER or RESTART start was restored from
     (``ctx.restored_from``); 0: none."""
+    blocked: bool = False
+    """Its worker blocks its loop (``HandoffBehaviour.ignore_stop``): it handles nothing,
+    reminders included."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +75,44 @@ class CheckpointApplied(NodeObserved):
     """The counter value it holds."""
     accepted: bool
     """The state machine kept it (False: refused, e.g. a stale token)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReminderApplied(NodeObserved):
+    """A ``Remind`` entry was applied, seen once: at the first replica that applied its
+    ``index``. ``op`` is ``set``, ``cancel`` or ``fired`` (``registry.core.durable``)."""
+
+    index: int
+    name: str
+    token: int
+    reminder: str
+    op: str
+    due: float
+    """``set``: Unix seconds of period 0 (the model's wall clocks read true time)."""
+    every: float
+    """``set``: seconds between periods (0: once)."""
+    period: int
+    """``fired``: the period acknowledged."""
+    accepted: bool
+    """The state machine took it (False: refused, e.g. a stale token)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReminderFired(NodeObserved):
+    """The worker of activation ``(name, token)`` on ``node`` handled period ``period`` of
+    its reminder (``handle_reminder`` ran)."""
+
+    name: str
+    token: int
+    reminder: str
+    due: float
+    every: float
+    period: int
+
+
+def period_due_us(due: float, every: float, period: int) -> int:
+    """True time (µs) at which ``period`` is due (``StoredReminder.due_at``)."""
+    return round((due + period * every) * 1e6)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +201,8 @@ ClusterObservation = (
     | ActivationEnded
     | CheckpointApplied
     | RegisterApplied
+    | ReminderApplied
+    | ReminderFired
     | NameSpecified
     | OpAccepted
     | OpAcked

@@ -29,7 +29,7 @@ from registry.sim.cluster.checkers import (
     Registrations,
     SingleActivation,
 )
-from registry.sim.cluster.durable_checkers import Checkpoints
+from registry.sim.cluster.durable_checkers import Checkpoints, Reminders
 from registry.sim.cluster.harness import ClusterConfig, ClusterSim
 from registry.sim.cluster.heal import HealPhase
 from registry.sim.cluster.observations import FinalRegistry, NodeRegistry
@@ -120,17 +120,21 @@ def run_cluster_seed(
     faults: SimFaults = NO_FAULTS,
     ignore_stop: float = 0.0,
     checkpoints: bool = True,
+    reminders: bool = True,
 ) -> ClusterSeedResult:
     """Run one seed. ``membership`` overrides the member timing (the unsafe switch);
     ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
     fail). ``checkpoints=False``: workers take none, and the seed replays the history it
-    had before the model had checkpoints (regression seeds found then)."""
+    had before the model had checkpoints (regression seeds found then); so does
+    ``reminders=False`` for the model before reminders."""
     wall_start = time.perf_counter()
     shape_rng, world_rng, nemesis_rng, client_rng = child_rngs(seed, 4)
     config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
-    workload = ClusterWorkload(sim, client_rng, names=names, checkpoints=checkpoints)
+    workload = ClusterWorkload(
+        sim, client_rng, names=names, checkpoints=checkpoints, reminders=reminders
+    )
     sim.hooks = workload
     nemesis = Nemesis(sim.world, nemesis_rng, focus=leader_of(sim))
     heal = HealPhase(sim, workload, nemesis, bound_us=round(calm_bound_s * 1e6))
@@ -173,6 +177,12 @@ def run_cluster_seed(
         checkpoints_applied=suite.get(Checkpoints).applied,
         checkpoints_refused_by_log=suite.get(Checkpoints).refused,
         checkpoint_restores=suite.get(Checkpoints).restores,
+        **{f"reminders_{k}": v for k, v in sim.ledger.reminders.items()},
+        reminder_duplicates=suite.get(Reminders).duplicates,
+        reminder_max_firings=suite.get(Reminders).max_firings,
+        reminder_owed_at_start=suite.get(Reminders).owed_at_start,
+        reminder_max_late_ms=max(suite.get(Reminders).late_us, default=0) // 1000,
+        reminder_judged_running=suite.get(Reminders).judged_running,
     )
     learners = nodes - config.voters
     style = (
@@ -239,8 +249,16 @@ class ClusterSummary(Totals):
     handoffs: int
     checkpoints: dict[str, int]
     """Checkpoints kept by the log, refused by it (stale), and restores judged."""
+    reminders: dict[str, int]
+    """Reminder firings, duplicates, the most firings of one period, periods caught up
+    at a start, the latest catch-up (ms)."""
 
 
+REMINDER_STATS = {
+    "fired": "reminders_fired",
+    "duplicates": "reminder_duplicates",
+    "caught_up": "reminder_owed_at_start",
+}
 CHECKPOINT_STATS = {
     "applied": "checkpoints_applied",
     "refused_stale": "checkpoints_refused_by_log",
@@ -268,5 +286,17 @@ def summarize(results: Sequence[ClusterSeedResult]) -> ClusterSummary:
         checkpoints={
             label: sum(r.stats.get(key, 0) for r in results)
             for label, key in CHECKPOINT_STATS.items()
+        },
+        reminders={
+            **{
+                label: sum(r.stats.get(key, 0) for r in results)
+                for label, key in REMINDER_STATS.items()
+            },
+            "max_firings": max(
+                (r.stats.get("reminder_max_firings", 0) for r in results), default=0
+            ),
+            "max_late_ms": max(
+                (r.stats.get("reminder_max_late_ms", 0) for r in results), default=0
+            ),
         },
     )

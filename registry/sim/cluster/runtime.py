@@ -24,6 +24,7 @@ What it models (the real one is ``registry.node.hosts`` + ``registry.worker``): 
   supervisor does: when the worker returned, or its host was killed or exited; a ``Stop``
   of something that is not running, at once.
 
+- Durable reminders: ``registry.sim.cluster.reminders`` (set, schedule, fire, acknowledge).
 - ``checkpoint(name)`` (the workload asks a running worker to take one): the worker's
   count is proposed as a ``Checkpoint`` with its token and a fresh ``seq``, as
   ``registry.node.checkpoints`` does: through ``Replica.propose_checkpoint``, the outcome
@@ -41,10 +42,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from registry.core.commands import Checkpoint
+from registry.core.durable import StoredReminder
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import StartReason
 from registry.sim.cluster.observations import (
@@ -52,6 +54,7 @@ from registry.sim.cluster.observations import (
     ActivationStarted,
     ClusterObservation,
 )
+from registry.sim.cluster.reminders import NodeReminders
 from registry.sim.faults import NO_FAULTS, SimFaults
 
 if TYPE_CHECKING:
@@ -100,6 +103,18 @@ class Ledger:
             "timed_out": 0,
         }
         """Checkpoints by what their node's desk saw (``sent`` counts resends too)."""
+        self.reminders: dict[str, int] = {
+            "set": 0,
+            "fired": 0,
+            "dropped": 0,
+            "ack_committed": 0,
+            "ack_refused": 0,
+            "ack_timed_out": 0,
+        }
+        """Reminder sets asked, firings handled or dropped, and how their acks ended."""
+
+    def observe(self, obs: ClusterObservation) -> None:
+        self._observe(obs)
 
     def started(self, obs: ActivationStarted) -> None:
         self.starts[obs.reason] += 1
@@ -135,6 +150,8 @@ class _Activation:
     """Stop was sent; the control process no longer dispatches to it."""
     stop_why: str = ""
     handoff: BeginHandoff | None = None
+    schedule: dict[str, StoredReminder] = field(default_factory=dict)
+    """Its armed reminders (``registry.sim.cluster.reminders``)."""
 
 
 def encode_count(count: int) -> bytes:
@@ -172,10 +189,23 @@ class NodeRuntime:
         self._watchdog_at: int | None = None
         self._last_seq = 0
         self.alive = True
+        self.reminders = NodeReminders(self, host.sim.reminder_plans)
 
     @property
     def node(self) -> str:
         return self._host.id
+
+    @property
+    def host(self) -> ClusterHost:
+        return self._host
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
+    def faults(self) -> SimFaults:
+        return self._faults
 
     def _now(self) -> int:
         return self._host.sim.world.now_us
@@ -260,8 +290,10 @@ class NodeRuntime:
                 reason=act.reason.value,
                 initial=initial,
                 restored_from=act.restored_from,
+                blocked=blocked,
             )
         )
+        self.reminders.started(self.active[act.name], act)
 
     def _stop(self, act: _Activation, why: str) -> None:
         """Send stop to the activation's host: it runs ``on_stop`` now, or — blocked —
@@ -366,6 +398,7 @@ class NodeRuntime:
 
     def end(self, name: str, why: str) -> None:
         act = self.active.pop(name)
+        self.reminders.ended(act)
         self._host.sim.world.record("end", self.node, name, act.token, why)
         self._ledger.ended(self.node, act, why, self._now())
         self._report_stopped(name, act.token)

@@ -20,6 +20,9 @@ How a client behaves:
 - Every 20–60 ms (not in the calm phase: it is a write) the worker of a name it believes
   is registered,
   where one runs, takes a checkpoint of its count (its own random stream).
+- A share ``REMINDER_SHARE`` (15 %) of the names have workers that keep a durable reminder
+  (``registry.sim.cluster.reminders``: it sets it when it starts without it), with a
+  period of 1–3 s (its own random stream).
 
 Each name's spec is drawn once per seed: most are plain counters, some need a role
 (``web``/``batch``), some are of kind ``session`` (hosted only by nodes that run any
@@ -37,11 +40,14 @@ from registry.core.replica import Applied
 from registry.core.state import Code
 from registry.sim.cluster.harness import ClientHooks, ClusterHost, ClusterSim
 from registry.sim.cluster.observations import NameSpecified, OpAccepted, OpAcked, OpUncertain
+from registry.sim.cluster.reminders import ReminderPlan
 from registry.sim.harness import pick_host
 
 MAX_ATTEMPTS = 8
 OP_TIMEOUT_US = 5_000_000
 GROUPS = ("g1", "g2", "g3", "g4")
+REMINDER_SHARE = 0.15
+REMINDER_PERIODS_US = (1_000_000, 1_500_000, 2_000_000, 3_000_000)
 
 
 @dataclass(slots=True)
@@ -74,7 +80,13 @@ def draw_specs(rng: random.Random, count: int, ids: list[str]) -> list[NameSpec]
 
 class ClusterWorkload(ClientHooks):
     def __init__(
-        self, sim: ClusterSim, rng: random.Random, *, names: int, checkpoints: bool = True
+        self,
+        sim: ClusterSim,
+        rng: random.Random,
+        *,
+        names: int,
+        checkpoints: bool = True,
+        reminders: bool = True,
     ) -> None:
         self.sim = sim
         self._rng = rng
@@ -84,6 +96,14 @@ class ClusterWorkload(ClientHooks):
         """Which worker checkpoints when (its own stream: the ops' draws stay apart);
         ``None``: no checkpoints, and no draw, so the seed's history is as it was before
         the model had them."""
+        if reminders:  # its own stream too; ``False`` keeps older seeds' histories
+            plan_rng = random.Random(rng.getrandbits(64))
+            for name in self._all:
+                if plan_rng.random() < REMINDER_SHARE:
+                    sim.reminder_plans[name] = ReminderPlan(
+                        first_us=plan_rng.randint(200_000, 1_500_000),
+                        every_us=plan_rng.choice(REMINDER_PERIODS_US),
+                    )
         self.writing = False
         """Start registry ops (off in the calm phase; counter calls go on)."""
         self.registered: set[str] = set()
