@@ -143,6 +143,13 @@ class NodeMetrics(Collector):
             registry=self.registry,
             buckets=RPC_BUCKETS,
         )
+        self.event_loop_lag_seconds = Histogram(
+            "registry_event_loop_lag_seconds",
+            "How late this node's event loop ran a 50 ms timer (heartbeats, lease "
+            "renewals and sub-leases all wait for its turns).",
+            registry=self.registry,
+            buckets=RPC_BUCKETS,
+        )
         self.rpc_errors = Counter(
             "registry_rpc_errors_total",
             "Client API calls on this node that ended with a status other than OK, by "

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -105,6 +106,7 @@ class ReadyLoop(Generic[InputT]):
         self.listening_catch_up = max(2, round(LISTENING_CATCH_UP_S / tick))
         self.lease_deadline = 0.0
         self.stopping = False
+        self._slowest: tuple[float, str] = (0.0, "")
 
     async def run(self, inputs: asyncio.Queue[InputT]) -> None:
         """Until ``stopping``: wait for an input or the next tick, feed every queued
@@ -175,11 +177,25 @@ class ReadyLoop(Generic[InputT]):
 
     def finish(self, ready: ReplicaReady) -> None:
         """After persist and send: apply, then ``advance``."""
+        started = time.perf_counter()
         self.update_lease()
         self._apply(ready)
         self.replica.advance(ready)
         self._changed()
         self._advanced()
+        took = time.perf_counter() - started
+        if took > self._slowest[0]:
+            self._slowest = (
+                took,
+                f"{len(ready.applied)} entries applied, {len(ready.effects)} worker effects,"
+                f" {len(ready.changed)} names changed",
+            )
+
+    def take_slowest(self) -> str:
+        """The longest apply-and-advance since the last call (for stall reports)."""
+        took, what = self._slowest
+        self._slowest = (0.0, "")
+        return f"{took * 1000:.0f} ms, {what}" if what else ""
 
     async def persist(self, ready: ReplicaReady) -> None:
         try:

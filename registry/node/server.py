@@ -47,6 +47,7 @@ from registry.node.grpc_services import StandardServices
 from registry.node.hosts import HostSupervisor, call_port
 from registry.node.http import HttpServer, Routes
 from registry.node.limits import ConcurrencyLimits
+from registry.node.loop_stalls import LoopStalls
 from registry.node.metrics import NodeMetrics
 from registry.node.peer_guard import view_of
 from registry.node.peer_tls import PeerTls
@@ -144,6 +145,7 @@ class Node:
         self.runtime.on_quit = self.checkpoints.quit
         self.runtime.on_remind = self.checkpoints.serve_remind
         self._gc_pauses = GcPauses(self.metrics.gc_pause_seconds)
+        self._loop_stalls: asyncio.Task[None] | None = None
         self._freezer = BulkFreezer()
         self.events = EventLog(lambda: self.driver.view)
         self.watches = WatchHub(self.directory)
@@ -215,6 +217,12 @@ class Node:
         tune_gc()
         self._gc_pauses.install()
         self.driver.start()
+        stalls = LoopStalls(
+            self.metrics.event_loop_lag_seconds, slowest=self.driver.ready_loop.take_slowest
+        )
+        self._loop_stalls = asyncio.get_running_loop().create_task(
+            stalls.run(), name="registry-loop-stalls"
+        )
         self.disk.start()
         await self.standard.start()
         if cfg.http:
@@ -310,6 +318,8 @@ class Node:
                 self.tracer_provider.shutdown()  # export what is still buffered
         finally:
             self._gc_pauses.uninstall()
+            if self._loop_stalls is not None:
+                self._loop_stalls.cancel()
             self._stopped.set()
 
     async def run_until_signalled(self) -> None:
