@@ -86,8 +86,18 @@ class EventLog:
             self._membership(view)
 
     def _effects(self, ready: ReplicaReady) -> None:
-        fenced = 0
-        for effect in ready.effects:
+        effects = ready.effects
+        fenced = sum(
+            1 for e in effects if isinstance(e, Stop) and e.reason is StopReason.QUORUM_LOST
+        )
+        keep = self._events.maxlen or len(effects)
+        if len(effects) > keep:
+            # A fence or a rebalance is thousands of effects in one Ready; all but the
+            # last ``keep`` would fall out of the log at once. Their sequence numbers
+            # are still taken, so a reader sees the gap.
+            self._seq += len(effects) - keep
+            effects = effects[-keep:]
+        for effect in effects:
             if isinstance(effect, Start):
                 a = effect.activation
                 self.record(
@@ -104,8 +114,6 @@ class EventLog:
                     detail="begin_handoff: moving to its new owner",
                 )
             elif isinstance(effect, Stop):
-                if effect.reason is StopReason.QUORUM_LOST:
-                    fenced += 1
                 self.record(
                     "stop",
                     name=effect.name,

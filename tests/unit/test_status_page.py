@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from registry.core.commands import NameSpec, Register
-from registry.core.replica import ReplicaReady, StopReason
+from registry.core.messages import Ready
+from registry.core.replica import ReplicaReady, Stop, StopReason
 from registry.core.view import RegistryReader
 from registry.node.events import EventLog
 from registry.node.http import HttpServer, Routes
@@ -142,6 +143,25 @@ def test_the_ring_keeps_only_the_newest_events() -> None:
     assert [e["seq"] for e in log.recent(2)] == [5, 4]
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         EventLog(cluster.leader().view, capacity=0)
+
+
+def test_a_fence_of_many_workers_keeps_the_newest_and_counts_them_all() -> None:
+    """A fence stops every worker in one Ready: the log keeps the newest stops and the
+    fence line counts all of them; the skipped ones still take their sequence numbers."""
+    cluster = formed()
+    log = EventLog(cluster.leader().view, capacity=20, clock=lambda: 42.0)
+    stops = tuple(Stop(name=f"w{i}", token=i, reason=StopReason.QUORUM_LOST) for i in range(1, 51))
+    log.on_ready(
+        ReplicaReady(
+            incarnation=2, raft=Ready(), compaction=None, messages=(), effects=stops, applied=()
+        )
+    )
+    events = log.recent()
+    fence = next(e for e in events if e["kind"] == "fence")
+    assert fence["detail"] == "lease lost, stopped 50 workers, new incarnation 2"
+    assert fence["seq"] == 51  # 50 stops before it, recorded or not
+    kept = [(e["seq"], e["name"]) for e in events if e["kind"] == "stop"]
+    assert kept and kept == [(i, f"w{i}") for i in range(50, 50 - len(kept), -1)]
 
 
 # -- /status/names ---------------------------------------------------------------------

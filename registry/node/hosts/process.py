@@ -63,7 +63,9 @@ class HostProcess:
         self._older: dict[str, set[int]] = {}
         """Lower tokens of a name still ending beside ``live`` (rare: a superseded one)."""
         self.failed: dict[str, tuple[int, str]] = {}
-        self.handoffs: set[tuple[str, int]] = set()
+        self.handoffs: dict[str, int] = {}
+        """Names asked to ``begin_handoff`` and not answered yet → their tokens (a dict:
+        a stop looks its name up, and a rebalance stops thousands in one Ready)."""
         self.calls: dict[int, tuple[asyncio.Future[bytes], str, float]] = {}
         self.restarts = 0
         self.deaths: deque[float] = deque()

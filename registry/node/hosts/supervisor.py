@@ -378,8 +378,7 @@ class HostSupervisor:
                 if current is not None and current.token <= effect.token:
                     del host.desired[effect.name]
                 host.failed.pop(effect.name, None)
-                if host.handoffs:
-                    host.handoffs = {h for h in host.handoffs if h[0] != effect.name}
+                host.handoffs.pop(effect.name, None)
                 host.send(
                     pb.HostCommand(
                         stop=pb.HostStop(
@@ -401,7 +400,7 @@ class HostSupervisor:
                         self._reports.handoff_done, effect.name, effect.token, None
                     )
                     continue
-                host.handoffs.add((effect.name, effect.token))
+                host.handoffs[effect.name] = effect.token
                 host.send(
                     pb.HostCommand(
                         begin_handoff=pb.HostBeginHandoff(name=effect.name, token=effect.token)
@@ -456,7 +455,8 @@ class HostSupervisor:
             self._reports.stopped(ended.name, ended.token)
         elif kind == "handoff":
             report = event.handoff
-            host.handoffs.discard((report.name, report.token))
+            if host.handoffs.get(report.name) == report.token:
+                del host.handoffs[report.name]
             if report.ignored:
                 self._reports.handoff_ignored(report.name, report.token)
                 return
@@ -514,7 +514,7 @@ class HostSupervisor:
         for name, token in host.forget_live():
             self._loop.call_soon(self._reports.stopped, name, token)
         host.failed.clear()
-        for name, token in sorted(host.handoffs):
+        for name, token in sorted(host.handoffs.items()):
             host.desired.pop(name, None)
             self._loop.call_soon(self._reports.handoff_done, name, token, None)
         host.handoffs.clear()
