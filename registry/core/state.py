@@ -195,6 +195,52 @@ def _restart_row(policy: RestartPolicy | None) -> list[list[Any]]:
     return [row]
 
 
+def _snapshot_row(r: NameRecord) -> list[Any]:
+    """A name's snapshot row. The snapshot is taken on the control loop (every
+    ``max(1024, names)`` entries), so the common shape — no args, roles, priority,
+    state, groups or restart policy — is built without a call per field."""
+    spec = r.spec
+    if not (spec.args or spec.roles or spec.priority or spec.restart or r.groups) and (
+        r.state is None
+    ):
+        return [
+            spec.name,
+            spec.kind,
+            "",
+            [],
+            None,
+            r.holder,
+            r.holder_incarnation,
+            r.token,
+            r.reason._value_,
+            None,
+            [],
+            r.unregistering,
+        ]
+    return [
+        spec.name,
+        spec.kind,
+        _b64(spec.args),
+        list(spec.roles),
+        None if spec.priority is None else [list(t) for t in spec.priority],
+        r.holder,
+        r.holder_incarnation,
+        r.token,
+        r.reason._value_,
+        _b64(r.state),
+        sorted(r.groups) if r.groups else [],
+        r.unregistering,
+        *_restart_row(spec.restart),
+    ]
+
+
+def _b64(data: bytes | None) -> str | None:
+    # Most names carry no args and no state: skip the encoder for those.
+    if not data:
+        return None if data is None else ""
+    return base64.b64encode(data).decode()
+
+
 def validate_identifier(what: str, value: str) -> str | None:
     """Why ``value`` is not a usable name/group/kind, or ``None`` if it is."""
     if not value:
@@ -698,12 +744,6 @@ class RegistryState:
     # -- snapshot ----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        def b64(data: bytes | None) -> str | None:
-            # Most names carry no args and no state: skip the encoder for those.
-            if not data:
-                return None if data is None else ""
-            return base64.b64encode(data).decode()
-
         body: dict[str, Any] = {
             "epoch": self.epoch,
             "applied_index": self.applied_index,
@@ -720,24 +760,7 @@ class RegistryState:
                 ]
                 for _, m in sorted(self.members.items())
             ],
-            "names": [
-                [
-                    r.spec.name,
-                    r.spec.kind,
-                    b64(r.spec.args),
-                    list(r.spec.roles),
-                    None if r.spec.priority is None else [list(t) for t in r.spec.priority],
-                    r.holder,
-                    r.holder_incarnation,
-                    r.token,
-                    r.reason._value_,
-                    b64(r.state),
-                    sorted(r.groups) if r.groups else [],
-                    r.unregistering,
-                    *_restart_row(r.spec.restart),
-                ]
-                for r in (self.names[name] for name in sorted(self.names))
-            ],
+            "names": [_snapshot_row(r) for r in map(self.names.__getitem__, sorted(self.names))],
             "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
         }
         if self.checkpoints:  # absent: snapshots without checkpoints stay as they were
