@@ -10,7 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from registry.core.errors import ConfigError
 from registry.core.timing import preset
@@ -262,7 +264,6 @@ def _toml_value(value: object) -> str:
 
 
 def run_node(args: argparse.Namespace) -> int:
-    import asyncio
 
     from registry.node.discovery import DiscoveryFailed, discover
     from registry.node.logs import configure
@@ -282,13 +283,34 @@ def run_node(args: argparse.Namespace) -> int:
     try:
         cfg = node_config(args)
         configure(args.log_level, cfg.id, args.log_format)
-        asyncio.run(discover_and_serve(cfg))
+        run_loop(discover_and_serve(cfg))
     except (ConfigError, DiscoveryFailed, DataDirLocked, StorageCorrupt, OSError) as exc:
         # One line, no traceback: bad config, a locked or damaged data directory (the
         # message names the file and the recovery), a port in use.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+EVENT_LOOP_ENV = "REGISTRY_EVENT_LOOP"
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the node's ``main`` on uvloop when it is installed (the ``fast`` extra) and
+    ``REGISTRY_EVENT_LOOP`` is not ``asyncio``; else on the standard loop. At c=64
+    registrations uvloop took ~10 % off the CPU per write (leader and followers, three
+    A/B pairs); nothing in the node depends on which loop runs it."""
+    if os.environ.get(EVENT_LOOP_ENV, "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    import asyncio
+
+    asyncio.run(main)
 
 
 def _wait_ready(addresses: list[str], timeout: float) -> str | None:

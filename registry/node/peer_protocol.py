@@ -20,6 +20,10 @@ Rules:
   reads. It is not a protocol version (entries are not peer messages; an older node
   ignores the key and reads JSON only): a node writes binary entries only once every
   peer it knows has said it reads them (``registry.core.commands``).
+- ``registry-peer-features`` (``batch1``) says the node reads ``PeerBatch`` envelopes
+  (several messages in one stream write). Also not a version: a sender batches only on
+  a stream whose server said so in its initial metadata, so an older node (which
+  ignores the key and says nothing) only ever gets single messages.
 """
 
 from __future__ import annotations
@@ -42,6 +46,19 @@ ENTRY_CODECS_KEY = "registry-entry-codecs"
 ENTRY_CODECS = "json,binary1"
 
 
+PEER_FEATURES_KEY = "registry-peer-features"
+PEER_FEATURES = "batch1"
+
+
+def reads_batches(items: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """Whether the peer said it reads ``PeerBatch`` envelopes (``PEER_FEATURES_KEY``)."""
+    for key, value in items or ():
+        if key == PEER_FEATURES_KEY:
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            return "batch1" in text.split(",")
+    return False
+
+
 def reads_binary_entries(items: Iterable[tuple[str, str | bytes]] | None) -> bool:
     """Whether the peer said it reads binary log entries (``ENTRY_CODECS_KEY``)."""
     for key, value in items or ():
@@ -62,6 +79,7 @@ def metadata() -> tuple[tuple[str, str], ...]:
         (PROTOCOL_KEY, str(advertised())),
         (RANGE_KEY, f"{MIN_SUPPORTED}-{MAX_SUPPORTED}"),
         (ENTRY_CODECS_KEY, ENTRY_CODECS),
+        (PEER_FEATURES_KEY, PEER_FEATURES),
     )
 
 

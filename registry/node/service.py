@@ -259,9 +259,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         self._check_entry(command)
         view = self._view
         if view.role is Role.LEADER:
-            index, result = await asyncio.wait_for(
-                self._replicated.propose(command), WRITE_TIMEOUT_S
-            )
+            async with asyncio.timeout(WRITE_TIMEOUT_S):  # no task per write, as wait_for makes
+                index, result = await self._replicated.propose(command)
             if not result.ok:
                 raise Abort.result(result.code, result.message, result.reason)
             return respond(index)

@@ -16,6 +16,13 @@ the client, each with a rate-limited log line; the peer protocol version travels
 checked the same way (``registry.node.peer_protocol``). Each decoded message then passes
 ``registry.node.peer_guard`` — its ``src`` must be the stream's authenticated identity —
 before it reaches the core.
+
+Coalescing: what is queued for a peer when its stream is ready to write goes out as one
+``PeerBatch`` envelope (up to ``BATCH_MAX`` messages and about ``BATCH_BYTES``), if the
+peer's server said it reads batches (``registry-peer-features``); a Ready's appends,
+heartbeats and member acks to one peer then cost one gRPC write, not one each. The
+receiver unpacks a batch and runs every message in it through the same checks as a
+single one; a batch inside a batch is refused as undecodable.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
 import grpc.aio
 
-from registry.core.replica import PeerMessage
+from registry.core.messages import Message
+from registry.core.replica import Forward, PeerMessage
 from registry.node import peer_protocol
 from registry.node.peer_guard import PeerView, RefusalLog, SnapshotGuard, check, describe
 from registry.node.peer_rtt import RoundTrips
@@ -41,6 +49,11 @@ from registry.wire.codec import decode_peer, encode_peer
 log = logging.getLogger("registry.transport")
 
 QUEUE_LIMIT = 4096
+BATCH_MAX = 64
+"""Messages per ``PeerBatch`` at most."""
+BATCH_BYTES = 1 << 20
+"""A batch stops growing past this many (estimated) bytes; a message bigger than it
+goes alone, so a batch never nears the 64 MiB message limit."""
 MAX_BACKOFF_S = 0.25
 """Longest wait between stream attempts. Short, because a peer that restarts is back
 within a second or two and the first messages it needs (a pre-vote, a member
@@ -83,6 +96,10 @@ def _cluster_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     return ""
 
 
+_Queued = tuple[peer_pb2.PeerEnvelope, int]
+"""An envelope and its estimated size in bytes."""
+
+
 class _Link:
     """The stream to one peer."""
 
@@ -91,27 +108,55 @@ class _Link:
         self._owner = owner
         self._node = owner.node
         self._resolve = owner.resolve
-        self._queue: asyncio.Queue[peer_pb2.PeerEnvelope | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue(QUEUE_LIMIT)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{peer}")
         self.dropped = 0
         self.broken = 0
         """Streams that ended (failed to connect, or broke) — for tests and debugging."""
+        self.writes = 0
+        """Envelopes written (a batch counts once) — for tests and debugging."""
 
-    def send(self, envelope: peer_pb2.PeerEnvelope) -> None:
+    def send(self, envelope: peer_pb2.PeerEnvelope, size: int) -> None:
         if self._queue.full():
             self._queue.get_nowait()  # the oldest is the least useful
             self.dropped += 1
-        self._queue.put_nowait(envelope)
+        self._queue.put_nowait((envelope, size))
 
-    @staticmethod
     async def _envelopes(
-        queue: asyncio.Queue[peer_pb2.PeerEnvelope | None],
+        self, queue: asyncio.Queue[_Queued | None], batches: asyncio.Event
     ) -> AsyncIterator[peer_pb2.PeerEnvelope]:
         # grpc.aio keeps consuming a request iterator after its RPC has failed: the
         # iterator must belong to one stream only, and end when told (None), or each
         # broken stream leaves a reader that steals, and loses, one later message.
-        while (envelope := await queue.get()) is not None:
-            yield envelope
+        # ``batches`` is set once the server said it reads batches.
+        carry: _Queued | None = None
+        while True:
+            first = carry if carry is not None else await queue.get()
+            carry = None
+            if first is None:
+                return
+            if not batches.is_set() or queue.empty() or first[1] > BATCH_BYTES:
+                self.writes += 1
+                yield first[0]
+                continue
+            batch, size, end = [first[0]], first[1], False
+            while not queue.empty() and len(batch) < BATCH_MAX:
+                queued = queue.get_nowait()
+                if queued is None:
+                    end = True
+                    break
+                if size + queued[1] > BATCH_BYTES:
+                    carry = queued  # the first of the next write
+                    break
+                batch.append(queued[0])
+                size += queued[1]
+            self.writes += 1
+            if len(batch) == 1:
+                yield batch[0]
+            else:
+                yield peer_pb2.PeerEnvelope(batch=peer_pb2.PeerBatch(envelopes=batch))
+            if end:
+                return
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -162,8 +207,9 @@ class _Link:
 
     async def _stream(self, channel: grpc.aio.Channel) -> None:
         owner = self._owner
+        batches = asyncio.Event()
         call = peer_pb2_grpc.PeerStub(channel).Stream(
-            self._envelopes(self._queue),
+            self._envelopes(self._queue, batches),
             metadata=(
                 (CLUSTER_KEY, owner.cluster_id),
                 *owner.http_metadata(),
@@ -179,6 +225,8 @@ class _Link:
             call.cancel()
             await asyncio.sleep(MAX_BACKOFF_S)
             return
+        if peer_protocol.reads_batches(initial):
+            batches.set()
         # (No id at all: the server refused the stream, which ``await call`` raises.)
         if theirs and theirs != owner.cluster_id:
             # Whatever the server decides, we do not talk to another cluster.
@@ -262,7 +310,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
             link = self._links.get(msg.dst)
             if link is None:
                 link = self._links[msg.dst] = _Link(self, msg.dst)
-            link.send(envelope)
+            link.send(envelope, _estimated_size(msg))
             self._round_trips.sent(msg)
 
     def http_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -318,26 +366,29 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         http_noted = False
         pinned = identity
         binary: bool | None = peer_protocol.reads_binary_entries(context.invocation_metadata())
-        async for envelope in request_iterator:
-            msg = decode_peer(envelope)
-            if msg is None:
-                self.refusals.refuse("undecodable", f"an envelope from {who}")
-                continue
-            if pinned is None and self._tls is None:
-                pinned = msg.src  # without TLS a stream still speaks for one node only
-            reason = self._refusal(msg, pinned)
-            if reason is not None:
-                self.refusals.refuse(reason, f"{describe(msg)} on a stream from {who}")
-                continue
-            self._heard[msg.src] = time.monotonic()
-            self._round_trips.received(msg)
-            if not http_noted:  # the sender is known now (its certificate, or its first message)
-                self.note_http(msg.src, context.invocation_metadata())
-                http_noted = True
-            if binary is not None:
-                self._note_codecs(msg.src, binary)
-                binary = None
-            self._deliver(msg)
+        async for received in request_iterator:
+            for envelope in _unbatched(received):
+                msg = decode_peer(envelope)
+                if msg is None:
+                    self.refusals.refuse("undecodable", f"an envelope from {who}")
+                    continue
+                if pinned is None and self._tls is None:
+                    pinned = msg.src  # without TLS a stream still speaks for one node only
+                reason = self._refusal(msg, pinned)
+                if reason is not None:
+                    self.refusals.refuse(reason, f"{describe(msg)} on a stream from {who}")
+                    continue
+                self._heard[msg.src] = time.monotonic()
+                self._round_trips.received(msg)
+                if (
+                    not http_noted
+                ):  # the sender is known now (its certificate, or its first message)
+                    self.note_http(msg.src, context.invocation_metadata())
+                    http_noted = True
+                if binary is not None:
+                    self._note_codecs(msg.src, binary)
+                    binary = None
+                self._deliver(msg)
         return peer_pb2.PeerStreamEnd()
 
     def _note_codecs(self, peer: str, binary: bool) -> None:
@@ -360,3 +411,20 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         if self._view is None:
             return None if msg.dst == self.node else "wrong_dst"
         return check(msg, sender=sender, view=self._view()) or self._snapshots.check(msg)
+
+
+def _unbatched(envelope: peer_pb2.PeerEnvelope) -> Sequence[peer_pb2.PeerEnvelope]:
+    """The messages an envelope carries: a batch's, or itself."""
+    if envelope.WhichOneof("body") == "batch":
+        return envelope.batch.envelopes
+    return (envelope,)
+
+
+def _estimated_size(msg: PeerMessage) -> int:
+    """About how many bytes ``msg`` takes on the wire (for ``BATCH_BYTES``), from its
+    payloads, without serialising it."""
+    if isinstance(msg, Message):
+        return 128 + sum(64 + len(e.data) for e in msg.entries) + len(msg.chunk)
+    if isinstance(msg, Forward):
+        return 64 + len(msg.data)
+    return 256

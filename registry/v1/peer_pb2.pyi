@@ -56,16 +56,24 @@ class Forward(_message.Message):
     def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PeerEnvelope(_message.Message):
-    __slots__ = ("raft", "heartbeat", "ack", "forward")
+    __slots__ = ("raft", "heartbeat", "ack", "forward", "batch")
     RAFT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     FORWARD_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     raft: _raft_pb2.Message
     heartbeat: MemberHeartbeat
     ack: MemberAck
     forward: Forward
-    def __init__(self, raft: _Optional[_Union[_raft_pb2.Message, _Mapping]] = ..., heartbeat: _Optional[_Union[MemberHeartbeat, _Mapping]] = ..., ack: _Optional[_Union[MemberAck, _Mapping]] = ..., forward: _Optional[_Union[Forward, _Mapping]] = ...) -> None: ...
+    batch: PeerBatch
+    def __init__(self, raft: _Optional[_Union[_raft_pb2.Message, _Mapping]] = ..., heartbeat: _Optional[_Union[MemberHeartbeat, _Mapping]] = ..., ack: _Optional[_Union[MemberAck, _Mapping]] = ..., forward: _Optional[_Union[Forward, _Mapping]] = ..., batch: _Optional[_Union[PeerBatch, _Mapping]] = ...) -> None: ...
+
+class PeerBatch(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedCompositeFieldContainer[PeerEnvelope]
+    def __init__(self, envelopes: _Optional[_Iterable[_Union[PeerEnvelope, _Mapping]]] = ...) -> None: ...
 
 class PeerStreamEnd(_message.Message):
     __slots__ = ()

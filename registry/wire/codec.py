@@ -26,7 +26,7 @@ def entry_to_pb(entry: Entry) -> raft_pb2.Entry:
     return raft_pb2.Entry(
         term=entry.term,
         index=entry.index,
-        type=raft_pb2.EntryType.Name(int(entry.type)),
+        type=int(entry.type),  # type: ignore[arg-type]  # the enum's number (no name lookup)
         data=entry.data,
     )
 
@@ -53,7 +53,7 @@ def meta_from_pb(pb: raft_pb2.SnapshotMeta) -> SnapshotMeta:
 
 def message_to_pb(msg: Message) -> raft_pb2.Message:
     pb = raft_pb2.Message(
-        type=raft_pb2.MessageType.Name(int(msg.type)),
+        type=int(msg.type),  # type: ignore[arg-type]  # the enum's number (no name lookup)
         src=msg.src,
         dst=msg.dst,
         term=msg.term,

@@ -11,13 +11,16 @@ and elections took seconds instead of one timeout.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc.aio
 
 from registry.core.membership import MemberHeartbeat
 from registry.core.replica import PeerMessage
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
-from registry.v1 import peer_pb2_grpc
+from registry.v1 import peer_pb2, peer_pb2_grpc
+from registry.wire.codec import encode_peer
 from tests.cluster.harness import free_ports
 
 FAILED_ATTEMPTS = 4
@@ -89,5 +92,114 @@ def test_a_link_loses_nothing_sent_after_its_peer_came_back() -> None:
             await sender.close()
             if server is not None:
                 await server.stop(None)
+
+    asyncio.run(main())
+
+
+BURST = 200
+
+
+class _OldPeer(peer_pb2_grpc.PeerServicer):
+    """A peer server of a release before batching: it records the raw envelopes and says
+    nothing about features in its metadata (only the cluster id and protocol version)."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[peer_pb2.PeerEnvelope] = []
+
+    async def Stream(self, request_iterator: Any, context: Any) -> peer_pb2.PeerStreamEnd:
+        await context.send_initial_metadata(
+            (("registry-cluster-id", ""), ("registry-peer-protocol", "1"))
+        )
+        async for envelope in request_iterator:
+            self.envelopes.append(envelope)
+        return peer_pb2.PeerStreamEnd()
+
+
+async def _burst(sender: PeerTransport, inbox_size: Callable[[], int]) -> None:
+    """Send ``BURST`` heartbeats in bursts of 50 (as Readies queue them, without a pause)
+    once the stream is up; wait until all arrived."""
+    sender.send([_heartbeat(0)])
+    await _until("the stream to come up", lambda: inbox_size() >= 1, 10.0)
+    for start in range(1, BURST + 1, 50):
+        sender.send([_heartbeat(seq) for seq in range(start, start + 50)])
+        await asyncio.sleep(0)
+    await _until("every message", lambda: inbox_size() >= BURST + 1, 10.0)
+
+
+def test_a_burst_to_one_peer_goes_out_in_few_writes_in_order_and_whole() -> None:
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+
+    async def main() -> None:
+        inbox: list[PeerMessage] = []
+        server = await _serve(address, inbox)
+        sender = PeerTransport("a", lambda peer: address if peer == "b" else None, inbox.append)
+        try:
+            await _burst(sender, lambda: len(inbox))
+            await asyncio.sleep(0.2)  # a duplicate would arrive by now
+            assert _seqs(inbox) == list(range(BURST + 1))  # in order, none lost or twice
+            writes = sender._links["b"].writes
+            assert writes <= BURST // 10, f"{BURST + 1} messages took {writes} writes"
+        finally:
+            await sender.close()
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_does_not_read_batches_gets_single_messages() -> None:
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+
+    async def main() -> None:
+        old = _OldPeer()
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(old, server)
+        server.add_insecure_port(address)
+        await server.start()
+        sender = PeerTransport("a", lambda peer: address if peer == "b" else None, lambda m: None)
+        try:
+            await _burst(sender, lambda: len(old.envelopes))
+            kinds = {e.WhichOneof("body") for e in old.envelopes}
+            assert kinds == {"heartbeat"}
+            assert [e.heartbeat.seq for e in old.envelopes] == list(range(BURST + 1))
+        finally:
+            await sender.close()
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+def test_every_message_in_a_batch_is_checked_on_its_own() -> None:
+    """A batch with a message for another node and a nested batch: those two are refused
+    (``wrong_dst``, ``undecodable``); the others in the same batch are delivered."""
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+
+    def envelope(seq: int, dst: str = "b") -> peer_pb2.PeerEnvelope:
+        return encode_peer(MemberHeartbeat(src="a", dst=dst, seq=seq, incarnation=1))  # type: ignore[return-value]
+
+    async def main() -> None:
+        inbox: list[PeerMessage] = []
+        refused: list[str] = []
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        receiver = PeerTransport("b", lambda _: None, inbox.append, refused=refused.append)
+        peer_pb2_grpc.add_PeerServicer_to_server(receiver, server)
+        server.add_insecure_port(address)
+        await server.start()
+        nested = peer_pb2.PeerEnvelope(batch=peer_pb2.PeerBatch(envelopes=[envelope(9)]))
+        batch = peer_pb2.PeerBatch(
+            envelopes=[envelope(1), envelope(2, dst="c"), nested, envelope(3)]
+        )
+
+        async def one() -> AsyncIterator[peer_pb2.PeerEnvelope]:
+            yield peer_pb2.PeerEnvelope(batch=batch)
+
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await peer_pb2_grpc.PeerStub(channel).Stream(
+                    one(), metadata=(("registry-cluster-id", ""),)
+                )
+            assert _seqs(inbox) == [1, 3]
+            assert sorted(refused) == ["undecodable", "wrong_dst"]
+        finally:
+            await server.stop(None)
 
     asyncio.run(main())
