@@ -46,6 +46,9 @@ from registry.worker.errors import CallTimeout, MailboxFull, NoLease, NotHere, W
 from registry.worker.policy import ActivationState, Policy
 from registry.worker.timers import Schedule, Tick
 
+LEASE_RETRY_S = 0.05
+"""How soon a reminder period that met no sub-lease is tried again."""
+
 log = logging.getLogger("registry.worker")
 
 
@@ -352,7 +355,15 @@ class ActivationRunner:
 
     async def _dispatch_tick(self, worker: Worker, tick: Tick) -> None:
         if not self._lease_holds():
-            log.warning("worker %s: %s dropped, no lease", self.name, tick.name)
+            if tick.reminder:
+                # Not acknowledged, so still owed: a restarted host runs its activations
+                # (and their missed periods) before its first sub-lease arrives. Fire it
+                # once the lease is back, or leave it to the next holder if this
+                # instance is stopped meanwhile (``_put_tick`` then queues nothing).
+                loop = asyncio.get_running_loop()
+                loop.call_later(LEASE_RETRY_S, self._put_tick, tick)
+                return
+            log.warning("worker %s: timer %s dropped, no lease", self.name, tick.name)
             return
         if not tick.reminder:
             await worker.handle_timer(tick.name)

@@ -11,7 +11,9 @@ Rules
    at once, oldest first (at most ``MAX_CATCH_UP``), then each period at its due time.
 3. A firing is a message in the activation's mailbox, so hooks still run one at a time;
    a reminder's firing is acknowledged (``fired``) only after ``handle_reminder``
-   returned, so a period whose holder died first fires again on the next holder.
+   returned, so a period whose holder died first fires again on the next holder. A
+   firing that finds no sub-lease never runs its hook: a timer's is dropped, a
+   reminder's is tried again until the lease is back or the instance is stopped.
 4. Due times of reminders are wall-clock (Unix) seconds: they must mean the same on
    every node. Timers use the event loop's monotonic clock.
 """

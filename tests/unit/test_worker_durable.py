@@ -177,3 +177,56 @@ def test_set_and_cancel_reminder_commit_first_and_a_cancelled_one_never_fires() 
     committed, ticks, listed = asyncio.run(scenario())
     assert committed == [("r", "set"), ("r", "cancel")], "a refused period commits nothing"
     assert listed == ["r"] and ticks == []
+
+
+class Reminded(Worker):
+    kind: ClassVar[str] = "reminded"
+    fired: ClassVar[list[tuple[str, float]]] = []
+
+    async def on_start(self, ctx: Context, state: bytes | None) -> None:
+        pass
+
+    async def handle_reminder(self, name: str, fired_at: float) -> None:
+        Reminded.fired.append((name, fired_at))
+
+
+@async_test
+async def test_a_reminder_period_without_a_sub_lease_fires_once_the_lease_is_back() -> None:
+    """A restarted host starts its activations (and their missed periods) before its
+    first sub-lease: the period must not run without the lease, and must not be lost
+    either — the holder is the same, so nobody else will fire it (it was, in CI)."""
+    Reminded.fired = []
+    lease = [False]
+    acked: list[tuple[str, str, int]] = []
+
+    async def remind(
+        name: str, token: int, reminder: str, op: str, due: float, every: float, period: int
+    ) -> int:
+        acked.append((reminder, op, period))
+        return len(acked)
+
+    runtime = WorkerRuntime(
+        node="n1",
+        kinds={"reminded": Reminded},
+        reports=Journal(),
+        lease_holds=lambda: lease[0],
+        remind=remind,
+    )
+    due = time.time() - 0.2  # period 0 is already due when the instance starts
+    spec = Activation(
+        name="w",
+        kind="reminded",
+        args=b"",
+        token=7,
+        reason=StartReason.RESTART,
+        state=None,
+        reminders=(StoredReminder(reminder="r", due=due, every=60.0),),
+    )
+    runtime.apply([Start(activation=spec)])
+    await asyncio.sleep(0.3)  # six retries without a lease: none may run the hook
+    assert Reminded.fired == [] and acked == []
+    lease[0] = True
+    await eventually(lambda: acked)
+    assert Reminded.fired == [("r", due)]
+    assert acked == [("r", "fired", 0)]
+    await runtime.shutdown()
