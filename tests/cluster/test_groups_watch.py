@@ -81,6 +81,9 @@ def test_groups_span_owners(calm_cluster: LocalCluster) -> None:
     )
     c.stub("n1").Join(pb.GroupRequest(group=group, name="grp/probe"), timeout=5)
     wait_for("the probe to be placed", lambda: bool(c.owner("grp/probe")[0]), 5)
+    # MultiCall fans out from the serving node's own view of the group: n2 may not have
+    # applied the Join yet (group commit on the leader widens that window).
+    wait_for("n2 to list the probe", lambda: "grp/probe" in members("n2"), 5)
     alone = rpc_error(lambda: c.stub("n3").Call(pb.CallRequest(name="grp/probe", payload=b"get")))
     reply = c.stub("n2").MultiCall(
         pb.MultiCallRequest(group=group, payload=b"get", timeout_s=2.0), timeout=5

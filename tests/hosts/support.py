@@ -24,8 +24,8 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             state = f.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return True
+    except (FileNotFoundError, ProcessLookupError):
+        return True  # ESRCH: reaped between the open and the read
     return state in ("Z", "X")
 
 
