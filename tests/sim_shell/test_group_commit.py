@@ -5,28 +5,19 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 
-from registry.core.replica import Replica
 from registry.core.timing import Timing
 from registry.node.ready_loop import GROUP_COMMIT_S, GROUP_COMMIT_WINDOW_S, ReadyLoop
 from registry.sim.shell.disk import SimDisk
 from registry.sim.shell.vloop import VirtualLoop
+from tests.sim_shell.one_node import one_node_replica
 
 
 def _loop(fed: list[str]) -> ReadyLoop[str]:
     timing = Timing().validate()
-    replica = Replica(
-        timing.raft("n1", voters=frozenset({"n1"})),
-        timing.membership(),
-        random.Random(1),
-        incarnation=1,
-        address="n1:7000",
-        roles=(),
-        kinds=(),
-    )
+    replica = one_node_replica(timing)
     return ReadyLoop(
         replica,
         SimDisk(),

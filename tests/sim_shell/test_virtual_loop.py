@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
@@ -20,13 +19,14 @@ from registry.core.messages import (
     Snapshot,
     SnapshotMeta,
 )
-from registry.core.replica import Replica, ReplicaReady
+from registry.core.replica import ReplicaReady
 from registry.core.timing import Timing
 from registry.node.ready_loop import ReadyLoop
 from registry.node.storage import FileStorage
 from registry.node.storage_protocol import Storage
 from registry.sim.shell.disk import SimDisk
 from registry.sim.shell.vloop import Deadlock, VirtualLoop
+from tests.sim_shell.one_node import one_node_replica
 
 T = TypeVar("T")
 
@@ -113,15 +113,7 @@ def test_a_clock_on_a_tick_boundary_ticks() -> None:
     loop waits for exactly that boundary), so catch_up must take it, or ``run`` would go
     round without waiting or ticking."""
     timing = Timing().validate()
-    replica = Replica(
-        timing.raft("n1", voters=frozenset({"n1"})),
-        timing.membership(),
-        random.Random(1),
-        incarnation=1,
-        address="n1:7000",
-        roles=(),
-        kinds=(),
-    )
+    replica = one_node_replica(timing)
     now = [0.0]
     loop: ReadyLoop[object] = ReadyLoop(
         replica,
@@ -158,15 +150,7 @@ def test_a_long_catch_up_keeps_ticking() -> None:
     handling them all in one turn (the node would neither tick nor hear its peers).
     Every entry is still applied, once and in order."""
     timing = Timing().validate()
-    replica = Replica(
-        timing.raft("n1", voters=frozenset({"n1"}), max_committed_bytes_per_ready=64 * 1024),
-        timing.membership(),
-        random.Random(1),
-        incarnation=1,
-        address="n1:7000",
-        roles=(),
-        kinds=(),
-    )
+    replica = one_node_replica(timing, max_committed_bytes_per_ready=64 * 1024)
     vloop = VirtualLoop(executor_delay=lambda: 1e-6)
     now = [0.0]
     applied: list[int] = []
