@@ -19,7 +19,11 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   member traffic) a member of the committed membership; or it is this node itself.
   Raft traffic to a node with an empty log is exempt: a learner added at runtime (its
   ``peers`` may predate the current leader) learns the members from the first append;
-  the stream is still authenticated (mTLS) and of this cluster (cluster id).
+  the stream is still authenticated (mTLS) and of this cluster (cluster id). So is Raft
+  traffic to a node that has no leader: a node cut off while a member was added knows
+  neither the new member nor that it may have become leader, and refusing its appends
+  and votes would strand the node (or stall an election) for good. A node that follows
+  a leader refuses Raft traffic from outside its configuration.
 - ``retired_member``: ``src`` was removed by an operator (``MemberRemove``) and is no
   longer in the Raft configuration: its id is retired for good, whatever its
   certificate or configuration says (a removed node that comes back is refused).
@@ -172,8 +176,10 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
     known = view.configured | view.raft_members
     if isinstance(msg, Message):
         # A node that holds no log yet (a learner added at runtime) learns who the members
-        # are from its first append, so Raft traffic to it is not checked against them.
-        if msg.src == view.node or (msg.src not in known and view.last_index > 0):
+        # are from its first append; a node without a leader may have missed a member
+        # change. Either may hear from a member it does not know yet.
+        lagging = view.last_index == 0 or (not view.leader and sender is not None)
+        if msg.src == view.node or (msg.src not in known and not lagging):
             return "unknown_sender"
         return _check_raft(msg, view)
     if msg.src == view.node or (msg.src not in known and msg.src not in view.members):

@@ -105,6 +105,7 @@ class Node:
             refused=lambda reason: self.metrics.peer_refused.labels(reason).inc(),
             rtt=lambda peer, seconds: self.metrics.peer_rtt_seconds.labels(peer).observe(seconds),
             http_address=advertised_http(cfg),
+            peer_address=advertised_peer(cfg),
             binary_entries=lambda: self.driver.submit(UseBinaryEntries()),
         )
         timing = cfg.timing
@@ -390,9 +391,17 @@ class _Reports:
 def advertised_http(cfg: NodeConfig) -> str:
     """Where others reach this node's status page: ``http``, with a wildcard bind host
     replaced by the host clients dial (``advertise``/``listen``)."""
-    if not cfg.http:
-        return ""
-    host, _, port = cfg.http.rpartition(":")
+    return _advertised(cfg, cfg.http) if cfg.http else ""
+
+
+def advertised_peer(cfg: NodeConfig) -> str:
+    """Where others reach this node's peer port: as ``peers`` names it, else the peer
+    bind address with a wildcard host replaced as for ``advertised_http``."""
+    return cfg.peer_address(cfg.id) or _advertised(cfg, cfg.peer_bind)
+
+
+def _advertised(cfg: NodeConfig, bind: str) -> str:
+    host, _, port = bind.rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = cfg.address.rpartition(":")[0]
     return f"{host}:{port}"

@@ -84,6 +84,12 @@ CLUSTER_KEY = "registry-cluster-id"
 HTTP_KEY = "registry-http"
 """Stream metadata, both ways: the sender's status page address (host:port), so every
 status page can link to the others'. Informational only; a malformed value is ignored."""
+PEER_KEY = "registry-peer-address"
+"""Stream metadata, client to server: the sender's peer port as others dial it. A node
+that missed a member change (cut off while it was made) knows neither the new member nor
+its address; this lets it answer that member's traffic (``learned_address``). The address
+is only ever dialled with TLS verifying the member's own certificate, so a wrong one
+reaches nobody else."""
 _HOST_PORT = re.compile(r"[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}")
 MISMATCH = "cluster id mismatch"
 _TLS_FAILURE = re.compile(r"handshake|verification|certificate|ssl", re.IGNORECASE)
@@ -107,7 +113,7 @@ class _Link:
         self.peer = peer
         self._owner = owner
         self._node = owner.node
-        self._resolve = owner.resolve
+        self._resolve = owner.address_of
         self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue(QUEUE_LIMIT)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{peer}")
         self.dropped = 0
@@ -213,6 +219,7 @@ class _Link:
             metadata=(
                 (CLUSTER_KEY, owner.cluster_id),
                 *owner.http_metadata(),
+                *owner.address_metadata(),
                 *peer_protocol.metadata(),
             ),
         )
@@ -260,6 +267,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         binary_entries: Callable[[], None] | None = None,
         rtt: Callable[[str, float], None] | None = None,
         http_address: str = "",
+        peer_address: str = "",
     ) -> None:
         """``resolve``: a peer's peer-port address; ``view``: what the guard reads of the
         replica (``None``: messages are not checked — only for transport tests);
@@ -281,6 +289,9 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
         self.http_address = http_address
         """This node's status page (host:port) as others should dial it; "" for none."""
         self._http: dict[str, str] = {}
+        self.peer_address = peer_address
+        """This node's peer port (host:port) as others should dial it; "" for none."""
+        self._learned: dict[str, str] = {}
 
     def channel(self, peer: str, address: str) -> grpc.aio.Channel:
         if self._tls is None:
@@ -315,6 +326,18 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
 
     def http_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((HTTP_KEY, self.http_address),) if self.http_address else ()
+
+    def address_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((PEER_KEY, self.peer_address),) if self.peer_address else ()
+
+    def address_of(self, peer: str) -> str | None:
+        """Where to dial ``peer``: what the view says, else what its own stream said."""
+        return self.resolve(peer) or self._learned.get(peer)
+
+    def _note_address(self, peer: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> None:
+        for key, value in metadata or ():
+            if key == PEER_KEY and isinstance(value, str) and _HOST_PORT.fullmatch(value):
+                self._learned[peer] = value
 
     def note_http(self, peer: str, metadata: Iterable[tuple[str, str | bytes]] | None) -> None:
         for key, value in metadata or ():
@@ -384,6 +407,7 @@ class PeerTransport(peer_pb2_grpc.PeerServicer):
                     not http_noted
                 ):  # the sender is known now (its certificate, or its first message)
                     self.note_http(msg.src, context.invocation_metadata())
+                    self._note_address(msg.src, context.invocation_metadata())
                     http_noted = True
                 if binary is not None:
                     self._note_codecs(msg.src, binary)

@@ -135,15 +135,66 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (bound together, then released)."""
-    socks = []
+_PORT_FLOOR = 10000
+_port_cursor: int | None = None
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out for ``bind(port 0)`` and outgoing connections."""
     try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_slice() -> range:
+    """This process's share of the ports below the ephemeral range.
+
+    Ports picked inside the ephemeral range race the kernel: a worker host binding
+    port 0 could take a port picked a moment earlier for another node's HTTP server
+    (seen in CI: ``address already in use`` on a node's --http). Below the range the
+    kernel never picks on its own, and each pytest-xdist worker gets its own slice so
+    two test processes do not race each other either."""
+    top = max(_ephemeral_floor(), _PORT_FLOOR + 1000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or "1")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    width = (top - _PORT_FLOOR) // max(count, 1)
+    start = _PORT_FLOOR + (index % max(count, 1)) * width
+    return range(start, start + width)
+
+
+def _bindable(port: int) -> socket.socket | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (bound together, then released).
+
+    Taken in turn from this process's slice below the ephemeral range (see
+    ``_port_slice``), so a port is not handed out again soon after it was used."""
+    global _port_cursor
+    span = _port_slice()
+    if _port_cursor is None or _port_cursor not in span:
+        _port_cursor = span.start + (os.getpid() * 7919) % len(span)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(len(span)):
+            port = _port_cursor
+            _port_cursor = span.start + (port + 1 - span.start) % len(span)
+            s = _bindable(port)
+            if s is not None:
+                socks.append(s)
+                if len(socks) == count:
+                    return [sock.getsockname()[1] for sock in socks]
+        raise OSError(f"no {count} free loopback ports in {span.start}-{span.stop - 1}")
     finally:
         for s in socks:
             s.close()
@@ -509,7 +560,10 @@ class LocalCluster:
         def probe() -> str | None:
             leaders = set()
             for node_id in ids:
+                # Every node first: an exited node must fail the wait even while
+                # another node is still the reason to keep waiting.
                 self._check_alive(node_id)
+            for node_id in ids:
                 s = self.status(node_id)
                 if not s.quorum or not s.leader:
                     return None

@@ -203,3 +203,39 @@ def test_every_message_in_a_batch_is_checked_on_its_own() -> None:
             await server.stop(None)
 
     asyncio.run(main())
+
+
+def test_a_node_answers_a_peer_it_knew_no_address_for() -> None:
+    """A node cut off while a member was added has no address for it (its view predates
+    the change); the member's stream says where it listens, so the node can answer.
+    Without that, a lagging node could neither reply to the new leader's appends nor
+    vote for it, and stayed behind for good."""
+    a_addr, b_addr = (f"127.0.0.1:{p}" for p in free_ports(2))
+
+    async def main() -> None:
+        a_inbox: list[PeerMessage] = []
+        b_inbox: list[PeerMessage] = []
+        # "a" is the new member: it knows b. "b" knows nobody (its resolve says None).
+        a = PeerTransport("a", lambda p: b_addr if p == "b" else None, a_inbox.append)
+        a.peer_address = a_addr
+        b = PeerTransport("b", lambda _p: None, b_inbox.append)
+        servers = []
+        try:
+            for transport, address in ((a, a_addr), (b, b_addr)):
+                server = grpc.aio.server(options=SERVER_OPTIONS)
+                transport.add_to(server, address)
+                await server.start()
+                servers.append(server)
+            assert b.address_of("a") is None
+            a.send([_heartbeat(1)])
+            await _until("a's message at b", lambda: _seqs(b_inbox) == [1], 10.0)
+            assert b.address_of("a") == a_addr
+            b.send([MemberHeartbeat(src="b", dst="a", seq=7, incarnation=1)])
+            await _until("b's answer at a", lambda: _seqs(a_inbox) == [7], 10.0)
+        finally:
+            await a.close()
+            await b.close()
+            for server in servers:
+                await server.stop(None)
+
+    asyncio.run(main())

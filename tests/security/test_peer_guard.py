@@ -128,6 +128,29 @@ def test_honest_traffic_passes() -> None:
     assert check(far, sender="n1", view=view(leader="", last_index=0, term=0)) is None
 
 
+def test_a_node_without_a_leader_hears_a_member_it_does_not_know_yet() -> None:
+    """A node cut off while m4 was added and promoted knows neither m4 nor that m4 may
+    lead now. Refusing m4's heartbeats, appends and votes stranded it for good (the
+    partition suite's member-change schedule stalled an election for 30 s). Without a
+    leader it lets them through; the term-jump and identity rules still hold."""
+    lagging = view(leader="")
+    vote = Message(
+        type=MessageType.VOTE, src="m4", dst="n2", term=TERM + 1, index=26, log_term=TERM
+    )
+    pre_vote = dataclasses.replace(vote, type=MessageType.PRE_VOTE)
+    new_leader = heartbeat(src="m4", term=TERM + 1)
+    catch_up = append(25, [TERM + 1], src="m4", term=TERM + 1, log_term=TERM)
+    for msg in (vote, pre_vote, new_leader, catch_up):
+        assert check(msg, sender="m4", view=lagging) is None, msg
+        # Following a leader, the same traffic from outside the configuration is refused.
+        assert check(msg, sender="m4", view=view()) == "unknown_sender", msg
+    jump = heartbeat(src="m4", term=TERM + MAX_TERM_JUMP + 1)
+    assert check(jump, sender="m4", view=lagging) == "term_jump"
+    assert check(new_leader, sender="n3", view=lagging) == "identity_mismatch"
+    # Member traffic still needs a member the committed state knows.
+    assert check(member_hb("m4", has_lease=True), sender="m4", view=lagging) == "unknown_member"
+
+
 FORGED: list[tuple[str, PeerMessage, str, PeerView]] = [
     # Issue 14, one by one: what an attacker sent, and why it is now refused.
     ("huge term heartbeat", heartbeat(src="n3", term=2**64 - 1), "n3", view()),
