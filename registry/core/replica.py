@@ -214,6 +214,12 @@ class Replica:
         """The part of ``_stopping`` a fence (or a lapsed lease) stopped: no heartbeat
         goes out while any is left."""
         self._handoff_asked: dict[str, tuple[int, int]] = {}
+        self._handoffs: dict[str, int] = {}
+        """Handoffs begun and not finished yet (name → token), at most
+        ``max_handoffs_in_flight``."""
+        self._handoff_backlog: dict[str, None] = {}
+        """Names to hand off once fewer are in flight (``_begin_handoffs``); a dict for
+        a deterministic order (the simulator replays seeds)."""
         self._releases: dict[str, _Release] = {}
         self._fresh_releases: list[str] = []
         """Releases not sent yet (sent at the next chance, without a full scan)."""
@@ -328,6 +334,7 @@ class Replica:
         next owner (``None``: it restarts fresh)."""
         if self._running.get(name) == token:
             del self._running[name]
+        self._handoff_finished(name, token)
         # Sent with the next Ready, together with every other release that is done by
         # then: a rebalance finishes thousands of handoffs in one turn of the loop.
         self._add_release(name, token, state)
@@ -337,6 +344,7 @@ class Replica:
         host exited or was killed and reaped. Reports of other activations (one that was
         never told to stop, a duplicate) change nothing."""
         key = (name, token)
+        self._handoff_finished(name, token)
         if key not in self._stopping:
             return
         self._stopping.discard(key)
@@ -393,8 +401,28 @@ class Replica:
         return not any(not names[n].unregistering for n in self.state.held_names(self.id))
 
     def handoff_ignored(self, name: str, token: int) -> None:
-        """The worker answered ``Ignore()``: it stays here until the view changes again."""
-        del name, token  # _handoff_asked already remembers the epoch it was asked in
+        """The worker answered ``Ignore()``: it stays here until the view changes again
+        (``_handoff_asked`` remembers the epoch it was asked in)."""
+        self._handoff_finished(name, token)
+
+    def _handoff_finished(self, name: str, token: int) -> None:
+        """A handoff in flight ended (done, ignored, or its activation ended): once half
+        the window is free, the next names of the backlog are reconciled again."""
+        handoffs = self._handoffs
+        if handoffs.get(name) != token:
+            return
+        del handoffs[name]
+        self._refill_handoffs()
+
+    def _refill_handoffs(self) -> None:
+        """Once half the window is free, reconcile the next names of the backlog again
+        (in batches: one Ready per freed name would be a Ready per handoff)."""
+        backlog = self._handoff_backlog
+        free = self.cfg.max_handoffs_in_flight - len(self._handoffs)
+        if backlog and free * 2 >= self.cfg.max_handoffs_in_flight:
+            for _ in range(min(free, len(backlog))):
+                self._touched.add(backlog.popitem()[0])
+            self._dirty = True
 
     # -- Ready -------------------------------------------------------------------------
 
@@ -595,6 +623,7 @@ class Replica:
                 self._fence_stops.add((name, token))
             self._running.clear()
             self._handoff_asked.clear()
+            self._handoffs.clear()
             full = True
         lease = self.agent.has_lease()
         self._had_lease = lease
@@ -604,6 +633,7 @@ class Replica:
         self._full_reconcile = False
         touched, self._touched = self._touched, set()
         if full:
+            self._handoff_backlog.clear()  # a full pass finds every name that waits
             held = list(self.state.held_by(self.id))
             running = sorted(self._running.items())
         else:
@@ -636,6 +666,7 @@ class Replica:
             self._running[name] = record.token
         if lease:
             effects += self._begin_handoffs(mine)
+            self._refill_handoffs()  # for handoffs that ended with their activation
         return effects
 
     def _stop_unwanted(
@@ -654,6 +685,7 @@ class Replica:
                 reason = StopReason.SUPERSEDED
             effects.append(Stop(name=name, token=token, reason=reason))
             del self._running[name]
+            self._handoffs.pop(name, None)
             # An unregister is confirmed by ``stopped``, once the worker has really ended.
             self._stopping.add((name, token))
             if not lease:
@@ -662,17 +694,23 @@ class Replica:
 
     def _begin_handoffs(self, mine: list[NameRecord]) -> list[Effect]:
         """Names held here whose owner is now someone else: hand them off, once per
-        (token, view epoch)."""
+        (token, view epoch), at most ``max_handoffs_in_flight`` at a time (the rest go
+        to the backlog, reconciled again as handoffs finish)."""
         effects: list[Effect] = []
         epoch = self.state.epoch
         # Hoisted: after a view change this runs for every held name (100k: the loop
         # body is all there is to the node's stall).
-        me, running, asked, owner_of = (
+        me, running, asked, owner_of, in_flight, backlog = (
             self.id,
             self._running,
             self._handoff_asked,
             self.state.owner_of,
+            self._handoffs,
+            self._handoff_backlog,
         )
+        limit = self.cfg.max_handoffs_in_flight
+        if len(in_flight) >= limit:
+            self._prune_handoffs()
         deadline_tick = self.agent.ticks + self.cfg.handoff_deadline_tick
         for record in mine:
             name = record.spec.name
@@ -683,6 +721,18 @@ class Replica:
                 continue
             if owner_of(record) == me:
                 continue
+            if len(in_flight) >= limit:
+                backlog[name] = None
+                continue
             asked[name] = (token, epoch)
+            in_flight[name] = token
             effects.append(BeginHandoff(name=name, token=token, deadline_tick=deadline_tick))
         return effects
+
+    def _prune_handoffs(self) -> None:
+        """Forget handoffs whose activation no longer runs here under that token (ended
+        by a path that did not report the handoff itself)."""
+        running = self._running
+        for name, token in list(self._handoffs.items()):
+            if running.get(name) != token:
+                del self._handoffs[name]

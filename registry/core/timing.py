@@ -48,6 +48,12 @@ class MembershipConfig:
     reconcile_everything: bool = False
     """Rescan every name on every Ready: the slow reference the incremental reconcile
     is checked against (tests/sim/test_incremental_reconcile.py). Default off."""
+    max_handoffs_in_flight: int = 1000
+    """A member hands off at most this many names at once; the rest wait their turn.
+    When a node joins a cluster of 100k names, each member has thousands to move: all at
+    once, every node then applied a release of ~25k names, the joining node started
+    ~25k activations, and on 2 cores the member leases lapsed under the load (fences
+    and elections). Paced, the same move costs the same work spread over seconds."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,7 +46,7 @@ def test_a_fresh_learner_hears_a_leader_it_was_not_configured_with() -> None:
         return PeerView(
             node="n5",
             term=0 if last_index == 0 else 3,
-            leader="",
+            leader="" if last_index == 0 else "n2",
             commit=0,
             last_index=last_index,
             term_at=lambda i: 0,
@@ -58,4 +58,6 @@ def test_a_fresh_learner_hears_a_leader_it_was_not_configured_with() -> None:
 
     append = Message(type=MessageType.APPEND, src="n4", dst="n5", term=3)
     assert check(append, sender="n4", view=view(0)) is None  # it has no log: listen
-    assert check(append, sender="n4", view=view(9)) == "unknown_sender"  # it knows better
+    # It has a log and follows n2: a stranger's append is refused. (Without a leader it
+    # would listen: it may have missed n4's addition; tests/security/test_peer_guard.py.)
+    assert check(append, sender="n4", view=view(9)) == "unknown_sender"

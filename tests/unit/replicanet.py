@@ -35,7 +35,7 @@ from registry.core.replica import (
     Start,
     Stop,
 )
-from registry.core.timing import Timing
+from registry.core.timing import MembershipConfig, Timing
 from registry.node.ready_loop import ReadyLoop
 from registry.sim.shell.disk import SimDisk
 from registry.sim.shell.vloop import VirtualLoop
@@ -61,9 +61,11 @@ class Cluster:
         timing: Timing | None = None,
         roles: dict[str, tuple[str, ...]] | None = None,
         kinds: dict[str, tuple[str, ...]] | None = None,
+        membership: MembershipConfig | None = None,
     ) -> None:
         self.ids = list(ids)
         self.timing = (timing or Timing()).validate()
+        self.membership = membership or self.timing.membership()
         self.rng = random.Random(seed)
         self.roles = roles or {}
         self.kinds = kinds or {}
@@ -97,7 +99,7 @@ class Cluster:
             self.incarnations[node] = 1
             self.nodes[node] = Replica(
                 raft_cfg,
-                self.timing.membership(),
+                self.membership,
                 random.Random(self.rng.random()),
                 incarnation=1,
                 address=f"{node}:7000",

@@ -3,6 +3,8 @@ fencing on isolation, failover, and handoff on heal — with G1/G2 checked at ev
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from registry.core.commands import (
@@ -20,6 +22,7 @@ from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import Message, MessageType, Role
 from registry.core.replica import BeginHandoff, Forward, PeerMessage, Start, Stop, StopReason
 from registry.core.state import Code, StartReason
+from registry.core.timing import Timing
 from tests.unit.replicanet import Cluster
 
 NAMES = [f"w{i}" for i in range(20)]
@@ -207,6 +210,51 @@ def test_after_a_heal_names_come_back_through_handoff_with_state() -> None:
     )
     for name in NAMES:
         assert cluster.where(name) == [leader.state.owner(name)]
+    assert cluster.violations == []
+
+
+def test_a_member_hands_off_at_most_its_window_at_once() -> None:
+    """``max_handoffs_in_flight``: a member with many names to move asks that many at a
+    time and the next ones as earlier ones finish (all at once, a 100k-name rebalance
+    overloaded every node and cost leases). Every name still gets there, with state."""
+    window = 3
+    cluster = Cluster(
+        seed=7, membership=replace(Timing().membership(), max_handoffs_in_flight=window)
+    )
+    cluster.tick_until(
+        lambda: (
+            len(cluster.leaders()) == 1
+            and all(r.agent.has_lease() for r in cluster.nodes.values())
+            and all(len(r.state.up_members()) == 3 for r in cluster.nodes.values())
+        ),
+        limit=100,
+    )
+    many = [f"w{i}" for i in range(60)]
+    register_all(cluster, many)
+    victim, names = isolate_and_fail_over(cluster)
+    assert len(names) > window
+    cluster.heal()
+    moved: set[str] = set()
+    for _ in range(2000):
+        if all(cluster.where(n) == [victim] for n in names):
+            break
+        for node, requests in cluster.handoffs.items():
+            assert len(requests) <= window, f"{node} has {len(requests)} handoffs open"
+            if requests:
+                name = sorted(requests)[0]
+                cluster.handoff_done(node, name, f"state of {name}".encode())
+                moved.add(name)
+        cluster.tick()
+    assert all(cluster.where(n) == [victim] for n in names), "every name moved back"
+    assert moved == set(names)
+    back = {
+        e.effect.activation.name: e.effect.activation
+        for e in cluster.events
+        if e.node == victim and isinstance(e.effect, Start)
+    }
+    for name in names:
+        assert back[name].reason is StartReason.HANDOFF
+        assert back[name].state == f"state of {name}".encode()
     assert cluster.violations == []
 
 
