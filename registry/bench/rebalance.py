@@ -29,7 +29,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from registry.bench.clusters import leader_status, seeds, wait_names, wait_whole
+from registry.bench.clusters import Churn, leader_status, seeds, wait_names, wait_whole
 from registry.bench.load import Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
@@ -172,11 +172,18 @@ def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult)
     moved = sum(1 for name in names if before[name] != want[name])
 
     progress.step(f"rebalance: starting {joiner}; {moved:,} of {n:,} names should move to it")
+    churn_before = Churn.read(c)
     spawned = time.monotonic()
     c.start_node(joiner)
     joined = _wait_member(c, joiner, True, progress)
     done = wait_converged(c, want, progress, require_up=joiner)
     rebalance_s = done.at - joined
+    # The join is no fault: it must cost no election and no fence. (The section's own
+    # counts below include the heal, which pauses a node on purpose.)
+    terms, fences = Churn.read(c).since(churn_before)
+    quiet = Target(op="<=", bound=0, note="a node joining is no fault")
+    out.add("join_term_changes", "raft term changes during the join", terms, "terms", target=quiet)
+    out.add("join_fences", "fences during the join", fences, "fences", target=quiet)
     target_s = TARGET_S_PER_100K * n / 100_000
     out.add(
         "rebalance_s",

@@ -32,7 +32,13 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    lease ended by ``leader_extra_tick`` after the win, and it is declared down
    ``previous_leader_down_tick`` after the win. A lease some earlier leader granted it
    began before it was elected, so ``down_after_tick`` after the new leader first heard
-   from it as leader covers that one.
+   from it as leader covers that one. And one case with more knowledge: a leader of *T*
+   that was itself the leader of *T − 1* keeps what it heard in *T − 1* (and when that
+   term began). Between the two terms nobody acknowledged a heartbeat: no leader led, it
+   did not while it did not lead, and leaders before *T − 1* stopped before *T − 1*
+   began; so its old counts still bound every lease. (A step-down and re-election, say
+   when a voter returned slowly while another was cut off, otherwise added a whole
+   ``down_after`` to that failover: 3.5 s instead of 2 in the partition suite.)
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
    names are only given to a member that can run them. An incarnation that was declared
@@ -274,6 +280,11 @@ class LeaderMonitor:
         self._latest.clear()
         self._proposed.clear()
         self._no_lease_since.clear()
+
+    def reelected(self) -> None:
+        """We lead the term right after one we led ourselves: keep what we heard then
+        (rule 5); only pending proposals are forgotten (they are proposed again)."""
+        self._proposed.clear()
 
     def on_heartbeat(
         self,

@@ -516,7 +516,9 @@ class Replica:
         if leader and (raft.term, leader) != self._leader_seen[:2]:
             previous = self._leader_seen
             self._leader_seen = (raft.term, leader, heard)
-            if is_leader:
+            if is_leader and previous[:2] == (raft.term - 1, self.id):
+                self.monitor.reelected()  # membership rule 5: what we heard still holds
+            elif is_leader:
                 known = previous[0] == raft.term - 1 and previous[1] not in ("", self.id)
                 self.monitor.became_leader(heard, previous[1:] if known else None)
         elif is_leader and not self._was_leader:

@@ -9,6 +9,7 @@ import pytest
 
 from registry.core.commands import (
     InvalidCommand,
+    MemberDown,
     MemberUp,
     NameSpec,
     Register,
@@ -582,4 +583,45 @@ def test_a_fenced_member_stays_silent_until_its_workers_have_stopped() -> None:
         )
     )
     assert heartbeats and all(h.incarnation == 2 for h in heartbeats)
+    assert cluster.violations == []
+
+
+def test_a_leader_reelected_in_the_next_term_keeps_what_it_heard() -> None:
+    """Membership rule 5: a leader that steps down and wins the very next term counts a
+    silent member's time from when it last heard it, not from the re-election (nobody
+    acknowledged anything in between). Before, the partition suite saw a failover take
+    3.5 s: the leader stepped down as the member was cut off, won again, and waited a
+    whole ``down_after`` from there."""
+    cluster = formed()
+    register_all(cluster)
+    leader = cluster.leaders()[0]
+    other, silent = (n for n in cluster.ids if n != leader)
+    term = cluster.nodes[leader].raft.term
+    down_after = cluster.timing.membership().down_after_tick
+    cluster.isolate(silent)
+    cut_at = 0
+    # The leader loses the other follower too, so it steps down...
+    cluster.cut |= {(leader, other), (other, leader)}
+    steps = cluster.tick_until(lambda: cluster.nodes[leader].raft.role is not Role.LEADER)
+    # ...and only it may campaign once they hear each other again: the next term is its.
+    cluster.cut -= {(leader, other), (other, leader)}
+    campaigns = (MessageType.PRE_VOTE, MessageType.VOTE)
+    cluster.filters.append(
+        lambda m: not (isinstance(m, Message) and m.src == other and m.type in campaigns)
+    )
+    steps += cluster.tick_until(lambda: leader in cluster.leaders())
+    assert cluster.nodes[leader].raft.term == term + 1, "re-elected in the next term"
+    reelected_at = steps
+
+    def down() -> bool:
+        return any(
+            isinstance(a.command, MemberDown) and a.command.node == silent
+            for a in cluster.applied[leader]
+        )
+
+    steps += cluster.tick_until(down)
+    assert steps - cut_at <= down_after + 10, (
+        f"down {steps - cut_at} ticks after the cut; down_after is {down_after}"
+    )
+    assert steps < reelected_at + down_after, "not a whole down_after from the re-election"
     assert cluster.violations == []

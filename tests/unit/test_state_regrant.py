@@ -1,0 +1,98 @@
+"""A member that comes back with a new incarnation, otherwise unchanged (it re-fenced):
+``RegistryState._regrant`` re-grants the names it still owns in place instead of failing
+every one over and placing it again. The outcome must be the old path's, record for
+record: ``Reference`` below is the state machine with the old path (fail every name over,
+then place the waiting names), and both must end in the same snapshot, the same
+touched names and the same holder sets, over shapes with roles, kinds and priorities,
+names held away from their owner (a handoff still pending) and names being
+unregistered."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from registry.core.command_types import MemberUp, NameSpec, Register, Unregister
+from registry.core.commands import Command
+from registry.core.state import RegistryState
+
+NODES = ("n1", "n2", "n3")
+ROLES = ((), ("web",), ("batch",))
+
+
+class Reference(RegistryState):
+    """The state machine as it was: a new incarnation fails every name over."""
+
+    def _view_changed(self, index: int, regrant: str = "") -> None:
+        if regrant:
+            self._fail_over_holder(regrant)
+        super()._view_changed(index)
+
+
+def _member(node: str, incarnation: int, roles: tuple[str, ...] = ()) -> MemberUp:
+    return MemberUp(
+        node=node,
+        incarnation=incarnation,
+        address=f"{node}:1",
+        roles=roles,
+        kinds=("echo", "counter"),
+    )
+
+
+def _history(seed: int) -> list[Command]:
+    rng = random.Random(seed)
+    commands: list[Command] = [
+        _member(n, 1, ("web", "batch") if n != "n3" else ("web",)) for n in NODES
+    ]
+    specs = []
+    for i in range(300):
+        priority = None
+        if rng.random() < 0.2:
+            priority = (("n1",), ("n2", "n3")) if rng.random() < 0.5 else (("n3",), ("n1",))
+        specs.append(
+            NameSpec(
+                name=f"w{i}",
+                kind=rng.choice(("echo", "counter")),
+                roles=rng.choice(ROLES),
+                priority=priority,
+            )
+        )
+    commands.append(Register(specs=tuple(specs)))
+    # A fourth member: names it owns stay where they are until handed off.
+    commands.append(_member("n4", 1, ("web", "batch")))
+    commands += [Unregister(name=f"w{i}") for i in rng.sample(range(300), 20)]
+    return commands
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("node", ["n1", "n2", "n3"])
+def test_a_regrant_in_place_ends_where_failing_everything_over_did(seed: int, node: str) -> None:
+    fast, reference = RegistryState(), Reference()
+    index = 0
+    for command in _history(seed):
+        index += 1
+        fast.apply(index, command)
+        reference.apply(index, command)
+    assert fast.snapshot() == reference.snapshot()
+    fast.take_touched()
+    reference.take_touched()
+    held_before = fast.held_count(node)
+    assert held_before > 0
+    roles = reference.members[node].roles
+    back = MemberUp(
+        node=node,
+        incarnation=2,
+        address=f"{node}:1",
+        roles=tuple(sorted(roles)),
+        kinds=("echo", "counter"),
+    )
+    index += 1
+    assert fast.apply(index, back) == reference.apply(index, back)
+    assert fast.snapshot() == reference.snapshot()
+    assert fast.take_touched() == reference.take_touched()
+    for n in (*NODES, "n4"):
+        assert set(fast.held_names(n)) == set(reference.held_names(n)), n
+    regranted = [r for r in fast.names.values() if r.holder == node]
+    assert regranted, "some names stay on the node"
+    assert all(r.token == index and r.holder_incarnation == 2 for r in regranted)
