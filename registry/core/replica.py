@@ -401,8 +401,8 @@ class Replica:
         return not any(not names[n].unregistering for n in self.state.held_names(self.id))
 
     def handoff_ignored(self, name: str, token: int) -> None:
-        """The worker answered ``Ignore()``: it stays here until the view changes again
-        (``_handoff_asked`` remembers the epoch it was asked in)."""
+        """The worker answered ``Ignore()``: it stays here until owners may change
+        again (``_handoff_asked`` remembers the placement epoch it was asked in)."""
         self._handoff_finished(name, token)
 
     def _handoff_finished(self, name: str, token: int) -> None:
@@ -629,7 +629,9 @@ class Replica:
             full = True
         lease = self.agent.has_lease()
         self._had_lease = lease
-        view = (lease, self.incarnation, self.state.epoch)
+        # A full pass only when owners may have changed (not when another member merely
+        # re-fenced: its names are touched, and reconciled here as such).
+        view = (lease, self.incarnation, self.state.placement_epoch)
         full = full or view != self._reconciled_view
         self._reconciled_view = view
         self._full_reconcile = False
@@ -699,14 +701,14 @@ class Replica:
         (token, view epoch), at most ``max_handoffs_in_flight`` at a time (the rest go
         to the backlog, reconciled again as handoffs finish)."""
         effects: list[Effect] = []
-        epoch = self.state.epoch
+        epoch = self.state.placement_epoch  # asked again only once owners may differ
         # Hoisted: after a view change this runs for every held name (100k: the loop
         # body is all there is to the node's stall).
         me, running, asked, owner_of, in_flight, backlog = (
             self.id,
             self._running,
             self._handoff_asked,
-            self.state.owner_of,
+            self.state.owners(),
             self._handoffs,
             self._handoff_backlog,
         )

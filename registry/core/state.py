@@ -280,6 +280,13 @@ class RegistryState:
         self.retired: set[NodeId] = set()
         """Members an operator removed: never placed on, never admitted again."""
         self.epoch = 0
+        self._unregistering = 0
+        """How many records are being unregistered (``live_count``)."""
+        self.placement_epoch = 0
+        """The last view change that changed who may hold what (the candidates): a new
+        incarnation of an otherwise unchanged member moves ``epoch`` but not this, and
+        owners only change with it. Local (not in snapshots): a restore sets it to
+        ``epoch``."""
         """Log index of the last change to the view (members, their roles, up/down)."""
         self.applied_index = 0
         self._placement = placement or Placement()
@@ -317,6 +324,29 @@ class RegistryState:
     def owner_of(self, record: NameRecord) -> NodeId | None:
         """``owner`` of a record in hand (a full reconcile asks it of every held name)."""
         return self._placement.owner(record.spec, self._candidates, self.epoch)
+
+    def owners(self) -> Callable[[NameRecord], NodeId | None]:
+        """``owner_of`` for many records in one view: each shape's ring is found once
+        (a full reconcile after a view change asks it of every held name; per name, the
+        general ``owner`` cost twice the ring lookup itself). Valid until the view
+        changes."""
+        by_shape: dict[_Shape, Callable[[str], NodeId | None] | None] = {}
+        placement, candidates, epoch = self._placement, self._candidates, self.epoch
+
+        def owner(record: NameRecord) -> NodeId | None:
+            spec = record.spec
+            shape = (spec.kind, spec.roles, spec.priority)
+            if shape in by_shape:
+                owner_of = by_shape[shape]
+            else:
+                owner_of = by_shape[shape] = placement.owner_of_shape(spec, candidates, epoch)
+            return owner_of(spec.name) if owner_of is not None else None
+
+        return owner
+
+    def live_count(self) -> int:
+        """Registered names not being unregistered (O(1): status and metrics ask it)."""
+        return len(self.names) - self._unregistering
 
     def held_count(self, node: NodeId) -> int:
         """How many names ``node`` holds (O(1): status pages poll this)."""
@@ -517,12 +547,15 @@ class RegistryState:
         self._touch(record.spec.name)
         if record.holder:
             record.unregistering = True  # deleted when the holder releases or goes down
+            self._unregistering += 1
         else:
             self._delete(record)
         return OK
 
     def _delete(self, record: NameRecord) -> None:
         name = record.spec.name
+        if record.unregistering:
+            self._unregistering -= 1
         self._leave_all_groups(record)
         self._release_holder(record)
         self._unwait(name)
@@ -659,7 +692,10 @@ class RegistryState:
         """A new view from ``index`` on. ``regrant``: a member that came back with a new
         incarnation and is otherwise unchanged (see ``_regrant``)."""
         self.epoch = index
-        self._candidates = {n: m.candidate() for n, m in sorted(self.members.items())}
+        candidates = {n: m.candidate() for n, m in sorted(self.members.items())}
+        if candidates != self._candidates:
+            self.placement_epoch = index
+        self._candidates = candidates
         if regrant:
             self._regrant(regrant, index)
         self._assign_waiting(index)
@@ -675,7 +711,7 @@ class RegistryState:
         names, touched, members = self.names, self._touched, self.members
         incarnation = members[node].incarnation
         held = self._held.get(node, set())
-        owners: dict[_Shape, Callable[[str], NodeId | None] | None] = {}
+        owner_of = self.owners()
         leaving: list[str] = []
         for name in list(held):  # any order: names are independent
             record = names[name]
@@ -683,12 +719,7 @@ class RegistryState:
                 self._delete(record)  # its holder is gone, so the stop is certain
                 continue
             touched.add(name)
-            spec = record.spec
-            shape = _shape(spec)
-            if shape not in owners:
-                owners[shape] = self._placement.owner_of_shape(spec, self._candidates, index)
-            owner_of = owners[shape]
-            if owner_of is not None and owner_of(name) == node:
+            if owner_of(record) == node:
                 record.holder_incarnation = incarnation
                 record.token = index
                 record.reason = StartReason.FAILOVER
@@ -873,6 +904,7 @@ class RegistryState:
             )
             if holder:
                 state._held.setdefault(holder, set()).add(name)
+            state._unregistering += bool(gone)
             for group in groups:
                 state.groups.setdefault(group, set()).add(name)
         for name, reason in body["waiting"]:
@@ -884,4 +916,5 @@ class RegistryState:
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}
+        state.placement_epoch = state.epoch
         return state

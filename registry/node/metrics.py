@@ -293,7 +293,7 @@ def _gauge_values(sources: _Sources) -> dict[str, float]:
         "registry_lease_remaining_seconds": driver.lease_remaining_s(),
         # An unregistered name whose holder has not confirmed the stop is gone for
         # clients (as in the Cluster RPC's count).
-        "registry_names": sum(1 for r in state.names.values() if not r.unregistering),
+        "registry_names": state.live_count(),
         "registry_names_waiting": len(state.waiting()),
         "registry_activations": len(sources.runtime.running()),
     }

@@ -87,7 +87,7 @@ class StatusReport:
             commit_index=raft.commit_index,
             applied_index=raft.applied_index,
             members=members,
-            names=sum(1 for r in state.names.values() if not r.unregistering),
+            names=state.live_count(),
             lease_remaining_s=self._replicated.lease_remaining_s(),
         )
 

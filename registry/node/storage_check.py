@@ -173,4 +173,4 @@ def _names(p: PersistedState) -> int:
             state.apply(entry.index, decode(entry.data))
         except InvalidCommand:
             continue  # the node answers such an entry with INVALID_ARGUMENT too
-    return sum(1 for r in state.names.values() if not r.unregistering)
+    return state.live_count()

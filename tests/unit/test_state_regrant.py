@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from registry.core.command_types import MemberUp, NameSpec, Register, Unregister
+from registry.core.command_types import MemberUp, NameSpec, Register, Released, Unregister
 from registry.core.commands import Command
 from registry.core.state import RegistryState
 
@@ -96,3 +96,43 @@ def test_a_regrant_in_place_ends_where_failing_everything_over_did(seed: int, no
     regranted = [r for r in fast.names.values() if r.holder == node]
     assert regranted, "some names stay on the node"
     assert all(r.token == index and r.holder_incarnation == 2 for r in regranted)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_batch_owner_lookup_agrees_with_owner_of(seed: int) -> None:
+    """``owners()`` (one ring per shape, for a full reconcile) answers what ``owner_of``
+    answers, record for record, priorities and roles included."""
+    state = RegistryState()
+    for index, command in enumerate(_history(seed), start=1):
+        state.apply(index, command)
+    owner = state.owners()
+    records = list(state.names.values())
+    assert {state.owner_of(r) for r in records} >= {"n1", "n2", "n3", "n4"}
+    assert [owner(r) for r in records] == [state.owner_of(r) for r in records]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_live_count_is_the_count_of_names_not_being_unregistered(seed: int) -> None:
+    """``live_count`` (O(1), asked by every status call) against a scan, through
+    unregistrations, a re-fence that deletes names being unregistered, releases and a
+    snapshot round trip."""
+    state = RegistryState()
+
+    def scanned(s: RegistryState) -> int:
+        return sum(1 for r in s.names.values() if not r.unregistering)
+
+    index = 0
+    for command in _history(seed):
+        index += 1
+        state.apply(index, command)
+        assert state.live_count() == scanned(state)
+    assert state.live_count() < len(state.names), "some names are being unregistered"
+    restored = RegistryState.restore(state.snapshot())
+    assert restored.live_count() == scanned(restored) == state.live_count()
+    index += 1
+    state.apply(index, _member("n1", 2, ("web", "batch")))
+    assert state.live_count() == scanned(state)
+    for record in [r for r in state.names.values() if r.unregistering]:
+        index += 1
+        state.apply(index, Released(name=record.spec.name, token=record.token))
+    assert state.live_count() == scanned(state) == len(state.names)
