@@ -33,6 +33,7 @@ import base64
 import enum
 import json
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,6 +282,11 @@ class RegistryState:
         """Members an operator removed: never placed on, never admitted again."""
         self.epoch = 0
         self._unregistering = 0
+        self._sorted: list[str] | None = None
+        """Every key of ``names`` in order, built on demand and dropped when a name is
+        added or deleted (``sorted_names``): ``List`` and a watch's first listing sorted
+        every name per call (100k random names: 39 ms). Kept up to date on every write
+        instead, it cost each registration 1.7 µs more on every replica."""
         """How many records are being unregistered (``live_count``)."""
         self.placement_epoch = 0
         """The last view change that changed who may hold what (the candidates): a new
@@ -343,6 +349,23 @@ class RegistryState:
             return owner_of(spec.name) if owner_of is not None else None
 
         return owner
+
+    def sorted_names(self) -> list[str]:
+        """Every registered name (being unregistered included), in order. Sorted once
+        per change of the name set; the caller must not modify the list."""
+        if self._sorted is None:
+            self._sorted = sorted(self.names)
+        return self._sorted
+
+    def names_with_prefix(self, prefix: str) -> Iterator[str]:
+        """The registered names (being unregistered included) that start with
+        ``prefix``, in order: a bisection to the first, then one step each."""
+        ordered = self.sorted_names()
+        for at in range(bisect_left(ordered, prefix), len(ordered)):
+            name = ordered[at]
+            if not name.startswith(prefix):
+                return
+            yield name
 
     def live_count(self) -> int:
         """Registered names not being unregistered (O(1): status and metrics ask it)."""
@@ -489,6 +512,7 @@ class RegistryState:
                 )
             if spec.priority is None:
                 hostable_shapes.add((spec.kind, spec.roles))
+        self._sorted = None
         for spec in specs:
             self.names[spec.name] = NameRecord(spec=spec)
             self._wait(spec.name, StartReason.NEW)
@@ -563,6 +587,7 @@ class RegistryState:
         self.checkpoints.drop(name)
         self.reminders.drop(name)
         del self.names[name]
+        self._sorted = None
 
     def _leave_all_groups(self, record: NameRecord) -> None:
         for group in sorted(record.groups):
@@ -839,7 +864,7 @@ class RegistryState:
                 ]
                 for _, m in sorted(self.members.items())
             ],
-            "names": [_snapshot_row(r) for r in map(self.names.__getitem__, sorted(self.names))],
+            "names": [_snapshot_row(r) for r in map(self.names.__getitem__, self.sorted_names())],
             "waiting": [[n, self._waiting_reason[n].value] for n in sorted(self._waiting)],
         }
         if self.checkpoints:  # absent: snapshots without checkpoints stay as they were

@@ -458,8 +458,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         limit = request.limit or 1000
         out: list[pb.Location] = []
         state = self._view.state
-        for name in sorted(state.names):
-            if not name.startswith(request.prefix) or not self._readable(name):
+        for name in state.names_with_prefix(request.prefix):
+            if not self._readable(name):
                 continue
             record = state.registered(name)
             if record is None:

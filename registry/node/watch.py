@@ -122,7 +122,7 @@ class WatchHub:
         the subscriber converges."""
         state = self._directory.registry
         index = state.applied_index
-        names = [n for n in sorted(state.names) if n.startswith(prefix)]
+        names = list(state.names_with_prefix(prefix))
         batch = pb.WatchEvents()
         batch.events.add(kind=pb.WatchEvent.KIND_RESET, index=index)
         for name in names:

@@ -136,3 +136,32 @@ def test_the_live_count_is_the_count_of_names_not_being_unregistered(seed: int) 
         index += 1
         state.apply(index, Released(name=record.spec.name, token=record.token))
     assert state.live_count() == scanned(state) == len(state.names)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_name_index_lists_what_a_sort_of_every_name_lists(seed: int) -> None:
+    """``names_with_prefix`` (the sorted index ``List``, watches and snapshots use)
+    against sorting every name, through registrations, unregistrations, deletions at a
+    re-fence and releases, and after a snapshot round trip."""
+    state = RegistryState()
+
+    def check(s: RegistryState) -> None:
+        for prefix in ("", "w", "w1", "w12", "w299", "x", "w9"):
+            want = [n for n in sorted(s.names) if n.startswith(prefix)]
+            assert list(s.names_with_prefix(prefix)) == want, prefix
+
+    index = 0
+    for command in _history(seed):
+        index += 1
+        state.apply(index, command)
+        check(state)
+    index += 1
+    state.apply(index, _member("n1", 2, ("web", "batch")))
+    for record in [r for r in state.names.values() if r.unregistering]:
+        index += 1
+        state.apply(index, Released(name=record.spec.name, token=record.token))
+    check(state)
+    assert len(list(state.names_with_prefix(""))) < 300, "some names were deleted"
+    restored = RegistryState.restore(state.snapshot())
+    check(restored)
+    assert restored.snapshot() == state.snapshot()
