@@ -48,7 +48,9 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   never by a heartbeat alone).
 - ``forward_not_allowed``: a ``Forward`` (follower → leader proposal) that is not a
   release of names the sender holds (the only proposal a follower is entitled to ask:
-  never ``MemberDown``/``MemberUp``, never someone else's names).
+  never ``MemberDown``/``MemberUp``, never someone else's names). An item for an
+  activation that is no longer current (a stale token: a release re-sent after it was
+  applied) passes: the state machine refuses it by token and changes nothing.
 
 Three more reasons count streams, not messages: ``cluster_mismatch`` (a peer of another
 cluster id), ``tls_handshake`` (a peer whose certificate did not verify as the node
@@ -137,6 +139,8 @@ class PeerView:
     """Who holds a name now (``None``: not registered or not placed)."""
     retired: AbstractSet[NodeId] = frozenset()
     """Members an operator removed (committed ``MemberRetire``)."""
+    token_of: Callable[[str], int | None] = lambda _name: None
+    """The token of a name's current activation (``None``: unknown or not placed)."""
 
 
 def view_of(raft: ReplicaView, configured: frozenset[NodeId]) -> PeerView:
@@ -145,6 +149,10 @@ def view_of(raft: ReplicaView, configured: frozenset[NodeId]) -> PeerView:
     def holder_of(name: str) -> NodeId | None:
         record = state.names.get(name)
         return record.holder if record is not None and record.holder else None
+
+    def token_of(name: str) -> int | None:
+        record = state.names.get(name)
+        return record.token if record is not None and record.holder else None
 
     return PeerView(
         node=raft.id,
@@ -158,6 +166,7 @@ def view_of(raft: ReplicaView, configured: frozenset[NodeId]) -> PeerView:
         members=state.members,
         holder_of=holder_of,
         retired=state.retired,
+        token_of=token_of,
     )
 
 
@@ -267,12 +276,22 @@ def _check_forward(msg: Forward, view: PeerView) -> str | None:
         return "forward_not_allowed"
     items = command.items if isinstance(command, Releases) else (command,)
     for item in items:
-        if (
-            not isinstance(item, Released | Checkpoint | Quit | Remind)
-            or view.holder_of(item.name) != msg.src
-        ):
+        if not isinstance(item, Released | Checkpoint | Quit | Remind):
+            return "forward_not_allowed"
+        if view.holder_of(item.name) != msg.src and not _stale(item, view):
             return "forward_not_allowed"
     return None
+
+
+def _stale(item: Released | Checkpoint | Quit | Remind, view: PeerView) -> bool:
+    """An item for an activation that is no longer the name's current one: a follower
+    re-sending a release the leader already applied (its own state lags). The state
+    machine refuses it by token and changes nothing, so it is no forgery; refusing it
+    refused the whole batch of releases it came in (a rebalance's other releases
+    waited for the retry). An item naming the current activation of a name held by
+    someone else is still refused."""
+    current = view.token_of(item.name)
+    return current is not None and current != item.token
 
 
 class SnapshotGuard:

@@ -151,6 +151,25 @@ def test_a_node_without_a_leader_hears_a_member_it_does_not_know_yet() -> None:
     assert check(member_hb("m4", has_lease=True), sender="m4", view=lagging) == "unknown_member"
 
 
+def test_a_release_re_sent_after_it_was_applied_does_not_sink_its_batch() -> None:
+    """A follower re-sends releases until its own state shows them applied; the leader
+    may have applied one already (the name moved on, with a new token). That item is
+    stale, not forged: the state machine refuses it by token. Refusing it refused the
+    whole batch, and the rebalance's other releases waited for the next retry. An item
+    naming the *current* activation of someone else's name is still a forgery."""
+    tokens = {"room-a": 7, "room-b": 4}
+    lagging = dataclasses.replace(view(), token_of=tokens.get)
+    mine = Released(name="room-b", token=4)
+    moved_on = Released(name="room-a", token=5)  # room-a is n2's now, token 7
+    batch = Forward(src="n3", dst="n2", data=encode(Releases(items=(mine, moved_on))))
+    assert check(batch, sender="n3", view=lagging) is None
+    current = Releases(items=(mine, Released(name="room-a", token=7)))
+    forged = Forward(src="n3", dst="n2", data=encode(current))
+    assert check(forged, sender="n3", view=lagging) == "forward_not_allowed"
+    # Without tokens to compare (an unregistered name, or a view that has none), refused.
+    assert check(batch, sender="n3", view=view()) == "forward_not_allowed"
+
+
 FORGED: list[tuple[str, PeerMessage, str, PeerView]] = [
     # Issue 14, one by one: what an attacker sent, and why it is now refused.
     ("huge term heartbeat", heartbeat(src="n3", term=2**64 - 1), "n3", view()),
