@@ -280,4 +280,7 @@ def test_a_paused_node_s_host_refuses_then_dies_and_the_successor_answers(
             assert after and all(not o.startswith("ok") for o in after), after
             refused = [o for t, o in results if t >= t_stop and not o.startswith("ok")]
             assert "NO_LEASE" in refused, f"never saw the sub-lease refusal: {set(refused)}"
-            assert client.call(name, b"token", idempotent=True) == str(new_token).encode()
+            # The successor, or a later activation: the resumed node rejoins, and when it
+            # owns the name the name moves back to it by handoff (a newer token again).
+            answered = int(client.call(name, b"token", idempotent=True))
+            assert answered >= new_token, f"answered by token {answered}, older than {new_token}"
