@@ -698,8 +698,8 @@ class Replica:
 
     def _begin_handoffs(self, mine: list[NameRecord]) -> list[Effect]:
         """Names held here whose owner is now someone else: hand them off, once per
-        (token, view epoch), at most ``max_handoffs_in_flight`` at a time (the rest go
-        to the backlog, reconciled again as handoffs finish)."""
+        (token, placement epoch), at most ``max_handoffs_in_flight`` at a time (the rest
+        go to the backlog, reconciled again as handoffs finish)."""
         effects: list[Effect] = []
         epoch = self.state.placement_epoch  # asked again only once owners may differ
         # Hoisted: after a view change this runs for every held name (100k: the loop
