@@ -120,6 +120,8 @@ def run_jepsen(args: argparse.Namespace) -> int:
     print("faults by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(rep.faults_by_kind.items())))
     for key in REPORT_KEYS:
         print(f"  {key:<28} {data[key]}")
+    for line in rep.failover_slowest:
+        print(f"  slowest failover: {line}")
     if outcome.node_crashes:
         print(f"  node processes that exited on their own: {outcome.node_crashes}")
     for line in rep.examples:

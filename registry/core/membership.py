@@ -39,6 +39,11 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    began; so its old counts still bound every lease. (A step-down and re-election, say
    when a voter returned slowly while another was cut off, otherwise added a whole
    ``down_after`` to that failover: 3.5 s instead of 2 in the partition suite.)
+   Both shortcuts hold just the same when the terms between had no leader with a Raft
+   lease (only such a leader acknowledges heartbeats, rule 2): the votes that elected
+   us tell (``RawNode.prior_leader_term``, raft rule 9). A split vote after a leader's
+   loss — two followers timing out in the same tick — otherwise cost its names a whole
+   ``down_after`` from the second round's win: 3.4 s in the partition suite.
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
    names are only given to a member that can run them. An incarnation that was declared

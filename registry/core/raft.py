@@ -39,6 +39,16 @@ Rules, beyond the Raft paper's Figure 2:
    ``advance``); any majority of persisted copies commits an entry, with or without it.
 8. **ReadIndex**: a read is safe at the commit index once a quorum acked a heartbeat
    sent after the read arrived, provided the leader has committed an entry of its term.
+9. **Who led before**: a granted vote reports the latest term in which the voter knew a
+   leader since it started (0: none since then). A leader that won term *T* with
+   reports all non-zero takes their maximum, with its own, as ``prior_leader_term``:
+   no term between that one and *T* had a leader with a leader lease, because such a
+   leader's lease needed heartbeat acks from a quorum, and one of those voters is in
+   every quorum that elects; after voting for *T* it accepts nothing of a lower term.
+   A voter that restarted cannot vouch for what it knew before (it reports 0), so one
+   such vote makes the sum unknown (0). ``replica`` uses this to see that the leader
+   it heard from last led the last term that had a lease (membership rule 5): a split
+   vote between it and this term then costs no extra ``down_after``.
 
 Layout: ``RawNode`` (this module: inputs, Ready, terms, elections, ticking) is built on
 ``raft_replication`` (leader replication and commit), ``raft_snapshots`` (snapshot
@@ -99,6 +109,12 @@ class RawNode(_RaftReplication):
     @property
     def leader(self) -> NodeId:
         return self._lead
+
+    @property
+    def prior_leader_term(self) -> int:
+        """While leading: the latest term before ours whose leader may have held a
+        leader lease, or 0 when the votes that elected us cannot tell (rule 9)."""
+        return self._prior_leader_term if self._role is Role.LEADER else 0
 
     @property
     def commit_index(self) -> int:
@@ -341,7 +357,7 @@ class RawNode(_RaftReplication):
         )
         response = _VOTE_RESPONSE[msg.type]
         if can_vote and self._log.is_up_to_date(msg.index, msg.log_term):
-            self._send(response, msg.src, term=msg.term)
+            self._send(response, msg.src, term=msg.term, context=0 if pre else self._leader_term)
             if not pre:
                 self._election_elapsed = 0
                 self._vote = msg.src
@@ -364,9 +380,16 @@ class RawNode(_RaftReplication):
         self._vote = self.id
 
     def _become_leader(self) -> None:
+        reports = [
+            self._vote_leader_terms.get(n, 0)
+            for n, ok in self._votes.items()
+            if ok and n in self._conf.voters
+        ]
+        self._prior_leader_term = max(reports) if reports and min(reports) > 0 else 0  # rule 9
         self._reset(self._term)
         self._role = Role.LEADER
         self._lead = self.id
+        self._leader_term = self._term
         self._lease_revoked = False
         last = self._log.last_index
         self._prs = {node: Progress(next=last + 1) for node in self._members_and_self()}
@@ -431,6 +454,7 @@ class RawNode(_RaftReplication):
 
     def _solicit(self, kind: MessageType, term: int, *, force: bool) -> None:
         self._votes = {self.id: True}
+        self._vote_leader_terms = {self.id: self._leader_term}
         if self._poll_won():
             self._on_poll_won()
             return
@@ -471,6 +495,8 @@ class RawNode(_RaftReplication):
         if msg.type is not expected:
             return
         self._votes.setdefault(msg.src, not msg.reject)
+        if msg.type is MessageType.VOTE_RESP:
+            self._vote_leader_terms.setdefault(msg.src, msg.context)
         if self._poll_won():
             self._on_poll_won()
         elif self._poll_lost():
@@ -482,6 +508,7 @@ class RawNode(_RaftReplication):
         kind = msg.type
         if kind in _LEADER_MESSAGES:
             self._lead = msg.src
+            self._leader_term = self._term
             self._election_elapsed = 0
             self._ticks_since_leader = 0
             if kind is MessageType.APPEND:

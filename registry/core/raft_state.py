@@ -89,6 +89,13 @@ class _RaftState:
         self._ticks_since_leader = 0  # rule 3: a fresh start counts as "just heard"
         self._randomized_timeout = self._new_election_timeout()
         self._votes: dict[NodeId, bool] = {}
+        # Rule 9: the latest term in which this node knew a leader (itself included)
+        # since it started (0: none yet; what it knew before a restart is lost), the
+        # same as each granted vote reported, and what the votes that made this node
+        # leader add up to.
+        self._leader_term = 0
+        self._vote_leader_terms: dict[NodeId, int] = {}
+        self._prior_leader_term = 0
 
         self._transferee: NodeId = NONE
         self._transfer_elapsed = 0
@@ -134,6 +141,8 @@ class _RaftState:
         self._reset(term)
         self._role = Role.FOLLOWER
         self._lead = lead
+        if lead:
+            self._leader_term = term
 
     def _reset(self, term: int) -> None:
         if term != self._term:

@@ -516,10 +516,13 @@ class Replica:
         if leader and (raft.term, leader) != self._leader_seen[:2]:
             previous = self._leader_seen
             self._leader_seen = (raft.term, leader, heard)
-            if is_leader and previous[:2] == (raft.term - 1, self.id):
-                self.monitor.reelected()  # membership rule 5: what we heard still holds
+            # Membership rule 5: did the leader we heard from last lead the last term
+            # that had a leader lease? Then nobody granted a lease since it did.
+            last = previous[0] > 0 and previous[0] in (raft.term - 1, raft.prior_leader_term)
+            if is_leader and last and previous[1] == self.id:
+                self.monitor.reelected()  # what we heard then still holds
             elif is_leader:
-                known = previous[0] == raft.term - 1 and previous[1] not in ("", self.id)
+                known = last and previous[1] not in ("", self.id)
                 self.monitor.became_leader(heard, previous[1:] if known else None)
         elif is_leader and not self._was_leader:
             self.monitor.became_leader(heard)

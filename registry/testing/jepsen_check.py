@@ -140,6 +140,9 @@ class Report:
     failover_p50_s: float | None = None
     failover_p99_s: float | None = None
     failover_max_s: float | None = None
+    failover_slowest: list[str] = field(default_factory=list)
+    """The three faults whose names took longest to run again, slowest first: a
+    percentile over the bound says which fault to replay."""
     heal_samples: int = 0
     heal_unconverged: int = 0
     heal_converge_p50_s: float | None = None
@@ -398,19 +401,26 @@ def _g4(rep: Report, conn: sqlite3.Connection, acts: dict[str, list[Act]]) -> No
     faults = conn.execute(
         f"SELECT id, kind, targets, t_inject FROM faults WHERE kind IN ({marks})", FAILOVER_KINDS
     ).fetchall()
+    by_fault: list[tuple[float, int, str]] = []
     for fid, kind, targets_json, t0 in faults:
         targets = set(json.loads(targets_json))
+        mine: list[float] = []
         for name, history in acts.items():
             if not any(a.node in targets and a.called_t < t0 <= a.end for a in history):
                 continue
             later = [a.called_t for a in history if a.called_t > t0]
             if later:
-                samples.append(min(later) - t0)
+                mine.append(min(later) - t0)
             elif name in unregistered:
                 continue  # the workload unregistered it: no failover owed
             else:
                 rep.failover_missing += 1
                 _example(rep, f"G4 {name} never ran again after fault {fid} ({kind})")
+        samples += mine
+        if mine:
+            where = f"fault {fid} ({kind} {sorted(targets)})"
+            by_fault.append((max(mine), fid, f"{where}: max {max(mine):.3f} s, {len(mine)} names"))
+    rep.failover_slowest = [text for *_, text in sorted(by_fault, reverse=True)[:3]]
     rep.failover_samples = len(samples)
     rep.failover_p50_s = percentile(samples, 50)
     rep.failover_p99_s = percentile(samples, 99)

@@ -68,7 +68,7 @@ def test_randomized_schedule(
         f"{rep.heal_converge_p99_s}/{rep.heal_converge_max_s} s (partitions p99 "
         f"{rep.heal_partition_p99_s} s); paused/resume overlaps "
         f"{rep.paused_overlaps}/{rep.resume_overlaps}; elections {rep.elections}; calls "
-        f"{rep.calls_answered}"
+        f"{rep.calls_answered}; slowest failovers: {'; '.join(rep.failover_slowest)}"
     )
     detail = "\n".join([*lines, *rep.examples, figures, f"replay: {replay}", f"files: {tmp_path}"])
     assert not outcome.node_crashes, f"nodes exited on their own: {outcome.node_crashes}\n{detail}"

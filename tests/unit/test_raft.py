@@ -21,6 +21,7 @@ from registry.core.messages import (
     Role,
 )
 from registry.core.progress import Progress
+from registry.core.raft import RawNode
 from tests.unit.raftnet import Net
 
 IDS3 = ["n1", "n2", "n3"]
@@ -570,3 +571,112 @@ def test_only_a_leaders_appends_may_go_out_before_its_persist() -> None:
     assert {m.type for m in rd.messages} == {MessageType.PRE_VOTE}
     assert not rd.appends_before_persist
     follower.advance(rd)
+
+
+# -- rule 9: who led before -------------------------------------------------------------
+
+
+def _split_vote(net: Net, a: str, b: str) -> int:
+    """``a`` and ``b`` time out together: both win pre-votes, each votes for itself in
+    the next term, and nobody leads it. Returns that leaderless term."""
+    for node in (a, b):
+        net.nodes[node].forget_leader()
+    for node in (a, b):
+        net.nodes[node].campaign()
+    net.pump()
+    assert net.leaders() == [], "a split vote"
+    assert net.nodes[a].term == net.nodes[b].term
+    return net.nodes[a].term
+
+
+def test_a_split_vote_after_the_leader_s_loss_still_names_the_last_leader_s_term() -> None:
+    net = Net(IDS3)
+    term = net.elect("n1").term
+    net.crash("n1")
+    assert _split_vote(net, "n2", "n3") == term + 1
+    net.nodes["n2"].campaign()
+    net.pump()
+    winner = net.nodes["n2"]
+    assert winner.role is Role.LEADER and winner.term == term + 2
+    assert winner.prior_leader_term == term, "term + 1 had no leader"
+    assert net.nodes["n3"].prior_leader_term == 0, "only a leader answers"
+
+
+def test_a_leader_only_one_voter_followed_is_reported_by_that_voter() -> None:
+    """n3 never heard the leader of term T + 1 (n2), but n1 did: n1's vote for n3 in
+    T + 2 says so, and n3 must not take n1 for the last leader."""
+    net = Net(IDS3)
+    term = net.elect("n1").term
+    net.isolate("n3")
+    net.nodes["n1"].transfer_leadership("n2")
+    net.pump()
+    net.tick(2)
+    assert net.nodes["n2"].role is Role.LEADER and net.nodes["n2"].term == term + 1
+    assert net.nodes["n3"].term == term
+    net.crash("n2")
+    net.heal()
+    net.nodes["n1"].forget_leader()
+    net.nodes["n3"].forget_leader()
+    # n3's log lags (the leader's empty entry of term + 1), so n1 refuses it; n1 wins.
+    net.nodes["n3"].campaign()
+    net.pump()
+    assert net.nodes["n3"].role is not Role.LEADER
+    net.nodes["n1"].campaign()
+    net.pump()
+    leader = net.nodes["n1"]
+    assert leader.role is Role.LEADER
+    assert leader.prior_leader_term == term + 1, "n1 itself followed n2 in term + 1"
+
+
+def _win_with_report(report: int) -> RawNode:
+    """n3, which last knew n1 lead, wins with n2's vote reporting ``report``."""
+    net = Net(IDS3)
+    net.elect("n1")
+    net.crash("n1")
+    net.crash("n2")
+    n3 = net.nodes["n3"]
+    n3.forget_leader()
+    n3.campaign()
+    net.pump()
+    for kind in (MessageType.PRE_VOTE_RESP, MessageType.VOTE_RESP):
+        term = n3.term + (kind is MessageType.PRE_VOTE_RESP)
+        n3.step(Message(type=kind, src="n2", dst="n3", term=term, context=report))
+    assert n3.role is Role.LEADER
+    return n3
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_a_voter_that_followed_a_later_leader_raises_the_prior_term(offset: int) -> None:
+    """The winner's own memory is not the last word: a voter may have followed a leader
+    the winner never heard of (its lease quorum meets every electing quorum)."""
+    known = _win_with_report(0).term - 1
+    assert _win_with_report(known + offset).prior_leader_term == known + offset
+
+
+def test_granted_votes_report_the_voter_s_last_leader_term_and_pre_votes_do_not() -> None:
+    net = Net(IDS3)
+    term = net.elect("n1").term
+    net.crash("n1")
+    net.sent.clear()
+    net.nodes["n2"].forget_leader()
+    net.nodes["n3"].forget_leader()
+    net.nodes["n2"].campaign()
+    net.pump()
+    votes = (MessageType.PRE_VOTE_RESP, MessageType.VOTE_RESP)
+    answers = {m.type: m.context for m in net.sent if m.src == "n3" and m.type in votes}
+    assert answers == {MessageType.PRE_VOTE_RESP: 0, MessageType.VOTE_RESP: term}
+
+
+def test_a_restarted_voter_cannot_vouch_so_the_prior_term_is_unknown() -> None:
+    net = Net(IDS3)
+    term = net.elect("n1").term
+    net.crash("n1")
+    net.crash("n3")
+    net.restart("n3")  # it knew n1 led, but forgot it with the restart
+    for node in ("n2", "n3"):
+        net.nodes[node].forget_leader()
+    net.nodes["n2"].campaign()
+    net.pump()
+    winner = net.nodes["n2"]
+    assert winner.role is Role.LEADER and winner.term == term + 1
+    assert winner.prior_leader_term == 0

@@ -586,6 +586,45 @@ def test_a_fenced_member_stays_silent_until_its_workers_have_stopped() -> None:
     assert cluster.violations == []
 
 
+def test_a_leaderless_term_between_does_not_cost_the_lost_leader_s_names_a_down_after() -> None:
+    """Membership rule 5 with raft rule 9: the leader is cut off and the next term ends
+    with no leader (a split vote: two followers timing out in the same tick). The
+    winner of the term after still knows the lost leader led the last term that had a
+    leader lease, so it declares it down ``previous_leader_down_tick`` after its win,
+    not ``down_after_tick``. The partition suite saw that failover take 3.4 s."""
+    cluster = formed()
+    register_all(cluster)
+    lost = cluster.leaders()[0]
+    term = cluster.nodes[lost].raft.term
+    cfg = cluster.timing.membership()
+    assert cfg.previous_leader_down_tick is not None
+    assert cfg.previous_leader_down_tick < cfg.down_after_tick
+    cluster.isolate(lost)
+    others = [n for n in cluster.ids if n != lost]
+
+    def votes_lost(m: PeerMessage) -> bool:
+        return not (isinstance(m, Message) and m.type is MessageType.VOTE)
+
+    cluster.filters.append(votes_lost)
+    cluster.tick_until(lambda: any(cluster.nodes[n].raft.term > term for n in others))
+    cluster.filters.remove(votes_lost)
+    cluster.tick_until(lambda: bool(set(cluster.leaders()) & set(others)))
+    winner = cluster.nodes[cluster.leaders()[0]]
+    assert winner.raft.term >= term + 2, "a term without a leader came between"
+    assert winner.raft.prior_leader_term == term
+
+    def down() -> bool:
+        return any(
+            isinstance(a.command, MemberDown) and a.command.node == lost
+            for a in cluster.applied[winner.id]
+        )
+
+    waited = cluster.tick_until(down)
+    assert waited < cfg.down_after_tick, f"down {waited} ticks after the win"
+    assert waited >= cfg.previous_leader_down_tick - 1, "never sooner than the rule allows"
+    assert cluster.violations == []
+
+
 def test_a_leader_reelected_in_the_next_term_keeps_what_it_heard() -> None:
     """Membership rule 5: a leader that steps down and wins the very next term counts a
     silent member's time from when it last heard it, not from the re-election (nobody
