@@ -111,6 +111,30 @@ class MemberAck:
     member has applied this far (rule 3)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseLapse:
+    """Why a held lease ran out, in the member's ticks before the lapse: an operator's
+    first question about a fence. No acknowledgement at all points at the leader (its
+    Raft lease, rule 2) or the network; acknowledgements that waited for the log point at
+    this member applying too slowly (rule 3); a stale last heartbeat at this member's
+    own loop."""
+
+    leader: NodeId
+    """Where heartbeats went ("" when no leader was known)."""
+    granted_by_heartbeat_sent: int
+    """How long before the lapse the heartbeat behind the lapsed lease was sent."""
+    last_heartbeat: int
+    """Since the last heartbeat was sent (-1: none this incarnation)."""
+    last_ack: int
+    """Since the last acknowledgement arrived (-1: none this incarnation)."""
+    acks_held: int
+    """Acknowledgements that arrived since the lease was last extended but extended
+    nothing, because the log was not yet applied to their index (rule 3)."""
+    held_for_index: int
+    """The highest log index one of them waited for (0: none)."""
+    applied: int
+
+
 class MemberAgent:
     """The member side: heartbeats out, acknowledgements in, lease and fencing."""
 
@@ -146,6 +170,11 @@ class MemberAgent:
         """Whether the last heartbeat sent said that this member held a lease."""
         self.draining = False
         self._leader: NodeId = ""
+        self._last_ack_tick: int | None = None
+        self._acks_held = 0
+        self._held_for_index = 0
+        self.lapse: LeaseLapse | None = None
+        """Set with each fence (``check_fence`` returning True): why it came."""
 
     def tick(self) -> None:
         self.ticks += 1
@@ -156,6 +185,7 @@ class MemberAgent:
         is asked at once: leases run out during leader changes, and waiting a heartbeat
         interval for the first ack would waste part of what is left."""
         if not leader:
+            self._leader = ""  # for ``LeaseLapse``; and a leader found again hears at once
             return None
         if leader != self._leader:
             self._leader = leader
@@ -191,10 +221,13 @@ class MemberAgent:
         sent = self._sent.get(ack.seq)
         if sent is None:
             return
+        self._last_ack_tick = self.ticks
         if ack.index <= self._applied:
             self._extend(sent + self.cfg.lease_tick)
         else:
             self._pending.append((ack.index, sent + self.cfg.lease_tick))
+            self._acks_held += 1
+            self._held_for_index = max(self._held_for_index, ack.index)
 
     def on_self_ack(self, ack: MemberAck, cap: int) -> None:
         """The leader acknowledged its own heartbeat: a lease, but never past ``cap``
@@ -223,6 +256,7 @@ class MemberAgent:
             self._self_until = max(self._self_until, -until)
         else:
             self._lease_until = max(self._lease_until, until)
+        self._acks_held = self._held_for_index = 0
 
     def applied_to(self, index: int) -> None:
         """The member's state machine has applied the log up to ``index``."""
@@ -258,10 +292,27 @@ class MemberAgent:
         self._held = False
         if not running:
             return False
+        self.lapse = self._lapse()
         self.incarnation += 1
         self._sent.clear()
         self._pending.clear()
+        self._last_ack_tick = None
+        self._acks_held = self._held_for_index = 0
         return True
+
+    def _lapse(self) -> LeaseLapse:
+        until = max(self._lease_until, self._self_until)
+        last_sent = max(self._sent.values(), default=None)
+        acked = self._last_ack_tick
+        return LeaseLapse(
+            leader=self._leader,
+            granted_by_heartbeat_sent=self.ticks - (until - self.cfg.lease_tick),
+            last_heartbeat=-1 if last_sent is None else self.ticks - last_sent,
+            last_ack=-1 if acked is None else self.ticks - acked,
+            acks_held=self._acks_held,
+            held_for_index=self._held_for_index,
+            applied=self._applied,
+        )
 
 
 class LeaderMonitor:

@@ -57,7 +57,13 @@ from registry.core.controls import (
     UseBinaryEntries,
 )
 from registry.core.errors import ProposalRejected
-from registry.core.membership import LeaderMonitor, MemberAck, MemberAgent, MemberHeartbeat
+from registry.core.membership import (
+    LeaderMonitor,
+    LeaseLapse,
+    MemberAck,
+    MemberAgent,
+    MemberHeartbeat,
+)
 from registry.core.messages import (
     EntryType,
     Message,
@@ -146,6 +152,8 @@ class ReplicaReady:
     state_reset: bool = False
     """The registry state was replaced by an installed snapshot: any name may have
     changed, and ``changed`` covers only what was applied after it."""
+    fenced: LeaseLapse | None = None
+    """This Ready fences (its ``incarnation`` is new): why the lease ran out."""
 
 
 @dataclass(slots=True)
@@ -458,6 +466,7 @@ class Replica:
         effects = self._reconcile() if self._dirty or self._lease_flipped() else []
         out = ReplicaReady(
             incarnation=self._new_incarnation,
+            fenced=self.agent.lapse if self._new_incarnation is not None else None,
             raft=rd,
             compaction=self._compaction,
             messages=tuple(self._outbox),

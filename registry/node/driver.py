@@ -46,6 +46,7 @@ from registry.core.view import ReplicaView
 from registry.node.config import NodeConfig
 from registry.node.fail_stop import StorageIOFailed, classify, fail_stop
 from registry.node.faults import CoreFault
+from registry.node.lease_log import describe_lapse
 from registry.node.ready_loop import ReadyLoop
 from registry.node.storage import Loaded
 from registry.node.storage_protocol import Storage
@@ -148,6 +149,7 @@ class Driver:
             fatal(*classify(StorageIOFailed(err)))
             raise
         timing = cfg.timing
+        self._timing = timing
         voters = frozenset() if cfg.learner else frozenset(cfg.peers or {cfg.id: cfg.address})
         self.replica = Replica(
             timing.raft(
@@ -402,6 +404,8 @@ class Driver:
         """The Ready loop's apply step (after persist and send, before ``advance``)."""
         if ready.incarnation is not None:
             self.incarnation = ready.incarnation
+        if ready.fenced is not None:
+            log.warning("%s", describe_lapse(ready.fenced, self._timing, ready.incarnation))
         soft = ready.raft.soft_state
         if soft is not None:
             log.info(

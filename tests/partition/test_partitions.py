@@ -33,6 +33,17 @@ def test_split_minority_refuses_writes_and_majority_takes_over(scenario5: Scenar
     assert report.failover_max_s is not None and report.failover_max_s <= FAILOVER_TARGET_S
     # G5: after the heal, names went back to their owners (some on the minority again).
     assert report.handoffs > 0
+    # A minority node that held names fenced, and its log says why: cut off, nothing
+    # acknowledged its heartbeats (or it had no leader), not a slow log.
+    fenced = [
+        line
+        for node in minority
+        for line in s.cluster.nodes[node].log.read_text(errors="replace").splitlines()
+        if "member lease lapsed; fencing" in line
+    ]
+    assert fenced, "no fence logged on the minority"
+    causes = ("went unacknowledged", "no leader was known")
+    assert all(any(cause in line for cause in causes) for line in fenced), fenced
 
 
 def test_isolated_leader_steps_down_and_a_new_one_takes_over(scenario3: Scenario) -> None:
