@@ -16,7 +16,8 @@ from typing import Any
 
 import grpc.aio
 
-from registry.core.membership import MemberHeartbeat
+from registry.core.membership import MemberAck, MemberHeartbeat
+from registry.core.messages import Entry, Message, MessageType
 from registry.core.replica import PeerMessage
 from registry.node.transport import SERVER_OPTIONS, PeerTransport
 from registry.v1 import peer_pb2, peer_pb2_grpc
@@ -237,5 +238,44 @@ def test_a_node_answers_a_peer_it_knew_no_address_for() -> None:
             await b.close()
             for server in servers:
                 await server.stop(None)
+
+    asyncio.run(main())
+
+
+def test_heartbeats_and_lease_messages_overtake_queued_appends_which_keep_their_order() -> None:
+    """A follower catching up has megabytes of appends queued for it; the leader's next
+    heartbeat, and a member acknowledgement, must not wait behind them (the leader's
+    Raft lease lasts 0.3 s on lan). The appends still arrive in order, and whole."""
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    appends = [
+        Message(
+            type=MessageType.APPEND,
+            src="a",
+            dst="b",
+            term=1,
+            index=k,
+            entries=(Entry(term=1, index=k + 1, data=bytes([k]) * 1_000_000),),
+        )
+        for k in range(12)
+    ]
+    heartbeat = Message(type=MessageType.HEARTBEAT, src="a", dst="b", term=1, context=7)
+    ack = MemberAck(src="a", dst="b", seq=3, incarnation=1, index=12)
+
+    async def main() -> None:
+        inbox: list[PeerMessage] = []
+        server = await _serve(address, inbox)
+        sender = PeerTransport("a", lambda peer: address if peer == "b" else None, inbox.append)
+        try:
+            # All queued before the link's writer runs (send() does not yield).
+            sender.send([*appends, heartbeat, ack])
+            await _until("every message", lambda: len(inbox) == len(appends) + 2, 30.0)
+            order = [m.type.name if isinstance(m, Message) else type(m).__name__ for m in inbox]
+            assert order == ["HEARTBEAT", "MemberAck", *["APPEND"] * len(appends)], order
+            assert inbox[:2] == [heartbeat, ack]
+            assert [m.index for m in inbox[2:] if isinstance(m, Message)] == list(range(12))
+            assert inbox[2:] == appends, "whole"
+        finally:
+            await sender.close()
+            await server.stop(None)
 
     asyncio.run(main())
