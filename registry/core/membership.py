@@ -236,8 +236,12 @@ class MemberAgent:
             return
         sent = self._sent.get(ack.seq)
         if sent is not None:
+            self._last_ack_tick = self.ticks
             until = min(sent + self.cfg.lease_tick, cap)
             self._pending.append((ack.index, -until))  # negative: self-granted
+            if ack.index > self._applied:
+                self._acks_held += 1
+                self._held_for_index = max(self._held_for_index, ack.index)
             self.applied_to(self._applied)
 
     def cap_self_lease(self, cap: int) -> None:

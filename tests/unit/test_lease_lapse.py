@@ -99,3 +99,16 @@ def test_a_member_without_a_leader_is_told_so_not_that_its_loop_stalled() -> Non
             break
     assert member.lapse is not None and member.lapse.leader == ""
     assert "no leader was known" in describe_lapse(member.lapse, LAN, 2)
+
+
+def test_a_leader_s_own_acknowledgements_count_as_acknowledgements() -> None:
+    """A leader acknowledges its own heartbeats (``on_self_ack``); its fence must not
+    say it never had one."""
+    member = MemberAgent(CFG, "m", 1)
+    member.on_self_ack(ack(member.heartbeat("m")), cap=CFG.lease_tick)
+    assert member.has_lease()
+    member.tick()
+    member.on_self_ack(ack(member.heartbeat("m"), index=5), cap=CFG.lease_tick)
+    lapse = run_out(member, beat=False)
+    assert lapse.last_ack >= 0, "its own acknowledgements were heard"
+    assert (lapse.acks_held, lapse.held_for_index) == (1, 5)
