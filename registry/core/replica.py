@@ -246,6 +246,10 @@ class Replica:
         """Ticks this node could hear in: the leader's failure detector runs on these."""
         self._leader_seen: tuple[int, NodeId, int] = (0, "", 0)
         """(term, leader, listening tick when first heard from it as leader)."""
+        self._unacked: dict[NodeId, tuple[MemberHeartbeat, int]] = {}
+        """While leading: each member's latest heartbeat that arrived when this leader
+        could grant no lease (membership rule 2), with the listening tick it arrived;
+        answered as soon as it can (rule 2's exception)."""
 
     @property
     def id(self) -> NodeId:
@@ -538,6 +542,10 @@ class Replica:
         self._was_leader = is_leader
         if is_leader:
             self.agent.cap_self_lease(self._self_lease_cap())
+            if self._unacked and self._grants_leases():
+                self._answer_unacked(heard)
+        else:
+            self._unacked.clear()
         # After a fence, stay silent until every stopped worker has really ended: a
         # heartbeat would bring the new incarnation up and move its names at once.
         heartbeat = None if self._fence_stops else self.agent.heartbeat(leader)
@@ -601,17 +609,42 @@ class Replica:
         with contextlib.suppress(ProposalRejected):
             self.raft.propose(data)
 
+    def _grants_leases(self) -> bool:
+        """Membership rule 2: only while its Raft lease holds, and only once an entry of
+        this term is committed: then no entry missing from this leader's log (say, a
+        predecessor's MemberDown) can ever commit, and ``last_index`` covers every
+        MemberDown that may still commit (rule 3)."""
+        raft = self.raft
+        return raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term
+
     def _on_heartbeat(self, hb: MemberHeartbeat) -> None:
         if self.raft.role is not Role.LEADER or hb.dst != self.id:
             return
+        self._unacked.pop(hb.src, None)  # a newer heartbeat supersedes it
+        if not self._grants_leases():
+            self._unacked[hb.src] = (hb, self._listening_ticks)
+            return
+        self._acknowledge(hb, self._listening_ticks)
+
+    def _answer_unacked(self, heard: int) -> None:
+        """The lease is back: answer what arrived while it was not (membership rule 2).
+        The answer is given under the lease as the rule asks, and the member's lease
+        still counts from its send, so a late answer only grants less. It saved every
+        member lease a brief Raft-lease gap used to cost: the heartbeats of the gap went
+        unanswered, and a member whose next one came after its lease ended fenced.
+        Older than a lease, a heartbeat is worth nothing to its member: dropped."""
+        unacked, self._unacked = self._unacked, {}
+        for src in sorted(unacked):
+            hb, arrived = unacked[src]
+            if heard - arrived < self.cfg.lease_tick:
+                self._acknowledge(hb, arrived)
+
+    def _acknowledge(self, hb: MemberHeartbeat, arrived: int) -> None:
         raft = self.raft
-        # Grant leases only once an entry of this term is committed: then no entry that
-        # is not in this leader's log (say, a predecessor's MemberDown) can ever commit,
-        # and ``last_index`` covers every MemberDown that may still commit (rule 3).
         ack = self.monitor.on_heartbeat(
             hb,
-            self._listening_ticks,
-            lease_holds=raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term,
+            arrived,
+            lease_holds=self._grants_leases(),
             last_index=raft.last_index,
             member_up=bool((member := self.state.members.get(hb.src)) and member.up),
         )

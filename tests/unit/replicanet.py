@@ -75,6 +75,8 @@ class Cluster:
         self.queue: list[PeerMessage] = []
         self.cut: set[tuple[str, str]] = set()
         self.filters: list[Filter] = []
+        self.rewrites: list[Callable[[PeerMessage], PeerMessage]] = []
+        """Applied to each message that passed the filters, in order."""
         self.step_no = 0
         self.events: list[Event] = []
         self.applied: dict[str, list[Applied]] = {i: [] for i in self.ids}
@@ -179,6 +181,8 @@ class Cluster:
                 continue
             if not all(f(msg) for f in self.filters):
                 continue
+            for rewrite in self.rewrites:
+                msg = rewrite(msg)
             self.step_no += 1
             self.nodes[msg.dst].step(msg)
             self._drain(msg.dst)

@@ -625,6 +625,48 @@ def test_a_leaderless_term_between_does_not_cost_the_lost_leader_s_names_a_down_
     assert cluster.violations == []
 
 
+def test_heartbeats_that_arrive_in_a_raft_lease_gap_are_answered_when_it_ends() -> None:
+    """Membership rule 2's exception: the leader's Raft lease lapses for a while (its
+    heartbeat acknowledgements come back too late: they name old heartbeats), so it may
+    grant no member lease. The member heartbeats of that gap are answered once the lease
+    is back, so a follower whose own lease had ticks left does not fence. Before, they
+    went unanswered, and a follower whose next heartbeat came after its lease ended
+    fenced every worker: at 100k names on 2 cores, every member at once. (The leader's
+    own lease is capped by its Raft lease, rule 5: a gap this long fences it anyway.)"""
+    cluster = formed()
+    register_all(cluster)
+    leader = cluster.leader()
+    followers = [n for n in cluster.ids if n != leader.id]
+    sent_at: dict[str, int] = {}
+
+    def stale_acks(m: PeerMessage) -> PeerMessage:
+        if isinstance(m, MemberHeartbeat) and m.src in followers:
+            sent_at[m.src] = cluster.nodes[m.src].agent.ticks
+        if isinstance(m, Message) and m.type is MessageType.HEARTBEAT_RESP and m.context > 5:
+            return replace(m, context=m.context - 5)  # an answer to an old heartbeat
+        return m
+
+    cluster.rewrites.append(stale_acks)
+    cluster.tick_until(lambda: leader.raft.lease_remaining() == 0)
+    assert leader.raft.role is Role.LEADER, "still leading: check-quorum is satisfied"
+    # The gap lasts until a follower's lease is nearly out, just after it sent a
+    # heartbeat: its next one comes only after its lease has ended.
+    heartbeat = cluster.timing.membership().heartbeat_tick
+
+    def nearly_out(node: str) -> bool:
+        agent = cluster.nodes[node].agent
+        return 0 < agent.lease_remaining() <= heartbeat and sent_at.get(node) == agent.ticks
+
+    cluster.tick_until(lambda: any(nearly_out(n) for n in followers))
+    victim = next(n for n in followers if nearly_out(n))
+    assert cluster.running[victim], "it runs workers: a fence would stop them"
+    cluster.rewrites.remove(stale_acks)
+    cluster.tick(2 * heartbeat)
+    assert [f for f in cluster.fences if f[1] in followers] == [], "no follower fenced"
+    assert cluster.nodes[victim].agent.has_lease() and cluster.incarnations[victim] == 1
+    assert cluster.violations == []
+
+
 def test_a_leader_reelected_in_the_next_term_keeps_what_it_heard() -> None:
     """Membership rule 5: a leader that steps down and wins the very next term counts a
     silent member's time from when it last heard it, not from the re-election (nobody

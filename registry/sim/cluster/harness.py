@@ -279,13 +279,18 @@ class ClusterHost:
                 send(self.id, msg.dst, msg)
             for peer in rd.messages:
                 send(self.id, peer.dst, peer)
+            # Entries are applied before the effects their reconcile produced: observe
+            # them in that order, or a name registered and started in one Ready looked
+            # started before it was registered (the checkpoint checker then wanted the
+            # state of an earlier registration restored).
+            for applied in rd.applied:
+                sim.note_applied(self.id, applied)
             for effect in rd.effects:
                 runtime.run(effect)
             if raft.snapshot is not None:
                 sim.snapshots_installed += 1
                 sim.hooks.on_restored(self.id, raft.snapshot.meta.index)
             for applied in rd.applied:
-                sim.note_applied(self.id, applied)
                 sim.hooks.on_applied(self.id, applied)
             if rd.applied:
                 runtime.reminders.on_applied()
