@@ -10,7 +10,12 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
 2. The leader acknowledges a heartbeat only while its own Raft leader lease holds and an
    entry of its term is committed, so an acknowledgement always comes from the one leader
    that can commit, and no entry missing from its log (a predecessor's ``MemberDown``)
-   can commit later.
+   can commit later. A heartbeat that arrives while that does not hold is kept (each
+   member's latest) and acknowledged as soon as it holds again, if it is younger than a
+   lease (``Replica._answer_unacked``): the acknowledgement is still given under the
+   lease, and the lease it grants still counts from the heartbeat's send, so lateness
+   only shortens it. Dropping them cost every member its lease in any Raft-lease gap
+   longer than its lease's slack (issue 13's 100k churn).
 3. An acknowledgement of heartbeat *s* extends the member's lease to
    ``sent_tick(s) + lease_tick`` on the member's clock — but only once the member has
    applied the log up to the leader's last index at the time of the acknowledgement
