@@ -257,6 +257,10 @@ class Failover(Checker[ClusterObservation]):
         """The subset of ``latencies_us`` where the lost node was the leader."""
         self.cancelled: dict[str, int] = {}
         """Samples cancelled because the failover was no longer owed, by cause."""
+        self.unregistered: set[str] = set()
+        """Names whose unregister was accepted and that no holder was assigned since: a
+        loss of the node where the old activation still runs (a worker that ignores
+        stop) owes them no failover."""
         self.restarted = 0
         """Clock restarts of open samples: the leader was lost mid-failover."""
 
@@ -272,6 +276,7 @@ class Failover(Checker[ClusterObservation]):
                 del self.running[obs.name]
         elif isinstance(obs, Assigned):
             self.assigned[obs.name] = (obs.node, obs.token)
+            self.unregistered.discard(obs.name)
         elif isinstance(obs, MajorityChanged):
             self._topology(obs)
         elif isinstance(obs, NameSpecified):
@@ -280,6 +285,7 @@ class Failover(Checker[ClusterObservation]):
             if obs.op == "unregister":
                 for name in obs.names:
                     self._censor(name, "unregistered")
+                    self.unregistered.add(name)
         else:
             assert isinstance(obs, RunEnded)
             for name, sample in sorted(self.open.items()):
@@ -343,6 +349,8 @@ class Failover(Checker[ClusterObservation]):
         for name, (node, token) in sorted(self.running.items()):
             if name in self.open:
                 continue  # already failing over: a second loss does not restart the clock
+            if name in self.unregistered:
+                continue  # its worker ignored the stop: still running, but not owed
             if node in lost and now.intersection(self.eligible.get(name, ())):
                 self.open[name] = _Sample(
                     name=name,
