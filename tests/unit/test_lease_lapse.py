@@ -4,17 +4,10 @@ acknowledgements held back by a lagging log, none at all, or a stalled loop."""
 from __future__ import annotations
 
 from registry.core.membership import LeaseLapse, MemberAck, MemberAgent, MemberHeartbeat
-from registry.core.timing import PRESETS, MembershipConfig
+from registry.core.timing import PRESETS
 from registry.node.lease_log import describe_lapse
+from tests.unit.test_membership import CFG
 
-CFG = MembershipConfig(
-    heartbeat_tick=2,
-    lease_tick=10,
-    down_after_tick=20,
-    fence_grace_tick=3,
-    handoff_deadline_tick=5,
-    retry_tick=4,
-)
 LAN = PRESETS["lan"]
 
 
