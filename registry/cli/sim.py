@@ -107,6 +107,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cluster.add_argument(
         "--jobs", type=positive_int, help="worker processes (default: one per CPU)"
     )
+    cluster.add_argument(
+        "--transfers",
+        action="store_true",
+        help="the leader also hands leadership over now and then (off: seeds as before)",
+    )
     cluster.add_argument("--json", action="store_true", help="end stdout with one JSON line")
     cluster.add_argument(
         "--verbose", action="store_true", help="print the nemesis timeline of failing seeds"
@@ -133,7 +138,9 @@ def run_cluster(args: argparse.Namespace) -> int:
     from registry.sim.cluster.runner import run_cluster_seed, summarize
 
     jobs = args.jobs or os.cpu_count() or 1
-    results, elapsed = _run_seeds(args, run_cluster_seed, jobs=jobs, names=args.names)
+    results, elapsed = _run_seeds(
+        args, run_cluster_seed, jobs=jobs, names=args.names, transfers=args.transfers
+    )
     summary = summarize(results)
     _print_cluster_table(summary, elapsed)
     if len(results) == 1:

@@ -49,6 +49,17 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    us tell (``RawNode.prior_leader_term``, raft rule 9). A split vote after a leader's
    loss — two followers timing out in the same tick — otherwise cost its names a whole
    ``down_after`` from the second round's win: 3.4 s in the partition suite.
+   And the *handover*: a leader that gives up leadership on purpose (a transfer, or the
+   step-down after removing itself, raft rule 6) has stopped acknowledging heartbeats
+   before it sends ``TIMEOUT_NOW`` (a transfer revokes its Raft lease; a follower
+   acknowledges nothing), and the message carries, per member, how many ticks its
+   ``last_heard`` lies back (``LeaderMonitor.handover``). If the receiver then leads the
+   very next term, no lease was granted in between, so counting ``down_after_tick`` from
+   its receipt tick minus that count bounds every lease the member got before our term:
+   its ticks and ours each run at a bounded rate, so the sum of the two spans is as safe
+   as one leader's count, and the message's delay only makes it later. Without it a
+   member cut off just before the leader was removed waited a whole ``down_after`` from
+   the next win: 3.45 s in the partition suite (a membership change during a split).
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
    names are only given to a member that can run them. An incarnation that was declared
@@ -80,6 +91,7 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from registry.core.commands import Command, MemberDown, MemberUp
@@ -331,16 +343,25 @@ class LeaderMonitor:
         self.cfg = cfg
         self._since = 0
         self._previous: tuple[NodeId, int] | None = None
+        self._handed: dict[NodeId, int] = {}
         self._last_heard: dict[NodeId, int] = {}
         self._latest: dict[NodeId, MemberHeartbeat] = {}
         self._proposed: dict[Command, int] = {}
         self._no_lease_since: dict[NodeId, int] = {}
 
-    def became_leader(self, now: int, previous: tuple[NodeId, int] | None = None) -> None:
+    def became_leader(
+        self,
+        now: int,
+        previous: tuple[NodeId, int] | None = None,
+        handed: Mapping[NodeId, int] | None = None,
+    ) -> None:
         """``previous``: the leader of the term just before ours, and when we first heard
-        from it as leader (rule 5); ``None`` when we do not know that leader."""
+        from it as leader (rule 5); ``None`` when we do not know that leader. ``handed``:
+        what that leader's handover says, as our tick at which it last heard from each
+        member (rule 5, ``handover``)."""
         self._since = now
         self._previous = previous
+        self._handed = dict(handed or {})
         self._last_heard.clear()
         self._latest.clear()
         self._proposed.clear()
@@ -387,16 +408,26 @@ class LeaderMonitor:
         ]
 
     def last_heard(self, node: NodeId) -> int:
+        """The tick from which ``down_after_tick`` bounds every lease ``node`` may hold:
+        our last acknowledgement of it, else the earliest of what rule 5 allows."""
         heard = self._last_heard.get(node)
         if heard is not None:
             return heard
+        bounds = [self._since, self._handed.get(node, self._since)]
         previous = self._previous
         shortcut = self.cfg.previous_leader_down_tick
         if previous is not None and previous[0] == node and shortcut is not None:
             # Counted as heard early enough that "down" comes previous_leader_down_tick
             # after we won, but never sooner than down_after_tick after it began to lead.
-            return max(previous[1], self._since - (self.cfg.down_after_tick - shortcut))
-        return self._since
+            bounds.append(max(previous[1], self._since - (self.cfg.down_after_tick - shortcut)))
+        return min(bounds)
+
+    def handover(self, now: int, members: Iterable[NodeId]) -> tuple[tuple[NodeId, int], ...]:
+        """For a leadership handover (rule 5): how long, in ticks, we have not heard from
+        each of ``members`` and the members we acknowledged, by ``last_heard``."""
+        nodes = sorted({*members, *self._last_heard})
+        cap = self.cfg.down_after_tick  # longer tells no more: the member is due anyway
+        return tuple((node, min(cap, max(0, now - self.last_heard(node)))) for node in nodes)
 
     def changes(self, state: RegistryState, now: int) -> list[Command]:
         """Membership commands to propose now (each at most once per ``retry_tick``)."""

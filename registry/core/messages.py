@@ -32,7 +32,9 @@ class MessageType(enum.IntEnum):
     - ``HEARTBEAT_RESP``: ``context`` echoed.
     - ``SNAPSHOT``: ``snapshot`` (metadata), ``chunk``, ``offset``, ``done``.
     - ``SNAPSHOT_RESP``: ``offset`` (next byte wanted), ``reject`` (restart from 0).
-    - ``TIMEOUT_NOW``: the leader asks the transfer target to campaign at once.
+    - ``TIMEOUT_NOW``: the leader asks the transfer target to campaign at once;
+      ``handover`` (opaque to Raft) carries its failure detector's counts to the target
+      (``registry.core.membership`` rule 5).
     - ``READ_INDEX``: a follower forwards a read request (``context``) to the leader.
     - ``READ_INDEX_RESP``: ``index`` (safe read index), ``context``, ``reject``.
     """
@@ -143,6 +145,7 @@ class Message:
     chunk: bytes = b""
     offset: int = 0
     done: bool = False
+    handover: tuple[tuple[NodeId, int], ...] = ()
 
 
 class Role(enum.Enum):

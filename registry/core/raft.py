@@ -30,7 +30,8 @@ Rules, beyond the Raft paper's Figure 2:
    entry is truncated. A new leader proposes no change until an entry of its term is
    committed (the fix for the single-server-change bug found in 2015), and only one
    change may be uncommitted. A leader that removed itself steps down once the change
-   commits.
+   commits, and sends ``TIMEOUT_NOW`` to a voter that holds its whole log, so that the
+   others need not wait out an election timeout first (as after a transfer).
 7. **Persistence**: everything in a Ready is persisted before its messages are sent, so
    a vote, an acknowledged entry or a term is never forgotten by a crash. One exception
    (Raft thesis §10.2.1): a leader's APPENDs and HEARTBEATs may go out while its own
@@ -226,7 +227,7 @@ class RawNode(_RaftReplication):
         self._transfer_elapsed = 0
         self._lease_revoked = True
         if self._prs[target].match == self._log.last_index:
-            self._send(MessageType.TIMEOUT_NOW, target)
+            self._send_timeout_now(target)
         else:
             self._send_append(target)
 

@@ -67,7 +67,7 @@ class _RaftReplication(_RaftSnapshots, _RaftReads):
         while self._send_append(msg.src, allow_empty=False):
             pass
         if msg.src == self._transferee and pr.match == self._log.last_index:
-            self._send(MessageType.TIMEOUT_NOW, msg.src)
+            self._send_timeout_now(msg.src)
 
     def _handle_heartbeat_response(self, msg: Message, pr: Progress) -> None:
         pr.probe_sent = False
@@ -92,8 +92,18 @@ class _RaftReplication(_RaftSnapshots, _RaftReads):
             for origin, context in waiting:
                 self._leader_read(origin, context)
         if self.id not in self._conf.voters and self._log.committed >= self._last_conf_index:
+            successor = self._caught_up_voter()
             self._become_follower(self._term, NONE)  # rule 6: we removed ourselves
+            if successor:
+                # Rule 6: the voters need not wait out an election timeout.
+                self._send_timeout_now(successor)
         return True
+
+    def _caught_up_voter(self) -> NodeId:
+        """A voter that holds our whole log (the most recently heard first), or none."""
+        last = self._log.last_index
+        ready = [n for n in self._conf.voters if n != self.id and self._prs[n].match == last]
+        return max(ready, key=lambda n: (self._prs[n].acked_heartbeat, n), default=NONE)
 
     def _append_entry(self, kind: EntryType, data: bytes) -> int:
         index = self._log.last_index + 1

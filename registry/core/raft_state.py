@@ -9,6 +9,7 @@ lines: this one, ``raft_reads`` (ReadIndex and the leader lease), ``raft_snapsho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,10 @@ from registry.core.messages import (
     SoftState,
 )
 from registry.core.progress import Progress
+
+
+def _no_note() -> tuple[tuple[NodeId, int], ...]:
+    return ()
 
 
 class Rng(Protocol):
@@ -99,6 +104,10 @@ class _RaftState:
 
         self._transferee: NodeId = NONE
         self._transfer_elapsed = 0
+        self.handover_note: Callable[[], tuple[tuple[NodeId, int], ...]] = _no_note
+        """What a ``TIMEOUT_NOW`` carries to the node it asks to campaign (``handover``):
+        opaque to Raft, asked for as the message is built (the application's failure
+        detector counts, ``registry.core.membership`` rule 5)."""
         self._lease_revoked = False
         self._heartbeat_seq = 0
         self._heartbeat_sent_tick: dict[int, int] = {}
@@ -207,6 +216,9 @@ class _RaftState:
         return sorted(n for n in self._prs if n != self.id)
 
     # -- plumbing ----------------------------------------------------------------------
+
+    def _send_timeout_now(self, to: NodeId) -> None:
+        self._send(MessageType.TIMEOUT_NOW, to, handover=self.handover_note())
 
     def _send(
         self, kind: MessageType, to: NodeId, *, term: int | None = None, **fields: object

@@ -67,6 +67,7 @@ from registry.core.membership import (
 from registry.core.messages import (
     EntryType,
     Message,
+    MessageType,
     NodeId,
     PersistedState,
     Ready,
@@ -246,6 +247,10 @@ class Replica:
         """Ticks this node could hear in: the leader's failure detector runs on these."""
         self._leader_seen: tuple[int, NodeId, int] = (0, "", 0)
         """(term, leader, listening tick when first heard from it as leader)."""
+        self._handover: tuple[int, dict[NodeId, int]] | None = None
+        """The last handover a leader sent us (membership rule 5): its term, and per
+        member our listening tick it counts from."""
+        self.raft.handover_note = self._handover_note
         self._unacked: dict[NodeId, tuple[MemberHeartbeat, int]] = {}
         """While leading: each member's latest heartbeat that arrived when this leader
         could grant no lease (membership rule 2), with the listening tick it arrived;
@@ -306,6 +311,8 @@ class Replica:
 
     def step(self, msg: PeerMessage) -> None:
         if isinstance(msg, Message):
+            if msg.type is MessageType.TIMEOUT_NOW:
+                self._keep_handover(msg)
             self.raft.step(msg)
         elif isinstance(msg, MemberHeartbeat):
             self._on_heartbeat(msg)
@@ -536,7 +543,12 @@ class Replica:
                 self.monitor.reelected()  # what we heard then still holds
             elif is_leader:
                 known = last and previous[1] not in ("", self.id)
-                self.monitor.became_leader(heard, previous[1:] if known else None)
+                handed = self._handover
+                self.monitor.became_leader(
+                    heard,
+                    previous[1:] if known else None,
+                    handed[1] if handed is not None and handed[0] == raft.term - 1 else None,
+                )
         elif is_leader and not self._was_leader:
             self.monitor.became_leader(heard)
         self._was_leader = is_leader
@@ -558,6 +570,22 @@ class Replica:
             for command in self.monitor.changes(self.state, heard):
                 self._try_propose(encode(command, binary=self.binary_entries))
         self._send_releases(now, leader, is_leader)
+
+    def _handover_note(self) -> tuple[tuple[NodeId, int], ...]:
+        """What our ``TIMEOUT_NOW`` tells its target (membership rule 5): our failure
+        detector's counts, if we led this term (else we know nothing to hand over)."""
+        if self._leader_seen[:2] != (self.raft.term, self.id):
+            return ()
+        members = (m.node for m in self.state.up_members())
+        return self.monitor.handover(self._listening_ticks, members)
+
+    def _keep_handover(self, msg: Message) -> None:
+        """Keep the counts of a ``TIMEOUT_NOW`` from the leader of our current term,
+        which is what Raft acts on, as of when it arrived (membership rule 5)."""
+        raft = self.raft
+        if msg.src == raft.leader and msg.term == raft.term and msg.handover:
+            now = self._listening_ticks
+            self._handover = (msg.term, {node: now - ticks for node, ticks in msg.handover})
 
     def _send_releases(self, now: int, leader: NodeId, is_leader: bool) -> None:
         """Send new releases at once; re-check and resend the others once per

@@ -24,6 +24,10 @@ Rules:
   (several messages in one stream write). Also not a version: a sender batches only on
   a stream whose server said so in its initial metadata, so an older node (which
   ignores the key and says nothing) only ever gets single messages.
+- A field whose absence is safe needs neither: ``TIMEOUT_NOW``'s ``handover``
+  (``registry.core.membership`` rule 5) is ignored by an older receiver (proto3 skips
+  unknown fields) and missing from an older sender's, and a receiver without it counts
+  ``down_after`` from its own win, as before.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class SnapshotMeta(_message.Message):
     def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., conf: _Optional[_Union[ConfState, _Mapping]] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("type", "src", "dst", "term", "log_term", "index", "entries", "commit", "reject", "reject_hint", "context", "force", "snapshot", "chunk", "offset", "done")
+    __slots__ = ("type", "src", "dst", "term", "log_term", "index", "entries", "commit", "reject", "reject_hint", "context", "force", "snapshot", "chunk", "offset", "done", "handover")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class Message(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    HANDOVER_FIELD_NUMBER: _ClassVar[int]
     type: MessageType
     src: str
     dst: str
@@ -109,7 +110,16 @@ class Message(_message.Message):
     chunk: bytes
     offset: int
     done: bool
-    def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., term: _Optional[int] = ..., log_term: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit: _Optional[int] = ..., reject: _Optional[bool] = ..., reject_hint: _Optional[int] = ..., context: _Optional[int] = ..., force: _Optional[bool] = ..., snapshot: _Optional[_Union[SnapshotMeta, _Mapping]] = ..., chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+    handover: _containers.RepeatedCompositeFieldContainer[MemberSilence]
+    def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., term: _Optional[int] = ..., log_term: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit: _Optional[int] = ..., reject: _Optional[bool] = ..., reject_hint: _Optional[int] = ..., context: _Optional[int] = ..., force: _Optional[bool] = ..., snapshot: _Optional[_Union[SnapshotMeta, _Mapping]] = ..., chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., done: _Optional[bool] = ..., handover: _Optional[_Iterable[_Union[MemberSilence, _Mapping]]] = ...) -> None: ...
+
+class MemberSilence(_message.Message):
+    __slots__ = ("node", "ticks")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    ticks: int
+    def __init__(self, node: _Optional[str] = ..., ticks: _Optional[int] = ...) -> None: ...
 
 class HardState(_message.Message):
     __slots__ = ("term", "vote", "commit")

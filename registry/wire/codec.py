@@ -68,6 +68,7 @@ def message_to_pb(msg: Message) -> raft_pb2.Message:
         chunk=msg.chunk,
         offset=msg.offset,
         done=msg.done,
+        handover=[raft_pb2.MemberSilence(node=n, ticks=t) for n, t in msg.handover],
     )
     if msg.snapshot is not None:
         pb.snapshot.CopyFrom(meta_to_pb(msg.snapshot))
@@ -92,6 +93,7 @@ def message_from_pb(pb: raft_pb2.Message) -> Message:
         chunk=pb.chunk,
         offset=pb.offset,
         done=pb.done,
+        handover=tuple((h.node, h.ticks) for h in pb.handover),
     )
 
 

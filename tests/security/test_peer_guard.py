@@ -174,6 +174,12 @@ FORGED: list[tuple[str, PeerMessage, str, PeerView]] = [
     # Issue 14, one by one: what an attacker sent, and why it is now refused.
     ("huge term heartbeat", heartbeat(src="n3", term=2**64 - 1), "n3", view()),
     ("huge term, 2**63", heartbeat(src="n3", term=2**63), "n3", view()),
+    (
+        "handover with a huge count",
+        heartbeat(type=MessageType.TIMEOUT_NOW, handover=(("n2", 2**63),)),
+        "n1",
+        view(),
+    ),
     ("term jump", heartbeat(src="n3", term=TERM + MAX_TERM_JUMP + 1), "n3", view()),
     ("term+1 heartbeat claiming n1", heartbeat(term=TERM + 1), "n3", view()),
     ("heartbeat from a cert outside the cluster", heartbeat(src="evil"), "evil", view()),
@@ -223,6 +229,7 @@ FORGED: list[tuple[str, PeerMessage, str, PeerView]] = [
 EXPECTED = {
     "huge term heartbeat": "huge_value",
     "huge term, 2**63": "huge_value",
+    "handover with a huge count": "huge_value",
     "term jump": "term_jump",
     "term+1 heartbeat claiming n1": "identity_mismatch",
     "heartbeat from a cert outside the cluster": "unknown_sender",
@@ -323,6 +330,16 @@ def test_codec_never_raises_on_values_that_do_not_fit() -> None:
     )
     assert decode_peer(bad_entry) is None
     assert decode_peer(peer_pb2.PeerEnvelope()) is None
+
+
+def test_a_handover_survives_the_wire_and_an_old_node_s_message_has_none() -> None:
+    sent = heartbeat(type=MessageType.TIMEOUT_NOW, handover=(("n2", 3), ("n3", 0)))
+    envelope = encode_peer(sent)
+    assert envelope is not None and decode_peer(envelope) == sent
+    # What a node without the field sends: the receiver just counts from its win.
+    old = raft_pb2.Message(type=raft_pb2.MESSAGE_TYPE_TIMEOUT_NOW, src="n1", dst="n2", term=4)
+    decoded = decode_peer(peer_pb2.PeerEnvelope(raft=old))
+    assert isinstance(decoded, Message) and decoded.handover == ()
 
 
 # -- property: random envelopes -----------------------------------------------------------

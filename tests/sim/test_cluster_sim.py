@@ -207,6 +207,32 @@ def test_unsafe_switch_is_caught() -> None:
     assert "ran twice" in duplicate
 
 
+# -- leadership transfers ----------------------------------------------------------------
+
+TRANSFER_SEEDS = 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "start", range(0, TRANSFER_SEEDS, CHUNK), ids=lambda s: f"seeds{s}-{s + CHUNK - 1}"
+)
+def test_leadership_transfers_and_their_handover_keep_every_guarantee(start: int) -> None:
+    """Membership rule 5's handover under the nemesis: the leader hands leadership over
+    now and then (``--transfers``), and its successor counts a silent member's time
+    from what the ``TIMEOUT_NOW`` says rather than from its own win. G1 is what must
+    hold: a count that came out too short would start a name while its holder, cut off,
+    still runs it. The failover bound is what the handover buys: with the receiver
+    ignoring it, seeds here broke the checker's 6 s bound."""
+    seeds = range(start, min(start + CHUNK, TRANSFER_SEEDS))
+    run = partial(run_cluster_seed, nodes=5, names=NAMES, duration_s=DURATION_S, transfers=True)
+    results = run_seeds(run, seeds)
+    failing = [r for r in results if r.violations]
+    assert not failing, "simulation found violations:\n" + _report(failing)
+    transfers = [r.stats["transfers"] for r in results]
+    assert sum(transfers) >= len(results), f"transfers per seed: {transfers}"
+    assert sum(r.starts.get("failover", 0) for r in results) > 0
+
+
 # -- paced handoffs ----------------------------------------------------------------------
 
 

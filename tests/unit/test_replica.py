@@ -18,9 +18,10 @@ from registry.core.commands import (
     Unregister,
     decode,
 )
+from registry.core.controls import ProposeConfChange
 from registry.core.errors import NotLeader
 from registry.core.membership import MemberAck, MemberHeartbeat
-from registry.core.messages import Message, MessageType, Role
+from registry.core.messages import ConfChange, ConfChangeType, Message, MessageType, Role
 from registry.core.replica import BeginHandoff, Forward, PeerMessage, Start, Stop, StopReason
 from registry.core.state import Code, StartReason
 from registry.core.timing import Timing
@@ -705,4 +706,51 @@ def test_a_leader_reelected_in_the_next_term_keeps_what_it_heard() -> None:
         f"down {steps - cut_at} ticks after the cut; down_after is {down_after}"
     )
     assert steps < reelected_at + down_after, "not a whole down_after from the re-election"
+    assert cluster.violations == []
+
+
+def _down_applied(cluster: Cluster, at: str, node: str) -> bool:
+    return any(
+        isinstance(a.command, MemberDown) and a.command.node == node for a in cluster.applied[at]
+    )
+
+
+def test_a_leader_that_removes_itself_hands_its_failure_detector_to_its_successor() -> None:
+    """Membership rule 5's handover, with raft rule 6: a follower is cut off, then the
+    leader removes itself. It asks a caught-up voter to campaign at once, and the
+    ``TIMEOUT_NOW`` carries how long it had not heard from each member, so the successor
+    declares the cut-off follower down ``down_after`` after the cut, not after its own
+    win. The partition suite saw that failover take 3.45 s (a membership change during a
+    split). Safety is checked at every Start (``cluster.violations``): the cut-off
+    member runs its names until its lease ends, so a MemberDown that came too early
+    would start one of them twice."""
+    cluster = Cluster(ids=("n1", "n2", "n3", "n4"))
+    cluster.tick_until(
+        lambda: (
+            len(cluster.leaders()) == 1
+            and all(len(r.state.up_members()) == 4 for r in cluster.nodes.values())
+            and all(r.agent.has_lease() for r in cluster.nodes.values())
+        ),
+        limit=100,
+    )
+    register_all(cluster)
+    leader = cluster.leader()
+    term = leader.raft.term
+    cluster.tick_until(lambda: sum(len(r) for r in cluster.running.values()) == len(NAMES))
+    cut_off = next(n for n in cluster.ids if n != leader.id and cluster.running[n])
+    moving = set(cluster.running[cut_off])
+    down_after = cluster.timing.membership().down_after_tick
+    cluster.isolate(cut_off)
+    cluster.tick(10)
+    steps = 10
+    leader.control(ProposeConfChange(change=ConfChange(type=ConfChangeType.REMOVE, node=leader.id)))
+    steps += cluster.tick_until(lambda: bool(set(cluster.leaders()) - {leader.id}))
+    successor = cluster.leader()
+    assert successor.raft.term == term + 1, "won at once: no election timeout, no split"
+    won_at = steps
+    steps += cluster.tick_until(lambda: _down_applied(cluster, successor.id, cut_off))
+    assert steps <= down_after + 10, f"down {steps} ticks after the cut; down_after {down_after}"
+    assert steps < won_at + down_after, "not a whole down_after from the successor's win"
+    others = set(cluster.ids) - {cut_off}
+    cluster.tick_until(lambda: all(set(cluster.where(n)) & others for n in moving))
     assert cluster.violations == []

@@ -361,6 +361,8 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         self.snapshots_installed = 0
         self.stale_compactions = 0
         self.elections = 0
+        self.transfers = 0
+        """Leadership transfers started on purpose (``registry.sim.cluster.transfers``)."""
         self.fences = 0
         """Lease lapses that made a live node take a new incarnation."""
         ids = config.ids

@@ -34,6 +34,7 @@ from registry.sim.cluster.harness import ClusterConfig, ClusterSim
 from registry.sim.cluster.heal import HealPhase
 from registry.sim.cluster.observations import FinalRegistry, NodeRegistry
 from registry.sim.cluster.runtime import HandoffBehaviour
+from registry.sim.cluster.transfers import schedule_transfers
 from registry.sim.cluster.workload import ClusterWorkload
 from registry.sim.engine.nemesis import Nemesis
 from registry.sim.faults import NO_FAULTS, SimFaults
@@ -103,9 +104,11 @@ class ClusterSeedResult(SeedOutcome):
     starts: dict[str, int]
     """Activations by start reason."""
     handoffs: int
+    transfers: bool = False
+    """Whether the run had leadership transfers mixed in (``--transfers``)."""
 
     def replay_flags(self) -> str:
-        return f" --names {self.names}"
+        return f" --names {self.names}" + (" --transfers" if self.transfers else "")
 
 
 def run_cluster_seed(
@@ -121,14 +124,16 @@ def run_cluster_seed(
     ignore_stop: float = 0.0,
     checkpoints: bool = True,
     reminders: bool = True,
+    transfers: bool = False,
 ) -> ClusterSeedResult:
     """Run one seed. ``membership`` overrides the member timing (the unsafe switch);
     ``faults`` plants bugs (``registry.sim.faults``, for the tests that prove the checkers
     fail). ``checkpoints=False``: workers take none, and the seed replays the history it
     had before the model had checkpoints (regression seeds found then); so does
-    ``reminders=False`` for the model before reminders."""
+    ``reminders=False`` for the model before reminders. ``transfers``: the leader hands
+    leadership over now and then (``registry.sim.cluster.transfers``)."""
     wall_start = time.perf_counter()
-    shape_rng, world_rng, nemesis_rng, client_rng = child_rngs(seed, 4)
+    shape_rng, world_rng, nemesis_rng, client_rng, transfer_rng = child_rngs(seed, 5)
     config = draw_config(shape_rng, nodes, membership, faults, ignore_stop)
     suite = ClusterSuite()
     sim = ClusterSim(rng=world_rng, config=config, suite=suite)
@@ -144,6 +149,8 @@ def run_cluster_seed(
         sim.boot()
         workload.start()
         nemesis.start(until_us=duration_us)
+        if transfers:
+            schedule_transfers(sim, transfer_rng, until_us=duration_us)
 
     escaped = drive(
         sim.world,
@@ -169,6 +176,7 @@ def run_cluster_seed(
         snapshots_installed=sim.snapshots_installed,
         stale_compactions=sim.stale_compactions,
         elections=sim.elections,
+        transfers=sim.transfers,
         fences=sim.fences,
         late_handoff_answers=sim.ledger.late_answers,
         hosts_killed=sim.ledger.kills,
@@ -192,6 +200,7 @@ def run_cluster_seed(
         if config.handoff.restart
         else ""
     ) + (", blocking workers" if config.handoff.ignore_stop else "")
+    style += ", leadership transfers" if transfers else ""
     return ClusterSeedResult(
         seed=seed,
         nodes=nodes,
@@ -208,6 +217,7 @@ def run_cluster_seed(
         heal_converge_s=None if heal_checker.elapsed_us is None else heal_checker.elapsed_us / 1e6,
         starts=dict(sim.ledger.starts),
         handoffs=suite.get(HandoffState).handoffs,
+        transfers=transfers,
         sim_seconds=sim.world.now_us / 1e6,
         wall_seconds=time.perf_counter() - wall_start,
         events=sim.world.events,
