@@ -53,13 +53,21 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    step-down after removing itself, raft rule 6) has stopped acknowledging heartbeats
    before it sends ``TIMEOUT_NOW`` (a transfer revokes its Raft lease; a follower
    acknowledges nothing), and the message carries, per member, how many ticks its
-   ``last_heard`` lies back (``LeaderMonitor.handover``). If the receiver then leads the
-   very next term, no lease was granted in between, so counting ``down_after_tick`` from
-   its receipt tick minus that count bounds every lease the member got before our term:
-   its ticks and ours each run at a bounded rate, so the sum of the two spans is as safe
-   as one leader's count, and the message's delay only makes it later. Without it a
-   member cut off just before the leader was removed waited a whole ``down_after`` from
-   the next win: 3.45 s in the partition suite (a membership change during a split).
+   ``last_heard`` lies back and whether that is its own acknowledgement
+   (``LeaderMonitor.handover``). If the receiver then leads the very next term, no lease
+   was granted in between, so counting ``down_after_tick`` from its receipt tick minus
+   that count bounds every lease the member got before our term: its ticks and ours each
+   run at a bounded rate, so the sum of the two spans is as safe as one leader's count,
+   and the message's delay only makes it later. The count it did not acknowledge itself
+   is inherited, often just its own win; but if the receiver led the last leased term
+   before the sender's (the handover names that leader, ``prior``), the receiver's own
+   counts from then still bound every lease granted before the sender's term, and only
+   the sender's acknowledgements come on top (``LeaderMonitor._merge``; the counts must
+   be from a term it led since it started). Without the handover a member cut off as the
+   leader stepped down (its quorum broke as the split began), while a new member won the
+   next term and handed leadership back as it was removed, waited a whole ``down_after``
+   from the last win: 3.2–3.45 s in the partition suite (a membership change during a
+   split).
 6. A heartbeat from an unknown member, a new incarnation, or changed roles/address
    makes the leader propose ``MemberUp`` — once the member reports holding a lease, so
    names are only given to a member that can run them. An incarnation that was declared
@@ -95,7 +103,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from registry.core.commands import Command, MemberDown, MemberUp
-from registry.core.messages import NodeId
+from registry.core.messages import Handover, MemberSilence, NodeId
 from registry.core.state import RegistryState
 from registry.core.timing import MembershipConfig
 
@@ -336,6 +344,18 @@ class MemberAgent:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HandedCounts:
+    """A handover as its receiver keeps it (rule 5)."""
+
+    term: int
+    """The sender's term: the handover counts only for a leader of the next one."""
+    prior: NodeId
+    bases: Mapping[NodeId, tuple[int, bool]]
+    """Per member: our listening tick the sender's count starts from, and whether that
+    count is from the sender's own acknowledgement."""
+
+
 class LeaderMonitor:
     """The leader side: acknowledge heartbeats, and propose MemberUp/MemberDown."""
 
@@ -344,6 +364,8 @@ class LeaderMonitor:
         self._since = 0
         self._previous: tuple[NodeId, int] | None = None
         self._handed: dict[NodeId, int] = {}
+        self._led = False
+        """Whether what this holds is from a term we led (since the process started)."""
         self._last_heard: dict[NodeId, int] = {}
         self._latest: dict[NodeId, MemberHeartbeat] = {}
         self._proposed: dict[Command, int] = {}
@@ -353,15 +375,17 @@ class LeaderMonitor:
         self,
         now: int,
         previous: tuple[NodeId, int] | None = None,
-        handed: Mapping[NodeId, int] | None = None,
+        handed: HandedCounts | None = None,
+        me: NodeId = "",
     ) -> None:
         """``previous``: the leader of the term just before ours, and when we first heard
         from it as leader (rule 5); ``None`` when we do not know that leader. ``handed``:
-        what that leader's handover says, as our tick at which it last heard from each
-        member (rule 5, ``handover``)."""
+        that leader's handover, if it sent us one (rule 5); ``me``: our id."""
+        handed_from = self._merge(handed, me) if handed is not None else {}
         self._since = now
         self._previous = previous
-        self._handed = dict(handed or {})
+        self._handed = handed_from
+        self._led = True
         self._last_heard.clear()
         self._latest.clear()
         self._proposed.clear()
@@ -422,12 +446,35 @@ class LeaderMonitor:
             bounds.append(max(previous[1], self._since - (self.cfg.down_after_tick - shortcut)))
         return min(bounds)
 
-    def handover(self, now: int, members: Iterable[NodeId]) -> tuple[tuple[NodeId, int], ...]:
+    def handover(self, now: int, members: Iterable[NodeId], prior: NodeId) -> Handover:
         """For a leadership handover (rule 5): how long, in ticks, we have not heard from
-        each of ``members`` and the members we acknowledged, by ``last_heard``."""
-        nodes = sorted({*members, *self._last_heard})
+        each of ``members`` and of the members we acknowledged, by ``last_heard``, and
+        whether that is our own acknowledgement. ``prior``: the leader of the last leased
+        term before ours."""
         cap = self.cfg.down_after_tick  # longer tells no more: the member is due anyway
-        return tuple((node, min(cap, max(0, now - self.last_heard(node)))) for node in nodes)
+        silences = tuple(
+            MemberSilence(
+                node=node,
+                ticks=min(cap, max(0, now - self.last_heard(node))),
+                acked=node in self._last_heard,
+            )
+            for node in sorted({*members, *self._last_heard})
+        )
+        return Handover(prior=prior, members=silences)
+
+    def _merge(self, handed: HandedCounts, me: NodeId) -> dict[NodeId, int]:
+        """The bounds a handover gives us (rule 5). If we led the last leased term before
+        the sender's, what we held then still bounds every lease granted before its term
+        (nobody acknowledged anything in between, and we have not since): only the
+        sender's own acknowledgements come on top."""
+        ours = self._led and bool(me) and handed.prior == me
+        if not ours:
+            return {node: base for node, (base, _) in handed.bases.items()}
+        merged = {node: self.last_heard(node) for node in self._last_heard}
+        for node, (base, acked) in handed.bases.items():
+            mine = self.last_heard(node)
+            merged[node] = max(mine, base) if acked else mine
+        return merged
 
     def changes(self, state: RegistryState, now: int) -> list[Command]:
         """Membership commands to propose now (each at most once per ``retry_tick``)."""

@@ -128,6 +128,27 @@ class HardState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemberSilence:
+    """How long a handing-over leader has not heard from one member."""
+
+    node: NodeId
+    ticks: int
+    acked: bool = False
+    """``True``: it acknowledged the member that long ago, in its own term. ``False``:
+    it never did, and ``ticks`` is the bound it inherited when it won."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handover:
+    """What a ``TIMEOUT_NOW`` carries (``registry.core.membership`` rule 5)."""
+
+    prior: NodeId = NONE
+    """The leader of the last leased term before the sender's (the one it took over
+    from, itself if it led that term too), or none if it did not know."""
+    members: tuple[MemberSilence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     type: MessageType
     src: NodeId
@@ -145,7 +166,7 @@ class Message:
     chunk: bytes = b""
     offset: int = 0
     done: bool = False
-    handover: tuple[tuple[NodeId, int], ...] = ()
+    handover: Handover | None = None
 
 
 class Role(enum.Enum):

@@ -27,6 +27,7 @@ from registry.core.messages import (
     ConfState,
     Entry,
     EntryType,
+    Handover,
     HardState,
     Message,
     MessageType,
@@ -42,8 +43,8 @@ from registry.core.messages import (
 from registry.core.progress import Progress
 
 
-def _no_note() -> tuple[tuple[NodeId, int], ...]:
-    return ()
+def _no_note() -> Handover | None:
+    return None
 
 
 class Rng(Protocol):
@@ -104,7 +105,7 @@ class _RaftState:
 
         self._transferee: NodeId = NONE
         self._transfer_elapsed = 0
-        self.handover_note: Callable[[], tuple[tuple[NodeId, int], ...]] = _no_note
+        self.handover_note: Callable[[], Handover | None] = _no_note
         """What a ``TIMEOUT_NOW`` carries to the node it asks to campaign (``handover``):
         opaque to Raft, asked for as the message is built (the application's failure
         detector counts, ``registry.core.membership`` rule 5)."""

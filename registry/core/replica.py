@@ -58,6 +58,7 @@ from registry.core.controls import (
 )
 from registry.core.errors import ProposalRejected
 from registry.core.membership import (
+    HandedCounts,
     LeaderMonitor,
     LeaseLapse,
     MemberAck,
@@ -66,6 +67,7 @@ from registry.core.membership import (
 )
 from registry.core.messages import (
     EntryType,
+    Handover,
     Message,
     MessageType,
     NodeId,
@@ -247,9 +249,11 @@ class Replica:
         """Ticks this node could hear in: the leader's failure detector runs on these."""
         self._leader_seen: tuple[int, NodeId, int] = (0, "", 0)
         """(term, leader, listening tick when first heard from it as leader)."""
-        self._handover: tuple[int, dict[NodeId, int]] | None = None
-        """The last handover a leader sent us (membership rule 5): its term, and per
-        member our listening tick it counts from."""
+        self._handover: HandedCounts | None = None
+        """The last handover a leader sent us (membership rule 5)."""
+        self._took_over_from: NodeId = ""
+        """While leading: the leader of the last leased term before ours, if known
+        (membership rule 5; ourselves when we led it too)."""
         self.raft.handover_note = self._handover_note
         self._unacked: dict[NodeId, tuple[MemberHeartbeat, int]] = {}
         """While leading: each member's latest heartbeat that arrived when this leader
@@ -539,6 +543,7 @@ class Replica:
             # Membership rule 5: did the leader we heard from last lead the last term
             # that had a leader lease? Then nobody granted a lease since it did.
             last = previous[0] > 0 and previous[0] in (raft.term - 1, raft.prior_leader_term)
+            self._took_over_from = previous[1] if last else ""
             if is_leader and last and previous[1] == self.id:
                 self.monitor.reelected()  # what we heard then still holds
             elif is_leader:
@@ -547,9 +552,11 @@ class Replica:
                 self.monitor.became_leader(
                     heard,
                     previous[1:] if known else None,
-                    handed[1] if handed is not None and handed[0] == raft.term - 1 else None,
+                    handed if handed is not None and handed.term == raft.term - 1 else None,
+                    self.id,
                 )
         elif is_leader and not self._was_leader:
+            self._took_over_from = ""
             self.monitor.became_leader(heard)
         self._was_leader = is_leader
         if is_leader:
@@ -571,21 +578,22 @@ class Replica:
                 self._try_propose(encode(command, binary=self.binary_entries))
         self._send_releases(now, leader, is_leader)
 
-    def _handover_note(self) -> tuple[tuple[NodeId, int], ...]:
+    def _handover_note(self) -> Handover | None:
         """What our ``TIMEOUT_NOW`` tells its target (membership rule 5): our failure
         detector's counts, if we led this term (else we know nothing to hand over)."""
         if self._leader_seen[:2] != (self.raft.term, self.id):
-            return ()
+            return None
         members = (m.node for m in self.state.up_members())
-        return self.monitor.handover(self._listening_ticks, members)
+        return self.monitor.handover(self._listening_ticks, members, self._took_over_from)
 
     def _keep_handover(self, msg: Message) -> None:
         """Keep the counts of a ``TIMEOUT_NOW`` from the leader of our current term,
         which is what Raft acts on, as of when it arrived (membership rule 5)."""
-        raft = self.raft
-        if msg.src == raft.leader and msg.term == raft.term and msg.handover:
+        raft, handover = self.raft, msg.handover
+        if handover is not None and msg.src == raft.leader and msg.term == raft.term:
             now = self._listening_ticks
-            self._handover = (msg.term, {node: now - ticks for node, ticks in msg.handover})
+            bases = {m.node: (now - m.ticks, m.acked) for m in handover.members}
+            self._handover = HandedCounts(term=msg.term, prior=handover.prior, bases=bases)
 
     def _send_releases(self, now: int, leader: NodeId, is_leader: bool) -> None:
         """Send new releases at once; re-check and resend the others once per

@@ -214,7 +214,7 @@ def _has_huge_int(msg: PeerMessage) -> bool:
     if isinstance(msg, Message):
         if any(e.term > MAX_WIRE_INT or e.index > MAX_WIRE_INT for e in msg.entries):
             return True
-        if any(ticks > MAX_WIRE_INT for _, ticks in msg.handover):
+        if msg.handover and any(m.ticks > MAX_WIRE_INT for m in msg.handover.members):
             return True
         meta = msg.snapshot
         if meta is not None and (meta.index > MAX_WIRE_INT or meta.term > MAX_WIRE_INT):

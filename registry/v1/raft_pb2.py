@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/raft.proto\x12\x0bregistry.v1\"X\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12$\n\x04type\x18\x03 \x01(\x0e\x32\x16.registry.v1.EntryType\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"-\n\tConfState\x12\x0e\n\x06voters\x18\x01 \x03(\t\x12\x10\n\x08learners\x18\x02 \x03(\t\"Q\n\x0cSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12$\n\x04\x63onf\x18\x03 \x01(\x0b\x32\x16.registry.v1.ConfState\"\xfc\x02\n\x07Message\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.registry.v1.MessageType\x12\x0b\n\x03src\x18\x02 \x01(\t\x12\x0b\n\x03\x64st\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12#\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x12.registry.v1.Entry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x0b \x01(\x04\x12\r\n\x05\x66orce\x18\x0c \x01(\x08\x12+\n\x08snapshot\x18\r \x01(\x0b\x32\x19.registry.v1.SnapshotMeta\x12\r\n\x05\x63hunk\x18\x0e \x01(\x0c\x12\x0e\n\x06offset\x18\x0f \x01(\x04\x12\x0c\n\x04\x64one\x18\x10 \x01(\x08\x12,\n\x08handover\x18\x11 \x03(\x0b\x32\x1a.registry.v1.MemberSilence\",\n\rMemberSilence\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05ticks\x18\x02 \x01(\x04\"7\n\tHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04*\xa5\x03\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15MESSAGE_TYPE_PRE_VOTE\x10\x01\x12\x1e\n\x1aMESSAGE_TYPE_PRE_VOTE_RESP\x10\x02\x12\x15\n\x11MESSAGE_TYPE_VOTE\x10\x03\x12\x1a\n\x16MESSAGE_TYPE_VOTE_RESP\x10\x04\x12\x17\n\x13MESSAGE_TYPE_APPEND\x10\x05\x12\x1c\n\x18MESSAGE_TYPE_APPEND_RESP\x10\x06\x12\x1a\n\x16MESSAGE_TYPE_HEARTBEAT\x10\x07\x12\x1f\n\x1bMESSAGE_TYPE_HEARTBEAT_RESP\x10\x08\x12\x19\n\x15MESSAGE_TYPE_SNAPSHOT\x10\t\x12\x1e\n\x1aMESSAGE_TYPE_SNAPSHOT_RESP\x10\n\x12\x1c\n\x18MESSAGE_TYPE_TIMEOUT_NOW\x10\x0b\x12\x1b\n\x17MESSAGE_TYPE_READ_INDEX\x10\x0c\x12 \n\x1cMESSAGE_TYPE_READ_INDEX_RESP\x10\r*>\n\tEntryType\x12\x15\n\x11\x45NTRY_TYPE_NORMAL\x10\x00\x12\x1a\n\x16\x45NTRY_TYPE_CONF_CHANGE\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16registry/v1/raft.proto\x12\x0bregistry.v1\"X\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12$\n\x04type\x18\x03 \x01(\x0e\x32\x16.registry.v1.EntryType\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"-\n\tConfState\x12\x0e\n\x06voters\x18\x01 \x03(\t\x12\x10\n\x08learners\x18\x02 \x03(\t\"Q\n\x0cSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12$\n\x04\x63onf\x18\x03 \x01(\x0b\x32\x16.registry.v1.ConfState\"\xf7\x02\n\x07Message\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.registry.v1.MessageType\x12\x0b\n\x03src\x18\x02 \x01(\t\x12\x0b\n\x03\x64st\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x10\n\x08log_term\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12#\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x12.registry.v1.Entry\x12\x0e\n\x06\x63ommit\x18\x08 \x01(\x04\x12\x0e\n\x06reject\x18\t \x01(\x08\x12\x13\n\x0breject_hint\x18\n \x01(\x04\x12\x0f\n\x07\x63ontext\x18\x0b \x01(\x04\x12\r\n\x05\x66orce\x18\x0c \x01(\x08\x12+\n\x08snapshot\x18\r \x01(\x0b\x32\x19.registry.v1.SnapshotMeta\x12\r\n\x05\x63hunk\x18\x0e \x01(\x0c\x12\x0e\n\x06offset\x18\x0f \x01(\x04\x12\x0c\n\x04\x64one\x18\x10 \x01(\x08\x12\'\n\x08handover\x18\x11 \x01(\x0b\x32\x15.registry.v1.Handover\"F\n\x08Handover\x12\r\n\x05prior\x18\x01 \x01(\t\x12+\n\x07members\x18\x02 \x03(\x0b\x32\x1a.registry.v1.MemberSilence\";\n\rMemberSilence\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05ticks\x18\x02 \x01(\x04\x12\r\n\x05\x61\x63ked\x18\x03 \x01(\x08\"7\n\tHardState\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\x0c\n\x04vote\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04*\xa5\x03\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15MESSAGE_TYPE_PRE_VOTE\x10\x01\x12\x1e\n\x1aMESSAGE_TYPE_PRE_VOTE_RESP\x10\x02\x12\x15\n\x11MESSAGE_TYPE_VOTE\x10\x03\x12\x1a\n\x16MESSAGE_TYPE_VOTE_RESP\x10\x04\x12\x17\n\x13MESSAGE_TYPE_APPEND\x10\x05\x12\x1c\n\x18MESSAGE_TYPE_APPEND_RESP\x10\x06\x12\x1a\n\x16MESSAGE_TYPE_HEARTBEAT\x10\x07\x12\x1f\n\x1bMESSAGE_TYPE_HEARTBEAT_RESP\x10\x08\x12\x19\n\x15MESSAGE_TYPE_SNAPSHOT\x10\t\x12\x1e\n\x1aMESSAGE_TYPE_SNAPSHOT_RESP\x10\n\x12\x1c\n\x18MESSAGE_TYPE_TIMEOUT_NOW\x10\x0b\x12\x1b\n\x17MESSAGE_TYPE_READ_INDEX\x10\x0c\x12 \n\x1cMESSAGE_TYPE_READ_INDEX_RESP\x10\r*>\n\tEntryType\x12\x15\n\x11\x45NTRY_TYPE_NORMAL\x10\x00\x12\x1a\n\x16\x45NTRY_TYPE_CONF_CHANGE\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'registry.v1.raft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGETYPE']._serialized_start=746
-  _globals['_MESSAGETYPE']._serialized_end=1167
-  _globals['_ENTRYTYPE']._serialized_start=1169
-  _globals['_ENTRYTYPE']._serialized_end=1231
+  _globals['_MESSAGETYPE']._serialized_start=828
+  _globals['_MESSAGETYPE']._serialized_end=1249
+  _globals['_ENTRYTYPE']._serialized_start=1251
+  _globals['_ENTRYTYPE']._serialized_end=1313
   _globals['_ENTRY']._serialized_start=39
   _globals['_ENTRY']._serialized_end=127
   _globals['_CONFSTATE']._serialized_start=129
@@ -42,9 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTMETA']._serialized_start=176
   _globals['_SNAPSHOTMETA']._serialized_end=257
   _globals['_MESSAGE']._serialized_start=260
-  _globals['_MESSAGE']._serialized_end=640
-  _globals['_MEMBERSILENCE']._serialized_start=642
-  _globals['_MEMBERSILENCE']._serialized_end=686
-  _globals['_HARDSTATE']._serialized_start=688
-  _globals['_HARDSTATE']._serialized_end=743
+  _globals['_MESSAGE']._serialized_end=635
+  _globals['_HANDOVER']._serialized_start=637
+  _globals['_HANDOVER']._serialized_end=707
+  _globals['_MEMBERSILENCE']._serialized_start=709
+  _globals['_MEMBERSILENCE']._serialized_end=768
+  _globals['_HARDSTATE']._serialized_start=770
+  _globals['_HARDSTATE']._serialized_end=825
 # @@protoc_insertion_point(module_scope)

@@ -110,16 +110,26 @@ class Message(_message.Message):
     chunk: bytes
     offset: int
     done: bool
-    handover: _containers.RepeatedCompositeFieldContainer[MemberSilence]
-    def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., term: _Optional[int] = ..., log_term: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit: _Optional[int] = ..., reject: _Optional[bool] = ..., reject_hint: _Optional[int] = ..., context: _Optional[int] = ..., force: _Optional[bool] = ..., snapshot: _Optional[_Union[SnapshotMeta, _Mapping]] = ..., chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., done: _Optional[bool] = ..., handover: _Optional[_Iterable[_Union[MemberSilence, _Mapping]]] = ...) -> None: ...
+    handover: Handover
+    def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., term: _Optional[int] = ..., log_term: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit: _Optional[int] = ..., reject: _Optional[bool] = ..., reject_hint: _Optional[int] = ..., context: _Optional[int] = ..., force: _Optional[bool] = ..., snapshot: _Optional[_Union[SnapshotMeta, _Mapping]] = ..., chunk: _Optional[bytes] = ..., offset: _Optional[int] = ..., done: _Optional[bool] = ..., handover: _Optional[_Union[Handover, _Mapping]] = ...) -> None: ...
+
+class Handover(_message.Message):
+    __slots__ = ("prior", "members")
+    PRIOR_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    prior: str
+    members: _containers.RepeatedCompositeFieldContainer[MemberSilence]
+    def __init__(self, prior: _Optional[str] = ..., members: _Optional[_Iterable[_Union[MemberSilence, _Mapping]]] = ...) -> None: ...
 
 class MemberSilence(_message.Message):
-    __slots__ = ("node", "ticks")
+    __slots__ = ("node", "ticks", "acked")
     NODE_FIELD_NUMBER: _ClassVar[int]
     TICKS_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
     node: str
     ticks: int
-    def __init__(self, node: _Optional[str] = ..., ticks: _Optional[int] = ...) -> None: ...
+    acked: bool
+    def __init__(self, node: _Optional[str] = ..., ticks: _Optional[int] = ..., acked: _Optional[bool] = ...) -> None: ...
 
 class HardState(_message.Message):
     __slots__ = ("term", "vote", "commit")

@@ -14,6 +14,8 @@ from registry.core.messages import (
     ConfState,
     Entry,
     EntryType,
+    Handover,
+    MemberSilence,
     Message,
     MessageType,
     SnapshotMeta,
@@ -51,6 +53,23 @@ def meta_from_pb(pb: raft_pb2.SnapshotMeta) -> SnapshotMeta:
     return SnapshotMeta(index=pb.index, term=pb.term, conf=conf_from_pb(pb.conf))
 
 
+def handover_to_pb(handover: Handover) -> raft_pb2.Handover:
+    return raft_pb2.Handover(
+        prior=handover.prior,
+        members=[
+            raft_pb2.MemberSilence(node=m.node, ticks=m.ticks, acked=m.acked)
+            for m in handover.members
+        ],
+    )
+
+
+def handover_from_pb(pb: raft_pb2.Handover) -> Handover:
+    return Handover(
+        prior=pb.prior,
+        members=tuple(MemberSilence(node=m.node, ticks=m.ticks, acked=m.acked) for m in pb.members),
+    )
+
+
 def message_to_pb(msg: Message) -> raft_pb2.Message:
     pb = raft_pb2.Message(
         type=int(msg.type),  # type: ignore[arg-type]  # the enum's number (no name lookup)
@@ -68,10 +87,11 @@ def message_to_pb(msg: Message) -> raft_pb2.Message:
         chunk=msg.chunk,
         offset=msg.offset,
         done=msg.done,
-        handover=[raft_pb2.MemberSilence(node=n, ticks=t) for n, t in msg.handover],
     )
     if msg.snapshot is not None:
         pb.snapshot.CopyFrom(meta_to_pb(msg.snapshot))
+    if msg.handover is not None:
+        pb.handover.CopyFrom(handover_to_pb(msg.handover))
     return pb
 
 
@@ -93,7 +113,7 @@ def message_from_pb(pb: raft_pb2.Message) -> Message:
         chunk=pb.chunk,
         offset=pb.offset,
         done=pb.done,
-        handover=tuple((h.node, h.ticks) for h in pb.handover),
+        handover=handover_from_pb(pb.handover) if pb.HasField("handover") else None,
     )
 
 

@@ -27,6 +27,8 @@ from registry.core.messages import (
     ConfState,
     Entry,
     EntryType,
+    Handover,
+    MemberSilence,
     Message,
     MessageType,
     SnapshotMeta,
@@ -176,7 +178,10 @@ FORGED: list[tuple[str, PeerMessage, str, PeerView]] = [
     ("huge term, 2**63", heartbeat(src="n3", term=2**63), "n3", view()),
     (
         "handover with a huge count",
-        heartbeat(type=MessageType.TIMEOUT_NOW, handover=(("n2", 2**63),)),
+        heartbeat(
+            type=MessageType.TIMEOUT_NOW,
+            handover=Handover(members=(MemberSilence(node="n2", ticks=2**63),)),
+        ),
         "n1",
         view(),
     ),
@@ -333,13 +338,14 @@ def test_codec_never_raises_on_values_that_do_not_fit() -> None:
 
 
 def test_a_handover_survives_the_wire_and_an_old_node_s_message_has_none() -> None:
-    sent = heartbeat(type=MessageType.TIMEOUT_NOW, handover=(("n2", 3), ("n3", 0)))
+    silences = (MemberSilence(node="n2", ticks=3, acked=True), MemberSilence(node="n3", ticks=0))
+    sent = heartbeat(type=MessageType.TIMEOUT_NOW, handover=Handover(prior="n1", members=silences))
     envelope = encode_peer(sent)
     assert envelope is not None and decode_peer(envelope) == sent
     # What a node without the field sends: the receiver just counts from its win.
     old = raft_pb2.Message(type=raft_pb2.MESSAGE_TYPE_TIMEOUT_NOW, src="n1", dst="n2", term=4)
     decoded = decode_peer(peer_pb2.PeerEnvelope(raft=old))
-    assert isinstance(decoded, Message) and decoded.handover == ()
+    assert isinstance(decoded, Message) and decoded.handover is None
 
 
 # -- property: random envelopes -----------------------------------------------------------

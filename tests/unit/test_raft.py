@@ -16,6 +16,8 @@ from registry.core.messages import (
     ConfChange,
     ConfChangeType,
     Entry,
+    Handover,
+    MemberSilence,
     Message,
     MessageType,
     Role,
@@ -300,7 +302,8 @@ def test_a_leader_that_removed_itself_has_a_caught_up_voter_campaign_at_once() -
     net = Net(IDS3)
     leader = net.elect("n1")
     net.tick(2)
-    leader.handover_note = lambda: (("n3", 7),)
+    note = Handover(prior="n2", members=(MemberSilence(node="n3", ticks=7, acked=True),))
+    leader.handover_note = lambda: note
     term = leader.term
     leader.propose_conf_change(ConfChange(type=ConfChangeType.REMOVE, node="n1"))
     net.pump()  # no tick: no election timer can run out meanwhile
@@ -309,7 +312,7 @@ def test_a_leader_that_removed_itself_has_a_caught_up_voter_campaign_at_once() -
     assert successor.id in ("n2", "n3") and successor.term == term + 1
     (timeout_now,) = [m for m in net.sent if m.type is MessageType.TIMEOUT_NOW]
     assert (timeout_now.src, timeout_now.dst, timeout_now.term) == ("n1", successor.id, term)
-    assert timeout_now.handover == (("n3", 7),), "the application's note rides along"
+    assert timeout_now.handover == note, "the application's note rides along"
 
 
 def test_leadership_transfer_to_a_lagging_follower() -> None:

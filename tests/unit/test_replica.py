@@ -18,7 +18,7 @@ from registry.core.commands import (
     Unregister,
     decode,
 )
-from registry.core.controls import ProposeConfChange
+from registry.core.controls import ProposeConfChange, TransferLeadership
 from registry.core.errors import NotLeader
 from registry.core.membership import MemberAck, MemberHeartbeat
 from registry.core.messages import ConfChange, ConfChangeType, Message, MessageType, Role
@@ -752,5 +752,44 @@ def test_a_leader_that_removes_itself_hands_its_failure_detector_to_its_successo
     assert steps <= down_after + 10, f"down {steps} ticks after the cut; down_after {down_after}"
     assert steps < won_at + down_after, "not a whole down_after from the successor's win"
     others = set(cluster.ids) - {cut_off}
+    cluster.tick_until(lambda: all(set(cluster.where(n)) & others for n in moving))
+    assert cluster.violations == []
+
+
+def test_a_leader_handed_back_leadership_keeps_what_it_heard_before() -> None:
+    """Membership rule 5's handover, when it comes back: a follower is cut off, the
+    leader loses its quorum for a moment and steps down, the other follower wins the next
+    term, and hands leadership back (say it is being removed). What the old leader heard
+    before still bounds every lease granted before the handing-over term (it is the one
+    that led it), so it declares the cut-off follower down ``down_after`` after the cut,
+    not after the successor's win. The partition suite saw 3.2 and 3.4 s for that
+    (a membership change during a split, the leader stepping down as the split began)."""
+    cluster = formed()
+    register_all(cluster)
+    cluster.tick_until(lambda: sum(len(r) for r in cluster.running.values()) == len(NAMES))
+    leader = cluster.leaders()[0]
+    silent = next(n for n in cluster.ids if n != leader and cluster.running[n])
+    other = next(n for n in cluster.ids if n not in (leader, silent))
+    moving = set(cluster.running[silent])
+    term = cluster.nodes[leader].raft.term
+    down_after = cluster.timing.membership().down_after_tick
+    cluster.isolate(silent)
+    cluster.cut |= {(leader, other), (other, leader)}
+    steps = cluster.tick_until(lambda: cluster.nodes[leader].raft.role is not Role.LEADER)
+    cluster.cut -= {(leader, other), (other, leader)}
+    campaigns = (MessageType.PRE_VOTE, MessageType.VOTE)
+    no_campaign = lambda m: not (isinstance(m, Message) and m.src == leader and m.type in campaigns)  # noqa: E731
+    cluster.filters.append(no_campaign)
+    steps += cluster.tick_until(lambda: other in cluster.leaders())
+    assert cluster.nodes[other].raft.term == term + 1
+    cluster.filters.remove(no_campaign)
+    cluster.nodes[other].control(TransferLeadership(target=leader))
+    steps += cluster.tick_until(lambda: leader in cluster.leaders())
+    assert cluster.nodes[leader].raft.term == term + 2, "handed back in the next term"
+    won_at = steps
+    steps += cluster.tick_until(lambda: _down_applied(cluster, leader, silent))
+    assert steps <= down_after + 10, f"down {steps} ticks after the cut; down_after {down_after}"
+    assert steps < won_at + down_after, "not a whole down_after from the win"
+    others = set(cluster.ids) - {silent}
     cluster.tick_until(lambda: all(set(cluster.where(n)) & others for n in moving))
     assert cluster.violations == []
