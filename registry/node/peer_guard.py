@@ -22,8 +22,11 @@ Rules (a refusal reason each, the label of ``registry_peer_messages_refused_tota
   the stream is still authenticated (mTLS) and of this cluster (cluster id). So is Raft
   traffic to a node that has no leader: a node cut off while a member was added knows
   neither the new member nor that it may have become leader, and refusing its appends
-  and votes would strand the node (or stall an election) for good. A node that follows
-  a leader refuses Raft traffic from outside its configuration.
+  and votes would strand the node (or stall an election) for good. Once it follows such
+  a member (its first heartbeat got through), it keeps hearing it: refusing its leader's
+  appends left it without the change that adds the leader, and the leader without the
+  quorum it needed. A node refuses Raft traffic from anyone else outside its
+  configuration.
 - ``retired_member``: ``src`` was removed by an operator (``MemberRemove``) and is no
   longer in the Raft configuration: its id is retired for good, whatever its
   certificate or configuration says (a removed node that comes back is refused).
@@ -186,8 +189,10 @@ def check(msg: PeerMessage, *, sender: NodeId | None, view: PeerView) -> str | N
     if isinstance(msg, Message):
         # A node that holds no log yet (a learner added at runtime) learns who the members
         # are from its first append; a node without a leader may have missed a member
-        # change. Either may hear from a member it does not know yet.
-        lagging = view.last_index == 0 or (not view.leader and sender is not None)
+        # change, and so may one that follows a leader it does not know (it must hear
+        # that leader out to learn the change). Each may hear from a member it does not
+        # know yet.
+        lagging = view.last_index == 0 or (sender is not None and view.leader in ("", msg.src))
         if msg.src == view.node or (msg.src not in known and not lagging):
             return "unknown_sender"
         return _check_raft(msg, view)

@@ -153,6 +153,22 @@ def test_a_node_without_a_leader_hears_a_member_it_does_not_know_yet() -> None:
     assert check(member_hb("m4", has_lease=True), sender="m4", view=lagging) == "unknown_member"
 
 
+def test_a_node_that_follows_a_member_it_does_not_know_yet_hears_it_out() -> None:
+    """The same node, once the first heartbeat got through, follows m4 — and refused
+    m4's appends from then on, so it never learned the change that adds m4, and m4 never
+    had the quorum it needed while another voter was cut off: elections every second
+    and failovers of 3.4–5.5 s in the member-change schedule. Its own leader is heard;
+    anyone else outside the configuration is still refused."""
+    following_m4 = view(leader="m4", term=TERM + 1)
+    catch_up = append(25, [TERM + 1], src="m4", term=TERM + 1, log_term=TERM)
+    beat = heartbeat(src="m4", term=TERM + 1)
+    for msg in (catch_up, beat):
+        assert check(msg, sender="m4", view=following_m4) is None, msg
+        stranger = dataclasses.replace(msg, src="m5")
+        assert check(stranger, sender="m5", view=following_m4) == "unknown_sender", msg
+    assert check(beat, sender=None, view=following_m4) == "unknown_sender", "unauthenticated"
+
+
 def test_a_release_re_sent_after_it_was_applied_does_not_sink_its_batch() -> None:
     """A follower re-sends releases until its own state shows them applied; the leader
     may have applied one already (the name moved on, with a new token). That item is
