@@ -30,12 +30,12 @@ from tests.unit.replicanet import Cluster
 NAMES = [f"w{i}" for i in range(20)]
 
 
-def formed(seed: int = 7) -> Cluster:
-    cluster = Cluster(seed=seed)
+def formed(seed: int = 7, ids: tuple[str, ...] = ("n1", "n2", "n3")) -> Cluster:
+    cluster = Cluster(ids, seed=seed)
     cluster.tick_until(
         lambda: (
             len(cluster.leaders()) == 1
-            and all(len(r.state.up_members()) == 3 for r in cluster.nodes.values())
+            and all(len(r.state.up_members()) == len(ids) for r in cluster.nodes.values())
             and all(r.agent.has_lease() for r in cluster.nodes.values())
         ),
         limit=100,
@@ -724,15 +724,7 @@ def test_a_leader_that_removes_itself_hands_its_failure_detector_to_its_successo
     split). Safety is checked at every Start (``cluster.violations``): the cut-off
     member runs its names until its lease ends, so a MemberDown that came too early
     would start one of them twice."""
-    cluster = Cluster(ids=("n1", "n2", "n3", "n4"))
-    cluster.tick_until(
-        lambda: (
-            len(cluster.leaders()) == 1
-            and all(len(r.state.up_members()) == 4 for r in cluster.nodes.values())
-            and all(r.agent.has_lease() for r in cluster.nodes.values())
-        ),
-        limit=100,
-    )
+    cluster = formed(ids=("n1", "n2", "n3", "n4"))
     register_all(cluster)
     leader = cluster.leader()
     term = leader.raft.term
