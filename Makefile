@@ -20,7 +20,8 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto -m "not alone"
+	$(BIN)/pytest -m alone
 
 # The main job: a local 3-node cluster with the example workers (Ctrl-C stops it).
 run: venv

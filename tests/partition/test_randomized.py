@@ -20,6 +20,9 @@ import pytest
 from registry.testing.jepsen import JepsenConfig, run
 from tests.partition.conftest import require_netns
 
+# Timing claims under production timing: run with no other test on the cores (`alone`).
+pytestmark = pytest.mark.alone
+
 FAILOVER_P99_S = 3.0
 """G4 (DESIGN §5, the ``lan`` target): a lost node's names run elsewhere within this."""
 HEAL_P99_S = 5.0
