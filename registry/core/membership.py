@@ -348,6 +348,7 @@ class MemberAgent:
 class HandedCounts:
     """A handover as its receiver keeps it (rule 5)."""
 
+    sender: NodeId
     term: int
     """The sender's term: the handover counts only for a leader of the next one."""
     prior: NodeId

@@ -252,6 +252,8 @@ class Replica:
         self._handover: HandedCounts | None = None
         """The last handover a leader sent us (membership rule 5)."""
         self._took_over_from: NodeId = ""
+        self._handed_from: NodeId = ""
+        """While leading: whose handover our failure detector started from, if any."""
         """While leading: the leader of the last leased term before ours, if known
         (membership rule 5; ourselves when we led it too)."""
         self.raft.handover_note = self._handover_note
@@ -288,6 +290,7 @@ class Replica:
             last_heard=self.monitor.last_heard,
             drained=self.drained,
             binary_entries=self.binary_entries,
+            handover_from=self._handed_from,
         )
 
     def _progress_match(self, node: NodeId) -> int | None:
@@ -544,19 +547,18 @@ class Replica:
             # that had a leader lease? Then nobody granted a lease since it did.
             last = previous[0] > 0 and previous[0] in (raft.term - 1, raft.prior_leader_term)
             self._took_over_from = previous[1] if last else ""
+            self._handed_from = ""
             if is_leader and last and previous[1] == self.id:
                 self.monitor.reelected()  # what we heard then still holds
             elif is_leader:
                 known = last and previous[1] not in ("", self.id)
                 handed = self._handover
-                self.monitor.became_leader(
-                    heard,
-                    previous[1:] if known else None,
-                    handed if handed is not None and handed.term == raft.term - 1 else None,
-                    self.id,
-                )
+                if handed is not None and handed.term != raft.term - 1:
+                    handed = None
+                self._handed_from = handed.sender if handed is not None else ""
+                self.monitor.became_leader(heard, previous[1:] if known else None, handed, self.id)
         elif is_leader and not self._was_leader:
-            self._took_over_from = ""
+            self._took_over_from = self._handed_from = ""
             self.monitor.became_leader(heard)
         self._was_leader = is_leader
         if is_leader:
@@ -593,7 +595,9 @@ class Replica:
         if handover is not None and msg.src == raft.leader and msg.term == raft.term:
             now = self._listening_ticks
             bases = {m.node: (now - m.ticks, m.acked) for m in handover.members}
-            self._handover = HandedCounts(term=msg.term, prior=handover.prior, bases=bases)
+            self._handover = HandedCounts(
+                sender=msg.src, term=msg.term, prior=handover.prior, bases=bases
+            )
 
     def _send_releases(self, now: int, leader: NodeId, is_leader: bool) -> None:
         """Send new releases at once; re-check and resend the others once per

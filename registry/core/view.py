@@ -86,6 +86,9 @@ class ReplicaView:
     """Nothing is held here any more (``Replica.drained``)."""
     binary_entries: bool = True
     """This replica writes binary log entries (every peer reads them)."""
+    handover_from: NodeId = ""
+    """On a leader: the previous leader whose failure-detector counts it took over
+    (membership rule 5, the handover); ``""`` if it counts from its own win."""
 
     @property
     def is_leader(self) -> bool:

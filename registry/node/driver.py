@@ -408,11 +408,13 @@ class Driver:
             log.warning("%s", describe_lapse(ready.fenced, self._timing, ready.incarnation))
         soft = ready.raft.soft_state
         if soft is not None:
+            handed = self.replica.view().handover_from if soft.role is Role.LEADER else ""
             log.info(
-                "raft: %s, leader %s, term %d",
+                "raft: %s, leader %s, term %d%s",
                 soft.role.value,
                 soft.leader or "(none)",
                 self.replica.raft.term,
+                f", with {handed}'s failure-detector counts (handover)" if handed else "",
             )
         self._resolve(ready)
         self._effects(ready)

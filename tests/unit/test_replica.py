@@ -739,6 +739,7 @@ def test_a_leader_that_removes_itself_hands_its_failure_detector_to_its_successo
     steps += cluster.tick_until(lambda: bool(set(cluster.leaders()) - {leader.id}))
     successor = cluster.leader()
     assert successor.raft.term == term + 1, "won at once: no election timeout, no split"
+    assert successor.view().handover_from == leader.id
     won_at = steps
     steps += cluster.tick_until(lambda: _down_applied(cluster, successor.id, cut_off))
     assert steps <= down_after + 10, f"down {steps} ticks after the cut; down_after {down_after}"
@@ -778,6 +779,8 @@ def test_a_leader_handed_back_leadership_keeps_what_it_heard_before() -> None:
     cluster.nodes[other].control(TransferLeadership(target=leader))
     steps += cluster.tick_until(lambda: leader in cluster.leaders())
     assert cluster.nodes[leader].raft.term == term + 2, "handed back in the next term"
+    assert cluster.nodes[leader].view().handover_from == other
+    assert cluster.nodes[other].view().handover_from == "", "it won an election"
     won_at = steps
     steps += cluster.tick_until(lambda: _down_applied(cluster, leader, silent))
     assert steps <= down_after + 10, f"down {steps} ticks after the cut; down_after {down_after}"
