@@ -126,6 +126,8 @@ def run_jepsen(args: argparse.Namespace) -> int:
         print(f"  node processes that exited on their own: {outcome.node_crashes}")
     for line in rep.examples:
         print(f"  ! {line}")
+    for miss in rep.target_misses():
+        print(f"  missed: {miss} (DESIGN §5; not a violation, but worth a replay)")
     verdict = "OK" if rep.ok else "VIOLATIONS FOUND"
     replay = f"registry jepsen --nodes {args.nodes} --time {args.time:g} --names {args.names} "
     replay += f"--nemesis {args.nemesis} --preset {args.preset} --seed {seed}"

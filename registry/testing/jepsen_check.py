@@ -105,6 +105,13 @@ class Act:
         return heard
 
 
+FAILOVER_P99_S = 3.0
+"""G4 (DESIGN §5, the ``lan`` target): a lost node's names run elsewhere within this."""
+HEAL_P99_S = 5.0
+"""G5: after a partition heals the cluster converges (every name once, at its owner)
+within this. (Restarts are reported too, but their convergence includes booting.)"""
+
+
 @dataclass(slots=True)
 class Report:
     faults_by_kind: dict[str, int] = field(default_factory=dict)
@@ -185,6 +192,17 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
+
+    def target_misses(self) -> list[str]:
+        """The design's timing targets this run missed (``FAILOVER_P99_S``,
+        ``HEAL_P99_S``), each as a sentence; no samples is not a miss."""
+        misses = []
+        failover, heal = self.failover_p99_s, self.heal_partition_p99_s
+        if failover is not None and failover > FAILOVER_P99_S:
+            misses.append(f"failover p99 {failover:.3f} s is over the {FAILOVER_P99_S:g} s target")
+        if heal is not None and heal > HEAL_P99_S:
+            misses.append(f"heal p99 {heal:.3f} s (partitions) is over the {HEAL_P99_S:g} s target")
+        return misses
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

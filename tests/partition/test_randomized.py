@@ -18,16 +18,12 @@ from pathlib import Path
 import pytest
 
 from registry.testing.jepsen import JepsenConfig, run
+from registry.testing.jepsen_check import FAILOVER_P99_S, HEAL_P99_S
 from tests.partition.conftest import require_netns
 
 # Timing claims under production timing: run with no other test on the cores (`alone`).
 pytestmark = pytest.mark.alone
 
-FAILOVER_P99_S = 3.0
-"""G4 (DESIGN §5, the ``lan`` target): a lost node's names run elsewhere within this."""
-HEAL_P99_S = 5.0
-"""G5: after a partition heals the cluster converges (every name once, at its owner)
-within this. (Restarts are reported too, but their convergence includes booting.)"""
 
 RUNS = {
     # nodes: (preset, seed, seconds of faults, names, at least this many faults). The

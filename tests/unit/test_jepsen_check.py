@@ -14,7 +14,14 @@ import pytest
 
 from registry.testing import ledger
 from registry.testing.history import History
-from registry.testing.jepsen_check import CheckerError, Report, check, percentile
+from registry.testing.jepsen_check import (
+    FAILOVER_P99_S,
+    HEAL_P99_S,
+    CheckerError,
+    Report,
+    check,
+    percentile,
+)
 
 
 @pytest.fixture
@@ -226,6 +233,18 @@ def test_percentile_is_nearest_rank() -> None:
         100.0,
     )
     assert percentile([], 50) is None
+
+
+def test_target_misses_name_the_design_s_bounds_at_and_just_over_them() -> None:
+    at = Report(failover_p99_s=FAILOVER_P99_S, heal_partition_p99_s=HEAL_P99_S)
+    assert at.target_misses() == [], "the bounds themselves are met"
+    assert Report().target_misses() == [], "no samples: nothing to judge"
+    over = Report(failover_p99_s=FAILOVER_P99_S + 0.001, heal_partition_p99_s=HEAL_P99_S + 0.5)
+    assert over.target_misses() == [
+        f"failover p99 {FAILOVER_P99_S + 0.001:.3f} s is over the {FAILOVER_P99_S:g} s target",
+        f"heal p99 {HEAL_P99_S + 0.5:.3f} s (partitions) is over the {HEAL_P99_S:g} s target",
+    ]
+    assert over.ok, "a missed target is not a violation"
 
 
 def _wait(what: str, cond: object, timeout: float = 5.0) -> None:
