@@ -438,14 +438,16 @@ class LeaderMonitor:
         heard = self._last_heard.get(node)
         if heard is not None:
             return heard
-        bounds = [self._since, self._handed.get(node, self._since)]
+        bound = min(self._since, self._handed.get(node, self._since))
         previous = self._previous
         shortcut = self.cfg.previous_leader_down_tick
         if previous is not None and previous[0] == node and shortcut is not None:
             # Counted as heard early enough that "down" comes previous_leader_down_tick
             # after we won, but never sooner than down_after_tick after it began to lead.
-            bounds.append(max(previous[1], self._since - (self.cfg.down_after_tick - shortcut)))
-        return min(bounds)
+            bound = min(
+                bound, max(previous[1], self._since - (self.cfg.down_after_tick - shortcut))
+            )
+        return bound
 
     def handover(self, now: int, members: Iterable[NodeId], prior: NodeId) -> Handover:
         """For a leadership handover (rule 5): how long, in ticks, we have not heard from

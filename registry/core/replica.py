@@ -252,10 +252,10 @@ class Replica:
         self._handover: HandedCounts | None = None
         """The last handover a leader sent us (membership rule 5)."""
         self._took_over_from: NodeId = ""
-        self._handed_from: NodeId = ""
-        """While leading: whose handover our failure detector started from, if any."""
         """While leading: the leader of the last leased term before ours, if known
         (membership rule 5; ourselves when we led it too)."""
+        self._handed_from: NodeId = ""
+        """While leading: whose handover our failure detector started from, if any."""
         self.raft.handover_note = self._handover_note
         self._unacked: dict[NodeId, tuple[MemberHeartbeat, int]] = {}
         """While leading: each member's latest heartbeat that arrived when this leader
