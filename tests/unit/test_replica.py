@@ -21,7 +21,15 @@ from registry.core.commands import (
 from registry.core.controls import ProposeConfChange, TransferLeadership
 from registry.core.errors import NotLeader
 from registry.core.membership import MemberAck, MemberHeartbeat
-from registry.core.messages import ConfChange, ConfChangeType, Message, MessageType, Role
+from registry.core.messages import (
+    ConfChange,
+    ConfChangeType,
+    Handover,
+    MemberSilence,
+    Message,
+    MessageType,
+    Role,
+)
 from registry.core.replica import BeginHandoff, Forward, PeerMessage, Start, Stop, StopReason
 from registry.core.state import Code, StartReason
 from registry.core.timing import Timing
@@ -787,4 +795,41 @@ def test_a_leader_handed_back_leadership_keeps_what_it_heard_before() -> None:
     assert steps < won_at + down_after, "not a whole down_after from the win"
     others = set(cluster.ids) - {silent}
     cluster.tick_until(lambda: all(set(cluster.where(n)) & others for n in moving))
+    assert cluster.violations == []
+
+
+def test_a_handover_from_anyone_but_the_leader_is_ignored() -> None:
+    """A forged handover: a member that is not the leader sends a ``TIMEOUT_NOW`` whose
+    counts say every member has been silent for ``down_after``. Raft ignores it (not from
+    the leader), and so must the failure detector: if the receiver then wins the next
+    term, it counts from its own win. Kept, it would declare every live member down at
+    once and start their names a second time."""
+    cluster = formed()
+    register_all(cluster)
+    cluster.tick_until(lambda: sum(len(r) for r in cluster.running.values()) == len(NAMES))
+    leader = cluster.leaders()[0]
+    receiver, forger = (n for n in cluster.ids if n != leader)
+    term = cluster.nodes[leader].raft.term
+    down_after = cluster.timing.membership().down_after_tick
+    silent = tuple(MemberSilence(node=n, ticks=down_after) for n in cluster.ids)
+    forged = Message(
+        type=MessageType.TIMEOUT_NOW,
+        src=forger,
+        dst=receiver,
+        term=term,
+        handover=Handover(members=silent),
+    )
+    cluster.nodes[receiver].step(forged)
+    assert cluster.nodes[receiver].raft.term == term, "Raft ignored it"
+    # The leader goes away; the receiver wins the next term by election.
+    cluster.isolate(leader)
+    campaigns = (MessageType.PRE_VOTE, MessageType.VOTE)
+    cluster.filters.append(
+        lambda m: not (isinstance(m, Message) and m.src == forger and m.type in campaigns)
+    )
+    won = cluster.tick_until(lambda: receiver in cluster.leaders())
+    assert cluster.nodes[receiver].raft.term == term + 1
+    assert cluster.nodes[receiver].view().handover_from == ""
+    cluster.tick(down_after // 2)
+    assert not _down_applied(cluster, receiver, forger), f"won after {won} ticks"
     assert cluster.violations == []
