@@ -63,6 +63,7 @@ __all__ = [
     "cluster",
     "describe",
     "free_ports",
+    "register_until",
     "rpc_error",
     "wait_for",
 ]
@@ -661,6 +662,33 @@ def call_until(
         return reply if accept(reply) else None
 
     return wait_for(f"Call({name!r}, {payload!r}) via {via}", probe, timeout)
+
+
+def register_until(c: LocalCluster, via: str, spec: pb.NameSpec, timeout: float) -> None:
+    """Register ``spec`` through node ``via``, retrying while the cluster has no leader.
+
+    What the SDK's retry loop does, for tests that talk to a node's stub directly: on the
+    2-core CI machine a ``local``-preset leader can miss its 0.2 s election timeout, and
+    ``Register`` then answers ``UNAVAILABLE`` for the moment of the election. A retry
+    that finds the name already registered means an earlier attempt landed (its reply was
+    lost with the leadership), which is success. Any other status fails at once.
+    """
+    attempts = 0
+
+    def probe() -> bool:
+        nonlocal attempts
+        attempts += 1
+        try:
+            c.stub(via).Register(pb.RegisterRequest(spec=spec), timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            if exc.code() in TRANSIENT:
+                raise
+            if exc.code() is grpc.StatusCode.ALREADY_EXISTS and attempts > 1:
+                return True
+            raise AssertionError(f"Register({spec.name!r}) via {via}: {describe(exc)}") from None
+        return True
+
+    wait_for(f"Register({spec.name!r}) via {via}", probe, timeout)
 
 
 def rpc_error(fn: Callable[[], object]) -> grpc.RpcError:

@@ -21,6 +21,7 @@ from registry.testing.local_cluster import (
     cluster,
     describe,
     free_ports,
+    register_until,
     rpc_error,
     wait_for,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "cluster",
     "describe",
     "free_ports",
+    "register_until",
     "rpc_error",
     "wait_for",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from registry.v1 import registry_pb2 as pb
-from tests.cluster.harness import LocalCluster, wait_for
+from tests.cluster.harness import LocalCluster, register_until, wait_for
 from tests.observability.page_browser import CHROMIUM, Browser, Page
 from tests.system_tools import require_tool
 
@@ -71,9 +71,7 @@ def page_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     try:
         c.start(timeout=30.0)
         for name in NAMES:
-            c.stub("n1").Register(
-                pb.RegisterRequest(spec=pb.NameSpec(name=name, kind="counter")), timeout=5
-            )
+            register_until(c, "n1", pb.NameSpec(name=name, kind="counter"), timeout=15)
         for name in NAMES:
             placed(c, name)
         yield c
@@ -218,7 +216,7 @@ def test_the_page_refreshes_by_itself(page_cluster: LocalCluster, page_browser: 
     first = wait_shown(page, "the names", lambda v: len(v["names"]) >= len(NAMES))
     page.evaluate("window.notReloaded = true")
     late = "page/late"
-    c.stub(node).Register(pb.RegisterRequest(spec=pb.NameSpec(name=late, kind="echo")), timeout=5)
+    register_until(c, node, pb.NameSpec(name=late, kind="echo"), timeout=15)
     owner = placed(c, late, via=node)
     view = wait_shown(page, f"{late!r} to appear", lambda v: late in names_shown(v))
     assert names_shown(view)[late] == owner
