@@ -1,6 +1,10 @@
 """Registration throughput through the SDK: one by one and batched.
 
-- one by one: ``Client.register`` of ``names`` names at ``concurrency`` in flight;
+- one by one: ``Client.register`` of ``names`` names at ``concurrency`` in flight, as a
+  program would call it: the SDK sends the registrations made in one event-loop round
+  together (``registry.client.coalesce``);
+- one RPC each: the same with ``coalesce_writes=False`` (one unary ``Register`` per name,
+  at most ``UNARY_NAMES`` names), so the table shows what the coalescing is worth;
 - batched: ``Client.register_many`` of ``batch`` names per call, ``batch_concurrency``
   calls in flight.
 
@@ -24,6 +28,8 @@ from registry.client import Client, Registration
 from registry.testing.local_cluster import LocalCluster, wait_for
 
 ONE_PREFIX = "bench/one/"
+UNARY_PREFIX = "bench/unary/"
+UNARY_NAMES = 10_000
 BATCH_PREFIX = "bench/batch/"
 KIND = "echo"
 ONE_TARGET_PER_S = 2_000.0
@@ -46,7 +52,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         )
         out.add(
             "one_by_one_per_s",
-            f"register one by one (c={params.concurrency})",
+            f"register one by one (c={params.concurrency}, coalesced by the SDK)",
             single.per_s,
             "names/s",
             target=Target(op=">=", bound=ONE_TARGET_PER_S),
@@ -55,6 +61,30 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         out.add("one_by_one_p50_ms", "register one by one p50", single.p50_s * 1e3, "ms")
         out.add("one_by_one_p99_ms", "register one by one p99", single.p99_s * 1e3, "ms")
 
+    unary_writes = Settled()
+    unary_n = min(n, UNARY_NAMES)
+    async with Client(seeds(c), cache=False, timeout=60.0, coalesce_writes=False) as client:
+        progress.step(
+            f"registrations one RPC each ({unary_n:,} names, {params.concurrency} in flight)"
+        )
+
+        async def unary(i: int) -> None:
+            await settle(lambda: client.register(f"{UNARY_PREFIX}{i}", KIND), unary_writes)
+
+        one_rpc = await run_lanes(
+            unary, unary_n, params.concurrency, progress, "names", budget_s=params.budget_s
+        )
+        out.add(
+            "one_rpc_each_per_s",
+            f"register one RPC each (c={params.concurrency}, coalescing off)",
+            one_rpc.per_s,
+            "names/s",
+            note=_budget_note(one_rpc.n, unary_n, params.budget_s),
+        )
+        out.add("one_rpc_each_p50_ms", "register one RPC each p50", one_rpc.p50_s * 1e3, "ms")
+        out.add("one_rpc_each_p99_ms", "register one RPC each p99", one_rpc.p99_s * 1e3, "ms")
+
+    async with Client(seeds(c), cache=False, timeout=60.0) as client:
         batches = (n + params.batch - 1) // params.batch
         progress.step(
             f"registrations batched ({n:,} names, {params.batch} per call, "
@@ -91,7 +121,7 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         out.add("batched_call_p50_ms", "register_many call p50", batched.p50_s * 1e3, "ms")
         out.add("batched_call_p99_ms", "register_many call p99", batched.p99_s * 1e3, "ms")
 
-    expected = names_before + single.n + sum(batched_names)
+    expected = names_before + single.n + one_rpc.n + sum(batched_names)
     started = time.monotonic()
 
     def all_listed() -> int | None:
@@ -102,13 +132,16 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     out.details.update(
         names=n,
         names_one_by_one=single.n,
+        names_one_rpc_each=one_rpc.n,
         names_batched=sum(batched_names),
         names_listed=listed,
         names_before=names_before,
         check_s=round(time.monotonic() - started, 3),
         one_by_one=single.to_json(),
+        one_rpc_each=one_rpc.to_json(),
         batched=batched.to_json(),
         one_by_one_writes=single_writes.to_json(),
+        one_rpc_each_writes=unary_writes.to_json(),
         batched_writes=batch_writes.to_json(),
         raft_term_before=term_before,
         raft_term_after=leader_status(c).term,

@@ -66,6 +66,7 @@ RATIOS: tuple[tuple[str, str, Target | None], ...] = (
     # The call path with one warm host and activation (lookups), against the same echo.
     ("lookups.call_one_name_c1_per_s", "grpc.echo_c1_per_s", None),
     ("registrations.one_by_one_per_s", "etcd.one_by_one_per_s", None),
+    ("registrations.one_rpc_each_per_s", "etcd.one_by_one_per_s", None),
     ("registrations.batched_per_s", "etcd.batched_per_s", None),
 )
 """(our figure, the reference figure, a target on their ratio)."""

@@ -30,6 +30,7 @@ from random import Random
 from types import TracebackType
 from typing import Any
 
+from registry.client.coalesce import WriteCoalescer
 from registry.client.connection import Connection, Send
 from registry.client.errors import NameTaken, NotFound, RegistryError, Unavailable, translate
 from registry.client.retry import Backoff
@@ -68,6 +69,12 @@ class ClientStats:
     """``whereis`` answered from the placement cache."""
     rpc_lookups: int
     """``whereis`` answered by a node."""
+    register_batches: int
+    """Batches of concurrent ``register`` calls sent as one ``RegisterMany``."""
+    registrations_batched: int
+    """…the registrations they carried."""
+    registrations_resent: int
+    """…of which sent again on their own after their batch was refused (a name taken)."""
 
 
 class Client:
@@ -83,9 +90,12 @@ class Client:
     ``timeout``: default deadline of each operation, seconds (10). ``cache``: keep a
     placement cache fed by a watch stream (default ``True``). ``backoff`` and ``rng``:
     the retry delays (inject a seeded ``random.Random`` for reproducible runs).
-    ``channel_options``: extra gRPC channel options. ``tracer_provider``: an
-    OpenTelemetry ``TracerProvider`` (extra ``quorum-registry[otel]``): each request
-    becomes a CLIENT span whose context travels to the nodes (``registry/tracing.py``).
+    ``coalesce_writes``: send the ``register`` calls made in one event-loop round as one
+    ``RegisterMany`` (default ``True``; each caller still gets its own answer, see
+    ``registry.client.coalesce``). ``channel_options``: extra gRPC channel options.
+    ``tracer_provider``: an OpenTelemetry ``TracerProvider`` (extra
+    ``quorum-registry[otel]``): each request becomes a CLIENT span whose context travels
+    to the nodes (``registry/tracing.py``).
 
     Every method raises a ``registry.RegistryError`` subclass for a failure the cluster
     reports (see ``registry.client.errors``); ``Unavailable`` only after retrying until
@@ -105,6 +115,7 @@ class Client:
         tls: Tls | None = None,
         token: str | None = None,
         tracer_provider: Any | None = None,
+        coalesce_writes: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 s (got {timeout})")
@@ -118,6 +129,9 @@ class Client:
             tls=tls,
             token=token,
             tracer_provider=tracer_provider,
+        )
+        self._coalescer = (
+            WriteCoalescer(self._register_one, self._register_batch) if coalesce_writes else None
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -147,6 +161,8 @@ class Client:
 
     async def close(self) -> None:
         """Stop the cache stream and close every channel; safe to call twice."""
+        if self._coalescer is not None:
+            await self._coalescer.close()
         await self._conn.close()
 
     @property
@@ -165,6 +181,9 @@ class Client:
             retries=n["retries"],
             cache_lookups=n["cache"],
             rpc_lookups=n["rpc"],
+            register_batches=self._coalescer.batches if self._coalescer else 0,
+            registrations_batched=self._coalescer.batched if self._coalescer else 0,
+            registrations_resent=self._coalescer.resent if self._coalescer else 0,
         )
 
     @property
@@ -217,13 +236,11 @@ class Client:
             lazy=lazy,
             idle_after=idle_after,
         ).to_pb()
-        request = pb.RegisterRequest(spec=spec)
-        reply = await self._write(
-            f"register {name!r}", lambda stub, t: stub.Register(request, timeout=t), timeout
-        )
-        index = int(reply.index)
-        self._conn.wrote((name,), index)
-        return index
+        deadline = self._deadline(timeout)
+        if self._coalescer is None:
+            return await self._register_one(spec, deadline)
+        self._conn.start_cache()
+        return await self._coalescer.register(spec, deadline)
 
     async def register_many(
         self, registrations: Iterable[Registration], *, timeout: float | None = None
@@ -232,12 +249,32 @@ class Client:
 
         ``registrations``: ``Registration(name, kind, args=..., roles=..., priority=...)``
         values (at most 10 000). Errors as ``register``; the message names the name."""
-        specs = [r.to_pb() for r in registrations]
+        return await self._register_specs(
+            [r.to_pb() for r in registrations], self._deadline(timeout)
+        )
+
+    async def _register_one(self, spec: pb.NameSpec, deadline: float) -> int:
+        request = pb.RegisterRequest(spec=spec)
+        reply = await self._write_by(
+            f"register {spec.name!r}", lambda stub, t: stub.Register(request, timeout=t), deadline
+        )
+        index = int(reply.index)
+        self._conn.wrote((spec.name,), index)
+        return index
+
+    async def _register_batch(self, specs: list[pb.NameSpec], deadline: float) -> int:
+        others = len(specs) - 1
+        what = f"register {specs[0].name!r} and {others} other name(s) sent with it"
+        return await self._register_specs(specs, deadline, what)
+
+    async def _register_specs(
+        self, specs: list[pb.NameSpec], deadline: float, what: str = ""
+    ) -> int:
         request = pb.RegisterManyRequest(specs=specs)
-        reply = await self._write(
-            f"register {len(specs)} names",
+        reply = await self._write_by(
+            what or f"register {len(specs)} names",
             lambda stub, t: stub.RegisterMany(request, timeout=t),
-            timeout,
+            deadline,
         )
         index = int(reply.index)
         self._conn.wrote([s.name for s in specs], index)
@@ -507,9 +544,12 @@ class Client:
         return self._conn.now() + (self._timeout if timeout is None else timeout)
 
     async def _write(self, what: str, send: Send[Any], timeout: float | None) -> Any:
+        return await self._write_by(what, send, self._deadline(timeout))
+
+    async def _write_by(self, what: str, send: Send[Any], deadline: float) -> Any:
         self._conn.start_cache()
         return await self._conn.retrying(
-            what, send, self._conn.any_target, self._deadline(timeout), idempotent=False
+            what, send, self._conn.any_target, deadline, idempotent=False
         )
 
     async def _routed(

@@ -65,6 +65,7 @@ class SyncClient:
         tls: Tls | None = None,
         token: str | None = None,
         tracer_provider: Any | None = None,
+        coalesce_writes: bool = True,
     ) -> None:
         self._client = Client(
             seeds,
@@ -76,6 +77,7 @@ class SyncClient:
             tls=tls,
             token=token,
             tracer_provider=tracer_provider,
+            coalesce_writes=coalesce_writes,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -9,6 +9,7 @@ token is UNAUTHENTICATED.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
-from registry.client import SyncClient, Unauthenticated
+from registry.client import Client, SyncClient, Unauthenticated
 from registry.node.auth.policy import new_token
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, wait_for
@@ -189,6 +190,36 @@ def test_sdk_list_watch_and_refusals(t: Tenants) -> None:
         finally:
             stream.cancel()
         assert seen == {"alice/svc"}
+
+
+def test_a_name_the_token_may_not_write_fails_only_its_own_caller_in_a_batch(
+    t: Tenants,
+) -> None:
+    """The SDK sends concurrent registrations as one ``RegisterMany``; one name outside
+    the token's write prefixes must fail alone, and change nothing."""
+    seeds = [n.grpc_addr for n in t.c.nodes.values()]
+
+    async def main() -> list[int | BaseException]:
+        async with Client(seeds, token=t.token("alice")) as alice:
+            return list(
+                await asyncio.gather(
+                    alice.register("alice/batched", "echo"),
+                    alice.register("bob/smuggled", "echo"),
+                    return_exceptions=True,
+                )
+            )
+
+    ok, refused = asyncio.run(main())
+    assert isinstance(ok, int) and ok > 0, ok
+    assert isinstance(refused, Unauthenticated), refused
+    assert "needs write on 'bob/'" in str(refused)
+    with t.sdk("bob") as bob:
+        assert bob.whereis("alice/batched") is not None
+        assert bob.whereis("bob/smuggled") is None
+    # The module's other tests list the tenants' names exactly: leave none behind.
+    with t.sdk("alice") as alice:
+        alice.unregister("alice/batched")
+        wait_for("alice/batched to be gone", lambda: alice.whereis("alice/batched") is None, 10)
 
 
 def test_cli_takes_token_flag_and_env(t: Tenants) -> None:

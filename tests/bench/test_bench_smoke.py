@@ -112,6 +112,7 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
         "lookups.call_c1",
         "lookups.call_c64",
         "registrations.one_by_one",
+        "registrations.one_rpc_each",
     ):
         p50 = figures.get(f"{prefix}_p50_ms") or figures[f"{prefix}_p50_us"]
         p99 = figures.get(f"{prefix}_p99_ms") or figures[f"{prefix}_p99_us"]
@@ -121,8 +122,8 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert fo["failover.median_s"]["value"] <= fo["failover.max_s"]["value"]
 
     reg = sections["registrations"]["details"]
-    assert reg["names_one_by_one"] == reg["names_batched"] == NAMES
-    assert reg["names_listed"] == reg["names_before"] + 2 * NAMES
+    assert reg["names_one_by_one"] == reg["names_batched"] == reg["names_one_rpc_each"] == NAMES
+    assert reg["names_listed"] == reg["names_before"] + 3 * NAMES
     assert sections["memory"]["details"]["names"] == NAMES
     assert len(sections["failover"]["details"]["runs"]) == 1
     rebalance = sections["rebalance"]["details"]
@@ -159,4 +160,5 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert sections["grpc"]["details"]["spread_processes"] == 3  # one host per node
     assert ratios["registrations.batched_per_s"]["reference"] == "etcd.batched_per_s"
     assert ratios["registrations.one_by_one_per_s"]["value"] > 0
+    assert ratios["registrations.one_rpc_each_per_s"]["reference"] == "etcd.one_by_one_per_s"
     assert set(doc["misses"]) <= set(figures)
