@@ -91,10 +91,17 @@ class BulkFreezer:
     cost is that a cycle alive at a freeze and dropped later is never reclaimed; that is
     bounded by the number of freezes, and the registry's own bulk has no cycles."""
 
-    def __init__(self, every: int = FREEZE_EVERY) -> None:
+    def __init__(self, every: int = FREEZE_EVERY, *, thaw: bool = False) -> None:
         self.every = every
         self.frozen_at = 0
         self.freezes = 0
+        self.thaw = thaw
+        """Worker hosts: their bulk (activations, user objects) may hold cycles, so once
+        it shrank by ``every`` below its size at the last freeze, ``gc.unfreeze()`` hands
+        what was frozen back to the collector (one full scan then reclaims what died)."""
+        self.thaws = 0
+        self._peak = 0
+        """The bulk's size at the last freeze (0: nothing frozen since the last thaw)."""
 
     def rebuilt(self) -> None:
         """The whole bulk was replaced (a snapshot restored): freeze it at the next
@@ -105,10 +112,14 @@ class BulkFreezer:
         """Freeze if ``size`` is ``every`` past the last freeze; say whether it did."""
         if 0 <= size < self.frozen_at:
             self.frozen_at = size  # the bulk shrank: count growth from here
+            if self.thaw and self._peak and size <= self._peak - self.every:
+                gc.unfreeze()
+                self.thaws += 1
+                self._peak = 0
             return False
         if size - self.frozen_at < self.every:
             return False
-        self.frozen_at = size
+        self.frozen_at = self._peak = size
         self.freezes += 1
         gc.collect(1)
         gc.freeze()

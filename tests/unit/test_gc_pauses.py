@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import weakref
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -50,5 +51,49 @@ def test_the_bulk_is_frozen_once_it_grew_by_every() -> None:
         freezer.rebuilt()
         assert freezer.grew(len(bulk)), "a restored bulk is frozen at once"
         assert freezer.freezes == 2
+    finally:
+        gc.unfreeze()
+
+
+class _Cyclic:
+    """An object in a reference cycle with itself (dies only by a collection)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_host_freezer_thaws_a_shrunk_bulk_so_its_dead_cycles_are_reclaimed() -> None:
+    """Worker hosts freeze their activations too, and those may hold cycles (user
+    objects): once the bulk shrank by ``every``, what was frozen goes back to the
+    collector, and a dead cycle frozen earlier is reclaimed."""
+    freezer = BulkFreezer(every=100, thaw=True)
+    try:
+        bulk = [_Cyclic() for _ in range(150)]
+        probe = weakref.ref(bulk[0])
+        assert freezer.grew(len(bulk))
+        bulk.clear()  # every activation stopped: its cycles are garbage, but frozen
+        gc.collect()
+        assert probe() is not None, "frozen objects are not collected"
+        assert not freezer.grew(60), "shrank by less than every: still frozen"
+        assert freezer.thaws == 0
+        assert not freezer.grew(0)
+        assert freezer.thaws == 1
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert probe() is None, "thawed: the dead cycle was reclaimed"
+    finally:
+        gc.unfreeze()
+
+
+def test_the_control_processs_freezer_does_not_thaw() -> None:
+    """The control process's bulk (name records) holds no cycles: it never pays a full
+    rescan to thaw it."""
+    freezer = BulkFreezer(every=100)
+    try:
+        assert freezer.grew(150)
+        count = gc.get_freeze_count()
+        assert not freezer.grew(0)
+        assert freezer.thaws == 0
+        assert gc.get_freeze_count() == count
     finally:
         gc.unfreeze()

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.gc_pauses import BulkFreezer
 from registry.node.hosts.calls import HostCalls, serve
 from registry.node.hosts.durable import (
     HostCheckpoints,
@@ -160,6 +161,10 @@ class Host:
         self.writer = FrameWriter(self.sock, loop, from_host, self._lost)
         init = self.init
         self.checkpoints = HostCheckpoints(self._send_now)
+        self._freezer = BulkFreezer(thaw=True)
+        """Starting activations in bulk (a failover, a rebalance, 100k registrations),
+        full collections rescanned every live one: freezing them cut the host's CPU per
+        start from ~53 to ~30 µs (issue 21). Thawed when the bulk shrinks (cycles)."""
         self.runtime = WorkerRuntime(
             node=init.node,
             kinds=kinds,
@@ -286,6 +291,7 @@ class Host:
                 self.calls.tokens.reload()
         if effects:
             self.runtime.apply(effects)
+        self._freezer.grew(self.runtime.live_tasks)
 
     def _call(self, call: pb.HostCall) -> None:
         try:
