@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 from registry.bench.clusters import leader_status, seeds
-from registry.bench.load import Progress, run_lanes
+from registry.bench.load import Latency, Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
 from registry.bench.writes import Settled, settle
@@ -40,49 +40,20 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
     n = params.names
     status = leader_status(c)
     names_before, term_before = status.names, status.term
-    single_writes, batch_writes = Settled(), Settled()
-    async with Client(seeds(c), cache=False, timeout=60.0) as client:
-        progress.step(f"registrations one by one ({n:,} names, {params.concurrency} in flight)")
-
-        async def one(i: int) -> None:
-            await settle(lambda: client.register(f"{ONE_PREFIX}{i}", KIND), single_writes)
-
-        single = await run_lanes(
-            one, n, params.concurrency, progress, "names", budget_s=params.budget_s
-        )
-        out.add(
-            "one_by_one_per_s",
-            f"register one by one (c={params.concurrency}, coalesced by the SDK)",
-            single.per_s,
-            "names/s",
-            target=Target(op=">=", bound=ONE_TARGET_PER_S),
-            note=_budget_note(single.n, n, params.budget_s),
-        )
-        out.add("one_by_one_p50_ms", "register one by one p50", single.p50_s * 1e3, "ms")
-        out.add("one_by_one_p99_ms", "register one by one p99", single.p99_s * 1e3, "ms")
-
-    unary_writes = Settled()
-    unary_n = min(n, UNARY_NAMES)
-    async with Client(seeds(c), cache=False, timeout=60.0, coalesce_writes=False) as client:
-        progress.step(
-            f"registrations one RPC each ({unary_n:,} names, {params.concurrency} in flight)"
-        )
-
-        async def unary(i: int) -> None:
-            await settle(lambda: client.register(f"{UNARY_PREFIX}{i}", KIND), unary_writes)
-
-        one_rpc = await run_lanes(
-            unary, unary_n, params.concurrency, progress, "names", budget_s=params.budget_s
-        )
-        out.add(
-            "one_rpc_each_per_s",
-            f"register one RPC each (c={params.concurrency}, coalescing off)",
-            one_rpc.per_s,
-            "names/s",
-            note=_budget_note(one_rpc.n, unary_n, params.budget_s),
-        )
-        out.add("one_rpc_each_p50_ms", "register one RPC each p50", one_rpc.p50_s * 1e3, "ms")
-        out.add("one_rpc_each_p99_ms", "register one RPC each p99", one_rpc.p99_s * 1e3, "ms")
+    single_writes, unary_writes, batch_writes = Settled(), Settled(), Settled()
+    single = await _one_by_one(
+        c, params, progress, out, single_writes, key="one_by_one", prefix=ONE_PREFIX, count=n
+    )
+    one_rpc = await _one_by_one(
+        c,
+        params,
+        progress,
+        out,
+        unary_writes,
+        key="one_rpc_each",
+        prefix=UNARY_PREFIX,
+        count=min(n, UNARY_NAMES),
+    )
 
     async with Client(seeds(c), cache=False, timeout=60.0) as client:
         batches = (n + params.batch - 1) // params.batch
@@ -147,6 +118,44 @@ async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionR
         raft_term_after=leader_status(c).term,
         kind=KIND,
     )
+
+
+async def _one_by_one(
+    c: LocalCluster,
+    params: Params,
+    progress: Progress,
+    out: SectionResult,
+    writes: Settled,
+    *,
+    key: str,
+    prefix: str,
+    count: int,
+) -> Latency:
+    """``count`` ``Client.register`` calls at ``params.concurrency`` in flight; the
+    ``one_rpc_each`` row turns the SDK's write coalescing off."""
+    coalesce = key == "one_by_one"
+    what = "one by one" if coalesce else "one RPC each"
+    how = "coalesced by the SDK" if coalesce else "coalescing off"
+    progress.step(f"registrations {what} ({count:,} names, {params.concurrency} in flight)")
+    async with Client(seeds(c), cache=False, timeout=60.0, coalesce_writes=coalesce) as client:
+
+        async def one(i: int) -> None:
+            await settle(lambda: client.register(f"{prefix}{i}", KIND), writes)
+
+        done = await run_lanes(
+            one, count, params.concurrency, progress, "names", budget_s=params.budget_s
+        )
+    out.add(
+        f"{key}_per_s",
+        f"register {what} (c={params.concurrency}, {how})",
+        done.per_s,
+        "names/s",
+        target=Target(op=">=", bound=ONE_TARGET_PER_S) if coalesce else None,
+        note=_budget_note(done.n, count, params.budget_s),
+    )
+    out.add(f"{key}_p50_ms", f"register {what} p50", done.p50_s * 1e3, "ms")
+    out.add(f"{key}_p99_ms", f"register {what} p99", done.p99_s * 1e3, "ms")
+    return done
 
 
 def _budget_note(done: int, asked: int, budget_s: float) -> str:
