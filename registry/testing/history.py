@@ -95,6 +95,8 @@ class History:
         self._write("UPDATE pauses SET t1 = ? WHERE rowid = ?", [(t1, pause)])
 
     def kill(self, pid: int, t: float) -> None:
+        """Process ``pid`` was gone by ``t`` (``kill -9``, or exited after SIGTERM) and
+        reaped: nothing of it runs after this (the checker ends its activations here)."""
         self._write("INSERT INTO kills VALUES (?, ?)", [(pid, t)])
 
     def acked(self, names: Iterable[str], t_sent: float, t_ack: float) -> None:

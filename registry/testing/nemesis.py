@@ -353,7 +353,11 @@ class Nemesis:
         for node in order:
             t0 = time.monotonic()
             fid = self.record("rolling-restart", f"SIGTERM {node}, restart", [], t0)
+            was_running = self.cluster.nodes[node].running()
+            pid = self.cluster.nodes[node].pid if was_running else 0
             self.cluster.terminate(node)
+            if was_running:
+                self.history.kill(pid, time.monotonic())  # exited and reaped by now
             self.cluster.start_node(node)
             t1 = time.monotonic()
             self.history.healed(fid, t1)
@@ -367,7 +371,14 @@ class Nemesis:
     def _full_restart(self) -> tuple[list[int], float]:
         t0 = time.monotonic()
         fid = self.record("full-restart", "SIGTERM all, start all", [], t0)
+        pids = [node.pid for node in self.cluster.nodes.values() if node.running()]
         self.cluster.terminate_all()
+        # Every one exited and was reaped by now. A worker that kept answering calls
+        # until its node exited (nothing could commit its stop: every node was going)
+        # was live until then, not only until its last ledger write.
+        t_exit = time.monotonic()
+        for pid in pids:
+            self.history.kill(pid, t_exit)
         for n in self.ids:
             self.cluster.start_node(n)
         t1 = time.monotonic()

@@ -286,3 +286,27 @@ def _count(db: Path, query: str, arg: str) -> int:
         return int(conn.execute(query, (arg,)).fetchone()[0])
     finally:
         conn.close()
+
+
+def test_a_call_answered_until_its_node_exited_is_explained_and_not_after(db: Path) -> None:
+    """A full restart SIGTERMs every node: nothing can commit a stop, so a worker keeps
+    answering calls after its last ledger write until its node exits. The nemesis
+    records that exit (``History.kill``); a call answered before it is explained, one
+    answered after it is not (CI once flagged the first kind: the exit was not
+    recorded)."""
+    act(db, "x", "n4", 356, 0.0, None, pid=5997, last_ok=10.0)
+    history = History(db)
+    history.final({"x": ("n4", 356)})
+    history.answered("x", "n4", 356, 10.01, 10.05)  # after its last write, node still up
+    history.close()
+    report = check(db)
+    assert report.calls_unexplained == 1, "without the exit: ends at its last write"
+    history = History(db)
+    history.kill(5997, 10.2)  # SIGTERM sent at 10.0, exited and reaped by 10.2
+    history.close()
+    report = check(db)
+    assert report.calls_unexplained == 0 and report.ok, report.examples
+    history = History(db)
+    history.answered("x", "n4", 356, 10.3, 10.31)  # after the node was gone
+    history.close()
+    assert check(db).calls_unexplained == 1
