@@ -48,6 +48,9 @@ class MembershipConfig:
     reconcile_everything: bool = False
     """Rescan every name on every Ready: the slow reference the incremental reconcile
     is checked against (tests/sim/test_incremental_reconcile.py). Default off."""
+    max_reconcile_names: int = 1000
+    """One reconcile pass starts activations and begins handoffs for at most this many
+    held names; the rest follow in the next Readies (stops are never deferred)."""
     max_handoffs_in_flight: int = 1000
     """A member hands off at most this many names at once; the rest wait their turn.
     When a node joins a cluster of 100k names, each member has thousands to move: all at

@@ -4,6 +4,7 @@ fencing on isolation, failover, and handoff on heal — with G1/G2 checked at ev
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -265,6 +266,51 @@ def test_a_member_hands_off_at_most_its_window_at_once() -> None:
     for name in names:
         assert back[name].reason is StartReason.HANDOFF
         assert back[name].state == f"state of {name}".encode()
+    assert cluster.violations == []
+
+
+def test_a_big_pass_starts_and_hands_off_in_chunks_but_stops_at_once() -> None:
+    """``max_reconcile_names``: a failover's starts and a heal's handoffs go out at most
+    that many per Ready (one Ready starting ~9k activations at 100k names cost member
+    leases); a fence's stops all leave in one Ready, since they are what keeps G1."""
+    chunk = 4
+    cluster = Cluster(seed=7, membership=replace(Timing().membership(), max_reconcile_names=chunk))
+    cluster.tick_until(
+        lambda: (
+            len(cluster.leaders()) == 1
+            and all(r.agent.has_lease() for r in cluster.nodes.values())
+            and all(len(r.state.up_members()) == 3 for r in cluster.nodes.values())
+        ),
+        limit=100,
+    )
+    register_all(cluster, [f"w{i}" for i in range(60)])
+    per_ready: list[tuple[str, int, int, int]] = []
+    for node, replica in cluster.nodes.items():
+        ready = replica.ready
+
+        def counted(ready: Any = ready, node: str = node) -> Any:
+            out = ready()
+            kinds = [type(e) for e in out.effects]
+            per_ready.append(
+                (node, kinds.count(Start), kinds.count(BeginHandoff), kinds.count(Stop))
+            )
+            return out
+
+        replica.ready = counted  # type: ignore[method-assign]
+    victim, names = isolate_and_fail_over(cluster)
+    assert len(names) > 2 * chunk
+    fenced = [stops for node, _, _, stops in per_ready if node == victim and stops]
+    assert fenced and fenced[0] == len(names), f"the fence stopped {fenced} of {len(names)}"
+    cluster.heal()
+    for _ in range(3000):
+        if all(cluster.where(n) == [victim] for n in names):
+            break
+        cluster.all_handoffs_done(lambda name: f"state of {name}".encode())
+        cluster.tick()
+    assert all(cluster.where(n) == [victim] for n in names), "every name moved back"
+    assert max(starts for _, starts, _, _ in per_ready) <= chunk, per_ready
+    assert max(handoffs for _, _, handoffs, _ in per_ready) <= chunk, per_ready
+    assert sum(handoffs for _, _, handoffs, _ in per_ready) >= len(names)
     assert cluster.violations == []
 
 
