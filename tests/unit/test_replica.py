@@ -33,14 +33,18 @@ from registry.core.messages import (
 )
 from registry.core.replica import BeginHandoff, Forward, PeerMessage, Start, Stop, StopReason
 from registry.core.state import Code, StartReason
-from registry.core.timing import Timing
+from registry.core.timing import MembershipConfig, Timing
 from tests.unit.replicanet import Cluster
 
 NAMES = [f"w{i}" for i in range(20)]
 
 
-def formed(seed: int = 7, ids: tuple[str, ...] = ("n1", "n2", "n3")) -> Cluster:
-    cluster = Cluster(ids, seed=seed)
+def formed(
+    seed: int = 7,
+    ids: tuple[str, ...] = ("n1", "n2", "n3"),
+    membership: MembershipConfig | None = None,
+) -> Cluster:
+    cluster = Cluster(ids, seed=seed, membership=membership)
     cluster.tick_until(
         lambda: (
             len(cluster.leaders()) == 1
@@ -229,17 +233,7 @@ def test_a_member_hands_off_at_most_its_window_at_once() -> None:
     time and the next ones as earlier ones finish (all at once, a 100k-name rebalance
     overloaded every node and cost leases). Every name still gets there, with state."""
     window = 3
-    cluster = Cluster(
-        seed=7, membership=replace(Timing().membership(), max_handoffs_in_flight=window)
-    )
-    cluster.tick_until(
-        lambda: (
-            len(cluster.leaders()) == 1
-            and all(r.agent.has_lease() for r in cluster.nodes.values())
-            and all(len(r.state.up_members()) == 3 for r in cluster.nodes.values())
-        ),
-        limit=100,
-    )
+    cluster = formed(membership=replace(Timing().membership(), max_handoffs_in_flight=window))
     many = [f"w{i}" for i in range(60)]
     register_all(cluster, many)
     victim, names = isolate_and_fail_over(cluster)
@@ -274,15 +268,7 @@ def test_a_big_pass_starts_and_hands_off_in_chunks_but_stops_at_once() -> None:
     that many per Ready (one Ready starting ~9k activations at 100k names cost member
     leases); a fence's stops all leave in one Ready, since they are what keeps G1."""
     chunk = 4
-    cluster = Cluster(seed=7, membership=replace(Timing().membership(), max_reconcile_names=chunk))
-    cluster.tick_until(
-        lambda: (
-            len(cluster.leaders()) == 1
-            and all(r.agent.has_lease() for r in cluster.nodes.values())
-            and all(len(r.state.up_members()) == 3 for r in cluster.nodes.values())
-        ),
-        limit=100,
-    )
+    cluster = formed(membership=replace(Timing().membership(), max_reconcile_names=chunk))
     register_all(cluster, [f"w{i}" for i in range(60)])
     per_ready: list[tuple[str, int, int, int]] = []
     for node, replica in cluster.nodes.items():
