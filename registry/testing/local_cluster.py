@@ -58,6 +58,7 @@ __all__ = [
     "LocalCluster",
     "NodeExited",
     "NodeProc",
+    "NotYet",
     "Timeout",
     "call_until",
     "cluster",
@@ -99,6 +100,12 @@ class Timeout(AssertionError):
     """A bounded wait ran out; the message says what was awaited and what was last seen."""
 
 
+class NotYet(AssertionError):
+    """A probe's "not yet" that is no gRPC error (a name a lagging follower has not
+    applied, a name waiting for a member): ``wait_for`` polls on; anywhere else it
+    fails the caller like any assertion."""
+
+
 class NodeExited(AssertionError):
     """A node process ended while the harness waited for it; the message has its log."""
 
@@ -112,14 +119,15 @@ def wait_for(
     """Poll ``probe`` until it returns something other than ``None``/``False``.
 
     ``probe`` may raise ``grpc.RpcError`` or ``OSError`` (a node still starting or just
-    killed): that counts as "not yet" and the last error is named if time runs out.
+    killed) or ``NotYet``: that counts as "not yet" and the last error is named if time
+    runs out.
     """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
             value = probe()
-        except (grpc.RpcError, OSError) as exc:
+        except (grpc.RpcError, OSError, NotYet) as exc:
             last = describe(exc)
         else:
             if value is not None and value is not False:
@@ -548,8 +556,10 @@ class LocalCluster:
                 continue
             if reply.HasField("location"):
                 return reply.location.node, reply.location.token
-            raise Timeout(f"{name!r} is waiting for a member")
-        raise AssertionError(f"no node answered WhereIs({name!r}): {last}")
+            raise NotYet(f"{name!r} is waiting for a member")
+        # NotYet: asked of a follower that has not applied the name yet, this is "not
+        # yet" inside ``wait_for`` (CI once failed at the first probe), a failure outside.
+        raise NotYet(f"no node answered WhereIs({name!r}): {last and describe(last)}")
 
     # -- waiting -----------------------------------------------------------------------
 
