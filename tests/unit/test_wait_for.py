@@ -14,13 +14,12 @@ from registry.testing.local_cluster import NotYet, Timeout, wait_for
 
 
 def test_not_yet_is_polled_on_until_the_probe_answers() -> None:
-    answers = iter([NotYet("'x' is not registered here yet"), NotYet("still not"), ("n1", 7)])
+    refusals = iter([NotYet("'x' is not registered here yet"), NotYet("still not")])
 
     def probe() -> tuple[str, int]:
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+        for refusal in refusals:
+            raise refusal
+        return ("n1", 7)
 
     assert wait_for("x to be placed", probe, timeout=5.0, interval=0.001) == ("n1", 7)
 
