@@ -121,6 +121,10 @@ class BulkFreezer:
             return False
         self.frozen_at = self._peak = size
         self.freezes += 1
-        gc.collect(1)
+        # Thawing freezers (worker hosts) collect every generation first: what is not
+        # frozen yet is only the bulk added since the last freeze, and starting an
+        # activation leaves cyclic garbage that reaches generation 2 before it dies;
+        # frozen, it is never reclaimed (host RSS per idle activation 2.7 -> 7.8 KB).
+        gc.collect(2 if self.thaw else 1)
         gc.freeze()
         return True
