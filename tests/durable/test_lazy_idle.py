@@ -53,3 +53,30 @@ def test_lazy_starts_at_the_first_call_and_passivates_when_idle(
         assert client.call(name, b"incr") == b"3", "the count came back from the checkpoint"
     start = lines(ledger)[-1].split()
     assert start[:3] == ["start", "restart", "2"] and int(start[3]) > 0, lines(ledger)
+
+
+def test_a_lazy_name_never_reads_active_before_its_first_call(cluster: LocalCluster) -> None:
+    """``Location.active`` of a lazy name is false from the moment its holder starts it:
+    the holder used to say "true" until its worker host's first report arrived (the
+    bench's tiny run once counted 199 of 200 lazy names inactive). Registered in small
+    batches, each asked of every node at once, to look into that window each time."""
+    leader = cluster.wait_ready()
+    seen_active: set[str] = set()
+    answered: set[str] = set()
+    names: list[str] = []
+    for batch in range(12):
+        fresh = [f"durable/lazy-burst/{batch}/{i}" for i in range(25)]
+        names += fresh
+        specs = [pb.NameSpec(name=n, kind="sleeper", lazy=True) for n in fresh]
+        cluster.stub(leader).RegisterMany(pb.RegisterManyRequest(specs=specs), timeout=30)
+        deadline = time.monotonic() + 10.0
+        while not answered.issuperset(fresh) and time.monotonic() < deadline:
+            for name in fresh:
+                for node in cluster.ids:
+                    state = active(cluster, node, name)
+                    if state is True:
+                        seen_active.add(name)
+                    elif state is False:
+                        answered.add(name)
+    assert answered == set(names), f"{len(names) - len(answered)} never answered by a holder"
+    assert not seen_active, f"{len(seen_active)} lazy names read active before any call"

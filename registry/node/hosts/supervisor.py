@@ -417,6 +417,10 @@ class HostSupervisor:
         if not host.connected:
             return  # sent when the host is back (see _spawn)
         host.started(spec.name, spec.token)
+        if spec.restart is not None and spec.restart.lazy:
+            # A lazy activation starts without an instance: say so from now, not from the
+            # host's first report (``Location.active`` read "true" in between).
+            host.passive[spec.name] = spec.token
         start = pb.HostStart(
             name=spec.name,
             kind=spec.kind,
