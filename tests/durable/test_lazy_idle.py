@@ -9,6 +9,8 @@ import re
 import time
 from pathlib import Path
 
+import grpc
+
 from registry.client import SyncClient
 from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import LocalCluster, wait_for
@@ -18,6 +20,17 @@ def active(c: LocalCluster, node: str, name: str) -> bool | None:
     """``Location.active`` as the holder ``node`` answers it (``None``: unset)."""
     loc = c.stub(node).WhereIs(pb.WhereIsRequest(name=name), timeout=5).location
     return loc.active if loc.HasField("active") else None
+
+
+def active_if_known(c: LocalCluster, node: str, name: str) -> bool | None:
+    """``active`` as ``node`` answers it, or ``None`` while the node has not yet applied
+    the registration (a follower answers ``WhereIs`` from its own log)."""
+    try:
+        return active(c, node, name)
+    except grpc.RpcError as err:
+        if err.code() is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 def passive_total(c: LocalCluster, node: str) -> float:
@@ -73,7 +86,7 @@ def test_a_lazy_name_never_reads_active_before_its_first_call(cluster: LocalClus
         while not answered.issuperset(fresh) and time.monotonic() < deadline:
             for name in fresh:
                 for node in cluster.ids:
-                    state = active(cluster, node, name)
+                    state = active_if_known(cluster, node, name)
                     if state is True:
                         seen_active.add(name)
                     elif state is False:
