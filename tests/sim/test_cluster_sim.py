@@ -238,7 +238,7 @@ def test_leadership_transfers_and_their_handover_keep_every_guarantee(start: int
 
 @pytest.mark.parametrize("seed", [1, 2, 5, 6])
 def test_a_narrow_handoff_window_keeps_every_guarantee(seed: int) -> None:
-    """``max_handoffs_in_flight`` of 2 (the default, 1000, never binds at this size):
+    """``max_handoffs_in_flight`` of 2 (the default, 250, never binds at this size):
     the backlog path runs under the same faults, and names still converge on their
     owners after every heal. (Seeds whose schedules move names back by handoff; with
     the window, their heals converge visibly later: 1.15 → 1.75 s, 0.85 → 2.55 s.)"""
