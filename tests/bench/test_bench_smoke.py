@@ -113,6 +113,8 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
         "lookups.call_c64",
         "registrations.one_by_one",
         "registrations.one_rpc_each",
+        "registrations.batched_call",
+        "registrations.batched_lazy_call",
     ):
         p50 = figures.get(f"{prefix}_p50_ms") or figures[f"{prefix}_p50_us"]
         p99 = figures.get(f"{prefix}_p99_ms") or figures[f"{prefix}_p99_us"]
@@ -122,8 +124,9 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert fo["failover.median_s"]["value"] <= fo["failover.max_s"]["value"]
 
     reg = sections["registrations"]["details"]
-    assert reg["names_one_by_one"] == reg["names_batched"] == reg["names_one_rpc_each"] == NAMES
-    assert reg["names_listed"] == reg["names_before"] + 3 * NAMES
+    counts = ("names_one_by_one", "names_batched", "names_batched_lazy", "names_one_rpc_each")
+    assert [reg[k] for k in counts] == [NAMES] * len(counts)
+    assert reg["names_listed"] == reg["names_before"] + 4 * NAMES
     assert sections["memory"]["details"]["names"] == NAMES
     assert len(sections["failover"]["details"]["runs"]) == 1
     rebalance = sections["rebalance"]["details"]
