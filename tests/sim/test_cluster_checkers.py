@@ -29,6 +29,7 @@ from registry.sim.cluster.observations import (
     CheckpointApplied,
     ClusterObservation,
     FinalRegistry,
+    LeaderElected,
     MajorityChanged,
     NameSpecified,
     NodeRegistry,
@@ -418,3 +419,33 @@ def test_placement_oracle() -> None:
     # The ring spreads names: over many names every eligible node owns some.
     owners = {oracle_owner(NameSpec(name=f"w{i}", kind="counter"), up, config) for i in range(200)}
     assert owners == up
+
+
+def test_failover_waits_while_the_lost_node_is_bridged_to_the_leader() -> None:
+    """Seed 33's shape (``--transfers``): a bridge ``n1 <-> n2 <-> rest`` leaves n1 out of
+    the majority group, but its leader n2 still reaches n1, which keeps its lease and its
+    names, rightly. A transfer to n4 at 14 s cuts n1 off: its failover is owed from then."""
+    five = ("n1", "n2", "n3", "n4", "n5")
+    rest = ("n2", "n3", "n4", "n5")
+    base: list[ClusterObservation] = [
+        eligible("a", five),
+        topology(five, leader="n2"),
+        started("n1", "a", 3),
+        MajorityChanged(at_us=10 * S, group=rest, leader="n2", linked=("n1", *rest)),
+    ]
+    moved = LeaderElected(at_us=14 * S, leader="n4", linked=rest)
+    checker = Failover(bound_us=6 * S)
+    assert run(checker, [*base, moved, started("n4", "a", 9, at=17 * S)]) == []
+    assert checker.latencies_us == [7 * S], "the outage counts from the bridge, as seen"
+    assert checker.unbridged == 1
+    # Still owed from the leader change: 6 s after it is too late.
+    [slow] = run(Failover(bound_us=6 * S), [*base, moved, started("n4", "a", 9, at=21 * S)])
+    assert "clock restarted by the end of a bridge to the leader at t=14.000000s" in slow
+    # Bridged to the end: nothing was owed.
+    checker = Failover(bound_us=6 * S)
+    assert run(checker, [*base, RunEnded(at_us=30 * S)]) == []
+    assert checker.cancelled == {"kept across a bridge": 1}
+    # Not linked with the leader (a plain partition): the clock runs from the loss.
+    cut = MajorityChanged(at_us=10 * S, group=rest, leader="n2", linked=rest)
+    [late] = run(Failover(bound_us=6 * S), [*base[:3], cut, started("n4", "a", 9, at=17 * S)])
+    assert "'a' ran again 7.000s after n1 was lost at t=10.000000s (bound 6s)" in late

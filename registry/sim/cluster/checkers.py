@@ -57,6 +57,11 @@ still runs (the loss healed first). Cancelled samples are counted by cause (``ca
 the seeds test bounds their share over a run of seeds, since a checker that cancels
 everything measures nothing.
 Open samples at the end count only if they already exceed the bound.
+One more case is not a loss yet: a *bridge*. A node cut off from the majority group but
+still linked both ways with the leader (``MajorityChanged.linked``) keeps its lease, and
+rightly so, for as long as that holds; its sample's clock starts when it stops holding (a
+new leader not linked with it, ``LeaderElected``, or the bridge changing). Samples still
+bridged at the end are cancelled ("kept across a bridge").
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from registry.sim.cluster.observations import (
     Assigned,
     ClusterObservation,
     FinalRegistry,
+    LeaderElected,
     MajorityChanged,
     NameSpecified,
     OpAccepted,
@@ -229,12 +235,17 @@ class _Sample:
     """The lost node was the leader (the failover includes an election)."""
     clock_us: int = 0
     """When the bound's clock started: ``at_us``, or the last loss of the leader since."""
+    clock_why: str = "a leader loss"
+    bridged: bool = False
+    """Lost to the group but still linked both ways with the leader (a bridge): it keeps
+    its lease, rightly, so nothing is owed until it is not linked with the leader."""
 
 
 class Failover(Checker[ClusterObservation]):
     name = "failover"
     handles = (
         MajorityChanged,
+        LeaderElected,
         ActivationStarted,
         ActivationEnded,
         Assigned,
@@ -263,6 +274,8 @@ class Failover(Checker[ClusterObservation]):
         stop) owes them no failover."""
         self.restarted = 0
         """Clock restarts of open samples: the leader was lost mid-failover."""
+        self.unbridged = 0
+        """Clocks started late: the lost node stayed linked with the leader for a while."""
 
     def feed(self, obs: ClusterObservation) -> None:
         if isinstance(obs, ActivationStarted):
@@ -279,6 +292,8 @@ class Failover(Checker[ClusterObservation]):
             self.unregistered.discard(obs.name)
         elif isinstance(obs, MajorityChanged):
             self._topology(obs)
+        elif isinstance(obs, LeaderElected):
+            self._unbridge(obs.linked, obs.at_us)
         elif isinstance(obs, NameSpecified):
             self.eligible[obs.name] = obs.eligible
         elif isinstance(obs, OpAccepted):
@@ -289,7 +304,9 @@ class Failover(Checker[ClusterObservation]):
         else:
             assert isinstance(obs, RunEnded)
             for name, sample in sorted(self.open.items()):
-                if obs.at_us - sample.clock_us > self.bound_us:
+                if sample.bridged:
+                    self._count("kept across a bridge")
+                elif obs.at_us - sample.clock_us > self.bound_us:
                     self.violation(
                         obs.at_us,
                         sample.node,
@@ -306,7 +323,7 @@ class Failover(Checker[ClusterObservation]):
         self.latencies_us.append(latency)
         if sample.leader:
             self.leader_latencies_us.append(latency)
-        if at_us - sample.clock_us > self.bound_us:
+        if not sample.bridged and at_us - sample.clock_us > self.bound_us:
             self.violation(
                 at_us,
                 where,
@@ -345,6 +362,7 @@ class Failover(Checker[ClusterObservation]):
                 self._censor(name, "healed")  # the loss healed before a failover was due
             elif leader_lost and self._owed_by_log(sample, now):
                 sample.clock_us = obs.at_us  # a new leader starts the failover over
+                sample.clock_why = "a leader loss"
                 self.restarted += 1
         for name, (node, token) in sorted(self.running.items()):
             if name in self.open:
@@ -359,13 +377,25 @@ class Failover(Checker[ClusterObservation]):
                     at_us=obs.at_us,
                     leader=node == obs.leader,
                     clock_us=obs.at_us,
+                    bridged=node in obs.linked,
                 )
+        self._unbridge(obs.linked, obs.at_us)
+
+    def _unbridge(self, linked: tuple[str, ...], at_us: int) -> None:
+        """A bridged sample's node is no longer linked with the leader (a new leader, or
+        the bridge changed): its failover is owed from now."""
+        for sample in self.open.values():
+            if sample.bridged and sample.node not in linked:
+                sample.bridged = False
+                sample.clock_us = at_us
+                sample.clock_why = "the end of a bridge to the leader"
+                self.unbridged += 1
 
 
 def _restart(sample: _Sample) -> str:
     if sample.clock_us == sample.at_us:
         return ""
-    return f", clock restarted by a leader loss at {stamp(sample.clock_us)}"
+    return f", clock restarted by {sample.clock_why} at {stamp(sample.clock_us)}"
 
 
 class Heal(BoundedPhase):

@@ -35,6 +35,7 @@ from registry.sim.cluster.checkers import ClusterSuite
 from registry.sim.cluster.observations import (
     Assigned,
     CheckpointApplied,
+    LeaderElected,
     MajorityChanged,
     RegisterApplied,
     ReminderApplied,
@@ -413,7 +414,26 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         )
         if group != self._group:
             self._group = group
-            self.observe(MajorityChanged(at_us=world.now_us, group=group, leader=self.last_leader))
+            self.observe(
+                MajorityChanged(
+                    at_us=world.now_us,
+                    group=group,
+                    leader=self.last_leader,
+                    linked=self._linked(self.last_leader),
+                )
+            )
+
+    def _linked(self, leader: str) -> tuple[str, ...]:
+        """The up nodes linked both ways with ``leader``, it included."""
+        if not leader or not self._reachable(leader):
+            return ()
+        blocked = self.world.network.is_blocked
+        return tuple(
+            node
+            for node in sorted(self.world.node_ids)
+            if self._reachable(node)
+            and (node == leader or not (blocked(leader, node) or blocked(node, leader)))
+        )
 
     def _reachable(self, node: str) -> bool:
         """Up and not paused: a paused node is as cut off as an isolated one."""
@@ -502,6 +522,9 @@ class ClusterSim(Sim[ClusterHost, PeerMessage]):
         if term is None:
             return
         if term >= self._top_leader_term:  # a deposed leader of an older term is not it
+            if term > self._top_leader_term:
+                linked = self._linked(host.id)
+                self.observe(LeaderElected(at_us=self.world.now_us, leader=host.id, linked=linked))
             self._top_leader_term = term
             self.last_leader = host.id
         if term > self._leader_terms.get(host.id, 0):

@@ -171,6 +171,17 @@ class MajorityChanged(Observed):
     leader: str = ""
     """The last node seen leading the highest term before the change (to tell leader
     losses apart; the failover checker restarts its clock when the group loses it)."""
+    linked: tuple[str, ...] = ()
+    """The up nodes linked both ways with ``leader`` (it included): a node outside the
+    group but linked with the leader across a bridge keeps its lease, rightly."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderElected(Observed):
+    """A node leads a term higher than any seen; ``linked`` as in ``MajorityChanged``."""
+
+    leader: str
+    linked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +219,7 @@ ClusterObservation = (
     | OpAcked
     | OpUncertain
     | MajorityChanged
+    | LeaderElected
     | Assigned
     | PhaseStarted
     | GoalReached

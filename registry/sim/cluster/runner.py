@@ -169,6 +169,7 @@ def run_cluster_seed(
         {f"nemesis_{k}": v for k, v in nemesis.counts.items()},
         failover_censored=failover.censored,
         failover_restarted=failover.restarted,
+        failover_unbridged=failover.unbridged,
         **{f"failover_cancelled_{k.replace(' ', '_')}": v for k, v in failover.cancelled.items()},
         registrations_checked=suite.get(Registrations).checked,
         messages_sent=net.sent,
