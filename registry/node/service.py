@@ -60,6 +60,7 @@ from registry.node.status import (
     relayed,
 )
 from registry.node.transport import CHANNEL_OPTIONS
+from registry.node.unsent import RECONNECT_WAIT_S, never_sent, send_again_if_unsent
 from registry.node.watch import WatchHub
 from registry.tracing import ClientTracing
 from registry.v1 import registry_pb2 as pb
@@ -77,11 +78,9 @@ LIST_YIELD_EVERY = 1000
 one go held a leader's loop ~0.5 s, and in the 100k bench that cost an election."""
 FORWARD_CATCH_UP_S = 1.0
 """How long a forwarded call waits for this replica to learn a name the sender knows."""
-FORWARD_RECONNECT_S = 1.0
-"""How long a forward that could not connect waits for a new leader, or for the channel
-to come back (the peer channels' longest reconnect backoff, CHANNEL_OPTIONS)."""
-_NEVER_SENT = "failed to connect"
-"""gRPC's UNAVAILABLE detail when no connection was made, so the request was not sent."""
+FORWARD_RECONNECT_S = RECONNECT_WAIT_S
+"""How long a write forward that could not connect waits for a new leader, or for the
+channel to come back (``unsent``)."""
 FORWARDED_KEY = "registry-forwarded"
 """Request metadata on a call or cast one node forwards to another: do not forward again.
 (Older nodes set the deprecated ``forwarded`` request field instead; both are read.)"""
@@ -196,6 +195,9 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         return self._replicated.view
 
     def _stub(self, address: str) -> registry_pb2_grpc.RegistryStub:
+        return registry_pb2_grpc.RegistryStub(self._channel(address))
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             # The peer options: a node that restarts is reachable again within a second
@@ -216,7 +218,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                     address, tls.forward_credentials(), options=options, interceptors=carry
                 )
             self._channels[address] = channel
-        return registry_pb2_grpc.RegistryStub(channel)
+        return channel
 
     def _node_at(self, address: str) -> str:
         """The node id behind a client address (the name its certificate carries)."""
@@ -278,17 +280,16 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 response = await forward(self._stub(address))
                 break
             except grpc.aio.AioRpcError as exc:
-                code, details = exc.code(), exc.details() or ""
-                never_sent = code is grpc.StatusCode.UNAVAILABLE and _NEVER_SENT in details.lower()
-                if never_sent and not last_try and (back := await self._leader_back(leader)):
+                unsent = never_sent(exc)
+                if unsent and not last_try and (back := await self._leader_back(leader)):
                     leader, address = back  # nothing was sent: forwarding again is safe
                     continue
-                if never_sent:
+                if unsent:
                     # The leader never got it (it is gone, e.g. killed): a plain refusal
                     # the client may retry, naming why; not gRPC's bare transport error.
                     raise Abort(
                         grpc.StatusCode.UNAVAILABLE,
-                        f"leader {leader} at {address} is unreachable ({details}); retry",
+                        f"leader {leader} at {address} is unreachable ({exc.details()}); retry",
                         reason="UNREACHABLE",
                         leader=(leader, address),
                     ) from None
@@ -545,8 +546,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         if forwarded or owner is None:
             message = f"{name!r} runs on {record.holder}, not here"
             raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NOT_OWNER", owner=owner)
-        try:
-            return await there(self._stub(address or ""))
+        channel = self._channel(address or "")
+        stub = registry_pb2_grpc.RegistryStub(channel)
+        try:  # the holder may have just restarted, its channel backing off: see unsent
+            return await send_again_if_unsent(channel, lambda: there(stub))
         except grpc.aio.AioRpcError as exc:
             raise relayed(exc, owner=owner) from None
 
