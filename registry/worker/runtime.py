@@ -33,7 +33,7 @@ from typing import Protocol
 from registry.core.errors import ConfigError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop
 from registry.core.state import Activation
-from registry.worker.activation import ActivationRunner, Checkpointer, Reminder
+from registry.worker.activation import ActivationRunner, Checkpointer, Reminder, RunnerHooks
 from registry.worker.api import StopCause, Worker
 from registry.worker.call_stats import CallStats
 from registry.worker.errors import NoLease, NotHere, WorkerFailed
@@ -161,6 +161,19 @@ class WorkerRuntime:
         ).validate()
         self._check_kinds()
         self._rng = rng if rng is not None else random.Random()
+        self._hooks = RunnerHooks(
+            node=node,
+            policy=self._policy,
+            lease_holds=lease_holds,
+            rng=self._rng,
+            on_ignored=self._ignored,
+            on_overrun=self._overrun,
+            on_ended=self._ended,
+            checkpoint=checkpoint,
+            on_quit=self._quit,
+            remind=remind,
+            on_activity=self._activity,
+        )
         self._slots: dict[str, _Slot] = {}
         self._pending: deque[Effect] = deque()
         """Effects not applied yet (beyond one turn's worth), in order."""
@@ -287,22 +300,7 @@ class WorkerRuntime:
         if cls is None:
             error = f"no worker class for kind {spec.kind!r} on node {self.node}"
             log.error("cannot start %s#%d: %s", spec.name, spec.token, error)
-        return ActivationRunner(
-            spec,
-            node=self.node,
-            worker_cls=cls,
-            error=error,
-            policy=self._policy,
-            lease_holds=self._lease_holds,
-            rng=self._rng,
-            on_ignored=self._ignored,
-            on_overrun=self._overrun,
-            on_ended=self._ended,
-            checkpoint=self._checkpoint,
-            on_quit=self._quit,
-            remind=self._remind,
-            on_activity=self._activity,
-        )
+        return ActivationRunner(spec, self._hooks, worker_cls=cls, error=error)
 
     def _forget_if_empty(self, name: str, slot: _Slot) -> None:
         idle = slot.current is None and not slot.backlog and slot.waiter is None

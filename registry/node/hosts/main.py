@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
-from registry.node.gc_pauses import BulkFreezer
+from registry.node.gc_pauses import BulkFreezer, tune_gc
 from registry.node.hosts.calls import HostCalls, serve
 from registry.node.hosts.durable import (
     HostCheckpoints,
@@ -193,6 +193,10 @@ class Host:
         self.writer.flush()
         if hello.error:
             return
+        # The control process's collection thresholds: with CPython's (700, 10, 10) a
+        # host starting activations in bulk spent a quarter of its time in young
+        # collections (in-process, 50k starts: 24.5 -> 18.2 µs of CPU each).
+        tune_gc()
         loop.add_reader(self.sock.fileno(), self._readable)
         threading.Thread(target=self._watch_lease, name="host-lease", daemon=True).start()
         reporting = loop.create_task(self._report_calls(), name="host-call-stats")
