@@ -43,6 +43,7 @@ from registry.core.command_types import (
     Remind,
     RestartPolicy,
     Unregister,
+    shared_restart_policy,
 )
 
 FORMAT = 0x01
@@ -291,9 +292,7 @@ def _read_spec(r: _Reader) -> NameSpec:
 
 
 def _read_restart(r: _Reader) -> RestartPolicy:
-    policy = RestartPolicy(
-        mode=r.text(), max_restarts=r.sint(), window=r.f64(), lazy=r.flag(), idle_after=r.f64()
-    )
+    policy = shared_restart_policy(r.text(), r.sint(), r.f64(), r.flag(), r.f64())
     problem = policy.problem()
     if problem:
         raise r.fail(problem)

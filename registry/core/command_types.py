@@ -52,6 +52,28 @@ class RestartPolicy:
         return None
 
 
+_SHARED_POLICIES: dict[tuple[object, ...], RestartPolicy] = {}
+_SHARED_POLICIES_MAX = 1024
+
+
+def shared_restart_policy(
+    mode: str, max_restarts: int, window: float, lazy: bool, idle_after: float
+) -> RestartPolicy:
+    """An equal ``RestartPolicy`` built before, or a new one (it is immutable): names
+    registered in bulk mostly share one, and building it per name was a tenth of a
+    lazy registration's decoding. The caller still checks ``problem()``."""
+    key = (mode, type(max_restarts), max_restarts, window, type(lazy), lazy, idle_after)
+    policy = _SHARED_POLICIES.get(key)
+    if policy is None:
+        if len(_SHARED_POLICIES) >= _SHARED_POLICIES_MAX:
+            _SHARED_POLICIES.clear()
+        policy = RestartPolicy(
+            mode=mode, max_restarts=max_restarts, window=window, lazy=lazy, idle_after=idle_after
+        )
+        _SHARED_POLICIES[key] = policy
+    return policy
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NameSpec:
     name: str

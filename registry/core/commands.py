@@ -43,6 +43,7 @@ from registry.core.command_types import (
     Remind,
     RestartPolicy,
     Unregister,
+    shared_restart_policy,
 )
 
 __all__ = [
@@ -182,12 +183,12 @@ def _restart_from_json(value: object, where: str) -> RestartPolicy:
         raise InvalidCommand(f"{where}.restart window and idle_after must be numbers")
     if not isinstance(lazy, bool):
         raise InvalidCommand(f"{where}.restart lazy must be true or false")
-    policy = RestartPolicy(
-        mode=_str(value[0], f"{where}.restart mode"),
-        max_restarts=_int(value[1], f"{where}.restart max_restarts"),
-        window=float(window),
-        lazy=lazy,
-        idle_after=float(idle_after),
+    policy = shared_restart_policy(
+        _str(value[0], f"{where}.restart mode"),
+        _int(value[1], f"{where}.restart max_restarts"),
+        float(window),
+        lazy,
+        float(idle_after),
     )
     problem = policy.problem()
     if problem:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.core.command_types import shared_restart_policy
 from registry.core.commands import (
     Checkpoint,
     Command,
@@ -513,10 +514,17 @@ class RegistryState:
             if spec.priority is None:
                 hostable_shapes.add((spec.kind, spec.roles))
         self._sorted = None
+        # Straight to a holder where placement finds one (what ``_wait`` then
+        # ``_assign_waiting`` come to, at a third of the cost per name); the rest wait.
+        owner_of, candidates, epoch = self._placement.owner, self._candidates, self.epoch
+        names = self.names
         for spec in specs:
-            self.names[spec.name] = NameRecord(spec=spec)
-            self._wait(spec.name, StartReason.NEW)
-        self._assign_waiting(index, [spec.name for spec in specs])
+            record = names[spec.name] = NameRecord(spec=spec)
+            owner = owner_of(spec, candidates, epoch)
+            if owner is None:
+                self._wait(spec.name, StartReason.NEW)
+            else:
+                self._hold(record, owner, index)
         return OK
 
     def _checkpoint(self, index: int, command: Checkpoint) -> Result:
@@ -901,12 +909,12 @@ class RegistryState:
             restart = (
                 None
                 if extra is None
-                else RestartPolicy(
-                    mode=extra[0],
-                    max_restarts=extra[1],
-                    window=extra[2],
-                    lazy=extra[3] if len(extra) > 3 else False,
-                    idle_after=extra[4] if len(extra) > 3 else 0.0,
+                else shared_restart_policy(
+                    extra[0],
+                    extra[1],
+                    extra[2],
+                    extra[3] if len(extra) > 3 else False,
+                    extra[4] if len(extra) > 3 else 0.0,
                 )
             )
             spec = NameSpec(

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import grpc
 
-from registry.core.commands import RestartPolicy
+from registry.core.command_types import RestartPolicy, shared_restart_policy
 from registry.node.status import Abort
 from registry.v1 import registry_pb2 as pb
+
+_DEFAULT = RestartPolicy()
 
 
 def restart_from_pb(spec: pb.NameSpec) -> RestartPolicy | None:
     has_max, has_window = spec.HasField("max_restarts"), spec.HasField("restart_window")
     if not (spec.restart or has_max or has_window or spec.lazy or spec.idle_after):
         return None
-    default = RestartPolicy()
-    policy = RestartPolicy(
-        mode=spec.restart or default.mode,
-        max_restarts=spec.max_restarts if has_max else default.max_restarts,
-        window=spec.restart_window if has_window else default.window,
-        lazy=spec.lazy,
-        idle_after=spec.idle_after,
+    policy = shared_restart_policy(
+        spec.restart or _DEFAULT.mode,
+        spec.max_restarts if has_max else _DEFAULT.max_restarts,
+        spec.restart_window if has_window else _DEFAULT.window,
+        spec.lazy,
+        spec.idle_after,
     )
     problem = policy.problem()
     if problem:

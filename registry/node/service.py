@@ -124,16 +124,21 @@ def _check(what: str, value: str) -> None:
 def spec_from_pb(spec: pb.NameSpec) -> NameSpec:
     _check("name", spec.name)
     _check("kind", spec.kind)
-    for role in spec.roles:
-        _check("role", role)
-    priority = tuple(tuple(tier.nodes) for tier in spec.priority) or None
-    if priority is not None and not all(priority):
-        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "priority tiers must not be empty")
+    roles: tuple[str, ...] = ()
+    if spec.roles:
+        roles = tuple(spec.roles)
+        for role in roles:
+            _check("role", role)
+    priority = None
+    if spec.priority:
+        priority = tuple(tuple(tier.nodes) for tier in spec.priority)
+        if not all(priority):
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "priority tiers must not be empty")
     return NameSpec(
         name=spec.name,
         kind=spec.kind,
         args=spec.args,
-        roles=tuple(spec.roles),
+        roles=roles,
         priority=priority,
         restart=restart_from_pb(spec),
     )

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 from registry.client.fencing import StaleToken
-from registry.core.commands import RestartPolicy
+from registry.core.command_types import RestartPolicy, shared_restart_policy
 from registry.core.durable import StoredReminder
 from registry.core.errors import LimitExceeded
 from registry.core.state import Activation
@@ -23,12 +23,8 @@ def restart_from_host(start: pb.HostStart) -> RestartPolicy | None:
     """The restart policy a ``HostStart`` carries (``None``: the host's defaults)."""
     if not start.restart_mode:
         return None
-    return RestartPolicy(
-        mode=start.restart_mode,
-        max_restarts=start.max_restarts,
-        window=start.restart_window,
-        lazy=start.lazy,
-        idle_after=start.idle_after,
+    return shared_restart_policy(
+        start.restart_mode, start.max_restarts, start.restart_window, start.lazy, start.idle_after
     )
 
 
