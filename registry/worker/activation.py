@@ -221,7 +221,8 @@ class ActivationRunner:
         self._wakeup = _Wakeup()
         self._instance: Worker | None = None
         self._in_flight: _Call | None = None
-        self._crashes: deque[float] = deque()
+        self._crashes: deque[float] | None = None
+        """Recent crash times (made at the first crash: most activations never crash)."""
         self._handoff_pending = False
         self._backing_off = False
         self._finishing = False
@@ -232,7 +233,8 @@ class ActivationRunner:
             self._put_tick,
             functools.partial(remind, spec.name, spec.token) if remind is not None else None,
         )
-        self._acks: set[asyncio.Task[None]] = set()
+        self._acks: set[asyncio.Task[None]] | None = None
+        """Reminder acknowledgements in flight (made at the first reminder)."""
         self._mode = spec.restart.mode if spec.restart is not None else "permanent"
         if spec.restart is not None:  # the registration's limits win over the node's
             self._policy = hooks.policy_for(spec.restart.max_restarts, spec.restart.window)
@@ -345,8 +347,10 @@ class ActivationRunner:
     # -- the task ----------------------------------------------------------------------
 
     async def _main(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):  # a stop: finish below
+        try:  # noqa: SIM105 (contextlib.suppress: one more object per idle activation)
             await self._lifecycle()
+        except asyncio.CancelledError:
+            pass  # a stop: finish below
         task = asyncio.current_task()
         while task is not None and task.cancelling():
             task.uncancel()  # so that timeouts inside on_stop work normally
@@ -422,6 +426,8 @@ class ActivationRunner:
             return
         await worker.handle_reminder(tick.name, tick.fired_at)
         ack = asyncio.get_running_loop().create_task(self._acknowledge(tick))
+        if self._acks is None:
+            self._acks = set()
         self._acks.add(ack)
         ack.add_done_callback(self._acks.discard)
 
@@ -650,10 +656,13 @@ class ActivationRunner:
             self._quit()
             return False
         now = asyncio.get_running_loop().time()
-        self._crashes.append(now)
-        while self._crashes[0] < now - self._policy.restart_window:
-            self._crashes.popleft()
-        crashes, policy = len(self._crashes), self._policy
+        if self._crashes is None:
+            self._crashes = deque()
+        recent = self._crashes
+        recent.append(now)
+        while recent[0] < now - self._policy.restart_window:
+            recent.popleft()
+        crashes, policy = len(recent), self._policy
         if crashes > policy.max_restarts:
             self.failure = (
                 f"restarted too often ({crashes} crashes within {policy.restart_window:g} s, "

@@ -99,6 +99,10 @@ def error_reply(exc: BaseException) -> tuple[str, str]:
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
+_START_REASONS = {reason.value: reason for reason in StartReason}
+"""By value: ``StartReason(value)`` per start was a visible part of a bulk start."""
+
+
 def _effect(command: pb.HostCommand) -> Effect | None:
     kind = command.WhichOneof("kind")
     if kind == "start":
@@ -109,11 +113,11 @@ def _effect(command: pb.HostCommand) -> Effect | None:
                 kind=s.kind,
                 args=s.args,
                 token=s.token,
-                reason=StartReason(s.reason),
+                reason=_START_REASONS.get(s.reason) or StartReason(s.reason),
                 state=s.state if s.has_state else None,
                 restored_from=s.restored_from,
-                restart=restart_from_host(s),
-                reminders=reminders_from_host(s),
+                restart=restart_from_host(s) if s.restart_mode else None,
+                reminders=reminders_from_host(s) if s.reminders else (),
             )
         )
     if kind == "stop":
