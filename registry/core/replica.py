@@ -862,8 +862,8 @@ class Replica:
                 continue
             if asked.get(name) == (token, epoch):
                 continue
-            if owner_of(record) == me:
-                continue
+            if record.placed_epoch == epoch or owner_of(record) == me:
+                continue  # placed in this placement epoch: still its owner (NameRecord)
             if len(in_flight) >= limit:
                 backlog[name] = None
                 continue

@@ -137,11 +137,17 @@ class NameRecord:
     reason: StartReason = StartReason.NEW
     state: bytes | None = None
     """State handed over by the last handoff, for the activation that holds ``token``."""
-    groups: set[str] = field(default_factory=set)
+    groups: frozenset[str] = frozenset()
+    """Replaced, never changed in place: most names are in no group and share the one
+    empty frozenset (a set per record cost 216 bytes and a tracked object per name)."""
     unregistering: bool = False
     """Unregistered, but its holder has not confirmed the stop yet: the name is gone for
     clients, yet it cannot be registered again until the holder releases it or is
     declared down (otherwise a lagging holder could still run it beside the new one)."""
+    placed_epoch: int = field(default=-1, compare=False)
+    """The ``placement_epoch`` at which ``holder`` was placed (local, not in snapshots;
+    -1: unknown). While it is current, ``holder`` is the owner: placement depends only
+    on the candidates and the name, and every holder is placed by ``_hold``."""
 
     def activation(
         self,
@@ -603,7 +609,7 @@ class RegistryState:
             members.discard(record.spec.name)
             if not members:
                 del self.groups[group]
-        record.groups.clear()
+        record.groups = frozenset()
 
     def _join(self, command: Join) -> Result:
         problem = validate_identifier("group", command.group)
@@ -618,7 +624,7 @@ class RegistryState:
                 message=f"{command.name!r} is already in group {command.group!r}",
                 reason="ALREADY_IN_GROUP",
             )
-        record.groups.add(command.group)
+        record.groups = record.groups | {command.group}
         self.groups.setdefault(command.group, set()).add(command.name)
         return OK
 
@@ -632,7 +638,8 @@ class RegistryState:
                 message=f"{command.name!r} is not in group {command.group!r}",
             )
         members.discard(command.name)
-        self.names[command.name].groups.discard(command.group)
+        record = self.names[command.name]
+        record.groups = record.groups - {command.group}
         if not members:
             del self.groups[command.group]
         return OK
@@ -846,6 +853,7 @@ class RegistryState:
         reason = self._waiting_reason.pop(name, StartReason.NEW)
         self._touched.add(name)
         record.holder = owner
+        record.placed_epoch = self.placement_epoch
         record.holder_incarnation = self.members[owner].incarnation
         record.token = index
         record.reason = reason
@@ -932,7 +940,7 @@ class RegistryState:
                 token=token,
                 reason=StartReason(reason),
                 state=None if blob is None else base64.b64decode(blob),
-                groups=set(groups),
+                groups=frozenset(groups),
                 unregistering=gone,
             )
             if holder:
