@@ -36,9 +36,15 @@ class RaftConfig:
     cannot disrupt a healthy leader. Default on."""
 
     check_quorum: bool = True
-    """A leader that has not heard from a quorum within ``election_tick`` steps down;
-    followers ignore votes while they heard from a live leader within ``election_tick``
-    (leader stickiness). Default on."""
+    """A leader that has not heard from a quorum in ``check_quorum_windows`` windows of
+    ``election_tick`` in a row steps down; followers ignore votes while they heard from a
+    live leader within ``election_tick`` (leader stickiness). Default on."""
+
+    check_quorum_windows: int = 2
+    """Quiet windows in a row before a leader steps down (``raft`` rule 2). With 1 a
+    follower whose process stalled for one election timeout (a busy 2-core machine
+    failing 26k names over) made the leader step down, and the election that followed
+    needed the same stalled voters: terms and fences cascaded. Default 2."""
 
     max_drift: float = 0.05
     """Bound on clock *rate* drift between nodes (fraction). The leader lease is shortened
@@ -99,6 +105,7 @@ class RaftConfig:
                 f"nodes cannot be both voter and learner: {sorted(self.voters & self.learners)}"
             )
         for name, value in (
+            ("check_quorum_windows", self.check_quorum_windows),
             ("max_entries_per_msg", self.max_entries_per_msg),
             ("max_bytes_per_msg", self.max_bytes_per_msg),
             ("max_inflight", self.max_inflight),

@@ -13,8 +13,12 @@ Rules, beyond the Raft paper's Figure 2:
 1. **Pre-vote** (thesis §9.6): an election timeout first asks for *pre-votes* at
    ``term + 1`` without changing its term; only a majority of grants starts a real
    election. A node rejoining after a partition therefore cannot bump the term.
-2. **Check-quorum**: a leader that has not heard from a quorum of voters within
-   ``election_tick`` steps down.
+2. **Check-quorum**: a leader that has not heard from a quorum of voters in
+   ``check_quorum_windows`` (2) windows of ``election_tick`` in a row steps down. This
+   is liveness only: what a leader may do without a quorum is bounded by its lease
+   (rule 4), which runs from acked heartbeats whatever the role, and by the commit
+   rule. A second window keeps one stalled voter (its process starved for an election
+   timeout) from costing an election that needs that same voter.
 3. **Leader stickiness**: a node that heard from a live leader within ``election_tick``
    of its own ticks ignores (pre-)vote requests for higher terms. A node counts itself
    as having just heard from a leader when it starts, because it cannot know otherwise
@@ -418,9 +422,13 @@ class RawNode(_RaftReplication):
         self._election_elapsed += 0 if deaf else 1
         if self._election_elapsed >= self.cfg.election_tick:
             self._election_elapsed = 0
-            if self.cfg.check_quorum and not self._quorum_recently_active():
-                self._become_follower(self._term, NONE)
-                return
+            if not self.cfg.check_quorum or self._quorum_recently_active():
+                self._quiet_windows = 0
+            else:
+                self._quiet_windows += 1
+                if self._quiet_windows >= self.cfg.check_quorum_windows:
+                    self._become_follower(self._term, NONE)
+                    return
         if self._transferee:
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= self.cfg.election_tick:

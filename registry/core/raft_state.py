@@ -92,6 +92,7 @@ class _RaftState:
         self._ticks = 0
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
+        self._quiet_windows = 0  # rule 2: check-quorum windows in a row without a quorum
         self._ticks_since_leader = 0  # rule 3: a fresh start counts as "just heard"
         self._randomized_timeout = self._new_election_timeout()
         self._votes: dict[NodeId, bool] = {}
@@ -161,6 +162,7 @@ class _RaftState:
         self._lead = NONE
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
+        self._quiet_windows = 0
         self._randomized_timeout = self._new_election_timeout()
         self._votes = {}
         self._transferee = NONE

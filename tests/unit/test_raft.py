@@ -365,8 +365,50 @@ def test_check_quorum_steps_down_an_isolated_leader() -> None:
     net = Net(IDS3)
     leader = net.elect("n1")
     net.isolate("n1")
-    net.tick(leader.cfg.election_tick * 2 + 1, nodes=["n1"])
+    windows = leader.cfg.check_quorum_windows
+    net.tick(leader.cfg.election_tick * (windows + 1) + 1, nodes=["n1"])
     assert leader.role is Role.FOLLOWER
+
+
+def _until_quorum_checked(leader: RawNode, net: Net, nodes: list[str]) -> None:
+    """Tick ``nodes`` until the leader has just run its check-quorum (bounded)."""
+    for _ in range(leader.cfg.election_tick + 1):
+        net.tick(1, nodes=nodes)
+        if leader._election_elapsed == 0:
+            return
+    raise AssertionError("the leader never ran its check-quorum")
+
+
+def test_one_stalled_voter_for_one_election_timeout_costs_no_step_down() -> None:
+    """Rule 2: four voters, one paused for good (no quorum slack), and one more whose
+    process stalls for one whole check-quorum window (its ticks do not run, it hears
+    nothing). The leader keeps leading in the same term once the stalled voter answers
+    again; stepping down would only start an election needing that same voter. Two
+    windows of silence in a row still step it down."""
+    ids = ["n1", "n2", "n3", "n4"]
+    net = Net(ids)
+    leader = net.elect("n1")
+    term = leader.term
+    net.isolate("n4")  # paused: never ticked again
+    live = ["n1", "n2", "n3"]
+    _until_quorum_checked(leader, net, live)
+    net.tick(leader.cfg.heartbeat_tick, nodes=live)  # n3 answers within this window
+    net.partition(["n1", "n2"], ["n3"], ["n4"])  # n3 stalls: it hears nothing, ticks not
+    _until_quorum_checked(leader, net, ["n1", "n2"])  # (passes: n3 answered)
+    net.tick(leader.cfg.election_tick, nodes=["n1", "n2"])  # one whole window, n3 silent
+    assert leader._election_elapsed == 0, "the test must span exactly one whole window"
+    net.heal()
+    net.isolate("n4")
+    net.tick(leader.cfg.election_tick * 3, nodes=live)
+    assert leader.role is Role.LEADER, "one quiet window made the leader step down"
+    assert {net.nodes[n].term for n in live} == {term}, "an election happened"
+    # Silence for check_quorum_windows windows in a row does step it down.
+    _until_quorum_checked(leader, net, live)
+    net.partition(["n1", "n2"], ["n3"], ["n4"])
+    # (+1 window: heartbeat answers that arrived just after the check count for the next)
+    windows = leader.cfg.check_quorum_windows + 1
+    net.tick(leader.cfg.election_tick * windows, nodes=["n1", "n2"])
+    assert net.nodes["n1"].role is Role.FOLLOWER
 
 
 def test_read_index_on_leader_and_follower() -> None:
