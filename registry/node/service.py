@@ -520,7 +520,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         forwarded: bool,
         here: Callable[[], Awaitable[T]],
         there: Callable[[registry_pb2_grpc.RegistryStub], Awaitable[T]],
+        reconnect_s: float = RECONNECT_WAIT_S,
     ) -> T:
+        """Serve ``name`` here or forward it to its holder. A forward that could not
+        connect waits at most ``reconnect_s`` for the channel (``unsent``)."""
         _check("name", name)
         if forwarded and self._view.state.registered(name) is None:
             # The sender found it registered and running here: this replica lags behind
@@ -554,7 +557,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         channel = self._channel(address or "")
         stub = registry_pb2_grpc.RegistryStub(channel)
         try:  # the holder may have just restarted, its channel backing off: see unsent
-            return await send_again_if_unsent(channel, lambda: there(stub))
+            return await send_again_if_unsent(channel, lambda: there(stub), reconnect_s)
         except grpc.aio.AioRpcError as exc:
             raise relayed(exc, owner=owner) from None
 
@@ -585,7 +588,10 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             )
             return response
 
-        return await self._route(request.name, forwarded, here, there)
+        # Half the caller's time at most: a holder that stays down must still be reported
+        # UNAVAILABLE (never sent, so retryable), not DEADLINE_EXCEEDED (may have run).
+        reconnect_s = min(RECONNECT_WAIT_S, timeout / 2)
+        return await self._route(request.name, forwarded, here, there, reconnect_s)
 
     @_rpc
     async def Cast(self, request: pb.CastRequest, context: Any) -> pb.CastResponse:

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from registry import (
@@ -42,6 +43,7 @@ from registry import (
     WorkerError,
 )
 from registry.client import Placed, Removed, Reset, Synced, WatchEvent
+from registry.v1 import registry_pb2 as pb
 from tests.cluster.harness import REPO, LocalCluster, free_ports, wait_for
 
 WORKER_MODULES = ("registry.examples", "tests.cluster.client_workers")
@@ -325,6 +327,41 @@ def test_call_across_kill_9_of_the_owner(client_cluster: LocalCluster, tmp_path:
 
     asyncio.run(main())
     c.wait_ready()
+
+
+def test_a_short_call_forwarded_to_a_killed_holder_is_unavailable(
+    client_cluster: LocalCluster,
+) -> None:
+    """A node that forwards a call to a holder just killed waits for the channel only
+    within half the caller's time (``unsent``), so a 0.4 s call ends UNAVAILABLE (never
+    sent: a client may retry it), not DEADLINE_EXCEEDED (which says it may have run)."""
+    c = client_cluster
+    leader = c.wait_ready()
+    victim = next(n for n in c.ids if n != leader)
+    forwarder = next(n for n in c.ids if n not in (leader, victim))
+    others = [n for n in c.ids if n != victim]
+    name = "short/forwarded"
+    with SyncClient(_seeds(c)) as client:
+        client.register(name, "echo", priority=[victim, others])
+        wait_for(
+            f"{name} running on {victim}",
+            lambda: (loc := client.whereis(name, True)) is not None and loc.node == victim,
+            10.0,
+        )
+    request = pb.CallRequest(name=name, payload=b"warm")
+    reply = c.stub(forwarder).Call(request, timeout=5.0)  # the forwarder's channel is up
+    assert reply.node == victim
+    c.kill(victim)
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            c.stub(forwarder).Call(pb.CallRequest(name=name, payload=b"x"), timeout=0.4)
+        took = time.monotonic() - started
+        code = failed.value.code()
+        assert code is grpc.StatusCode.UNAVAILABLE, (code, failed.value.details(), took)
+    finally:
+        c.restart(victim)
+        c.wait_ready()
 
 
 def test_deadline_exceeded_is_typed(client_cluster: LocalCluster, tmp_path: Path) -> None:
