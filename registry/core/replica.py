@@ -843,6 +843,7 @@ class Replica:
         epoch = self.state.placement_epoch  # asked again only once owners may differ
         # Hoisted: after a view change this runs for every held name (100k: the loop
         # body is all there is to the node's stall).
+        still_owner = self.state.still_owner
         me, running, asked, owner_of, in_flight, backlog = (
             self.id,
             self._running,
@@ -862,8 +863,8 @@ class Replica:
                 continue
             if asked.get(name) == (token, epoch):
                 continue
-            if record.placed_epoch == epoch or owner_of(record) == me:
-                continue  # placed in this placement epoch: still its owner (NameRecord)
+            if still_owner(record) or owner_of(record) == me:
+                continue  # still its owner without hashing its name again (state)
             if len(in_flight) >= limit:
                 backlog[name] = None
                 continue

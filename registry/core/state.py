@@ -34,8 +34,8 @@ import enum
 import json
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from registry.core.command_types import shared_restart_policy
@@ -146,8 +146,9 @@ class NameRecord:
     declared down (otherwise a lagging holder could still run it beside the new one)."""
     placed_epoch: int = field(default=-1, compare=False)
     """The ``placement_epoch`` at which ``holder`` was placed (local, not in snapshots;
-    -1: unknown). While it is current, ``holder`` is the owner: placement depends only
-    on the candidates and the name, and every holder is placed by ``_hold``."""
+    -1: unknown). Every holder is placed by ``_hold`` at its owner, so while no change
+    of the candidates since could have moved it, it is still the owner
+    (``RegistryState.still_owner``)."""
 
     def activation(
         self,
@@ -274,6 +275,17 @@ def _shape(spec: NameSpec) -> _Shape:
     return (spec.kind, spec.roles, spec.priority)
 
 
+def _only_taken_out(old: Mapping[NodeId, Candidate], new: Mapping[NodeId, Candidate]) -> bool:
+    """``new`` is ``old`` with some up members no longer up, and nothing else changed."""
+    if old.keys() != new.keys():
+        return False
+    for node, now in new.items():
+        was = old[node]
+        if now != was and not (was.up and not now.up and replace(was, up=False) == now):
+            return False
+    return True
+
+
 def _shape_order(item: tuple[_Shape, set[str]]) -> str:
     return repr(item[0])  # any fixed order: shapes hold None, tuples and strings
 
@@ -300,6 +312,15 @@ class RegistryState:
         incarnation of an otherwise unchanged member moves ``epoch`` but not this, and
         owners only change with it. Local (not in snapshots): a restore sets it to
         ``epoch``."""
+        self.placement_stable_since = 0
+        """The oldest placement epoch since which every change of the candidates only
+        took members out (down or draining, nothing else about any member changed).
+        A holder placed in or after it and still a candidate is still its owner: the
+        ring is ketama with equal weights, whose points per node depend only on that
+        node, so removing a node moves only its own names; a priority tier that keeps
+        an eligible node keeps its ring minus the removed points, and a tier emptied by
+        a removal held only removed nodes (tests/unit/test_state_still_owner.py). Local,
+        like ``placement_epoch``."""
         """Log index of the last change to the view (members, their roles, up/down)."""
         self.applied_index = 0
         self._placement = placement or Placement()
@@ -356,6 +377,14 @@ class RegistryState:
             return owner_of(spec.name) if owner_of is not None else None
 
         return owner
+
+    def still_owner(self, record: NameRecord) -> bool:
+        """``record``'s holder is certainly still its owner, known without placement
+        (``placement_stable_since``); False means "ask placement", not "it moved"."""
+        if record.placed_epoch < self.placement_stable_since:
+            return False
+        candidate = self._candidates.get(record.holder)
+        return candidate is not None and candidate.up
 
     def sorted_names(self) -> list[str]:
         """Every registered name (being unregistered included), in order. Sorted once
@@ -734,6 +763,8 @@ class RegistryState:
         self.epoch = index
         candidates = {n: m.candidate() for n, m in sorted(self.members.items())}
         if candidates != self._candidates:
+            if not _only_taken_out(self._candidates, candidates):
+                self.placement_stable_since = index
             self.placement_epoch = index
         self._candidates = candidates
         if regrant:
@@ -957,5 +988,5 @@ class RegistryState:
         state.epoch = body["epoch"]
         state.applied_index = body["applied_index"]
         state._candidates = {n: m.candidate() for n, m in sorted(state.members.items())}
-        state.placement_epoch = state.epoch
+        state.placement_epoch = state.placement_stable_since = state.epoch
         return state
