@@ -78,9 +78,6 @@ LIST_YIELD_EVERY = 1000
 one go held a leader's loop ~0.5 s, and in the 100k bench that cost an election."""
 FORWARD_CATCH_UP_S = 1.0
 """How long a forwarded call waits for this replica to learn a name the sender knows."""
-FORWARD_RECONNECT_S = RECONNECT_WAIT_S
-"""How long a write forward that could not connect waits for a new leader, or for the
-channel to come back (``unsent``)."""
 FORWARDED_KEY = "registry-forwarded"
 """Request metadata on a call or cast one node forwards to another: do not forward again.
 (Older nodes set the deprecated ``forwarded`` request field instead; both are read.)"""
@@ -244,7 +241,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         """After a forward to ``leader`` that never left: wait, a bounded time, until a
         new leader is known or the channel to this one is up again (it restarted, and
         the channel was backing off); that leader and its address, or None."""
-        deadline = time.monotonic() + FORWARD_RECONNECT_S
+        deadline = time.monotonic() + RECONNECT_WAIT_S  # as long as any unsent forward
         while time.monotonic() < deadline:
             now = self._view.leader
             address = self._directory.address_of(now) if now else None
