@@ -167,13 +167,21 @@ class Ledger:
             self._cv.notify()
         return entry
 
-    def stop(self, entry: Entry, cause: str, state_out: str | None) -> None:
+    def stop(self, entry: Entry, cause: str, state_out: str | None) -> Future[bool]:
+        """Record that ``entry`` stopped now; done once committed. ``on_stop`` waits for
+        it: the activation's end is reported (and a handoff's ``Released`` proposed)
+        only after ``on_stop`` returns, so the row is on record before a successor can
+        start. Not waiting lost the rows of a host that exited right after its stops
+        (``os._exit`` skips the flush at exit), and the check then took the node's exit
+        as their end: a G1 "duplicate" beside successors that started after them."""
         now = time.monotonic()
+        done: Future[bool] = Future()
         with self._cv:
             entry.stopped = True
             self._live.pop(entry.id, None)
-            self._queue.append(("stop", entry, (now, cause, state_out)))
+            self._queue.append(("stop", entry, (now, cause, state_out, done)))
             self._cv.notify()
+        return done
 
     def gave(self, entry: Entry, state_out: str) -> Future[bool]:
         """Record the state ``entry`` hands over, before it leaves the worker: a host
@@ -256,8 +264,9 @@ class Ledger:
             if not entry.claimed.done():  # its waiter may have been cancelled (shutdown)
                 entry.claimed.set_result(ok)
         for kind, _entry, row in queue:
-            if kind == "gave" and isinstance(row[1], Future) and not row[1].done():
-                row[1].set_result(True)
+            done = row[-1] if kind in ("gave", "stop") else None
+            if isinstance(done, Future) and not done.done():
+                done.set_result(True)
 
     def _apply(
         self, conn: sqlite3.Connection, kind: str, entry: Entry, row: tuple[object, ...], now: float
@@ -271,7 +280,7 @@ class Ledger:
         if kind == "stop":
             conn.execute(
                 "UPDATE activations SET stop_t = ?, stop_cause = ?, state_out = ? WHERE id = ?",
-                (*row, entry.id),
+                (*row[:3], entry.id),
             )
             return None
         conn.execute(

@@ -81,8 +81,9 @@ class LedgerWorker(Worker):
         return Resume(self.state_out.encode())
 
     async def on_stop(self, reason: StopCause) -> None:
-        if self.entry is not None and self.ctx is not None:
-            process_ledger(self.ctx.node).stop(self.entry, reason.value, self.state_out)
+        if self.entry is not None and self.ctx is not None:  # on record before it ends
+            done = process_ledger(self.ctx.node).stop(self.entry, reason.value, self.state_out)
+            await asyncio.wrap_future(done)
 
 
 class LedgerCounter(LedgerWorker):
