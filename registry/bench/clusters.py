@@ -30,16 +30,13 @@ def start(
     preset: str,
     progress: Progress,
     *,
-    started: int | None = None,
     fsync: bool = True,
     worker_modules: tuple[str, ...] = (),
 ) -> LocalCluster:
-    """A cluster of ``size`` declared voters, of which the first ``started`` (default
-    all) are started and whole; closed again if it does not come up. ``fsync=False``:
-    nodes without fsync (``--no-fsync``, not durable). ``worker_modules``: loaded by
-    the nodes besides ``WORKER_MODULES``."""
-    count = size if started is None else started
-    progress.say(f"starting {count} of {size} nodes (preset {preset}) under {root}")
+    """A cluster of ``size`` voters, started and whole; closed again if it does not
+    come up. ``fsync=False``: nodes without fsync (``--no-fsync``, not durable).
+    ``worker_modules``: loaded by the nodes besides ``WORKER_MODULES``."""
+    progress.say(f"starting {size} nodes (preset {preset}) under {root}")
     config: dict[str, object] = {} if fsync else {"fsync": False}
     c = LocalCluster(
         root,
@@ -49,9 +46,9 @@ def start(
         config=config,
     )
     try:
-        for node_id in c.ids[:count]:
+        for node_id in c.ids:
             c.start_node(node_id)
-        wait_whole(c, c.ids[:count], READY_TIMEOUT_S)
+        wait_whole(c, c.ids, READY_TIMEOUT_S)
     except BaseException as exc:
         tails = c.log_tails(30)
         c.close()

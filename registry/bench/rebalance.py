@@ -1,12 +1,11 @@
 """Rebalance after a node joins, and heal after a paused node comes back.
 
-The real node has no runtime membership change yet (no AddMember RPC; only the simulator
-calls ``propose_conf_change``), so the joining node is a *bootstrap voter declared from
-the start but started late*: ``nodes + 1`` voters are in every node's ``--peers``, the
-first ``nodes`` start (a quorum of the ``nodes + 1``), ``names`` echo workers are
-registered and placed on them, then the last node starts. It joins the view with
-``MemberUp`` and the ring gives it its share of names; each moves by handoff through the
-log.
+The join is the documented way to scale out (docs/operations.md, DESIGN §3: a cluster
+has 3–5 voters and any number of learner members): a fresh node starts with
+``--learner`` and the leader's ``Admin.MemberAdd`` adds it. It is not promoted: a fourth
+voter adds no fault tolerance (a quorum of 4 is 3) and makes every commit wait for one
+more process. Once its member lease holds, it joins the view with ``MemberUp`` and the
+ring gives it its share of names; each moves by handoff through the log.
 
 Rebalance time runs from the poll that first sees the new node up in the leader's view
 (``join``; the spawn-to-join time is reported apart, it is mostly Python start-up) until
@@ -17,8 +16,8 @@ are every ``POLL_S`` seconds, so figures are that coarse.
 
 Heal: there are no network namespaces here, so the "minority partition" is a paused node
 (``SIGSTOP``): a minority of one that stops answering without closing connections. The
-bench pauses a follower that holds names, waits until they failed over, resumes it
-(``SIGCONT``) and times from the resume until every name is back at its owner.
+bench pauses a voter follower that holds names (``heal``), waits until they failed over,
+resumes it (``SIGCONT``) and times from the resume until every name is back at its owner.
 """
 
 from __future__ import annotations
@@ -29,7 +28,16 @@ import signal
 import time
 from dataclasses import dataclass
 
-from registry.bench.clusters import Churn, leader_status, seeds, wait_names, wait_whole
+import grpc
+
+from registry.bench.clusters import (
+    READY_TIMEOUT_S,
+    Churn,
+    leader_status,
+    seeds,
+    wait_names,
+    wait_whole,
+)
 from registry.bench.load import Progress, run_lanes
 from registry.bench.params import Params
 from registry.bench.results import SectionResult, Target
@@ -37,8 +45,10 @@ from registry.bench.writes import Settled, settle
 from registry.client import Client, Registration
 from registry.core.commands import NameSpec
 from registry.core.placement import Candidate, Placement
-from registry.testing.local_cluster import LocalCluster, Timeout
+from registry.testing.local_cluster import LocalCluster, Timeout, wait_for
+from registry.v1 import admin_pb2 as apb
 from registry.v1 import registry_pb2 as pb
+from registry.v1.admin_pb2_grpc import AdminStub
 
 PREFIX = "bench/rebalance/"
 KIND = "echo"
@@ -124,6 +134,25 @@ def wait_converged(
         time.sleep(POLL_S)
 
 
+def _add_learner(c: LocalCluster, node: str, progress: Progress) -> None:
+    """Start ``node`` fresh and add it as a learner through the leader (retried while
+    the leader changes or the new node's peer port is not up yet)."""
+    proc = c.add_node(node)
+    c.start_node(node)
+    request = apb.MemberAddRequest(id=node, address=proc.grpc_addr, peer_address=c.peer_addr[node])
+
+    def added() -> bool:
+        try:
+            leader = leader_status(c).leader
+            AdminStub(c.channel(leader)).MemberAdd(request, timeout=10)
+        except grpc.RpcError as exc:
+            progress.waiting(f"MemberAdd {node}: {exc.code().name} {exc.details()}")
+            return False
+        return True
+
+    wait_for(f"{node} added", added, READY_TIMEOUT_S, interval=POLL_S)
+
+
 def _wait_member(c: LocalCluster, node: str, up: bool, progress: Progress) -> float:
     deadline = time.monotonic() + CONVERGE_MIN_S
     while True:
@@ -162,19 +191,21 @@ async def register(c: LocalCluster, params: Params, progress: Progress) -> float
 
 
 def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
-    """``c`` has ``nodes + 1`` declared voters, the first ``nodes`` running and holding
-    the names ``register`` put there."""
+    """``c``: the voters, holding the names ``register`` put there. A new node joins
+    as a learner (see the module docstring)."""
     n = params.names
     names = [f"{PREFIX}{i}" for i in range(n)]
-    joiner = c.ids[-1]
-    before = expected_owners(names, c.ids[:-1])
-    want = expected_owners(names, c.ids)
+    joiner = f"n{len(c.ids) + 1}"
+    before = expected_owners(names, c.ids)
+    want = expected_owners(names, [*c.ids, joiner])
     moved = sum(1 for name in names if before[name] != want[name])
 
-    progress.step(f"rebalance: starting {joiner}; {moved:,} of {n:,} names should move to it")
+    progress.step(
+        f"rebalance: {joiner} joins as a learner; {moved:,} of {n:,} names should move to it"
+    )
     churn_before = Churn.read(c)
     spawned = time.monotonic()
-    c.start_node(joiner)
+    _add_learner(c, joiner, progress)
     joined = _wait_member(c, joiner, True, progress)
     done = wait_converged(c, want, progress, require_up=joiner)
     rebalance_s = done.at - joined
@@ -202,20 +233,29 @@ def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult)
         names=n,
         moved=moved,
         joiner=joiner,
-        joiner_kind="bootstrap voter started late (no runtime membership change yet)",
+        joiner_kind="learner (started with --learner, added by Admin.MemberAdd)",
         spawn_to_join_s=round(joined - spawned, 3),
         join_to_converged_s=round(rebalance_s, 4),
         polls=done.polls,
         poll_s=POLL_S,
     )
-    heal(c, want, progress, out)
+    heal(c, want, [n for n in c.ids if n != joiner], progress, out)
 
 
-def heal(c: LocalCluster, want: dict[str, str], progress: Progress, out: SectionResult) -> None:
+def heal(
+    c: LocalCluster,
+    want: dict[str, str],
+    voters: list[str],
+    progress: Progress,
+    out: SectionResult,
+) -> None:
+    """Pause a *voter* follower that holds names: the remaining voters are then all the
+    quorum there is, so a slow one costs the leader its lease (the harder case than
+    pausing the learner, which leaves the quorum whole)."""
     wait_whole(c, c.ids, 60)
     status = leader_status(c)
     held = {m.id: m.activations for m in status.members}
-    followers = [n for n in reversed(c.ids) if n != status.leader and held.get(n, 0) > 0]
+    followers = [n for n in reversed(voters) if n != status.leader and held.get(n, 0) > 0]
     victim = followers[0]
     node = c.nodes[victim]
     assert node.proc is not None
@@ -248,5 +288,5 @@ def heal(c: LocalCluster, want: dict[str, str], progress: Progress, out: Section
         "pause_to_down_s": round(down - paused, 3),
         "pause_to_failed_over_s": round(failed_over.at - paused, 3),
         "resume_to_converged_s": round(heal_s, 4),
-        "method": "SIGSTOP/SIGCONT of one follower (a minority of one)",
+        "method": "SIGSTOP/SIGCONT of one voter follower (a minority of one)",
     }

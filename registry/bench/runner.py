@@ -6,7 +6,7 @@ Clusters (each closed before the next starts, so they never compete for the CPU)
    ``registrations`` and ``lookups``;
 2. no cluster: the raw gRPC echo reference (``grpc``);
 3. a fresh cluster for ``failover`` (it kills and restarts nodes);
-4. a cluster of ``nodes + 1`` declared voters for ``rebalance`` (and heal);
+4. a fresh cluster for ``rebalance`` (a learner joins it) and heal;
 5. a fresh cluster for ``durable`` (its nodes also load the ``ckpt-bench`` worker);
 6. etcd (``etcd``), three members.
 
@@ -152,7 +152,6 @@ class Runner:
         self,
         root: Path,
         size: int,
-        started: int | None = None,
         worker_modules: tuple[str, ...] = (),
     ) -> Iterator[LocalCluster]:
         c = clusters.start(
@@ -160,7 +159,6 @@ class Runner:
             size,
             self.params.preset,
             self.progress,
-            started=started,
             fsync=self.params.fsync,
             worker_modules=worker_modules,
         )
@@ -200,7 +198,7 @@ class Runner:
         if self.wanted("rebalance"):
             with (
                 self._guard(["rebalance"]),
-                self.cluster(root / "rebalance", p.nodes + 1, started=p.nodes) as c,
+                self.cluster(root / "rebalance", p.nodes) as c,
                 self.section("rebalance", c) as out,
             ):
                 out.details["register_per_s"] = asyncio.run(rebalance.register(c, p, self.progress))

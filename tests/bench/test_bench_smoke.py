@@ -132,6 +132,9 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     rebalance = sections["rebalance"]["details"]
     assert 0 < rebalance["moved"] < NAMES
     assert rebalance["heal"]["names_on_victim"] > 0
+    # The documented scale-out: the new node joins as a learner; the heal pauses a voter.
+    assert rebalance["joiner_kind"].startswith("learner")
+    assert rebalance["heal"]["victim"] != rebalance["joiner"]
     etcd = sections["etcd"]["details"]
     assert etcd["keys_counted"] == 2 * NAMES + 1
     assert etcd["api_prefix"] in ("/v3", "/v3beta")
