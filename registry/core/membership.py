@@ -18,11 +18,19 @@ Rules (DESIGN §3, with the drift arithmetic in ``timing``):
    longer than its lease's slack (issue 13's 100k churn).
 3. An acknowledgement of heartbeat *s* extends the member's lease to
    ``sent_tick(s) + lease_tick`` on the member's clock — but only once the member has
-   applied the log up to the leader's last index at the time of the acknowledgement
-   (``MemberAck.index``). A member runs workers only while its lease holds.
+   applied the log up to ``MemberAck.index``: the last ``MemberDown`` of that member in
+   the leader's log at the time of the acknowledgement (``Replica._ack_index``; the
+   leader's last index while its log holds an unapplied entry it did not append itself
+   in this term). A member runs workers only while its lease holds.
    Without that condition a member whose log lags (say, just back from a partition)
    could use a fresh lease with a stale view, and start names that a ``MemberDown`` it
-   has not applied yet already moved elsewhere.
+   has not applied yet already moved elsewhere. A ``MemberDown`` of the member is the
+   only entry that takes its names without its part (a handoff or an unregister waits
+   for its ``Released``; a re-fence is its own new incarnation), and none can commit
+   later that is not in the leader's log now (rule 2); so the rest of the log may lag.
+   Asking for the leader's whole log instead cost a member its lease whenever writes
+   kept coming faster than a loaded member applied them: on 2 cores, 100k names moving
+   in issue 13's join and heal, every member's acknowledgements waited and fenced.
 4. When a held lease runs out, the member **fences**: it stops every worker and takes a
    new incarnation, so that anything it runs afterwards gets new fencing tokens. It sends
    no heartbeat (``Replica``) until the runtime reports each of those workers ended: its
@@ -132,8 +140,8 @@ class MemberAck:
     seq: int
     incarnation: int
     index: int = 0
-    """The leader's last log index when it acknowledged: the lease counts only once the
-    member has applied this far (rule 3)."""
+    """The lease counts only once the member has applied this far: the last
+    ``MemberDown`` of it in the leader's log when it acknowledged (rule 3)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -406,7 +414,8 @@ class LeaderMonitor:
         last_index: int = 0,
         member_up: bool = False,
     ) -> MemberAck | None:
-        """Acknowledge ``hb``; ``last_index`` is the leader's last log index (rule 3),
+        """Acknowledge ``hb``; ``last_index`` is the index the member must have applied
+        (rule 3, ``Replica._ack_index``),
         ``member_up`` whether the view has the sender up (in any incarnation; rule 7)."""
         if not lease_holds:
             return None  # rule 2: only a leader that surely leads may grant leases

@@ -38,12 +38,14 @@ from registry.core.commands import (
     Checkpoint,
     Command,
     InvalidCommand,
+    MemberDown,
     Quit,
     Released,
     Releases,
     Remind,
     decode,
     encode,
+    member_down_in,
 )
 from registry.core.config import RaftConfig
 from registry.core.controls import (
@@ -229,6 +231,10 @@ class Replica:
         self._own_entries: dict[int, tuple[bytes, Command]] = {}
         """Commands proposed here through ``propose``, by log index, until applied (or
         overtaken by the applied index): ``_apply`` need not decode them again."""
+        self._tail_downs: dict[int, tuple[int, NodeId]] = {}
+        """Entries this node appended as leader and has not applied yet: index → (term,
+        the node a ``MemberDown`` declares down, or ``""`` for any other command). What
+        an acknowledgement must make its member apply first (``_ack_index``)."""
         self._handoffs: dict[str, int] = {}
         """Handoffs begun and not finished yet (name → token), at most
         ``max_handoffs_in_flight``."""
@@ -355,6 +361,8 @@ class Replica:
         data = encode(command, binary=self.binary_entries)
         index = self.raft.propose(data)
         self._own_entries[index] = (data, command)
+        down = command.node if isinstance(command, MemberDown) else ""
+        self._tail_downs[index] = (self.raft.term, down)
         return index
 
     def propose_checkpoint(self, command: Checkpoint | Quit | Remind) -> None:
@@ -488,6 +496,10 @@ class Replica:
             self._dirty = True
             self._full_reconcile = True
         applied = self._apply(rd)
+        if self._tail_downs and rd.committed:
+            done = rd.committed[-1].index
+            for index in [i for i in self._tail_downs if i <= done]:
+                del self._tail_downs[index]
         changed = self.state.take_touched()
         self._touched |= changed
         last = rd.committed[-1].index if rd.committed else 0
@@ -672,13 +684,37 @@ class Replica:
     def _try_propose(self, data: bytes) -> None:
         # A refusal (e.g. during a leadership transfer) is retried after retry_tick.
         with contextlib.suppress(ProposalRejected):
-            self.raft.propose(data)
+            index = self.raft.propose(data)
+            down = member_down_in(data)
+            if down is not None:
+                self._tail_downs[index] = (self.raft.term, down)
+
+    def _ack_index(self, member: NodeId) -> int:
+        """Membership rule 3: the log index ``member`` must have applied before an
+        acknowledgement given now counts: the last ``MemberDown`` of it in this leader's
+        log — applied (its record's ``down_index``) or still in the tail. Any entry of
+        the tail this leader cannot vouch for (appended by a predecessor, a no-op or a
+        configuration change, a JSON entry) makes it the last index, as before."""
+        raft, tail = self.raft, self._tail_downs
+        record = self.state.members.get(member)
+        required = 0
+        if record is not None and not record.up:
+            # A snapshot from before down_index was kept says 0: every applied index.
+            required = record.down_index or raft.applied_index
+        last = raft.last_index
+        for index in range(raft.applied_index + 1, last + 1):
+            known = tail.get(index)
+            if known is None or raft.term_at(index) != known[0]:
+                return last
+            if known[1] == member:
+                required = index
+        return required
 
     def _grants_leases(self) -> bool:
         """Membership rule 2: only while its Raft lease holds, and only once an entry of
         this term is committed: then no entry missing from this leader's log (say, a
-        predecessor's MemberDown) can ever commit, and ``last_index`` covers every
-        MemberDown that may still commit (rule 3)."""
+        predecessor's MemberDown) can ever commit, and its log holds every MemberDown
+        that may still commit (rule 3, ``_ack_index``)."""
         raft = self.raft
         return raft.lease_remaining() > 0 and raft.term_at(raft.commit_index) == raft.term
 
@@ -705,12 +741,11 @@ class Replica:
                 self._acknowledge(hb, arrived)
 
     def _acknowledge(self, hb: MemberHeartbeat, arrived: int) -> None:
-        raft = self.raft
         ack = self.monitor.on_heartbeat(
             hb,
             arrived,
             lease_holds=self._grants_leases(),
-            last_index=raft.last_index,
+            last_index=self._ack_index(hb.src),
             member_up=bool((member := self.state.members.get(hb.src)) and member.up),
         )
         if ack is None:

@@ -1,12 +1,13 @@
 """Write pacing: a leader admits new client writes only as fast as its slowest leased
 member applies them.
 
-Why: a member's lease counts only once it has applied the log up to the leader's last
-index at the acknowledgement (membership rule 3). A commit needs a majority, not every
-member, so under a stream of bulk writes the member that also starts the activations
-(the slowest applier) fell further and further behind, until no acknowledgement
-extended its lease: it fenced, its host was killed, and the restarts cost elections
-(``registry bench --names 100000``: 0 of 100,000 names held for a minute).
+Why: a commit needs a majority, not every member, so under a stream of bulk writes the
+member that also starts the activations (the slowest applier) fell further and further
+behind, and its names started that much later. When a member's lease still counted
+only once it had applied the leader's whole log (membership rule 3 before issue 13's
+heal work; it now asks only for the last ``MemberDown`` of the member), that lag also
+cost it every acknowledgement: it fenced, its host was killed, and the restarts cost
+elections (``registry bench --names 100000``: 0 of 100,000 names held for a minute).
 
 Rules
 -----

@@ -502,7 +502,43 @@ def test_a_new_leader_grants_no_lease_before_an_entry_of_its_term_commits() -> N
     assert raft.term_at(raft.commit_index) == raft.term
     assert {a.dst for a in acks} == {old.id, next(n for n in cluster.ids if n not in (new, old.id))}
     first_of_term = min(i for i in range(1, raft.last_index + 1) if raft.term_at(i) == raft.term)
-    assert all(a.index >= first_of_term for a in acks), "acks cover the leader's own entries"
+    # Rule 3: an ack asks its member to apply the last MemberDown of it (none here: 0),
+    # or the whole log while the tail holds an entry the leader cannot vouch for (its
+    # term's first entry, committed but not applied yet).
+    assert all(a.index == 0 or a.index >= first_of_term for a in acks)
+    assert cluster.violations == []
+
+
+def test_a_member_behind_on_other_entries_keeps_its_lease() -> None:
+    """Rule 3 asks a member to have applied the last MemberDown of itself, not the
+    leader's whole log: under a steady stream of writes a member whose log lags (here it
+    gets no appends at all) kept none of its acks, and lost its lease and its names
+    (issue 13's 100k join and heal: "acknowledgements waited for this node to apply the
+    log", on 2 loaded cores)."""
+    cluster = formed()
+    register_all(cluster)
+    behind = follower(cluster)
+    replica = cluster.nodes[behind]
+    incarnation = replica.incarnation
+    applied = replica.raft.applied_index
+    cluster.filters.append(
+        lambda msg: (
+            not (
+                isinstance(msg, Message)
+                and msg.dst == behind
+                and msg.type in (MessageType.APPEND, MessageType.SNAPSHOT)
+            )
+        )
+    )
+    lease = cluster.membership.lease_tick
+    for i in range(3 * lease):
+        cluster.propose(Register(specs=(NameSpec(name=f"more-{i}", kind="k"),)))
+        cluster.tick()
+        assert replica.agent.has_lease(), f"lost its lease after {i + 1} ticks"
+    leader = cluster.leader()
+    assert replica.raft.applied_index == applied
+    assert leader.raft.last_index - applied >= 3 * lease, "every write went on without it"
+    assert replica.incarnation == incarnation, "it never fenced"
     assert cluster.violations == []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from registry.core.commands import NameSpec, Register
+from registry.core.membership import MemberAck
 from registry.core.messages import Message, MessageType
 from registry.core.replica import PeerMessage
 from registry.core.write_pace import WritePace
@@ -58,6 +59,8 @@ def test_a_member_without_a_lease_does_not_hold_writes() -> None:
     slow = follower(cluster)
     leader = cluster.leader()
     cluster.filters.append(no_log_to(slow))
+    # A log that lags no longer costs a lease (membership rule 3): take its acks too.
+    cluster.filters.append(lambda msg: not (isinstance(msg, MemberAck) and msg.dst == slow))
     leader.propose(Register(specs=(NameSpec(name="a", kind="k"),)))
     cluster.tick_until(lambda: not cluster.nodes[slow].agent.has_lease(), limit=100)
     cluster.tick(cluster.timing.membership().heartbeat_tick * 2)
