@@ -45,7 +45,6 @@ from registry.core.command_types import (
     Unregister,
     shared_restart_policy,
 )
-from registry.core.messages import NodeId
 
 __all__ = [
     "REMINDER_OPS",
@@ -70,7 +69,6 @@ __all__ = [
     "Unregister",
     "decode",
     "encode",
-    "member_down_in",
 ]
 
 _KINDS: dict[str, type[Any]] = {
@@ -262,22 +260,6 @@ def encode(command: Command, *, binary: bool = True) -> bytes:
     else:
         body = {k: getattr(command, k) for k in command.__dataclass_fields__}
     return json.dumps({"kind": tag, **body}, sort_keys=True, separators=(",", ":")).encode()
-
-
-def member_down_in(data: bytes) -> NodeId | None:
-    """Without decoding a whole entry: the node a ``MemberDown`` entry declares down,
-    ``""`` for a binary entry of any other kind (or one that does not decode), ``None``
-    when only a full decode could tell (a JSON entry)."""
-    if data[:1] != _BINARY:
-        return None
-    if len(data) < 2 or data[1] != command_binary.TAGS[MemberDown]:
-        return ""
-    try:
-        command = command_binary.decode(data)
-    except InvalidCommand:
-        return ""  # refused by every replica when applied: it moves nothing
-    assert isinstance(command, MemberDown)
-    return command.node
 
 
 def decode(data: bytes) -> Command:

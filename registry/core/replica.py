@@ -45,7 +45,6 @@ from registry.core.commands import (
     Remind,
     decode,
     encode,
-    member_down_in,
 )
 from registry.core.config import RaftConfig
 from registry.core.controls import (
@@ -371,7 +370,7 @@ class Replica:
         again if it was lost (``registry.node.checkpoints``)."""
         data, leader = encode(command, binary=self.binary_entries), self.raft.leader
         if self.raft.role is Role.LEADER:
-            self._try_propose(data)
+            self._try_propose(data, command)
         elif leader:
             self._outbox.append(Forward(src=self.id, dst=leader, data=data))
 
@@ -614,7 +613,7 @@ class Replica:
                 self._outbox.append(heartbeat)
         if is_leader:
             for command in self.monitor.changes(self.state, heard):
-                self._try_propose(encode(command, binary=self.binary_entries))
+                self._try_propose(encode(command, binary=self.binary_entries), command)
         self._send_releases(now, leader, is_leader)
 
     def _handover_note(self) -> Handover | None:
@@ -668,7 +667,7 @@ class Replica:
             one = batch[0] if len(batch) == 1 else Releases(items=tuple(batch))
             data = encode(one, binary=self.binary_entries)
             if is_leader:
-                self._try_propose(data)
+                self._try_propose(data, one)
             else:
                 self._outbox.append(Forward(src=self.id, dst=leader, data=data))
 
@@ -681,13 +680,19 @@ class Replica:
         (membership rule 5), on the agent's clock (it ticks with Raft's)."""
         return self.agent.ticks + self.raft.lease_remaining() + self.cfg.leader_extra_tick
 
-    def _try_propose(self, data: bytes) -> None:
+    def _try_propose(self, data: bytes, command: Command | None = None) -> None:
+        """Propose ``data`` (``command`` encoded, or a peer's forwarded entry, decoded
+        here once: ``_apply`` reuses it, and ``_ack_index`` must know what it is)."""
         # A refusal (e.g. during a leadership transfer) is retried after retry_tick.
         with contextlib.suppress(ProposalRejected):
             index = self.raft.propose(data)
-            down = member_down_in(data)
-            if down is not None:
-                self._tail_downs[index] = (self.raft.term, down)
+            if command is None:
+                with contextlib.suppress(InvalidCommand):  # every replica refuses it
+                    command = decode(data)
+            if command is not None:
+                self._own_entries[index] = (data, command)
+            down = command.node if isinstance(command, MemberDown) else ""
+            self._tail_downs[index] = (self.raft.term, down)
 
     def _ack_index(self, member: NodeId) -> int:
         """Membership rule 3: the log index ``member`` must have applied before an

@@ -18,6 +18,7 @@ from registry.core.commands import (
     Releases,
     Unregister,
     decode,
+    encode,
 )
 from registry.core.controls import ProposeConfChange, TransferLeadership
 from registry.core.errors import NotLeader
@@ -509,7 +510,8 @@ def test_a_new_leader_grants_no_lease_before_an_entry_of_its_term_commits() -> N
     assert cluster.violations == []
 
 
-def test_a_member_behind_on_other_entries_keeps_its_lease() -> None:
+@pytest.mark.parametrize("how", ["proposed", "forwarded_json"])
+def test_a_member_behind_on_other_entries_keeps_its_lease(how: str) -> None:
     """Rule 3 asks a member to have applied the last MemberDown of itself, not the
     leader's whole log: under a steady stream of writes a member whose log lags (here it
     gets no appends at all) kept none of its acks, and lost its lease and its names
@@ -531,8 +533,14 @@ def test_a_member_behind_on_other_entries_keeps_its_lease() -> None:
         )
     )
     lease = cluster.membership.lease_tick
+    other = next(n for n in cluster.ids if n not in (behind, cluster.leader().id))
     for i in range(3 * lease):
-        cluster.propose(Register(specs=(NameSpec(name=f"more-{i}", kind="k"),)))
+        command = Register(specs=(NameSpec(name=f"more-{i}", kind="k"),))
+        if how == "proposed":
+            cluster.propose(command)
+        else:  # a follower that has not switched to binary entries forwards JSON
+            data = encode(command, binary=False)
+            cluster.leader().step(Forward(src=other, dst=cluster.leader().id, data=data))
         cluster.tick()
         assert replica.agent.has_lease(), f"lost its lease after {i + 1} ticks"
     leader = cluster.leader()
