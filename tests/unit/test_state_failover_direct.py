@@ -12,7 +12,7 @@ import pytest
 
 from registry.core.command_types import MemberDown
 from registry.core.state import RegistryState
-from tests.unit.test_state_regrant import NODES, _history
+from tests.unit.test_state_regrant import NODES, replay
 
 ALL = (*NODES, "n4")
 
@@ -43,11 +43,7 @@ def _same(fast: RegistryState, reference: RegistryState) -> None:
 @pytest.mark.parametrize("first", NODES)
 def test_a_down_member_fails_over_as_waiting_and_placing_did(seed: int, first: str) -> None:
     fast, reference = RegistryState(), Reference()
-    index = 0
-    for command in _history(seed):
-        index += 1
-        fast.apply(index, command)
-        reference.apply(index, command)
+    index = replay(seed, fast, reference)
     _same(fast, reference)
     held = fast.held_count(first)
     assert held > 0

@@ -65,15 +65,21 @@ def _history(seed: int) -> list[Command]:
     return commands
 
 
+def replay(seed: int, *states: RegistryState) -> int:
+    """Apply ``_history(seed)`` to each of ``states``; returns the last index."""
+    index = 0
+    for command in _history(seed):
+        index += 1
+        for state in states:
+            state.apply(index, command)
+    return index
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("node", ["n1", "n2", "n3"])
 def test_a_regrant_in_place_ends_where_failing_everything_over_did(seed: int, node: str) -> None:
     fast, reference = RegistryState(), Reference()
-    index = 0
-    for command in _history(seed):
-        index += 1
-        fast.apply(index, command)
-        reference.apply(index, command)
+    index = replay(seed, fast, reference)
     assert fast.snapshot() == reference.snapshot()
     fast.take_touched()
     reference.take_touched()
