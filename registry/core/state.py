@@ -803,11 +803,7 @@ class RegistryState:
                 leaving.append(name)
         for name in leaving:
             held.discard(name)
-            record = names[name]
-            record.holder = ""
-            record.holder_incarnation = 0
-            record.state = None
-            self._wait(name, StartReason.FAILOVER)
+            self._orphan(names[name])
 
     def _fail_over_holder(self, node: NodeId) -> None:
         # One entry takes every name of the node (100k at scale): the loop body is the
@@ -819,11 +815,16 @@ class RegistryState:
                 self._delete(record)  # its holder is gone, so the stop is certain
                 continue
             touched.add(name)
-            record.holder = ""
-            record.holder_incarnation = 0
-            record.state = None
-            self._wait(name, StartReason.FAILOVER)
+            self._orphan(record)
         self._held.pop(node, None)
+
+    def _orphan(self, record: NameRecord) -> None:
+        """``record`` lost its holder (taken out of the holder set by the caller) and
+        waits to be placed again, without state."""
+        record.holder = ""
+        record.holder_incarnation = 0
+        record.state = None
+        self._wait(record.spec.name, StartReason.FAILOVER)
 
     def _fail_over_to_owners(self, node: NodeId, index: int) -> None:
         """``_fail_over_holder`` and then ``_assign_waiting``, in one pass over the names
@@ -832,44 +833,27 @@ class RegistryState:
         record (tests/unit/test_state_failover_direct.py), without putting every name
         into the waiting sets and taking it out again: a ``MemberDown`` of 26k names
         held each survivor's loop 200-480 ms on 2 loaded cores (issue 13's heal)."""
-        names, touched, members = self.names, self._touched, self.members
-        owners: dict[_Shape, tuple[Callable[[str], NodeId | None], dict[NodeId, int]] | None] = {}
-        held_by = self._held
-        epoch = self.placement_epoch
-        for name in list(held_by.get(node, ())):  # any order: names are independent
+        names, reasons = self.names, self._waiting_reason
+        rings: dict[_Shape, Callable[[str], NodeId | None] | None] = {}
+        for name in list(self._held.get(node, ())):  # any order: names are independent
             record = names[name]
             if record.unregistering:
                 self._delete(record)  # its holder is gone, so the stop is certain
                 continue
-            touched.add(name)
-            self._waiting_reason.pop(name, None)  # held names have none; as _hold does
             spec = record.spec
             shape = _shape(spec)
-            if shape in owners:
-                found = owners[shape]
-            else:
-                owner_of = self._placement.owner_of_shape(spec, self._candidates, self.epoch)
-                found = owners[shape] = None if owner_of is None else (owner_of, {})
-            if found is None:
-                record.holder = ""
-                record.holder_incarnation = 0
-                record.state = None
-                self._wait(name, StartReason.FAILOVER)
+            if shape not in rings:
+                rings[shape] = self._placement.owner_of_shape(spec, self._candidates, self.epoch)
+            owner_of = rings[shape]
+            if owner_of is None:
+                self._touched.add(name)
+                self._orphan(record)
                 continue
-            owner_of, incarnations = found
             owner = owner_of(name)
             assert owner is not None  # a shape with an owner places every name
-            incarnation = incarnations.get(owner)
-            if incarnation is None:
-                incarnation = incarnations[owner] = members[owner].incarnation
-            record.holder = owner
-            record.placed_epoch = epoch
-            record.holder_incarnation = incarnation
-            record.token = index
-            record.reason = StartReason.FAILOVER
-            record.state = None
-            held_by.setdefault(owner, set()).add(name)
-        held_by.pop(node, None)
+            reasons[name] = StartReason.FAILOVER  # what _hold starts it with
+            self._hold(record, owner, index)
+        self._held.pop(node, None)
 
     def _wait(self, name: str, reason: StartReason) -> None:
         self._waiting.add(name)
