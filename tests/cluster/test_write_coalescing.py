@@ -45,7 +45,9 @@ def test_concurrent_registrations_share_one_entry_and_each_gets_its_index(
     # One event-loop round made all 50 calls: one batch, one log entry, one index.
     assert (batches, batched) == (1, 50)
     assert len(set(indexes)) == 1
-    assert _listed(c, "coalesce/many/") == set(names)
+    # List is a local read on n1, which may not have applied the entry yet when the
+    # leader answered (ci-run50): wait for it, with a deadline.
+    wait_for("n1 lists every name", lambda: _listed(c, "coalesce/many/") == set(names), 10)
 
 
 def test_a_taken_name_fails_only_its_own_caller(calm_cluster: LocalCluster) -> None:
