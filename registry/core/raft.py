@@ -42,6 +42,8 @@ Rules, beyond the Raft paper's Figure 2:
    entries are being persisted (``Ready.appends_before_persist``), because the leader
    counts itself toward the commit quorum only for entries it has persisted (at
    ``advance``); any majority of persisted copies commits an entry, with or without it.
+   And HEARTBEATs and HEARTBEAT_RESPs need no Ready at all (``take_early``) while the
+   term and vote they carry are on disk: they promise nothing about the log.
 8. **ReadIndex**: a read is safe at the commit index once a quorum acked a heartbeat
    sent after the read arrived, provided the leader has committed an entry of its term.
 9. **Who led before**: a granted vote reports the latest term in which the voter knew a
@@ -92,6 +94,7 @@ from registry.core.raft_state import Rng
 __all__ = ["RawNode", "Rng"]
 
 _LEADER_MESSAGES = (MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT)
+_NO_READY_NEEDED = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
 _VOTE_RESPONSE = {
     MessageType.PRE_VOTE: MessageType.PRE_VOTE_RESP,
     MessageType.VOTE: MessageType.VOTE_RESP,
@@ -264,6 +267,21 @@ class RawNode(_RaftReplication):
             or self._hard_state() != self._prev_hard
             or self._soft_state() != self._prev_soft
         )
+
+    def take_early(self) -> list[Message]:
+        """The queued HEARTBEATs and HEARTBEAT_RESPs, to send now rather than with the
+        next Ready (rule 7), when the term and vote they carry are the persisted ones.
+        A follower answered its leader's heartbeats only after the apply and the fsync of
+        the Ready that carried the answer; busy applying a failover of 25k names on a
+        loaded machine, it answered too late for the leader's lease (issue 13)."""
+        self._check_not_outstanding()
+        hard, prev = self._hard_state(), self._prev_hard
+        if not self._msgs or (hard.term, hard.vote) != (prev.term, prev.vote):
+            return []
+        early = [m for m in self._msgs if m.type in _NO_READY_NEEDED]
+        if early:
+            self._msgs = [m for m in self._msgs if m.type not in _NO_READY_NEEDED]
+        return early
 
     def ready(self) -> Ready:
         self._check_not_outstanding()

@@ -471,6 +471,15 @@ class Replica:
 
     # -- Ready -------------------------------------------------------------------------
 
+    def take_early(self) -> list[PeerMessage]:
+        """What may leave before the next Ready (``ReadyLoop`` rule 10): Raft's
+        heartbeats and their answers (``RawNode.take_early``), and every peer message of
+        this layer (member heartbeats and acknowledgements, forwarded writes and
+        releases), none of which promises anything the Ready's persist writes."""
+        early: list[PeerMessage] = [*self.raft.take_early(), *self._outbox]
+        self._outbox.clear()
+        return early
+
     def has_ready(self) -> bool:
         return bool(
             self.raft.has_ready()
