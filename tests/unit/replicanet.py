@@ -227,6 +227,18 @@ class Cluster:
     def _drain(self, node: str) -> None:
         self.loop.run_until_complete(self.ready_loops[node].drain())
 
+    def tee_readies(self, node: str, each: Callable[[ReplicaReady], object]) -> None:
+        """Show ``each`` every Ready ``node`` hands out from now on."""
+        replica = self.nodes[node]
+        take = replica.ready
+
+        def tee() -> ReplicaReady:
+            rd = take()
+            each(rd)
+            return rd
+
+        replica.ready = tee  # type: ignore[method-assign]
+
     def _run(self, node: str, effect: Effect) -> None:
         self.events.append(Event(self.step_no, node, effect))
         if isinstance(effect, Start):

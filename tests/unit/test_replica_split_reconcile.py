@@ -38,16 +38,8 @@ def _cluster() -> Cluster:
 
 
 def _record(c: Cluster, node: str) -> list[ReplicaReady]:
-    replica = c.nodes[node]
     readies: list[ReplicaReady] = []
-    take = replica.ready
-
-    def recorded() -> ReplicaReady:
-        rd = take()
-        readies.append(rd)
-        return rd
-
-    replica.ready = recorded  # type: ignore[method-assign]
+    c.tee_readies(node, readies.append)
     return readies
 
 

@@ -45,14 +45,7 @@ class LoggedCluster(Cluster):
             replica = self.nodes[node]
             log = EventLog(replica.view, clock=lambda: float(self.step_no))
             self.logs[node] = log
-            ready = replica.ready
-
-            def tee() -> ReplicaReady:
-                rd = ready()
-                log.on_ready(rd)
-                return rd
-
-            replica.ready = tee  # type: ignore[method-assign]
+            self.tee_readies(node, log.on_ready)
         super()._drain(node)
 
     def logged(self, node: str, kind: str) -> list[dict[str, Any]]:
