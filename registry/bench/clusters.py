@@ -168,12 +168,15 @@ class Churn:
                     pids[node.id] = node.proc.pid
         return Churn(term=term, fences=fences, pids=pids)
 
-    def since(self, before: Churn) -> tuple[int, int]:
+    def since(self, before: Churn, *, excluding: str = "") -> tuple[int, int]:
         """(term changes, fences) from ``before`` to this reading. A node restarted in
         between counts every fence of its new process; one not running at the end is not
-        counted (its counter ended with it: the failover section kills nodes)."""
+        counted (its counter ended with it: the failover section kills nodes). The
+        fences of node ``excluding`` are left out."""
         fences = 0
         for node, count in self.fences.items():
+            if node == excluding:
+                continue
             same = before.pids.get(node) == self.pids[node]
             fences += count - (before.fences.get(node, 0) if same else 0)
         return max(0, self.term - before.term), fences

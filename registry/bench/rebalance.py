@@ -260,6 +260,7 @@ def heal(
     node = c.nodes[victim]
     assert node.proc is not None
     pid = node.proc.pid
+    churn_before = Churn.read(c)  # read now: a paused node answers nothing
     progress.step(f"heal: pausing {victim} (SIGSTOP), {held[victim]:,} names on it")
     paused = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
@@ -275,6 +276,20 @@ def heal(
     progress.step(f"heal: resumed {victim} (SIGCONT); waiting for its names to come back")
     healed = wait_converged(c, want, progress, require_up=victim)
     heal_s = healed.at - resumed
+    # The paused node must fence (its lease ran out while it was stopped: G1); nobody
+    # else should, and one paused voter of three leaves a quorum, so no election either.
+    churn = Churn.read(c)
+    terms, fences = churn.since(churn_before, excluding=victim)
+    _, own = churn.since(churn_before)
+    quiet = Target(op="<=", bound=0, note="a paused minority of one is no fault of the rest")
+    out.add("heal_term_changes", "raft term changes during the heal", terms, "terms", target=quiet)
+    out.add(
+        "heal_fences_elsewhere",
+        "fences during the heal, on the nodes not paused",
+        fences,
+        "fences",
+        target=quiet,
+    )
     out.add(
         "heal_s",
         "heal: every name at its owner after a paused node resumes",
@@ -288,5 +303,6 @@ def heal(
         "pause_to_down_s": round(down - paused, 3),
         "pause_to_failed_over_s": round(failed_over.at - paused, 3),
         "resume_to_converged_s": round(heal_s, 4),
+        "fences_of_victim": own - fences,
         "method": "SIGSTOP/SIGCONT of one voter follower (a minority of one)",
     }

@@ -135,6 +135,9 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     # The documented scale-out: the new node joins as a learner; the heal pauses a voter.
     assert rebalance["joiner_kind"].startswith("learner")
     assert rebalance["heal"]["victim"] != rebalance["joiner"]
+    # The paused node's lease ran out while it was stopped: it fenced once it resumed.
+    assert rebalance["heal"]["fences_of_victim"] >= 1
+    assert figures["rebalance.heal_fences_elsewhere"]["value"] >= 0
     etcd = sections["etcd"]["details"]
     assert etcd["keys_counted"] == 2 * NAMES + 1
     assert etcd["api_prefix"] in ("/v3", "/v3beta")
