@@ -64,7 +64,9 @@ def test_the_node_adds_reports_up_cumulatively() -> None:
     assert value("registry_calls_total", {"kind": "echo", "result": "error"}) == 0
     assert value("registry_call_seconds_count", {"kind": "echo"}) == 3
     assert value("registry_call_seconds_bucket", {"kind": "echo", "le": "+Inf"}) == 3
-    assert value("registry_call_seconds_bucket", {"kind": "echo", "le": "0.0005"}) == 3
+    # Cumulative: a bucket counts every faster call too. (Not the 0.5 ms bucket itself:
+    # on a loaded machine a call can take longer; it failed once in a parallel run.)
+    assert value("registry_call_seconds_bucket", {"kind": "echo", "le": "10.0"}) == 3
     bad = call_stats_to_pb(asyncio.run(report()))
     del bad.kinds[0].buckets[-1]  # another release's buckets: not added
     calls.add(bad)

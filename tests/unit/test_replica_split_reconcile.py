@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from registry.core.commands import NameSpec, Register
-from registry.core.messages import Message
+from registry.core.commands import NameSpec, Register, Unregister
+from registry.core.messages import Message, MessageType
 from registry.core.replica import PeerMessage, ReplicaReady, Start, Stop
 from registry.core.timing import Timing
 from tests.unit.replicanet import Cluster
@@ -101,3 +101,50 @@ def test_a_fence_is_not_put_off() -> None:
     assert len(first.changed) > LIMIT, "the lapse came in the Ready that applied the change"
     stops = [e for e in first.effects if isinstance(e, Stop)]
     assert len(stops) == running, f"{len(stops)} of {running} workers stopped at the fence"
+
+
+def test_a_stop_that_comes_with_a_view_change_is_not_queued_behind_it() -> None:
+    """After a view change a member reconciles its held names in chunks, but a name
+    whose own record changed in the same Ready (here: unregistered) stops at once, not
+    when its chunk comes (it sorts after every other name that member holds)."""
+    timing = Timing().validate()
+    membership = replace(timing.membership(), max_reconcile_names=LIMIT)
+    ids = ("n1", "n2", "n3", "n4", "n5")
+    c = Cluster(ids, membership=membership)
+    c.tick_until(
+        lambda: (
+            len(c.leaders()) == 1
+            and all(
+                len(r.state.up_members()) == 5 and r.agent.has_lease() for r in c.nodes.values()
+            )
+        )
+    )
+    c.propose(Register(specs=tuple(NameSpec(name=f"w{i:03}", kind="k") for i in range(NAMES))))
+    c.tick_until(lambda: sum(len(r) for r in c.running.values()) == NAMES)
+    leader = c.leader().id
+    holder, victim = [n for n in ids if n != leader][:2]
+    assert len(c.running[holder]) > LIMIT
+    last = max(c.running[holder])
+    replica = c.nodes[holder]
+    held: list[PeerMessage] = []
+
+    def divert(msg: PeerMessage) -> bool:  # its appends only: it keeps leader and lease
+        if msg.dst == holder and isinstance(msg, Message) and msg.type is MessageType.APPEND:
+            held.append(msg)
+            return False
+        return True
+
+    c.filters.append(divert)
+    c.propose(Unregister(name=last))
+    c.isolate(victim)
+    c.tick_until(lambda: not c.leader().state.members[victim].up)
+    c.filters.remove(divert)
+    assert replica.state.members[victim].up and last in c.running[holder]
+    readies = _record(c, holder)
+    for msg in held:
+        replica.step(msg)
+    c.tick()
+    assert not replica.state.members[victim].up
+    first = next(rd for rd in readies if rd.effects)
+    stops = [e.name for e in first.effects if isinstance(e, Stop)]
+    assert last in stops, f"{last} not stopped with the view change: {len(first.effects)} effects"
