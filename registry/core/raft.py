@@ -275,8 +275,10 @@ class RawNode(_RaftReplication):
         the Ready that carried the answer; busy applying a failover of 25k names on a
         loaded machine, it answered too late for the leader's lease (issue 13)."""
         self._check_not_outstanding()
+        if not self._msgs:  # most turns: no HardState built for nothing
+            return []
         hard, prev = self._hard_state(), self._prev_hard
-        if not self._msgs or (hard.term, hard.vote) != (prev.term, prev.vote):
+        if (hard.term, hard.vote) != (prev.term, prev.vote):
             return []
         early = [m for m in self._msgs if m.type in _NO_READY_NEEDED]
         if early:
