@@ -6,12 +6,16 @@ exists, so a test starts a healthy node, then arms the fault by creating the fil
 - ``REGISTRY_FAULT_FSYNC=/path/trigger[:SECONDS]`` — once the trigger exists, the next
   fsync of the log (``FileStorage``) blocks SECONDS (default 0: a disk that hangs, then
   fails) and raises ``OSError(EIO)``, as a failing disk does.
+- ``REGISTRY_FAULT_SLOW_PERSIST=/path/trigger:SECONDS`` — while the trigger exists,
+  every Ready's persist (``FileStorage.persist``, in its thread) takes SECONDS longer
+  and then succeeds: a stalled disk, or a thread pool too busy to run it at once.
 - ``REGISTRY_FAULT_CORE=/path/trigger`` — once the trigger exists, the core loop
   (``Driver._run``) raises ``InjectedFault`` on its next turn, as an invariant failure
   or a bug in the core would.
 
 Production never sets these; they exist so that tests/storage can show the node's answer
-to each fault (exit code, one log line, ``/healthz``) on real node processes.
+to each fault (exit code, one log line, ``/healthz``) on real node processes, and tests
+elsewhere widen a window that a loaded machine opens only now and then.
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ from pathlib import Path
 
 from registry.core.errors import RegistryError
 
-__all__ = ["CORE_ENV", "FSYNC_ENV", "CoreFault", "FsyncFault", "InjectedFault"]
+__all__ = [
+    "CORE_ENV",
+    "FSYNC_ENV",
+    "SLOW_PERSIST_ENV",
+    "CoreFault",
+    "FsyncFault",
+    "InjectedFault",
+    "SlowPersist",
+]
 
 FSYNC_ENV = "REGISTRY_FAULT_FSYNC"
 CORE_ENV = "REGISTRY_FAULT_CORE"
+SLOW_PERSIST_ENV = "REGISTRY_FAULT_SLOW_PERSIST"
 
 
 class InjectedFault(RegistryError):
@@ -54,6 +67,26 @@ class FsyncFault:
         if self.trigger.exists():
             time.sleep(self.hang_s)  # in the persist thread: the core loop waits on it
             raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (injected)", str(path))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowPersist:
+    trigger: Path
+    """Persists are slow while this file exists."""
+    delay_s: float
+
+    @staticmethod
+    def from_env() -> SlowPersist | None:
+        spec = os.environ.get(SLOW_PERSIST_ENV, "")
+        if not spec:
+            return None
+        path, _, delay = spec.partition(":")
+        return SlowPersist(trigger=Path(path), delay_s=float(delay or 1))
+
+    def check(self) -> None:
+        """Called at the start of each persist, in its thread."""
+        if self.trigger.exists():
+            time.sleep(self.delay_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,6 +65,7 @@ from registry.node.watch import WatchHub
 from registry.tracing import ClientTracing
 from registry.v1 import registry_pb2 as pb
 from registry.v1 import registry_pb2_grpc
+from registry.worker.errors import NotHere
 
 log = logging.getLogger("registry.service")
 T = TypeVar("T")
@@ -511,6 +512,21 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
         except (TimeoutError, RegistryError):
             pass
 
+    async def _started_here(self, name: str, timeout: float) -> bool:
+        """Whether the activation this replica placed here has been started within
+        ``timeout``. A Ready applies its entries (what ``_route`` reads) before its
+        persist and starts their activations after it (``ReadyLoop`` rule 1), and a
+        Ready that applied many names reconciles in the next one: a call arriving in
+        between found the name held here yet unknown to the hosts, and was refused."""
+        workers, me = self._workers, self._cfg.id
+
+        def settled() -> bool:
+            record = self._view.state.registered(name)
+            return workers.expects(name) or record is None or record.holder != me
+
+        await self._replicated.wait_for(settled, timeout)
+        return workers.expects(name)
+
     async def _route(
         self,
         name: str,
@@ -545,6 +561,11 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                 reason="WAITING",
             )
         if record.holder == self._cfg.id:
+            try:
+                return await here()
+            except NotHere as exc:
+                if exc.why or not await self._started_here(name, reconnect_s):
+                    raise
             return await here()
         address = self._directory.address_of(record.holder)
         owner = (record.holder, address) if address else None

@@ -88,7 +88,7 @@ from registry.core.messages import (
     Snapshot,
     SnapshotMeta,
 )
-from registry.node.faults import FsyncFault
+from registry.node.faults import FsyncFault, SlowPersist
 
 __all__ = ["DataDirLocked", "FileStorage", "Loaded", "StorageCorrupt", "StorageFailed"]
 
@@ -359,6 +359,7 @@ class FileStorage:
         self._unnamed: Path | None = None
         """The temp file of a new segment until its first records are synced (rule 5)."""
         self._fsync_fault = FsyncFault.from_env()
+        self._slow_persist = SlowPersist.from_env()
         self.on_sync: Callable[[float], None] | None = None
         """Observes how long each log ``fdatasync`` took, seconds (the fsync metric)."""
 
@@ -524,6 +525,8 @@ class FileStorage:
     ) -> None:
         """Make one ReplicaReady durable (see the module docstring for the order); returns
         only once it is on stable storage. Cheap when there is nothing to persist."""
+        if self._slow_persist is not None:
+            self._slow_persist.check()
         if incarnation is None and compaction is None and not ready.must_sync and not self._commit:
             return
         self._check_open()

@@ -11,15 +11,22 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import grpc
+import pytest
 from uhashring import HashRing
 
 from registry.core.placement import DEFAULT_VNODES
+from registry.node.faults import SLOW_PERSIST_ENV
 from registry.v1 import registry_pb2 as pb
+from tests.cluster.conftest import WORKER_MODULES
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, call_until
 
 ROUNDS = 3
+SLOW_PERSIST_S = 0.6
+"""Longer than ``wait_for``'s 0.25 s poll: a forward that waits for the registration to
+appear sees it inside the window, not only after the activation started."""
 
 
 def _name_owned_by(node: str, ids: list[str], prefix: str) -> str:
@@ -69,3 +76,46 @@ def test_call_through_the_acknowledging_node_while_the_holder_lags(
             "answered NOT_FOUND"
         )
         assert call_until(cluster, via, name, b"hi", timeout=5).payload == b"hi"
+
+
+def test_call_forwarded_while_the_holder_starts_what_it_just_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder has applied the registration (its state names it the holder) but not
+    yet started the activation: a Ready starts its activations only after its persist
+    (``ReadyLoop`` rule 1). A call forwarded to it then waits for the start instead of
+    being refused "not running on this node" (CI saw it once on a loaded machine). The
+    holder's persists are made slow (``REGISTRY_FAULT_SLOW_PERSIST``) so that every
+    round falls in that window; nothing else is changed."""
+    # "wan" timing (a 5 s lease): the holder takes no input while it persists (rule 2),
+    # so two slow persists in a row outlast the shorter presets' member leases.
+    c = LocalCluster(tmp_path, 3, preset="wan", worker_modules=WORKER_MODULES)
+    triggers = {n: tmp_path / f"{n}.slow" for n in c.ids}
+    try:
+        for node, trigger in triggers.items():
+            monkeypatch.setenv(SLOW_PERSIST_ENV, f"{trigger}:{SLOW_PERSIST_S}")
+            c.start_node(node)
+        monkeypatch.delenv(SLOW_PERSIST_ENV)
+        leader = c.wait_ready()
+        holder, forwarder = (n for n in c.ids if n != leader)
+        for k in range(ROUNDS):
+            name = _name_owned_by(holder, c.ids, f"starting/{k}/")
+            triggers[holder].touch()
+            try:
+                c.stub(leader).Register(
+                    pb.RegisterRequest(spec=pb.NameSpec(name=name, kind="echo")), timeout=5
+                )
+                try:
+                    reply = c.stub(forwarder).Call(
+                        pb.CallRequest(name=name, payload=b"hi"), timeout=RPC_TIMEOUT_S
+                    )
+                except grpc.RpcError as exc:
+                    raise AssertionError(
+                        f"round {k}: a call to {name!r} on {holder}, which had applied it, "
+                        f"was refused: {exc.code()} {exc.details()}"
+                    ) from None
+            finally:
+                triggers[holder].unlink()
+            assert (reply.node, reply.payload) == (holder, b"hi")
+    finally:
+        c.close()

@@ -653,6 +653,10 @@ class HostSupervisor:
     def token_of(self, name: str) -> int | None:
         return self.host_of(name).live.get(name)
 
+    def expects(self, name: str) -> bool:
+        host = self.host_of(name)
+        return name in host.desired or name in host.live
+
     def status(self) -> dict[str, ActivationStatus]:
         """Name → status as the control process knows it (failed ones included)."""
         out: dict[str, ActivationStatus] = {}
