@@ -345,6 +345,14 @@ class Replica:
             self._try_propose(msg.data)  # on failure the sender retries after retry_tick
         self._drive()
 
+    def renew_lease(self, ack: MemberAck) -> None:
+        """A member acknowledgement taken at once, even while a Ready is out
+        (``ReadyLoop`` rule 11). It changes only the agent's lease (no message, no
+        proposal, nothing the Ready carries), which ticks do not move between
+        ``ready()`` and ``advance()``: the agent ends as if it came with the next turn's
+        inputs, but the shell's lease deadline is extended before it can pass."""
+        self.agent.on_ack(ack)
+
     def use_binary_entries(self) -> None:
         """Every peer reads binary entries now (see ``binary_entries``)."""
         self.binary_entries = True

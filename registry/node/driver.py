@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from registry.core.commands import Command
 from registry.core.controls import Control
 from registry.core.errors import NotLeader, RegistryError
+from registry.core.membership import MemberAck
 from registry.core.messages import Ready, Role
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.core.state import Result
@@ -234,6 +235,11 @@ class Driver:
     # -- inputs (any task) -------------------------------------------------------------
 
     def deliver(self, msg: PeerMessage) -> None:
+        if isinstance(msg, MemberAck):  # ReadyLoop rule 11: not behind a slow persist
+            self.replica.renew_lease(msg)
+            self._view = None
+            self.ready_loop.update_lease()
+            return
         self._inputs.put_nowait(msg)
 
     async def propose(self, command: Command) -> tuple[int, Result]:

@@ -11,7 +11,7 @@ Rules
    run worker effects, notify watchers) → ``advance`` → the ``advanced`` callback. A vote
    or an append acknowledgement leaves only once what it promises is on disk.
 2. Nothing reaches the replica between ``ready()`` and ``advance()``: inputs are fed only
-   by ``run`` itself, between Readies.
+   by ``run`` itself, between Readies — but for rule 11's acknowledgements.
 3. Ticks follow the clock: tick ``i`` stands for ``t0 + i·tick``, however late it is
    processed. A late turn catches up every tick it missed; past
    ``LISTENING_CATCH_UP_S`` (at least two ticks) those ticks are *deaf* (the process was
@@ -45,6 +45,13 @@ Rules
    answer to the leader's heartbeat waited for that Ready's apply (a failover of 25k
    names) and its fsync, and on a loaded machine the leader lost its Raft lease and with
    it every member lease (issue 13). Heartbeats alone no longer cost a Ready either.
+11. A member acknowledgement renews the lease when it arrives, even during a persist
+   (the shell calls ``Replica.renew_lease`` and ``update_lease`` instead of queueing
+   it). It touches only the agent's lease, and ticks stand still until the next turn,
+   so the agent ends exactly as if it came with that turn's inputs; only the deadline
+   moves earlier. Queued, the ack of each turn's heartbeat waited out that turn's
+   persist: persists of 0.6 s (a stalled disk) on the ``lan`` preset's 1 s lease let
+   the deadline pass, and the node fenced every worker it ran.
 """
 
 from __future__ import annotations

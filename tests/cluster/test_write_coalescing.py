@@ -68,7 +68,8 @@ def test_a_taken_name_fails_only_its_own_caller(calm_cluster: LocalCluster) -> N
     assert "coalesce/taken/0" in str(results[0])
     assert all(isinstance(r, int) and r > 0 for r in results[1:]), results
     assert resent == 8  # the batch was refused whole, then each went on its own
-    assert _listed(c, "coalesce/taken/") == {taken, *fresh}
+    wanted = {taken, *fresh}
+    wait_for("n1 lists every name", lambda: _listed(c, "coalesce/taken/") == wanted, 10)
 
 
 def test_the_same_name_twice_in_one_round_commits_once(calm_cluster: LocalCluster) -> None:
@@ -87,7 +88,9 @@ def test_the_same_name_twice_in_one_round_commits_once(calm_cluster: LocalCluste
     lost = [r for r in results[:2] if isinstance(r, NameTaken)]
     assert len(won) == 1 and len(lost) == 1, results
     assert isinstance(results[2], int)
-    assert _listed(c, "coalesce/twice") == {name, "coalesce/twice-other"}
+    # List reads n1's replica, which may apply the batch a moment after the leader.
+    both = {name, "coalesce/twice-other"}
+    wait_for("n1 lists both names", lambda: _listed(c, "coalesce/twice") == both, 10)
 
 
 def test_each_caller_keeps_its_own_deadline(tmp_path: Path) -> None:
