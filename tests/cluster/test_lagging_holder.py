@@ -15,13 +15,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from uhashring import HashRing
 
-from registry.core.placement import DEFAULT_VNODES
-from registry.node.faults import SLOW_PERSIST_ENV
 from registry.v1 import registry_pb2 as pb
-from tests.cluster.conftest import WORKER_MODULES
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, call_until
+from tests.cluster.slow_disk import SlowDiskCluster, names_owned_by
 
 ROUNDS = 3
 SLOW_PERSIST_S = 0.6
@@ -30,9 +27,7 @@ appear sees it inside the window, not only after the activation started."""
 
 
 def _name_owned_by(node: str, ids: list[str], prefix: str) -> str:
-    """A name whose ring owner (all nodes up, no roles) is ``node``."""
-    ring = HashRing(nodes=sorted(ids), hash_fn="ketama", vnodes=DEFAULT_VNODES)
-    return next(n for i in range(1000) if ring.get_node(n := f"{prefix}{i}") == node)
+    return next(names_owned_by(node, ids, prefix))
 
 
 def test_call_through_the_acknowledging_node_while_the_holder_lags(
@@ -87,20 +82,14 @@ def test_call_forwarded_while_the_holder_starts_what_it_just_applied(
     being refused "not running on this node" (CI saw it once on a loaded machine). The
     holder's persists are made slow (``REGISTRY_FAULT_SLOW_PERSIST``) so that every
     round falls in that window; nothing else is changed."""
-    # "wan" timing (a 5 s lease): the holder takes no input while it persists (rule 2),
-    # so two slow persists in a row outlast the shorter presets' member leases.
-    c = LocalCluster(tmp_path, 3, preset="wan", worker_modules=WORKER_MODULES)
-    triggers = {n: tmp_path / f"{n}.slow" for n in c.ids}
+    slow = SlowDiskCluster(tmp_path, monkeypatch, preset="lan", delay_s=SLOW_PERSIST_S)
+    c = slow.cluster
     try:
-        for node, trigger in triggers.items():
-            monkeypatch.setenv(SLOW_PERSIST_ENV, f"{trigger}:{SLOW_PERSIST_S}")
-            c.start_node(node)
-        monkeypatch.delenv(SLOW_PERSIST_ENV)
         leader = c.wait_ready()
         holder, forwarder = (n for n in c.ids if n != leader)
         for k in range(ROUNDS):
             name = _name_owned_by(holder, c.ids, f"starting/{k}/")
-            triggers[holder].touch()
+            slow.stall(holder)
             try:
                 c.stub(leader).Register(
                     pb.RegisterRequest(spec=pb.NameSpec(name=name, kind="echo")), timeout=5
@@ -115,7 +104,7 @@ def test_call_forwarded_while_the_holder_starts_what_it_just_applied(
                         f"was refused: {exc.code()} {exc.details()}"
                     ) from None
             finally:
-                triggers[holder].unlink()
+                slow.unstall(holder)
             assert (reply.node, reply.payload) == (holder, b"hi")
     finally:
         c.close()

@@ -13,31 +13,23 @@ fence's kill).
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from uhashring import HashRing
 
-from registry.core.placement import DEFAULT_VNODES
-from registry.node.faults import SLOW_PERSIST_ENV
 from registry.v1 import registry_pb2 as pb
-from tests.cluster.conftest import WORKER_MODULES
 from tests.cluster.harness import RPC_TIMEOUT_S, LocalCluster, call_until
+from tests.cluster.slow_disk import SlowDiskCluster, names_owned_by
 
 SLOW_PERSIST_S = 0.6
 """Over half the 1 s lease: two queued persists outlast it; under the lease itself."""
 STALLED_S = 6.0
 """How long the follower's persists stay slow: several leases."""
 HELD = 8
-
-
-def _owned_by(node: str, ids: list[str], count: int) -> list[str]:
-    ring = HashRing(nodes=sorted(ids), hash_fn="ketama", vnodes=DEFAULT_VNODES)
-    names = (f"slow/held/{i}" for i in range(10_000))
-    return [n for n in names if ring.get_node(n) == node][:count]
 
 
 def _tokens(c: LocalCluster, via: str, names: list[str]) -> dict[str, tuple[str, int]]:
@@ -64,16 +56,12 @@ def _incarnation(c: LocalCluster, via: str, node: str) -> int:
 def test_a_node_with_stalled_persists_keeps_its_lease_and_its_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c = LocalCluster(tmp_path, 3, preset="lan", worker_modules=WORKER_MODULES)
-    triggers = {n: tmp_path / f"{n}.slow" for n in c.ids}
+    slow = SlowDiskCluster(tmp_path, monkeypatch, preset="lan", delay_s=SLOW_PERSIST_S)
+    c = slow.cluster
     try:
-        for node, trigger in triggers.items():
-            monkeypatch.setenv(SLOW_PERSIST_ENV, f"{trigger}:{SLOW_PERSIST_S}")
-            c.start_node(node)
-        monkeypatch.delenv(SLOW_PERSIST_ENV)
         leader = c.wait_ready()
         victim = next(n for n in c.ids if n != leader)
-        held = _owned_by(victim, c.ids, HELD)
+        held = list(itertools.islice(names_owned_by(victim, c.ids, "slow/held/"), HELD))
         specs = [pb.NameSpec(name=n, kind="echo") for n in held]
         c.stub(leader).RegisterMany(pb.RegisterManyRequest(specs=specs), timeout=RPC_TIMEOUT_S)
         for name in held:
@@ -81,7 +69,7 @@ def test_a_node_with_stalled_persists_keeps_its_lease_and_its_workers(
         before = _tokens(c, leader, held)
         incarnation = _incarnation(c, leader, victim)
 
-        triggers[victim].touch()
+        slow.stall(victim)
         try:
             written = 0
             refused: list[str] = []
@@ -97,7 +85,7 @@ def test_a_node_with_stalled_persists_keeps_its_lease_and_its_workers(
                     refused.append(f"{name}: {exc.code().name} {exc.details()}")
                 time.sleep(0.05)  # pacing the writer, not waiting for a condition
         finally:
-            triggers[victim].unlink()
+            slow.unstall(victim)
 
         assert written >= 10, f"only {written} writes in {STALLED_S} s"
         assert not refused, f"{len(refused)} of {written} calls refused: {refused[:3]}"
