@@ -455,6 +455,8 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
             except TimeoutError:
                 message = self._health.no_quorum_message()
                 raise Abort(grpc.StatusCode.UNAVAILABLE, message, reason="NO_QUORUM") from None
+        elif self._view.state.registered(request.name) is None:
+            await self._catch_up()  # NOT_FOUND only if it is not registered cluster-wide
         record = self._registered(request.name)
         if not record.holder:
             return pb.WhereIsResponse(waiting=True)

@@ -24,6 +24,9 @@ ROUNDS = 3
 SLOW_PERSIST_S = 0.6
 """Longer than ``wait_for``'s 0.25 s poll: a forward that waits for the registration to
 appear sees it inside the window, not only after the activation started."""
+LOOKUP_LAG_S = 0.4
+"""A write reaches the lagging node's state machine 0.4–0.8 s after its acknowledgement:
+the lookup sent right after it comes first."""
 
 
 def _name_owned_by(node: str, ids: list[str], prefix: str) -> str:
@@ -106,5 +109,40 @@ def test_call_forwarded_while_the_holder_starts_what_it_just_applied(
             finally:
                 slow.unstall(holder)
             assert (reply.node, reply.payload) == (holder, b"hi")
+    finally:
+        c.close()
+
+
+def test_a_lookup_through_a_lagging_node_does_not_deny_an_acknowledged_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WhereIs`` (not ``consistent``) answers from the local replica, which may lag —
+    but ``NOT_FOUND`` only once a ReadIndex round shows the name is not registered
+    cluster-wide, as a call does. A client that registered through the leader and then
+    looked the name up through a lagging follower was told it did not exist (CI saw it
+    once). The follower's persists are made slow, so it applies each write late."""
+    slow = SlowDiskCluster(tmp_path, monkeypatch, preset="lan", delay_s=LOOKUP_LAG_S)
+    c = slow.cluster
+    try:
+        leader = c.wait_ready()
+        lagging = next(n for n in c.ids if n != leader)
+        slow.stall(lagging)
+        try:
+            for k in range(ROUNDS):
+                name = f"lookup/{k}"
+                spec = pb.NameSpec(name=name, kind="echo")
+                c.stub(leader).Register(pb.RegisterRequest(spec=spec), timeout=5)
+                try:
+                    reply = c.stub(lagging).WhereIs(
+                        pb.WhereIsRequest(name=name), timeout=RPC_TIMEOUT_S
+                    )
+                except grpc.RpcError as exc:
+                    raise AssertionError(
+                        f"round {k}: {name!r}, acknowledged by {leader}, looked up through "
+                        f"{lagging}: {exc.code()} {exc.details()}"
+                    ) from None
+                assert reply.location.name == name or reply.waiting
+        finally:
+            slow.unstall(lagging)
     finally:
         c.close()
