@@ -236,9 +236,8 @@ class Driver:
 
     def deliver(self, msg: PeerMessage) -> None:
         if isinstance(msg, MemberAck):  # ReadyLoop rule 11: not behind a slow persist
-            self.replica.renew_lease(msg)
+            self.ready_loop.renew(msg)
             self._view = None
-            self.ready_loop.update_lease()
             return
         self._inputs.put_nowait(msg)
 

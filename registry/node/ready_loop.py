@@ -46,12 +46,12 @@ Rules
    names) and its fsync, and on a loaded machine the leader lost its Raft lease and with
    it every member lease (issue 13). Heartbeats alone no longer cost a Ready either.
 11. A member acknowledgement renews the lease when it arrives, even during a persist
-   (the shell calls ``Replica.renew_lease`` and ``update_lease`` instead of queueing
-   it). It touches only the agent's lease, and ticks stand still until the next turn,
-   so the agent ends exactly as if it came with that turn's inputs; only the deadline
-   moves earlier. Queued, the ack of each turn's heartbeat waited out that turn's
-   persist: persists of 0.6 s (a stalled disk) on the ``lan`` preset's 1 s lease let
-   the deadline pass, and the node fenced every worker it ran.
+   (the shell calls ``renew`` instead of queueing it). It touches only the agent's
+   lease, and ticks stand still until the next turn, so the agent ends exactly as if
+   it came with that turn's inputs; only the deadline moves earlier. Queued, the ack
+   of each turn's heartbeat waited out that turn's persist: persists of 0.6 s (a
+   stalled disk) on the ``lan`` preset's 1 s lease let the deadline pass, and the
+   node fenced every worker it ran.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from registry.core.membership import MemberAck
 from registry.core.messages import MessageType
 from registry.core.replica import PeerMessage, Replica, ReplicaReady
 from registry.node.fail_stop import StorageIOFailed
@@ -168,6 +169,11 @@ class ReadyLoop(Generic[InputT]):
         early = self.replica.take_early()
         if early:
             self._send(early)
+
+    def renew(self, ack: MemberAck) -> None:
+        """Rule 11: a member acknowledgement, taken when it arrives (any time)."""
+        self.replica.renew_lease(ack)
+        self.update_lease()
 
     def catch_up(self) -> None:
         now = self.clock()
