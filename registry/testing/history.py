@@ -33,6 +33,9 @@ from pathlib import Path
 
 from registry.testing.ledger import connect
 
+SKIPPED = "SKIPPED"
+"""The ``minority`` code of a probe whose node had not lost its leader in time."""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, detail TEXT NOT NULL, targets TEXT NOT NULL,

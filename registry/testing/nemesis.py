@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from registry.core.timing import Timing
 from registry.testing.agent import AgentError
 from registry.testing.cluster import NetnsCluster, wait_for
-from registry.testing.history import History
+from registry.testing.history import SKIPPED, History
 from registry.testing.netns import Drop, cut, one_way
 
 KINDS = (
@@ -223,7 +223,7 @@ class Nemesis:
         try:
             wait_for(f"{node} to lose quorum", lost, max(0.1, until - time.monotonic() - 0.3))
         except AssertionError:
-            self.history.minority(node, "SKIPPED", "still had a leader or lease", False)
+            self.history.minority(node, SKIPPED, "still had a leader or lease", False)
             return
         name = f"g6-{fid}-{node}"
         t_sent = time.monotonic()
