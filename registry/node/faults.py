@@ -43,6 +43,16 @@ CORE_ENV = "REGISTRY_FAULT_CORE"
 SLOW_PERSIST_ENV = "REGISTRY_FAULT_SLOW_PERSIST"
 
 
+def _trigger_and_seconds(env: str) -> tuple[Path, str] | None:
+    """``/path/trigger[:SECONDS]`` from ``env``: the trigger and the seconds as written
+    ("" when left out); None when the variable is unset or empty."""
+    spec = os.environ.get(env, "")
+    if not spec:
+        return None
+    path, _, seconds = spec.partition(":")
+    return Path(path), seconds
+
+
 class InjectedFault(RegistryError):
     """Raised by an armed ``CoreFault``: stands for any failure inside the core loop."""
 
@@ -56,11 +66,11 @@ class FsyncFault:
 
     @staticmethod
     def from_env() -> FsyncFault | None:
-        spec = os.environ.get(FSYNC_ENV, "")
-        if not spec:
+        spec = _trigger_and_seconds(FSYNC_ENV)
+        if spec is None:
             return None
-        path, _, hang = spec.partition(":")
-        return FsyncFault(trigger=Path(path), hang_s=float(hang or 0))
+        trigger, hang = spec
+        return FsyncFault(trigger=trigger, hang_s=float(hang or 0))
 
     def check(self, path: Path) -> None:
         """Called before each log fsync: fail it if armed."""
@@ -77,11 +87,11 @@ class SlowPersist:
 
     @staticmethod
     def from_env() -> SlowPersist | None:
-        spec = os.environ.get(SLOW_PERSIST_ENV, "")
-        if not spec:
+        spec = _trigger_and_seconds(SLOW_PERSIST_ENV)
+        if spec is None:
             return None
-        path, _, delay = spec.partition(":")
-        return SlowPersist(trigger=Path(path), delay_s=float(delay or 1))
+        trigger, delay = spec
+        return SlowPersist(trigger=trigger, delay_s=float(delay or 1))
 
     def check(self) -> None:
         """Called at the start of each persist, in its thread."""

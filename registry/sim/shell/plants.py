@@ -10,10 +10,10 @@ catch each of these. Only ``run_seed(..., plant=...)`` takes them; nothing in
   crash inside the fsync then forgets a vote or an entry the others already counted.
 - ``LeasePastDownAfter`` (rule 11) renews the member lease for three leases from the
   acknowledgement's arrival instead of one from its heartbeat's send, even from an ack
-  the agent refused: a lease that
-  outlasts ``down_after``, so the leader fails a cut-off member's names over while that
-  member still runs them (G1). Caught only when faults last long enough for a failover:
-  2 s of chaos per seed never caught it in 100 seeds; 20 s catches it within a few.
+  the agent refused: a lease that outlasts ``down_after``, so the leader fails a cut-off
+  member's names over while that member still runs them (G1). Caught only when faults
+  last long enough for a failover: 2 s of chaos per seed never caught it in 100 seeds;
+  20 s catches it within a few.
 """
 
 from __future__ import annotations
