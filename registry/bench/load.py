@@ -113,12 +113,15 @@ async def run_lanes(
     unit: str = "ops",
     weight: int = 1,
     budget_s: float | None = None,
+    samples: list[float] | None = None,
 ) -> Latency:
     """Run ``ops`` operations over ``concurrency`` lanes; ``weight`` items per operation
     for the progress line (e.g. names per batch). After ``budget_s`` seconds lanes take
     no new operation: the result then has fewer than ``ops`` (``complete`` is false), so
-    a slow system still gives a figure in bounded time."""
-    samples: list[float] = []
+    a slow system still gives a figure in bounded time. ``samples``: a list the
+    operations' latencies are appended to as well (one row measured in several runs)."""
+    samples = [] if samples is None else samples
+    before = len(samples)
     counter = iter(range(ops))
     perf = time.perf_counter
     stop_at = perf() + budget_s if budget_s is not None else float("inf")
@@ -131,8 +134,8 @@ async def run_lanes(
             await op(i)
             samples.append(perf() - started)
             if progress is not None:
-                progress.tick(len(samples) * weight, ops * weight, unit)
+                progress.tick((len(samples) - before) * weight, ops * weight, unit)
 
     wall_started = perf()
     await asyncio.gather(*(lane() for _ in range(max(1, min(concurrency, ops)))))
-    return summarize(samples, perf() - wall_started, ops)
+    return summarize(samples[before:], perf() - wall_started, ops)

@@ -29,12 +29,13 @@ import grpc
 import grpc.aio
 
 from registry.bench.load import Latency, Progress, run_lanes
-from registry.bench.lookups import PAYLOAD
 from registry.bench.params import Params
 from registry.bench.results import SectionResult
 from registry.testing.local_cluster import CHANNEL_OPTIONS, PACKAGE_ROOT
 
 METHOD = "/bench.Echo/Echo"
+PAYLOAD = b"0123456789abcdef"
+"""Every call and echo of the bench carries these 16 bytes."""
 START_TIMEOUT_S = 30.0
 SPREAD_SEED = 13
 
@@ -44,9 +45,9 @@ async def run(params: Params, progress: Progress, out: SectionResult) -> None:
     servers: list[subprocess.Popen[bytes]] = []
     rows: dict[str, Latency] = {}
     try:
-        address = await _start_server(servers)
+        address = await start_server(servers)
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-            call = _caller(channel)
+            call = caller(channel)
             for _ in range(min(params.ops, 200)):  # connect and warm up
                 await call(0)
             for concurrency in (1, params.concurrency):
@@ -57,7 +58,7 @@ async def run(params: Params, progress: Progress, out: SectionResult) -> None:
         rows["echo_spread_c1"] = await _spread(params, progress, servers, address)
     finally:
         for server in servers:
-            _stop(server)
+            stop(server)
     for concurrency in (1, params.concurrency):
         row = rows[f"echo_c{concurrency}"]
         out.add(
@@ -81,13 +82,13 @@ async def _spread(
 ) -> Latency:
     """c=1 over ``params.nodes`` echo servers, each call to one drawn at random."""
     progress.step(f"raw grpc.aio echo c=1 over {params.nodes} processes ({params.ops:,})")
-    addresses = [first] + [await _start_server(servers) for _ in range(params.nodes - 1)]
+    addresses = [first] + [await start_server(servers) for _ in range(params.nodes - 1)]
     async with contextlib.AsyncExitStack() as stack:
         calls = []
         for address in addresses:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             await stack.enter_async_context(channel)
-            calls.append(_caller(channel))
+            calls.append(caller(channel))
         rng = random.Random(SPREAD_SEED)
         order = [rng.randrange(len(calls)) for _ in range(params.ops)]
         for i in range(min(params.ops, 200)):  # connect and warm up
@@ -97,7 +98,7 @@ async def _spread(
         )
 
 
-def _caller(channel: grpc.aio.Channel) -> Callable[[int], Awaitable[bytes]]:
+def caller(channel: grpc.aio.Channel) -> Callable[[int], Awaitable[bytes]]:
     echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
 
     async def call(_i: int) -> bytes:
@@ -109,7 +110,7 @@ def _caller(channel: grpc.aio.Channel) -> Callable[[int], Awaitable[bytes]]:
     return call
 
 
-async def _start_server(servers: list[subprocess.Popen[bytes]]) -> str:
+async def start_server(servers: list[subprocess.Popen[bytes]]) -> str:
     """Start one echo server process (kept in ``servers``); its address."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -127,7 +128,7 @@ async def _start_server(servers: list[subprocess.Popen[bytes]]) -> str:
     return f"127.0.0.1:{int(line)}"
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def stop(server: subprocess.Popen[bytes]) -> None:
     if server.stdin is not None:
         server.stdin.close()
     try:

@@ -51,16 +51,10 @@ from registry.testing.local_cluster import LocalCluster
 
 SCHEMA = 1
 RATIOS: tuple[tuple[str, str, Target | None], ...] = (
-    (
-        "lookups.call_c64_per_s",
-        "grpc.echo_c64_per_s",
-        Target(op=">=", bound=lookups.CALL_VS_GRPC_TARGET),
-    ),
-    (
-        "lookups.call_c1_per_s",
-        "grpc.echo_c1_per_s",
-        Target(op=">=", bound=lookups.CALL_VS_GRPC_TARGET),
-    ),
+    # Against the grpc section's echo, a minute later: no target. The call target is on
+    # the lookups section's side-by-side ratio (``call_c*_vs_echo``, lookups docstring).
+    ("lookups.call_c64_per_s", "grpc.echo_c64_per_s", None),
+    ("lookups.call_c1_per_s", "grpc.echo_c1_per_s", None),
     # What switching processes and channels on each call costs plain gRPC (ref_grpc).
     ("grpc.echo_spread_c1_per_s", "grpc.echo_c1_per_s", None),
     # The call path with one warm host and activation (lookups), against the same echo.

@@ -161,6 +161,16 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
     assert durable["lazy_inactive_before_first_call"] == NAMES
     assert durable["activation_first_call"]["n"] == NAMES
 
+    # The call target: calls beside the raw echo in alternating rounds, in one section.
+    lookup_details = sections["lookups"]["details"]
+    for concurrency in ("c1", "c64"):
+        paired = figures[f"lookups.call_{concurrency}_vs_echo"]
+        assert paired["target"]["bound"] == 0.8 and paired["verdict"] in ("pass", "miss")
+        rounds = lookup_details["paired_rounds"][concurrency]
+        assert len(rounds) == 5 and all(r["call_per_s"] > 0 < r["echo_per_s"] for r in rounds)
+        median = sorted(r["call_per_s"] / r["echo_per_s"] for r in rounds)[2]
+        assert math.isclose(paired["value"], median, rel_tol=0.01), (paired, rounds)
+
     ratios = {k: v["ratio"] for k, v in figures.items() if "ratio" in v}
     assert ratios["lookups.call_c64_per_s"]["reference"] == "grpc.echo_c64_per_s"
     assert ratios["lookups.call_c1_per_s"]["reference"] == "grpc.echo_c1_per_s"
