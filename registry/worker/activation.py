@@ -26,12 +26,21 @@ Rules
    bytes): a call or cast over the bound is refused with ``MailboxFull``, never queued.
    A call whose caller gave up (its deadline passed) leaves the mailbox at once and is
    never run.
+8. A call that finds the activation idle (its task waiting on an empty mailbox, nothing
+   running, the lease held) starts at once: ``handle_call``'s first step runs inside
+   ``submit_call``, as a step of the activation's own task and in its context
+   (``registry.worker.eager``), so a hook that answers without waiting costs no
+   event-loop turn. If the hook awaits, the task carries it on before any later
+   message, and a cancel that reaches the task first is thrown into the hook. Rules 1-4
+   hold as for a call taken from the mailbox: one message at a time, the lease checked
+   first, the same ``WorkerFailed`` and crash on an exception, the same cancel on a stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import random
@@ -42,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from registry.core.errors import LimitExceeded
 from registry.core.state import Activation, StartReason
 from registry.worker.api import Context, Ignore, Restart, Resume, StopCause, Worker
+from registry.worker.eager import CarryOn, Done, Raised, Suspended, first_step
 from registry.worker.errors import CallTimeout, MailboxFull, NoLease, NotHere, WorkerFailed
 from registry.worker.policy import ActivationState, Policy
 from registry.worker.timers import Schedule, Tick
@@ -65,6 +75,15 @@ class _Cast:
 
 class _Handoff:
     __slots__ = ()
+
+
+@dataclass(slots=True, eq=False)
+class _Started:
+    """A call started at once (rule 8) whose first step awaited or raised: the task
+    carries it on before any other message."""
+
+    call: _Call
+    step: Suspended | Raised
 
 
 class _Wakeup:
@@ -172,11 +191,14 @@ class ActivationRunner:
         "_last_checkpoint",
         "_mailbox",
         "_mode",
+        "_parked",
         "_passive",
         "_policy",
         "_queued_bytes",
         "_quit_request",
         "_schedule",
+        "_started",
+        "_task_context",
         "_wakeup",
         "failure",
         "handoff_state",
@@ -221,6 +243,12 @@ class ActivationRunner:
         self._wakeup = _Wakeup()
         self._instance: Worker | None = None
         self._in_flight: _Call | None = None
+        self._parked = False
+        """The task waits on an empty mailbox in ``_serve`` (rule 8's idle)."""
+        self._started: _Started | None = None
+        """A call started at once that the task must carry on first (rule 8)."""
+        self._task_context: contextvars.Context | None = None
+        """The task's ``contextvars`` context, which rule 8's first steps run in."""
         self._crashes: deque[float] | None = None
         """Recent crash times (made at the first crash: most activations never crash)."""
         self._handoff_pending = False
@@ -277,7 +305,10 @@ class ActivationRunner:
         """Spawn the task (a no-op for an activation that failed before it started)."""
         if self.state is not ActivationState.FAILED and self.task is None:
             loop = asyncio.get_running_loop()
-            self.task = loop.create_task(self._main(), name=f"worker {self.name}#{self.token}")
+            self._task_context = context = contextvars.copy_context()
+            self.task = loop.create_task(
+                self._main(), name=f"worker {self.name}#{self.token}", context=context
+            )
             self.task.add_done_callback(self._ended)
             for reminder in self.spec.reminders:
                 self._schedule.start_reminder(reminder)
@@ -291,10 +322,14 @@ class ActivationRunner:
             raise CallTimeout(self.name, timeout) from None
 
     def submit_call(self, payload: bytes) -> asyncio.Future[bytes]:
-        """Queue a call; its reply future (cancelling it drops a call still queued)."""
+        """Queue a call, or start it at once (rule 8); its reply future (cancelling it
+        drops a call still queued)."""
         self._check_accepting()
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         msg = _Call(payload, reply)
+        if self._idle():
+            self._start_now(msg)
+            return reply
         self._put(msg)
 
         def gave_up(f: asyncio.Future[bytes]) -> None:
@@ -305,6 +340,40 @@ class ActivationRunner:
 
         reply.add_done_callback(gave_up)
         return reply
+
+    def _idle(self) -> bool:
+        """Whether a call may start at once (rule 8)."""
+        worker = self._instance
+        return (
+            self._parked
+            and self._started is None
+            and self._in_flight is None
+            and not self._mailbox
+            and self._quit_request is None
+            and not self._handoff_pending
+            and self.state is ActivationState.RUNNING
+            and worker is not None
+            and type(worker).handle_call is not Worker.handle_call
+            and self._hooks.lease_holds()
+        )
+
+    def _start_now(self, msg: _Call) -> None:
+        """Run ``handle_call``'s first step as a step of the waiting task (rule 8)."""
+        worker, task, context = self._instance, self.task, self._task_context
+        assert worker is not None and task is not None and context is not None
+        self._in_flight = msg
+        step = first_step(functools.partial(worker.handle_call, msg.payload), task, context)
+        if isinstance(step, Done):
+            self._in_flight = None
+            self._answer(msg, step.value)
+            self._last_active = asyncio.get_running_loop().time()
+            return
+        if isinstance(step, Raised):
+            self._in_flight = None
+            if isinstance(step.error, Exception):  # as _dispatch_call: answered, then crash
+                _settle(msg.reply, WorkerFailed(self.name, _describe(step.error)))
+        self._started = _Started(msg, step)
+        self._wakeup.set()
 
     def cast(self, payload: bytes) -> None:
         """Queue a cast (see ``WorkerRuntime.cast``)."""
@@ -484,10 +553,15 @@ class ActivationRunner:
 
     async def _serve(self, worker: Worker) -> None:
         """Serve the mailbox until a handoff or a stop ends it; a hook's error propagates."""
+        loop = asyncio.get_running_loop()
         while self.stop_cause is None:  # also set when a hook swallowed our cancel
-            while not self._mailbox and self._quit_request is None:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            if self._started is not None:
+                await self._carry_on(worker, None)
+                self._last_active = loop.time()
+                continue
+            if not self._mailbox and self._quit_request is None:
+                await self._park(worker)
+                continue
             if self._quit_request is not None:
                 return
             msg = self._mailbox.popleft()
@@ -576,24 +650,57 @@ class ActivationRunner:
         self._passive = True
         return True
 
-    async def _dispatch_call(self, worker: Worker, msg: _Call) -> None:
-        if msg.reply.done():
-            return  # the caller gave up while it was queued
-        if not self._hooks.lease_holds():
-            _settle(msg.reply, NoLease(self.node))
-            return
-        if type(worker).handle_call is Worker.handle_call:
-            why = f"worker kind {type(worker).kind!r} does not handle calls (no handle_call)"
-            _settle(msg.reply, WorkerFailed(self.name, why))
-            return
+    async def _park(self, worker: Worker) -> None:
+        """Wait for a message, or a call started at once (rule 8): a cancel that comes
+        before the task could carry that call on was meant for its hook."""
+        self._wakeup.clear()
+        self._parked = True
+        try:
+            await self._wakeup.wait()
+        except asyncio.CancelledError as cancel:
+            self._parked = False
+            if self._started is None:
+                raise
+            await self._carry_on(worker, cancel)
+            self._last_active = asyncio.get_running_loop().time()
+        finally:
+            self._parked = False
+
+    async def _carry_on(self, worker: Worker, cancel: BaseException | None) -> None:
+        """Go on with the call started at once (rule 8); ``cancel`` reached the task
+        before it could, and is thrown into the hook."""
+        started, self._started = self._started, None
+        assert started is not None
+        if isinstance(started.step, Raised):
+            raise started.step.error  # the hook's own error, as _dispatch_call raises it
+        resume = CarryOn(started.step.coro, started.step.yielded, cancel)
+        await self._dispatch_call(worker, started.call, resume)
+
+    async def _dispatch_call(
+        self, worker: Worker, msg: _Call, resume: CarryOn | None = None
+    ) -> None:
+        """Run ``msg`` (or carry on the one started at once: ``resume``) and answer."""
+        if resume is None:
+            if msg.reply.done():
+                return  # the caller gave up while it was queued
+            if not self._hooks.lease_holds():
+                _settle(msg.reply, NoLease(self.node))
+                return
+            if type(worker).handle_call is Worker.handle_call:
+                why = f"worker kind {type(worker).kind!r} does not handle calls (no handle_call)"
+                _settle(msg.reply, WorkerFailed(self.name, why))
+                return
         self._in_flight = msg
         try:
-            result: object = await worker.handle_call(msg.payload)
+            result: object = await (worker.handle_call(msg.payload) if resume is None else resume)
         except Exception as exc:
             _settle(msg.reply, WorkerFailed(self.name, _describe(exc)))
             raise
         finally:
             self._in_flight = None
+        self._answer(msg, result)
+
+    def _answer(self, msg: _Call, result: object) -> None:
         if isinstance(result, bytes | bytearray | memoryview):
             _settle(msg.reply, None, bytes(result))
         else:

@@ -45,9 +45,19 @@ class CallStats:
         self._clock = clock
         self._kinds: dict[str, KindCalls] = {}
 
-    def watch(self, kind: str, reply: asyncio.Future[bytes]) -> None:
-        began = self._clock()
-        reply.add_done_callback(lambda done: self._done(kind, began, done))
+    def began(self) -> float:
+        """Now, on the clock ``watch`` measures with: take it before the call is
+        submitted (one that starts at once may be answered before ``watch``)."""
+        return self._clock()
+
+    def watch(self, kind: str, reply: asyncio.Future[bytes], began: float | None = None) -> None:
+        """Count ``reply``'s outcome and time, from ``began`` (default: now), when it is
+        done (at once if it already is)."""
+        since = self._clock() if began is None else began
+        if reply.done():
+            self._done(kind, since, reply)
+        else:
+            reply.add_done_callback(lambda done: self._done(kind, since, done))
 
     def _done(self, kind: str, began: float, reply: asyncio.Future[bytes]) -> None:
         if reply.cancelled():

@@ -390,8 +390,9 @@ class WorkerRuntime:
         worker host serves thousands of calls this way); cancel the future to give up.
         Raises what ``call`` raises when the call cannot be queued."""
         runner = self._serving(name)
+        began = self.call_stats.began()  # an idle activation answers within submit_call
         reply = runner.submit_call(payload)
-        self.call_stats.watch(runner.spec.kind, reply)
+        self.call_stats.watch(runner.spec.kind, reply, began)
         return reply
 
     async def cast(self, name: str, payload: bytes) -> None:
