@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, ParamSpec
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,21 +27,9 @@ from registry.worker import (
     WorkerFailed,
     WorkerRuntime,
 )
+from tests.unit.async_support import async_test
 
-P = ParamSpec("P")
 REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="unset")
-
-
-def async_test(fn: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        async def main() -> None:
-            async with asyncio.timeout(4.0):
-                await fn(*args, **kwargs)
-
-        asyncio.run(main())
-
-    return run
 
 
 class Seen:

@@ -17,7 +17,8 @@ from registry.core.state import Activation
 from registry.testing.worker_harness import WorkerHarness
 from registry.worker import Context, StartReason, Worker, WorkerFailed, WorkerRuntime
 from registry.worker.timers import Schedule, Tick
-from tests.unit.test_worker_runtime import Journal, async_test, eventually
+from tests.unit.async_support import async_test
+from tests.unit.test_worker_runtime import Journal, eventually
 
 
 class Store:

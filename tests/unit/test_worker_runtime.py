@@ -9,11 +9,10 @@ delay: ``sleep(0)`` only yields once, and the one timed sleep checks that someth
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
-from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, ParamSpec
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import pytest
 
@@ -37,24 +36,10 @@ from registry.worker import (
 )
 from registry.worker.errors import MailboxFull
 from registry.worker.runtime import EFFECTS_PER_TURN
+from tests.unit.async_support import async_test
 
-P = ParamSpec("P")
 GRACE = 0.2
 """fence_grace used throughout (seconds)."""
-
-
-def async_test(fn: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test in a fresh event loop, failing it after 4 s."""
-
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        async def main() -> None:
-            async with asyncio.timeout(4.0):
-                await fn(*args, **kwargs)
-
-        asyncio.run(main())
-
-    return run
 
 
 class Journal:
