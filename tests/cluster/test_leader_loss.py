@@ -2,9 +2,11 @@
 
 Until a new leader holds its lease a survivor refuses writes, and each refusal must say
 why truthfully and be safe to retry: UNAVAILABLE with "no leader ..." while the election
-runs, "leader … is unreachable" for a forward the dead leader never received, and "no
-quorum: k of n voters reachable" only when k is below a quorum. Once the survivors agree
-on a new leader, writes succeed again within a bound.
+runs, "leader … is unreachable" for a forward the dead leader never received, "the
+connection to leader … broke after the request was sent … it may have been applied" for
+a forward on a connection the kill reset (the survivor cannot know whether the leader
+took it), and "no quorum: k of n voters reachable" only when k is below a quorum. Once
+the survivors agree on a new leader, writes succeed again within a bound.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ preset's election timeout, generous because CI machines stall."""
 WRITE_TIMEOUT_S = 5.0
 GONE = re.compile(r"^leader n\d at [\d.:]+ is unreachable \(failed to connect")
 """A forward the old leader never received (refused connection): safe to retry."""
+LOST = re.compile(
+    r"^the connection to leader n\d at [\d.:]+ broke after the request was sent .*"
+    r"it may have been applied"
+)
+"""A forward on a connection the kill reset: the node cannot know whether the old leader
+took it, and says so."""
 PACE_S = 0.02
 """Between writes through one survivor; ``FAST_PACE_S`` from the kill on, so that some
 arrive in the short gap while the survivors know no leader."""
@@ -95,7 +103,8 @@ def untruthful(o: Outcome, quorum: int) -> str | None:
     counted = re.search(r"no quorum: (\d+) of (\d+) voters reachable", o.details)
     if counted and int(counted[1]) >= quorum:
         return "claims no quorum while a quorum is reachable"
-    if not (counted or "no leader yet" in o.details or GONE.search(o.details)):
+    named = (GONE.search(o.details), LOST.search(o.details))
+    if not (counted or "no leader yet" in o.details or any(named)):
         return "names no reason a client can act on"
     return None
 

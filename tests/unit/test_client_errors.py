@@ -262,6 +262,11 @@ def test_relayed_keeps_the_answering_nodes_reason_and_names_the_hop() -> None:
         error = _from_node(relayed(hop, owner=("n2", "127.0.0.1:7401")))
         assert (error.reason, error.may_have_run, error.unreachable) == (reason, ran, True)
         assert error.owner == Redirect("n2", "127.0.0.1:7401")
+        # A person reads which hop failed and whether the request may have got there;
+        # gRPC's own words stay, in parentheses.
+        said = str(error)
+        assert "owner n2 at 127.0.0.1:7401" in said and f"({transport})" in said, said
+        assert ("may have been applied" in said) is ran, said
 
 
 def test_a_reason_newer_than_the_sdk_is_retried_only_with_retry_info() -> None:
