@@ -56,6 +56,7 @@ from registry.node.status import (
     PAYLOAD_TOO_LARGE,
     Abort,
     Refusal,
+    hop_failed,
     refusal_for,
     relayed,
 )
@@ -292,7 +293,7 @@ class RegistryService(registry_pb2_grpc.RegistryServicer):
                     # the client may retry, naming why; not gRPC's bare transport error.
                     raise Abort(
                         grpc.StatusCode.UNAVAILABLE,
-                        f"leader {leader} at {address} is unreachable ({exc.details()}); retry",
+                        hop_failed(exc.details() or "", True, leader=(leader, address)),
                         reason="UNREACHABLE",
                         leader=(leader, address),
                     ) from None

@@ -143,7 +143,7 @@ def relayed(
         never = any(m in message.lower() for m in _NEVER_CONNECTED)
         if exc.code() is grpc.StatusCode.UNAVAILABLE:
             reason = "UNREACHABLE" if never else "CONNECTION_LOST"
-            message = _hop_failed(message, never, leader=leader, owner=owner)
+            message = hop_failed(message, never, leader=leader, owner=owner)
         else:
             reason = _CODE_REASON.get(exc.code(), "INTERNAL")
     return Abort(
@@ -155,17 +155,16 @@ def relayed(
     )
 
 
-def _hop_failed(
+def hop_failed(
     transport: str,
     never_connected: bool,
     *,
-    leader: tuple[str, str] | None,
-    owner: tuple[str, str] | None,
+    leader: tuple[str, str] | None = None,
+    owner: tuple[str, str] | None = None,
 ) -> str:
     """What a person can act on when the hop itself failed: which node, and whether the
     request may have reached it (gRPC's own words kept in parentheses)."""
-    hop = ("leader", leader) if leader is not None else ("owner", owner)
-    role, node = hop[0], hop[1]
+    role, node = ("leader", leader) if leader is not None else ("owner", owner)
     if node is None:
         return transport
     where = f"{role} {node[0]} at {node[1]}"

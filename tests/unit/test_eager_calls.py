@@ -20,6 +20,7 @@ from registry.core.replica import Start, Stop, StopReason
 from registry.core.state import Activation
 from registry.worker import (
     Context,
+    NoLease,
     NotHere,
     StartReason,
     StopCause,
@@ -113,14 +114,19 @@ class _Reports:
         SEEN.note("fatal", reason)
 
 
+LEASE = [True]
+"""The sub-lease the runtime checks (rule 2): a test may take it away."""
+
+
 async def _running() -> WorkerRuntime:
     global SEEN
     SEEN = Seen()
+    LEASE[0] = True
     rt = WorkerRuntime(
         node="n1",
         kinds={"recorder": Recorder},
         reports=_Reports(),
-        lease_holds=lambda: True,
+        lease_holds=lambda: LEASE[0],
         fence_grace=0.5,
     )
     spec = Activation(
@@ -262,4 +268,17 @@ async def test_a_hook_that_is_not_a_coroutine_fails_the_call_as_awaiting_it_woul
         await asyncio.sleep(0)  # started, waiting on its mailbox
     with pytest.raises(WorkerFailed, match="can't be used in 'await' expression"):
         await rt.submit_call("s", b"x")
+    await rt.shutdown()
+
+
+@async_test
+async def test_an_idle_activation_without_its_lease_runs_nothing() -> None:
+    rt = await _running()
+    assert await rt.submit_call("r", b"before") == b"before True started r"
+    LEASE[0] = False  # the sub-lease lapsed while the activation waited, idle
+    with pytest.raises(NoLease):
+        await rt.submit_call("r", b"after")
+    assert ("call", "after") not in SEEN.events, "a hook ran without the lease (G1)"
+    LEASE[0] = True
+    assert await rt.submit_call("r", b"again") == b"again True started r"
     await rt.shutdown()
