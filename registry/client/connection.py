@@ -206,11 +206,11 @@ class Connection:
     ) -> tuple[T, str]:
         """Send a request about ``name`` to its owner (as far as known); returns the
         reply and the address that answered."""
-        direct = self.cache.direct(name)
-        if direct and self._ready(direct):
-            answered = await self._try_direct(name, what, send, direct, deadline, idempotent)
+        direct = self.direct_stub(name)
+        if direct is not None:
+            answered = await self._try_direct(name, what, send, direct[0], deadline, idempotent)
             if answered:
-                return answered[0], direct
+                return answered[0], direct[0]
         sent_to = [""]
 
         def target(failed: str) -> str:
@@ -241,6 +241,14 @@ class Connection:
         )
         return reply, sent_to[0]
 
+    def direct_stub(self, name: str) -> tuple[str, Any] | None:
+        """The address and stub of the worker host that runs ``name`` (its
+        ``call_address``), when known and its channel is connected; else ``None``."""
+        direct = self.cache.direct(name)
+        if direct and self._ready(direct):
+            return direct, self._stubs[direct]
+        return None
+
     def _ready(self, address: str) -> bool:
         """Whether the channel to ``address`` is connected; if not, it starts connecting
         (a direct address is used only once connected: one that cannot be reached, e.g.
@@ -263,22 +271,30 @@ class Connection:
             return None
         try:
             return (await send(self.stub(address), remaining),)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, grpc.aio.AioRpcError) as exc:
+            self.after_direct(exc, name, what, address, idempotent)
+        return None
+
+    def after_direct(
+        self, exc: BaseException, name: str, what: str, address: str, idempotent: bool
+    ) -> None:
+        """What a failed attempt at ``name``'s worker host at ``address`` means: returns
+        when the node path should be taken, raises the caller's error otherwise."""
+        if not isinstance(exc, grpc.aio.AioRpcError):  # cancelled
             if not self._closed_under_us():
-                raise
+                raise exc
             raise Unavailable(
                 f"{what}: the client was closed while the request was in flight",
                 code="CANCELLED",
                 address=address,
                 may_have_run=True,
             ) from None
-        except grpc.aio.AioRpcError as exc:
-            metadata = tuple(exc.trailing_metadata() or ())
-            error = translate(exc.code(), exc.details() or "", metadata, address=address)
+        metadata = tuple(exc.trailing_metadata() or ())
+        error = translate(exc.code(), exc.details() or "", metadata, address=address)
         self.cache.drop_direct(name, address)
         if isinstance(error, NotFound) or should_retry(error, idempotent=idempotent):
             log.debug("%s: %s at its host %s; via the node", what, error, address)
-            return None
+            return
         ran = bool(getattr(error, "may_have_run", False))
         raise self._final(error, what, 1, self.now(), ran, idempotent)
 

@@ -325,10 +325,11 @@ class ActivationRunner:
         """Queue a call, or start it at once (rule 8); its reply future (cancelling it
         drops a call still queued)."""
         self._check_accepting()
-        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[bytes] = loop.create_future()
         msg = _Call(payload, reply)
         if self._idle():
-            self._start_now(msg)
+            self._start_now(msg, loop)
             return reply
         self._put(msg)
 
@@ -357,16 +358,16 @@ class ActivationRunner:
             and self._hooks.lease_holds()
         )
 
-    def _start_now(self, msg: _Call) -> None:
+    def _start_now(self, msg: _Call, loop: asyncio.AbstractEventLoop) -> None:
         """Run ``handle_call``'s first step as a step of the waiting task (rule 8)."""
         worker, task, context = self._instance, self.task, self._task_context
         assert worker is not None and task is not None and context is not None
         self._in_flight = msg
-        step = first_step(functools.partial(worker.handle_call, msg.payload), task, context)
+        step = first_step(worker.handle_call, msg.payload, task, context)
         if isinstance(step, Done):
             self._in_flight = None
             self._answer(msg, step.value)
-            self._last_active = asyncio.get_running_loop().time()
+            self._last_active = loop.time()
             return
         if isinstance(step, Raised):
             self._in_flight = None
@@ -701,7 +702,9 @@ class ActivationRunner:
         self._answer(msg, result)
 
     def _answer(self, msg: _Call, result: object) -> None:
-        if isinstance(result, bytes | bytearray | memoryview):
+        if type(result) is bytes:  # the usual answer, without a union isinstance check
+            _settle(msg.reply, None, result)
+        elif isinstance(result, bytes | bytearray | memoryview):
             _settle(msg.reply, None, bytes(result))
         else:
             why = f"handle_call returned {type(result).__name__}, expected bytes"

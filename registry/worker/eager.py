@@ -8,7 +8,7 @@ they do for one step.
 
 Rules
 -----
-1. ``first_step(start, task, context)`` calls ``start()`` (the hook: it returns a
+1. ``first_step(hook, arg, task, context)`` calls ``hook(arg)`` (it returns a
    coroutine) and runs that coroutine up to its first suspension, with
    ``task`` as the current task (``asyncio.current_task()``, what ``asyncio.timeout`` and
    ``TaskGroup`` attach to) and inside ``context`` (the task's ``contextvars``). The
@@ -29,23 +29,26 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# and a host builds a ``Done`` on every call it answers at once.
+@dataclass(slots=True)
 class Done:
     value: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Raised:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Suspended:
     coro: Coroutine[Any, Any, object]
     yielded: object
@@ -56,11 +59,12 @@ Step = Done | Raised | Suspended
 
 
 def first_step(
-    start: Callable[[], object],
+    hook: Callable[[Any], object],
+    arg: object,
     task: asyncio.Task[Any],
     context: contextvars.Context,
 ) -> Step:
-    """Start the hook and run it up to its first suspension as a step of ``task``
+    """Start ``hook(arg)`` and run it up to its first suspension as a step of ``task``
     (rules 1 and 2)."""
     loop = task.get_loop()
     outer = asyncio.current_task(loop)
@@ -69,7 +73,7 @@ def first_step(
     _enter_task(loop, task)
     started: list[Coroutine[Any, Any, object]] = []
     try:
-        yielded = context.run(_start, start, started)
+        yielded = context.run(_start, hook, arg, started)
     except StopIteration as done:
         return Done(done.value)
     except (KeyboardInterrupt, SystemExit):
@@ -83,9 +87,12 @@ def first_step(
     return Suspended(started[0], yielded)
 
 
-def _start(start: Callable[[], object], started: list[Coroutine[Any, Any, object]]) -> object:
-    coro = start()
-    if not isinstance(coro, Coroutine):
+def _start(
+    hook: Callable[[Any], object], arg: object, started: list[Coroutine[Any, Any, object]]
+) -> object:
+    coro = hook(arg)
+    # The exact type first: an ABC isinstance check costs a host microseconds per call.
+    if type(coro) is not types.CoroutineType and not isinstance(coro, Coroutine):
         raise TypeError(f"object {type(coro).__name__} can't be used in 'await' expression")
     started.append(coro)
     return coro.send(None)

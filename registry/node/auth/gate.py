@@ -34,6 +34,7 @@ import grpc.aio
 from registry.core.errors import ConfigError
 from registry.node.admin_methods import ADMIN_METHODS
 from registry.node.auth.policy import Caller, TokenFile
+from registry.node.limits import peer_host
 from registry.node.status import Refusal
 from registry.node.stream_wrap import around_stream
 
@@ -172,8 +173,6 @@ class AuthGate(grpc.aio.ServerInterceptor):
 
 def identity(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The caller's name for per-client limits: its token, else its peer address."""
-    from registry.node.limits import peer_host
-
     caller = CALLER.get()
     return f"token:{caller.name}" if caller is not None else peer_host(context)
 

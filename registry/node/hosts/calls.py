@@ -41,7 +41,7 @@ import grpc.aio
 from google.protobuf.message import DecodeError, Message
 
 from registry.node.auth.gate import CALLER, PERMISSION, AuthGate, Refused, Tokens, identity
-from registry.node.limits import ConcurrencyLimits
+from registry.node.limits import ConcurrencyLimits, peer_host
 from registry.node.service import DEFAULT_CALL_TIMEOUT_S, check_payload
 from registry.node.status import Abort, Refusal, refusal_for
 from registry.node.transport import SERVER_OPTIONS
@@ -174,7 +174,7 @@ class HostCalls:
                 code = grpc.StatusCode.UNAUTHENTICATED
                 return Refusal(code=code, message=exc.message, reason=exc.reason)
             CALLER.set(caller)
-        client = identity(context)
+        client = identity(context) if caller is not None else peer_host(context)
         busy = self.limits.try_admit(False, client)
         if busy is not None:
             return busy
