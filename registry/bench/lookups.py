@@ -10,7 +10,10 @@ operations each:
   straight to the owner by the cache, in ``PAIRED_ROUNDS`` runs each next to an equal run
   of the raw ``grpc.aio`` echo (``ref_grpc``'s server, started here): the median of the
   rounds' call/echo ratios is the figure the 0.8 target applies to. Load on a shared
-  2-core machine drifts by 2x within a minute, so only runs side by side compare;
+  2-core machine drifts by 2x within a minute, so only runs side by side compare. Each
+  round also runs the echo over as many servers as the cluster has nodes, each call to
+  one drawn at random (the calls' names live on that many worker hosts): the call's
+  ratio to that like-for-like echo is reported beside, without a target;
   and for comparison a bare gRPC stub that always asks the first node, which forwards
   calls for names it does not run one hop to the owner (in ``details`` only);
 - ``call`` c=1 to one name only: the same path with one host and one activation kept warm,
@@ -21,10 +24,13 @@ operations each:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import statistics
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -51,13 +57,26 @@ CALL_VS_GRPC_TARGET = 0.8
 the same rounds."""
 PAIRED_ROUNDS = 5
 """Runs of each call row, each beside a run of the echo (module docstring)."""
+SPREAD_DRAWS = 100_000
+"""Length of the seeded sequence of echo servers the spread echo cycles through."""
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One paired round's rates, operations per second."""
+
+    call_per_s: float
+    echo_per_s: float
+    """The raw echo to one server."""
+    spread_per_s: float
+    """The raw echo over as many servers as the cluster has nodes."""
 
 
 async def run(c: LocalCluster, params: Params, progress: Progress, out: SectionResult) -> None:
     count = min(LOOKUP_NAMES, params.names)
     keys = [f"{PREFIX}{i}" for i in range(count)]
     rows: dict[str, Latency] = {}
-    pairs: dict[int, list[tuple[float, float]]] = {}
+    pairs: dict[int, list[Round]] = {}
     servers: list[subprocess.Popen[bytes]] = []
     try:
         counters = await _measure(c, params, progress, keys, rows, pairs, servers)
@@ -74,19 +93,27 @@ async def _measure(
     progress: Progress,
     keys: list[str],
     rows: dict[str, Latency],
-    pairs: dict[int, list[tuple[float, float]]],
+    pairs: dict[int, list[Round]],
     servers: list[subprocess.Popen[bytes]],
 ) -> dict[str, int]:
     """Every row, into ``rows`` and ``pairs``; the client's call counters."""
     count, ops = len(keys), params.ops
-    echo_address = await ref_grpc.start_server(servers)
-    async with (
-        Client(seeds(c), timeout=120.0) as client,
-        Client(seeds(c), cache=False, timeout=120.0) as plain,
-        grpc.aio.insecure_channel(seeds(c)[0]) as channel,
-        grpc.aio.insecure_channel(echo_address, options=CHANNEL_OPTIONS) as echo_channel,
-    ):
-        echo = ref_grpc.caller(echo_channel)
+    echo_addresses = [await ref_grpc.start_server(servers) for _ in range(max(1, params.nodes))]
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(Client(seeds(c), timeout=120.0))
+        plain = await stack.enter_async_context(Client(seeds(c), cache=False, timeout=120.0))
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(seeds(c)[0]))
+        echoes = []
+        for address in echo_addresses:
+            echo_channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            echoes.append(ref_grpc.caller(await stack.enter_async_context(echo_channel)))
+        echo = echoes[0]
+        rng = random.Random(ref_grpc.SPREAD_SEED)
+        spread_order = [rng.randrange(len(echoes)) for _ in range(SPREAD_DRAWS)]
+
+        def spread_echo(i: int) -> Awaitable[bytes]:
+            return echoes[spread_order[i % SPREAD_DRAWS]](i)
+
         stub = registry_pb2_grpc.RegistryStub(channel)
 
         async def bare_call(name: str) -> Any:
@@ -107,7 +134,7 @@ async def _measure(
         for i, k in enumerate(keys):  # every worker running, every channel connected
             await client.call(k, PAYLOAD, idempotent=True)
             await bare_call(k)
-            await echo(i)
+            await echoes[i % len(echoes)](i)
 
         def key(i: int) -> str:
             return keys[i % count]
@@ -132,7 +159,11 @@ async def _measure(
         for concurrency in (1, params.concurrency):
             progress.step(f"call c={concurrency} ({ops:,}), beside the raw echo")
             rows[f"call_c{concurrency}"], pairs[concurrency] = await _paired(
-                lambda i: client.call(key(i), PAYLOAD), echo, concurrency, params, progress
+                lambda i: client.call(key(i), PAYLOAD),
+                (echo, spread_echo),
+                concurrency,
+                params,
+                progress,
             )
             progress.step(f"call via one node's stub c={concurrency} ({ops:,})")
             rows[f"bare_call_c{concurrency}"] = await run_lanes(
@@ -152,40 +183,40 @@ async def _measure(
 
 async def _paired(
     call: Callable[[int], Awaitable[object]],
-    echo: Callable[[int], Awaitable[object]],
+    echoes: tuple[Callable[[int], Awaitable[object]], Callable[[int], Awaitable[object]]],
     concurrency: int,
     params: Params,
     progress: Progress,
-) -> tuple[Latency, list[tuple[float, float]]]:
+) -> tuple[Latency, list[Round]]:
     """``params.ops`` calls in ``PAIRED_ROUNDS`` runs, each beside a run of as many raw
-    echoes (the echo first in even rounds, the call first in odd ones, so a drift of the
-    machine's load within a round falls on both alike); the calls' row over all their
-    runs, and each round's (calls/s, echoes/s)."""
+    echoes to one server and one over all of them (the echoes first in even rounds, the
+    call first in odd ones, so a drift of the machine's load within a round falls on all
+    alike); the calls' row over all their runs, and each round's rates."""
     chunk = max(1, params.ops // PAIRED_ROUNDS)
     budget_s = params.budget_s / PAIRED_ROUNDS
     samples: list[float] = []
     wall_s = 0.0
-    rounds: list[tuple[float, float]] = []
+    rounds: list[Round] = []
     for round_no in range(PAIRED_ROUNDS):
-        if round_no % 2:
-            calls = await run_lanes(
-                call, chunk, concurrency, progress, budget_s=budget_s, samples=samples
-            )
-            echoes = await run_lanes(echo, chunk, concurrency, budget_s=budget_s)
-        else:
-            echoes = await run_lanes(echo, chunk, concurrency, budget_s=budget_s)
-            calls = await run_lanes(
-                call, chunk, concurrency, progress, budget_s=budget_s, samples=samples
-            )
-        wall_s += calls.wall_s
-        rounds.append((calls.per_s, echoes.per_s))
+        rates: dict[str, float] = {}
+        lanes = [("echo", echoes[0]), ("spread", echoes[1]), ("call", call)]
+        for lane, op in reversed(lanes) if round_no % 2 else lanes:
+            if lane == "call":
+                row = await run_lanes(
+                    op, chunk, concurrency, progress, budget_s=budget_s, samples=samples
+                )
+                wall_s += row.wall_s
+            else:
+                row = await run_lanes(op, chunk, concurrency, budget_s=budget_s)
+            rates[lane] = row.per_s
+        rounds.append(Round(rates["call"], rates["echo"], rates["spread"]))
     return summarize(samples, wall_s, chunk * PAIRED_ROUNDS), rounds
 
 
 def _report(
     out: SectionResult,
     rows: dict[str, Latency],
-    pairs: dict[int, list[tuple[float, float]]],
+    pairs: dict[int, list[Round]],
     params: Params,
 ) -> None:
     cache = rows["whereis_cache"]
@@ -218,7 +249,7 @@ def _report(
     out.add("call_one_name_c1_p50_ms", "call c=1 to one name p50", one.p50_s * 1e3, "ms")
     out.add("call_one_name_c1_per_s", "call c=1 to one name", one.per_s, "calls/s")
     for concurrency, rounds in pairs.items():
-        ratios = [calls / echoes for calls, echoes in rounds if echoes > 0]
+        ratios = [r.call_per_s / r.echo_per_s for r in rounds if r.echo_per_s > 0]
         out.add(
             f"call_c{concurrency}_vs_echo",
             f"call c={concurrency} / raw echo c={concurrency}, side by side "
@@ -227,11 +258,24 @@ def _report(
             "×",
             target=Target(op=">=", bound=CALL_VS_GRPC_TARGET),
         )
+        spread = [r.call_per_s / r.spread_per_s for r in rounds if r.spread_per_s > 0]
+        out.add(
+            f"call_c{concurrency}_vs_echo_spread",
+            f"call c={concurrency} / raw echo c={concurrency} over {params.nodes} processes, "
+            f"side by side (median of {len(spread)} rounds)",
+            statistics.median(spread),
+            "×",
+        )
     out.details.update(
         rows={k: v.to_json() for k, v in rows.items()},
         paired_rounds={
             f"c{concurrency}": [
-                {"call_per_s": round(a, 1), "echo_per_s": round(b, 1)} for a, b in rounds
+                {
+                    "call_per_s": round(r.call_per_s, 1),
+                    "echo_per_s": round(r.echo_per_s, 1),
+                    "echo_spread_per_s": round(r.spread_per_s, 1),
+                }
+                for r in rounds
             ]
             for concurrency, rounds in pairs.items()
         },

@@ -170,6 +170,12 @@ def test_bench_tiny_run_writes_every_figure(bench_run: tuple[dict[str, Any], str
         assert len(rounds) == 5 and all(r["call_per_s"] > 0 < r["echo_per_s"] for r in rounds)
         median = sorted(r["call_per_s"] / r["echo_per_s"] for r in rounds)[2]
         assert math.isclose(paired["value"], median, rel_tol=0.01), (paired, rounds)
+        # The like-for-like reference: the echo over as many processes as the names' hosts.
+        spread = figures[f"lookups.call_{concurrency}_vs_echo_spread"]
+        assert "target" not in spread or spread["target"] is None, spread
+        assert all(r["echo_spread_per_s"] > 0 for r in rounds), rounds
+        median = sorted(r["call_per_s"] / r["echo_spread_per_s"] for r in rounds)[2]
+        assert math.isclose(spread["value"], median, rel_tol=0.01), (spread, rounds)
 
     ratios = {k: v["ratio"] for k, v in figures.items() if "ratio" in v}
     assert ratios["lookups.call_c64_per_s"]["reference"] == "grpc.echo_c64_per_s"
