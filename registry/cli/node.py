@@ -10,9 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from registry.core.errors import ConfigError
 from registry.core.timing import preset
@@ -23,6 +21,7 @@ from registry.node.config import (
     NodeConfig,
     load_from,
 )
+from registry.node.event_loop import run_loop
 
 DEV_BASE_PORT = DEFAULT_GRPC_PORT
 DEV_HTTP_BASE_PORT = DEFAULT_HTTP_PORT
@@ -290,27 +289,6 @@ def run_node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-EVENT_LOOP_ENV = "REGISTRY_EVENT_LOOP"
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run the node's ``main`` on uvloop when it is installed (the ``fast`` extra) and
-    ``REGISTRY_EVENT_LOOP`` is not ``asyncio``; else on the standard loop. At c=64
-    registrations uvloop took ~10 % off the CPU per write (leader and followers, three
-    A/B pairs); nothing in the node depends on which loop runs it."""
-    if os.environ.get(EVENT_LOOP_ENV, "") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(main)
-            return
-    import asyncio
-
-    asyncio.run(main)
 
 
 def _wait_ready(addresses: list[str], timeout: float) -> str | None:

@@ -1,5 +1,6 @@
 """Worker modules load in the worker hosts, never in the control process: a module that
-does not import still stops the node at start, with exit 2 and one clear line."""
+does not import still stops the node at start, with exit 2 and one clear line. Hosts run
+on the node's event loop: uvloop when installed, unless ``REGISTRY_EVENT_LOOP=asyncio``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from registry.node.event_loop import EVENT_LOOP_ENV
 from registry.testing.local_cluster import free_ports
+from tests.hosts.support import host_pids, local_cluster
 
 
 def test_a_worker_module_that_does_not_import_is_a_config_error(tmp_path: Path) -> None:
@@ -26,3 +31,17 @@ def test_a_worker_module_that_does_not_import_is_a_config_error(tmp_path: Path) 
         "error: cannot import worker module 'no_such_module_xyz': "
         "No module named 'no_such_module_xyz'"
     ]
+
+
+@pytest.mark.parametrize("forced", ["", "asyncio"])
+def test_worker_hosts_run_on_the_node_s_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forced: str
+) -> None:
+    pytest.importorskip("uvloop", reason="uvloop (the fast extra) is not installed")
+    monkeypatch.setenv(EVENT_LOOP_ENV, forced)  # node processes and their hosts inherit it
+    with local_cluster(tmp_path, workers=1) as c:
+        pids = [pid for node in c.ids for pid in host_pids(c, node)]
+        assert len(pids) == 3, pids
+        for pid in pids:
+            on_uvloop = "uvloop" in Path(f"/proc/{pid}/maps").read_text(encoding="utf-8")
+            assert on_uvloop == (forced != "asyncio"), (pid, forced)

@@ -28,7 +28,7 @@ from registry.worker import (
     WorkerFailed,
     WorkerRuntime,
 )
-from tests.unit.async_support import async_test
+from tests.unit.async_support import on_each_loop
 
 REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="unset")
 
@@ -138,7 +138,7 @@ async def _running() -> WorkerRuntime:
     return rt
 
 
-@async_test
+@on_each_loop
 async def test_an_idle_activation_answers_before_submit_call_returns() -> None:
     rt = await _running()
     reply = rt.submit_call("r", b"now")
@@ -154,7 +154,7 @@ async def test_an_idle_activation_answers_before_submit_call_returns() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_the_hook_runs_as_the_activation_task_in_its_context() -> None:
     rt = await _running()
     REQUEST.set("the caller's")  # the caller's context must not leak into the hook
@@ -171,7 +171,7 @@ async def test_the_hook_runs_as_the_activation_task_in_its_context() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_a_hook_that_awaits_goes_first_and_nothing_overlaps() -> None:
     rt = await _running()
     waiting = rt.submit_call("r", b"wait")
@@ -193,7 +193,7 @@ async def test_a_hook_that_awaits_goes_first_and_nothing_overlaps() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_timeouts_and_task_groups_inside_a_call_started_at_once() -> None:
     rt = await _running()
     # asyncio.timeout(0) cancels the current task on the next loop turn: before the
@@ -205,7 +205,7 @@ async def test_timeouts_and_task_groups_inside_a_call_started_at_once() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_a_first_step_that_raises_answers_worker_failed_and_crashes_as_before() -> None:
     rt = await _running()
     reply = rt.submit_call("r", b"raise")
@@ -218,7 +218,7 @@ async def test_a_first_step_that_raises_answers_worker_failed_and_crashes_as_bef
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_a_stop_cancels_a_call_started_at_once_like_any_other() -> None:
     rt = await _running()
     waiting = rt.submit_call("r", b"wait")
@@ -235,7 +235,7 @@ async def test_a_stop_cancels_a_call_started_at_once_like_any_other() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_a_call_answered_at_once_is_timed_from_its_submission() -> None:
     rt = await _running()
     rt.call_stats.drain()
@@ -255,7 +255,7 @@ class NotAsync(Worker):
         return payload
 
 
-@async_test
+@on_each_loop
 async def test_a_hook_that_is_not_a_coroutine_fails_the_call_as_awaiting_it_would() -> None:
     rt = WorkerRuntime(
         node="n1", kinds={"not-async": NotAsync}, reports=_Reports(), lease_holds=lambda: True
@@ -271,7 +271,7 @@ async def test_a_hook_that_is_not_a_coroutine_fails_the_call_as_awaiting_it_woul
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_an_idle_activation_without_its_lease_runs_nothing() -> None:
     rt = await _running()
     assert await rt.submit_call("r", b"before") == b"before True started r"

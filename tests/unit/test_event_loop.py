@@ -1,4 +1,5 @@
-"""The node's event loop: uvloop when installed, the standard loop when asked for."""
+"""The event loop of a node's processes (control and worker hosts): uvloop when installed,
+the standard loop when asked for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from registry.cli.node import EVENT_LOOP_ENV, run_loop
+from registry.node.event_loop import EVENT_LOOP_ENV, run_loop
 
 
 def _loop_module() -> str:

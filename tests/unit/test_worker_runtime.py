@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, ParamSpec
 
 import pytest
 
@@ -36,7 +36,7 @@ from registry.worker import (
 )
 from registry.worker.errors import MailboxFull
 from registry.worker.runtime import EFFECTS_PER_TURN
-from tests.unit.async_support import async_test
+from tests.unit.async_support import on_each_loop as each_loop
 
 GRACE = 0.2
 """fence_grace used throughout (seconds)."""
@@ -85,15 +85,25 @@ async def eventually(condition: Callable[[], object], timeout: float = 2.0) -> N
             await asyncio.sleep(0.005)
 
 
+P = ParamSpec("P")
 JOURNAL = Journal()  # replaced before each test
 GATE = asyncio.Event()
 
 
-@pytest.fixture(autouse=True)
 def _fresh_journal() -> None:
     global JOURNAL, GATE
     JOURNAL = Journal()
     GATE = asyncio.Event()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_for_each_test() -> None:
+    _fresh_journal()
+
+
+def on_each_loop(fn: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """The runtime on both event loops, with a fresh journal and gate for each run."""
+    return each_loop(fn, fresh=_fresh_journal)
 
 
 class Probe(Worker):
@@ -196,7 +206,7 @@ def runtime(*classes: type[Worker], node: str = "n1", **options: Any) -> WorkerR
 # -- mailbox ---------------------------------------------------------------------------
 
 
-@async_test
+@on_each_loop
 async def test_mailbox_is_sequential_and_ordered() -> None:
     rt = runtime(Counter, Echo)
     rt.apply([start("c", "counter", 1), start("e", "echo", 2)])
@@ -239,7 +249,7 @@ class Overlapping(Worker):
         await self._enter(payload)
 
 
-@async_test
+@on_each_loop
 async def test_concurrent_calls_into_one_activation_never_overlap() -> None:
     Overlapping.active = Overlapping.most = 0
     Overlapping.seen = []
@@ -261,7 +271,7 @@ async def test_concurrent_calls_into_one_activation_never_overlap() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_mailbox_byte_bound_counts_only_what_is_queued() -> None:
     # Room for two 40-byte calls: a third is refused; a call that leaves the mailbox (run,
     # given up) frees its bytes, every round (the running total never drifts).
@@ -290,7 +300,7 @@ async def test_mailbox_byte_bound_counts_only_what_is_queued() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_not_here_timeout_and_missing_handle_call() -> None:
     rt = runtime(Probe, Plain)
     rt.apply([start("p", "probe", 1), start("q", "plain", 2)])
@@ -305,7 +315,7 @@ async def test_not_here_timeout_and_missing_handle_call() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_no_lease_refuses_calls_and_casts() -> None:
     lease = [True]
     rt = runtime(Probe, lease_holds=lambda: lease[0])
@@ -330,7 +340,7 @@ async def test_no_lease_refuses_calls_and_casts() -> None:
 # -- handoff ---------------------------------------------------------------------------
 
 
-@async_test
+@on_each_loop
 async def test_handoff_resume_carries_the_count_to_the_next_owner() -> None:
     old = runtime(Counter)
     old.apply([start("c", "counter", 3)])
@@ -349,7 +359,7 @@ async def test_handoff_resume_carries_the_count_to_the_next_owner() -> None:
     await asyncio.gather(old.shutdown(), new.shutdown())
 
 
-@async_test
+@on_each_loop
 async def test_handoff_restart_and_ignore() -> None:
     rt = runtime(Probe, Staying)
     rt.apply([start("p", "probe", 1), start("s", "staying", 2)])
@@ -366,7 +376,7 @@ async def test_handoff_restart_and_ignore() -> None:
     assert JOURNAL.done == [("p", 1, None)]
 
 
-@async_test
+@on_each_loop
 async def test_oversize_state_is_dropped_with_an_error(caplog: pytest.LogCaptureFixture) -> None:
     rt = runtime(Bloated, max_state_bytes=16)
     rt.apply([start("b", "bloated", 4), handoff("b", 4)])
@@ -379,7 +389,7 @@ async def test_oversize_state_is_dropped_with_an_error(caplog: pytest.LogCapture
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_handoff_deadline_stops_the_worker_without_state() -> None:
     rt = runtime(Stalling, Probe, handoff_deadline=0.1)
     rt.apply([start("s", "stalling", 1), start("p", "probe", 2)])
@@ -401,7 +411,7 @@ async def test_handoff_deadline_stops_the_worker_without_state() -> None:
 # -- crashes ---------------------------------------------------------------------------
 
 
-@async_test
+@on_each_loop
 async def test_crash_restarts_with_backoff_then_fails() -> None:
     rt = runtime(Probe, max_restarts=2, restart_backoff=(0.02, 0.04))
     rt.apply([start("p", "probe", 5)])
@@ -434,7 +444,7 @@ async def test_crash_restarts_with_backoff_then_fails() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_unknown_kind_fails_the_activation_not_the_node() -> None:
     rt = runtime(Probe)
     rt.apply([start("x", "nope", 1)])
@@ -456,7 +466,7 @@ async def test_unknown_kind_fails_the_activation_not_the_node() -> None:
 # -- stopping and fencing --------------------------------------------------------------
 
 
-@async_test
+@on_each_loop
 async def test_stop_cancels_work_and_fails_pending_calls() -> None:
     rt = runtime(Probe)
     rt.apply([start("p", "probe", 1), start("u", "probe", 2)])
@@ -479,7 +489,7 @@ async def test_stop_cancels_work_and_fails_pending_calls() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_newer_start_supersedes_older_and_stale_ones_are_ignored() -> None:
     rt = runtime(Probe)
     rt.apply([start("p", "probe", 1)])
@@ -496,7 +506,7 @@ async def test_newer_start_supersedes_older_and_stale_ones_are_ignored() -> None
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_a_waiting_start_that_is_stopped_meanwhile_never_runs() -> None:
     rt = runtime(Probe)
     rt.apply([start("p", "probe", 1)])
@@ -511,7 +521,7 @@ async def test_a_waiting_start_that_is_stopped_meanwhile_never_runs() -> None:
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_worker_that_will_not_stop_is_fatal_once() -> None:
     rt = runtime(Stubborn)
     rt.apply([start("a", "stubborn", 1), start("b", "stubborn", 2)])
@@ -536,7 +546,7 @@ async def test_worker_that_will_not_stop_is_fatal_once() -> None:
     assert len(JOURNAL.fatals) == 1
 
 
-@async_test
+@on_each_loop
 async def test_shutdown_twice() -> None:
     rt = runtime(Probe, Counter)
     rt.apply([start("p", "probe", 1), start("c", "counter", 2)])
@@ -562,7 +572,7 @@ def test_configuration_is_validated() -> None:
         WorkerRuntime(node="n1", kinds={"other": Probe}, reports=Journal(), lease_holds=bool)
 
 
-@async_test
+@on_each_loop
 async def test_a_large_batch_of_effects_is_applied_in_turns_and_in_order() -> None:
     """100k names given to a node at once must not stall its event loop: the runtime
     applies a turn's worth now and the rest in later turns, in order (a Stop queued
@@ -579,7 +589,7 @@ async def test_a_large_batch_of_effects_is_applied_in_turns_and_in_order() -> No
     await rt.shutdown()
 
 
-@async_test
+@on_each_loop
 async def test_on_finished_and_live_tasks_follow_the_code_that_may_run() -> None:
     """What a worker host reports to its control process (which fences on it): an
     activation is live from its Start until its task has ended, and ``on_finished`` says

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from registry.core.errors import LimitExceeded, RegistryError
 from registry.core.replica import BeginHandoff, Effect, Start, Stop, StopReason
 from registry.core.state import Activation, StartReason
+from registry.node.event_loop import run_loop
 from registry.node.gc_pauses import BulkFreezer, tune_gc
 from registry.node.hosts.calls import HostCalls, serve
 from registry.node.hosts.durable import (
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.setblocking(False)
     lease_sock = socket.socket(fileno=args.lease_fd)
     lease_sock.setblocking(False)
-    asyncio.run(Host(sock, lease_sock, init).run(kinds, hello))  # it says hello
+    run_loop(Host(sock, lease_sock, init).run(kinds, hello))  # it says hello
     logging.shutdown()
     if hello.error:
         os._exit(2)
