@@ -450,12 +450,13 @@ class Client:
         conn.start_cache()
         deadline = self._deadline(timeout)
         direct = conn.direct_stub(name)
-        if direct is not None and deadline > conn.now():
+        remaining = deadline - conn.now()
+        if direct is not None and remaining > 0:
             # Straight to the worker host, inline: at one call in flight a call is a few
             # hundred microseconds, and each layer of coroutines costs some of them.
             address, stub = direct
             try:
-                reply = await stub.Call(request, timeout=deadline - conn.now())
+                reply = await stub.Call(request, timeout=remaining)
             except (asyncio.CancelledError, grpc.aio.AioRpcError) as exc:
                 conn.after_direct(exc, name, f"call {name!r}", address, idempotent)
             else:
@@ -469,19 +470,19 @@ class Client:
             deadline,
             idempotent,
         )
-        self._conn.counters["calls"] += 1
-        there = self._conn.peers.node_at(address)
+        conn.counters["calls"] += 1
+        there = conn.peers.node_at(address)
         if reply.node and there and reply.node != there:
-            self._conn.counters["forwarded"] += 1
+            conn.counters["forwarded"] += 1
         else:
-            self._conn.counters["direct"] += 1
+            conn.counters["direct"] += 1
         if reply.call_address:  # the node ran it; its host serves the next call directly
-            self._conn.cache.learn_direct(name, reply.call_address)
-        elif address == self._conn.cache.direct(name):
+            conn.cache.learn_direct(name, reply.call_address)
+        elif address == conn.cache.direct(name):
             return bytes(reply.payload)
-        owner_address = self._conn.peers.nodes.get(reply.node)
+        owner_address = conn.peers.nodes.get(reply.node)
         if owner_address and owner_address != address:
-            self._conn.cache.hint(name, reply.node, owner_address)
+            conn.cache.hint(name, reply.node, owner_address)
         return bytes(reply.payload)
 
     async def cast(
